@@ -1,0 +1,1 @@
+"""LaneGuard's shared pieces: the `laneguard` command and the lane <-> server wire schema."""
