@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from product_db.codes import normalise_code
 from product_db.models import (
@@ -124,7 +124,7 @@ def import_records(
             )
         }
         latest_version: dict[str, int] = dict(
-            conn.execute(  # type: ignore[arg-type]
+            conn.execute(
                 select(_PACK.c.product_code, func.max(_PACK.c.version)).group_by(
                     _PACK.c.product_code
                 )
@@ -250,20 +250,20 @@ def list_products(
     )
     query = (
         select(Product, versions.c.version)
-        .outerjoin(versions, versions.c.product_code == Product.code)
-        .order_by(Product.name, Product.code)  # type: ignore[arg-type]
+        .outerjoin(versions, versions.c.product_code == col(Product.code))
+        .order_by(col(Product.name), col(Product.code))
     )
     if not include_inactive:
-        query = query.where(Product.active == True)  # noqa: E712
+        query = query.where(col(Product.active).is_(True))
     if category:
-        query = query.where(Product.category == category)
+        query = query.where(col(Product.category) == category)
     if search:
         pattern = f"%{search.lower()}%"
         query = query.where(
             or_(
                 func.lower(Product.name).like(pattern),
                 func.lower(Product.brand).like(pattern),
-                Product.code.like(f"%{search}%"),  # type: ignore[attr-defined]
+                col(Product.code).like(f"%{search}%"),
             )
         )
     if limit is not None:
@@ -298,19 +298,19 @@ def get_product(engine: Engine, code: str) -> ProductDetail:
         versions = list(
             session.execute(
                 select(PackagingVersion)
-                .where(PackagingVersion.product_code == key)
-                .order_by(PackagingVersion.version)  # type: ignore[arg-type]
+                .where(col(PackagingVersion.product_code) == key)
+                .order_by(col(PackagingVersion.version))
             ).scalars()
         )
         prices = list(
             session.execute(
                 select(PriceChange)
-                .where(PriceChange.product_code == key)
-                .order_by(PriceChange.changed_at, PriceChange.id)  # type: ignore[arg-type]
+                .where(col(PriceChange.product_code) == key)
+                .order_by(col(PriceChange.changed_at), col(PriceChange.id))
             ).scalars()
         )
         class_id = session.execute(
-            select(ClassMapEntry.class_id).where(ClassMapEntry.product_code == key)
+            select(col(ClassMapEntry.class_id)).where(col(ClassMapEntry.product_code) == key)
         ).scalar_one_or_none()
         latest = versions[-1].version if versions else None
         return ProductDetail(
@@ -326,5 +326,5 @@ def get_product(engine: Engine, code: str) -> ProductDetail:
 def class_map(engine: Engine) -> dict[int, str]:
     """Every class id ever assigned, with its product code (inactive products included)."""
     with Session(engine) as session:
-        rows = session.execute(select(ClassMapEntry.class_id, ClassMapEntry.product_code))
+        rows = session.execute(select(col(ClassMapEntry.class_id), col(ClassMapEntry.product_code)))
         return {int(class_id): code for class_id, code in rows}

@@ -57,10 +57,7 @@ class ParsedCatalog:
 
 
 def detect_format(path: Path, explicit: str | None = None) -> str:
-    if explicit:
-        fmt = explicit.lower()
-    else:
-        fmt = path.suffix.lower().lstrip(".")
+    fmt = explicit.lower() if explicit else path.suffix.lower().lstrip(".")
     if fmt not in ("csv", "json"):
         raise CatalogFileError(path, f"unknown format {fmt!r}: use a .csv or .json file")
     return fmt
@@ -84,8 +81,7 @@ def _validate_rows(
             parsed.rejected.append(
                 RejectedRow(
                     line,
-                    f"code {record.display_code} is the same product as "
-                    f"{location_word} {earlier}",
+                    f"code {record.display_code} is the same product as {location_word} {earlier}",
                     row,
                 )
             )
@@ -112,8 +108,9 @@ def _read_text(path: Path) -> str:
 
 def parse_csv_text(text: str, path: str | Path, default_currency: str = "EUR") -> ParsedCatalog:
     if not text.strip():
-        raise CatalogFileError(path, "file is empty: expected a header row such as "
-                               + ",".join(EXPORT_COLUMNS))
+        raise CatalogFileError(
+            path, "file is empty: expected a header row such as " + ",".join(EXPORT_COLUMNS)
+        )
     reader = csv.DictReader(io.StringIO(text, newline=""), restkey="__extra__")
     columns = [c.strip() for c in (reader.fieldnames or [])]
     if len(set(columns)) != len(columns):
@@ -171,9 +168,7 @@ def parse_json_text(text: str, path: str | Path, default_currency: str = "EUR") 
             continue
         unknown = sorted(set(item) - set(ALL_COLUMNS))
         if unknown:
-            structural.append(
-                RejectedRow(number, "unknown field(s): " + ", ".join(unknown), item)
-            )
+            structural.append(RejectedRow(number, "unknown field(s): " + ", ".join(unknown), item))
             continue
         items.append((number, item))
     parsed = _validate_rows(items, default_currency, "item")

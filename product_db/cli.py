@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import Engine
 
 from product_db.catalog import (
     ProductNotFoundError,
@@ -37,7 +38,7 @@ DB_OPTION = click.option(
 )
 
 
-def _engine(database_url: str | None):  # type: ignore[no-untyped-def]
+def _engine(database_url: str | None) -> Engine:
     engine = make_engine(database_url or database_url_from_env())
     create_tables(engine)
     return engine
@@ -52,14 +53,30 @@ def catalog() -> None:
 @catalog.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @DB_OPTION
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default=None,
-              help="File format (default: from the file name's extension).")
-@click.option("--skip-invalid", is_flag=True,
-              help="Import the good rows even if some are bad; bad rows go to a reject file.")
-@click.option("--rejects", type=click.Path(path_type=Path), default=None,
-              help="Where to write rejected rows (default: FILE.rejects.csv next to FILE).")
-@click.option("--currency", default="EUR", show_default=True,
-              help="Currency for rows that have no currency column.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default=None,
+    help="File format (default: from the file name's extension).",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Import the good rows even if some are bad; bad rows go to a reject file.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write rejected rows (default: FILE.rejects.csv next to FILE).",
+)
+@click.option(
+    "--currency",
+    default="EUR",
+    show_default=True,
+    help="Currency for rows that have no currency column.",
+)
 def import_command(
     file: Path,
     database_url: str | None,
@@ -80,9 +97,7 @@ def import_command(
     except CatalogFileError as exc:
         raise click.ClickException(str(exc)) from None
     if parsed.rejected and not skip_invalid:
-        click.echo(
-            f"{file}: {len(parsed.rejected)} bad row(s); nothing was imported:", err=True
-        )
+        click.echo(f"{file}: {len(parsed.rejected)} bad row(s); nothing was imported:", err=True)
         click.echo(parsed.describe_rejections(), err=True)
         click.echo("Fix them, or use --skip-invalid to import the good rows.", err=True)
         sys.exit(1)
@@ -99,10 +114,15 @@ def import_command(
 
 @catalog.command("export")
 @DB_OPTION
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output file (default: standard output).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file (default: standard output).",
+)
 def export_command(database_url: str | None, fmt: str, out: Path | None) -> None:
     """Export every product (inactive ones too) in a format `catalog import` reads back."""
     records = export_records(_engine(database_url))
@@ -186,8 +206,10 @@ def show_command(code: str, database_url: str | None, as_json: bool) -> None:
         return
     click.echo(f"{record.name}  ({record.brand})" if record.brand else record.name)
     click.echo(f"  code        {record.display_code}  (key {record.code}, {record.code_kind})")
-    click.echo(f"  price       {format_price(record.price_minor, record.currency)} "
-               f"{record.currency} per {'kg' if record.sold_by.value == 'weight' else 'item'}")
+    click.echo(
+        f"  price       {format_price(record.price_minor, record.currency)} "
+        f"{record.currency} per {'kg' if record.sold_by.value == 'weight' else 'item'}"
+    )
     click.echo(f"  category    {record.category or '-'}")
     click.echo(f"  age check   {'yes' if record.age_restricted else 'no'}")
     click.echo(f"  active      {'yes' if record.active else 'no'}")

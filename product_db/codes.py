@@ -116,9 +116,7 @@ class PLU:
             return cls(code=text)
         if len(text) == 5:
             if not text.startswith(PLU_ORGANIC_PREFIX):
-                raise InvalidCodeError(
-                    raw, "a 5-digit PLU must start with 9 (the organic prefix)"
-                )
+                raise InvalidCodeError(raw, "a 5-digit PLU must start with 9 (the organic prefix)")
             return cls(code=text)
         raise InvalidCodeError(raw, f"a PLU has 4 digits, or 5 for organic; got {len(text)}")
 
@@ -159,8 +157,7 @@ def parse_code(raw: object) -> ProductCode:
         return GTIN.parse(text)
     raise InvalidCodeError(
         raw,
-        f"{len(text)} digits is neither a PLU (4, or 5 for organic) "
-        "nor a GTIN (8, 12, 13 or 14)",
+        f"{len(text)} digits is neither a PLU (4, or 5 for organic) nor a GTIN (8, 12, 13 or 14)",
     )
 
 

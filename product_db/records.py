@@ -82,9 +82,9 @@ class ProductRecord:
             "sold_by": self.sold_by.value,
             "age_restricted": "true" if self.age_restricted else "false",
             "active": "true" if self.active else "false",
-            "packaging_version": "" if self.packaging_version is None else str(
-                self.packaging_version
-            ),
+            "packaging_version": ""
+            if self.packaging_version is None
+            else str(self.packaging_version),
         }
 
     def as_dict(self) -> dict[str, object]:
@@ -105,8 +105,10 @@ def check_columns(columns: list[str]) -> None:
         problems.append("missing column(s): " + ", ".join(missing))
     if unknown:
         problems.append(
-            "unknown column(s): " + ", ".join(repr(c) for c in unknown)
-            + "; allowed: " + ", ".join(ALL_COLUMNS)
+            "unknown column(s): "
+            + ", ".join(repr(c) for c in unknown)
+            + "; allowed: "
+            + ", ".join(ALL_COLUMNS)
         )
     if problems:
         raise InvalidRowError("; ".join(problems))

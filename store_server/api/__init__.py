@@ -1,0 +1,1 @@
+"""The store server's JSON API, one router per resource."""

@@ -1,0 +1,1 @@
+"""The manager's web console: server-rendered pages, usable on a tablet."""

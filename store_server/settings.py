@@ -1,0 +1,26 @@
+"""The store server's settings (YAML file and LANEGUARD_* environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from product_db.db import DEFAULT_DATABASE_URL
+
+
+class StoreSettings(BaseSettings):
+    """Everything the store server can be told. Each default suits a single-store demo."""
+
+    model_config = SettingsConfigDict(env_prefix="LANEGUARD_", extra="forbid")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLite file (default) or postgresql://user@host/db for larger stores",
+    )
+    data_dir: Path = Field(default=Path("data"), description="evidence images, models, samples")
+    host: str = Field(default="127.0.0.1", description="address to listen on")
+    port: int = Field(default=8000, ge=1, le=65535)
+    store_name: str = Field(default="LaneGuard demo store")
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
