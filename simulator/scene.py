@@ -1,0 +1,179 @@
+"""Rendering a scenario into camera frames, with per-frame ground-truth boxes.
+
+The lane background (belt, scanner glass, bagging plate) and the scenario's lighting and noise
+are prepared once; each frame then only warps and blends the few sprites in view, so a frame
+costs a few milliseconds on one core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from random import Random
+
+import cv2
+import numpy as np
+
+from simulator.props import hand_sprite, non_merchandise_sprite
+from simulator.scenario import CLASS_IDS, Actor, LaneLayout, Scenario
+from simulator.sprites import Sprite, composite, place
+from simulator.world import World
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """Per-scenario camera conditions."""
+
+    gain: float  # overall brightness
+    white_balance: tuple[float, float, float]  # B, G, R multipliers
+    noise_sigma: float
+    jpeg_quality: int | None  # None: no extra compression artefacts
+    blur: bool
+
+    @classmethod
+    def random(cls, rng: Random, jpeg: bool = False) -> Look:
+        warm = rng.uniform(-0.12, 0.12)
+        return cls(
+            gain=rng.uniform(0.75, 1.2),
+            white_balance=(1 - warm, 1.0, 1 + warm),
+            noise_sigma=rng.uniform(2.0, 7.0),
+            jpeg_quality=rng.randint(35, 90) if jpeg else None,
+            blur=True,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """One object in one frame: class, box (x1, y1, x2, y2), track id, product code."""
+
+    track_id: int
+    cls: int
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+    visible: float  # share of the object's pixels not covered by others
+    code: str | None = None
+
+    def as_list(self) -> list[object]:
+        return [self.track_id, self.cls, self.x1, self.y1, self.x2, self.y2,
+                round(self.visible, 3), self.code]  # fmt: skip
+
+
+def lane_background(layout: LaneLayout, rng: Random) -> np.ndarray:
+    """Counter, belt, scanner glass and bagging plate, seen from above."""
+    w, h = layout.width, layout.height
+    frame = np.empty((h, w, 3), np.uint8)
+    counter = np.array([rng.randint(150, 200), rng.randint(150, 200), rng.randint(140, 190)])
+    frame[:] = counter
+    top, bottom = layout.lane_top, layout.lane_bottom
+    left, right = layout.scan_x
+    belt = rng.randint(35, 60)
+    frame[top:bottom, right:] = (belt, belt, belt + 4)
+    texture = np.random.default_rng(rng.randrange(2**31)).integers(-6, 7, (bottom - top, w - right))
+    frame[top:bottom, right:] = np.clip(frame[top:bottom, right:] + texture[..., None], 0, 255)
+    for x in range(right + 10, w, 26):
+        cv2.line(frame, (x, top), (x, bottom), (belt + 12,) * 3, 1)
+    frame[top:bottom, left:right] = (120, 124, 128)  # steel around the scanner
+    sx, sy = layout.scanner_centre
+    gw, gh = int((right - left) * 0.55), int((bottom - top) * 0.4)
+    cv2.rectangle(frame, (int(sx - gw / 2), int(sy - gh / 2)), (int(sx + gw / 2), int(sy + gh / 2)),
+                  (40, 38, 30), -1)  # fmt: skip
+    cv2.line(frame, (int(sx - gw / 2) + 6, int(sy)), (int(sx + gw / 2) - 6, int(sy)),
+             (40, 40, 200), 1)  # fmt: skip
+    plate = rng.randint(170, 215)
+    frame[top:bottom, :left] = (plate, plate, plate - 5)
+    cv2.line(frame, (left, top), (left, bottom), (90, 90, 90), 2)
+    cv2.line(frame, (0, top), (w, top), (70, 70, 70), 2)
+    cv2.line(frame, (0, bottom), (w, bottom), (70, 70, 70), 2)
+    return frame
+
+
+class SceneRenderer:
+    """Renders frames of one scenario: ``render(i)`` returns (frame, boxes)."""
+
+    def __init__(self, scenario: Scenario, world: World, look: Look | None = None) -> None:
+        self.scenario = scenario
+        self.world = world
+        rng = Random(f"look:{scenario.kind}:{scenario.seed}")
+        self.look = look or Look.random(rng)
+        layout = scenario.layout
+        background = lane_background(layout, rng).astype(np.float32)
+        background *= np.array(self.look.white_balance, np.float32) * self.look.gain
+        self.background = np.clip(background, 0, 255).astype(np.uint8)
+        noise_rng = np.random.default_rng(scenario.seed)
+        tile = noise_rng.normal(0, self.look.noise_sigma, (layout.height + 64, layout.width + 64, 3))
+        self._noise_pos = np.clip(tile, 0, 255).astype(np.uint8)
+        self._noise_neg = np.clip(-tile, 0, 255).astype(np.uint8)
+        self._sprites: dict[int, Sprite] = {}
+        self._colour = np.array(self.look.white_balance, np.float32) * self.look.gain
+        self._actors = sorted(scenario.actors, key=lambda a: a.z)
+
+    def sprite_for(self, actor: Actor) -> Sprite:
+        """The actor's look, scaled to its size in the frame and lit like the scene (cached)."""
+        cached = self._sprites.get(actor.actor_id)
+        if cached is not None:
+            return cached
+        if actor.role == "product":
+            assert actor.code is not None
+            product = self.world.by_code[actor.code]
+            base = self.world.sprite(product, actor.packaging_version, Random(actor.variant))
+        elif actor.role == "hand":
+            base = hand_sprite(actor.variant)
+        else:
+            base = non_merchandise_sprite(actor.kind or "phone", actor.variant)
+        scaled = base.scaled_to(actor.size)
+        lit = np.clip(scaled.bgr.astype(np.float32) * self._colour, 0, 255).astype(np.uint8)
+        sprite = Sprite(lit, scaled.alpha)
+        self._sprites[actor.actor_id] = sprite
+        return sprite
+
+    def render(self, index: int) -> tuple[np.ndarray, list[Box]]:
+        scenario, layout = self.scenario, self.scenario.layout
+        t = index / scenario.fps
+        dt = 1.0 / scenario.fps
+        frame = self.background.copy()
+        labels = np.zeros((layout.height, layout.width), np.uint8)
+        drawn: list[tuple[Actor, int, tuple[int, int, int, int], int]] = []
+        for actor in self._actors:
+            pose = actor.pose(t)
+            if pose is None:
+                continue
+            motion = (0.0, 0.0)
+            if self.look.blur:
+                before = actor.pose(max(actor.t_start, t - dt))
+                if before is not None:
+                    motion = (pose.x - before.x, pose.y - before.y)
+            placed = place(self.sprite_for(actor), (pose.x, pose.y), pose.angle, pose.scale,
+                           (layout.width, layout.height), motion)  # fmt: skip
+            if placed is None:
+                continue
+            covered = composite(frame, placed)
+            total = int(covered.sum())
+            if total == 0:
+                continue
+            h, w = covered.shape
+            label_roi = labels[placed.y0 : placed.y0 + h, placed.x0 : placed.x0 + w]
+            label_roi[covered] = len(drawn) + 1
+            drawn.append((actor, total, placed.box, len(drawn) + 1))
+        frame = cv2.add(frame, self._noise_pos[(index * 7) % 64 :][: layout.height,
+                                               (index * 13) % 64 :][:, : layout.width])  # fmt: skip
+        frame = cv2.subtract(frame, self._noise_neg[(index * 11) % 64 :][: layout.height,
+                                                    (index * 5) % 64 :][:, : layout.width])  # fmt: skip
+        if self.look.jpeg_quality is not None:
+            ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.look.jpeg_quality])
+            if ok:
+                frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        counts = np.bincount(labels.ravel(), minlength=len(drawn) + 1)
+        boxes = []
+        for actor, total, (x1, y1, x2, y2), label in drawn:
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            boxes.append(Box(actor.actor_id, CLASS_IDS[actor.role], x1, y1, x2, y2,
+                             min(1.0, counts[label] / total), actor.code))  # fmt: skip
+        return frame, boxes
+
+    def frames(self):  # type: ignore[no-untyped-def]
+        """Every frame of the scenario in order: (index, frame, boxes)."""
+        for index in range(self.scenario.n_frames):
+            frame, boxes = self.render(index)
+            yield index, frame, boxes
