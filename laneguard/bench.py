@@ -48,8 +48,28 @@ def _markdown_row_catalog(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _sim_render() -> dict[str, Any]:
+    from simulator import benchmark
+
+    return benchmark.run()
+
+
+def _markdown_sim(result: dict[str, Any]) -> list[str]:
+    verdict = "yes" if result["meets_target"] else "NO"
+    return [
+        "| benchmark | measured | target | met |",
+        "|---|---|---|---|",
+        f"| simulator rendering, {result['resolution']}, 1 thread | "
+        f"{result['frames_per_second']} frames/s ({result['ms_per_frame']} ms) | "
+        f">= {result['target_fps']} frames/s | {verdict} |",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
-BENCHMARKS = {"catalog-import": (_catalog_import, _markdown_row_catalog)}
+BENCHMARKS = {
+    "catalog-import": (_catalog_import, _markdown_row_catalog),
+    "sim-render": (_sim_render, _markdown_sim),
+}
 
 
 def _write(out: Path, name: str, result: dict[str, Any], table: list[str]) -> None:
@@ -75,6 +95,16 @@ def catalog_import_command(rows: int, out: Path) -> None:
     """Import a synthetic catalog of ROWS products into a fresh SQLite database."""
     result = _catalog_import(rows)
     _write(out, "catalog-import", result, _markdown_row_catalog(result))
+
+
+@bench.command("sim-render")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True
+)
+def sim_render_command(out: Path) -> None:
+    """Render a minute of simulated lane video on one thread."""
+    result = _sim_render()
+    _write(out, "sim-render", result, _markdown_sim(result))
 
 
 @bench.command("all")

@@ -16,6 +16,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "product_db.cli:catalog",
         "Product catalog: import price files, export, list and look up products.",
     ),
+    "sim": (
+        "simulator.cli:sim",
+        "Simulated checkout: scenarios with ground truth, training data, a live lane feed.",
+    ),
     "server": (
         "store_server.cli:server",
         "Store server: the service lanes report to and the manager's web console.",

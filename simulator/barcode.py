@@ -12,14 +12,44 @@ import numpy as np
 
 from product_db.codes import GTIN
 
-_L_CODES = ("0001101", "0011001", "0010011", "0111101", "0100011",
-            "0110001", "0101111", "0111011", "0110111", "0001011")  # fmt: skip
+_L_CODES = (
+    "0001101",
+    "0011001",
+    "0010011",
+    "0111101",
+    "0100011",
+    "0110001",
+    "0101111",
+    "0111011",
+    "0110111",
+    "0001011",
+)
 _R_CODES = tuple("".join("1" if b == "0" else "0" for b in code) for code in _L_CODES)
 _G_CODES = tuple(code[::-1] for code in _R_CODES)
-_EAN13_PARITY = ("LLLLLL", "LLGLGG", "LLGGLG", "LLGGGL", "LGLLGG",
-                 "LGGLLG", "LGGGLG", "LGLGLG", "LGLGGL", "LGGLGL")  # fmt: skip
-_ITF_PATTERNS = ("nnwwn", "wnnnw", "nwnnw", "wwnnn", "nnwnw",
-                 "wnwnn", "nwwnn", "nnnww", "wnnwn", "nwnwn")  # fmt: skip
+_EAN13_PARITY = (
+    "LLLLLL",
+    "LLGLGG",
+    "LLGGLG",
+    "LLGGGL",
+    "LGLLGG",
+    "LGGLLG",
+    "LGGGLL",
+    "LGLGLG",
+    "LGLGGL",
+    "LGGLGL",
+)
+_ITF_PATTERNS = (
+    "nnwwn",
+    "wnnnw",
+    "nwnnw",
+    "wwnnn",
+    "nnwnw",
+    "wnwnn",
+    "nwwnn",
+    "nnnww",
+    "wnnwn",
+    "nwnwn",
+)
 _GUARD, _CENTRE = "101", "01010"
 QUIET_MODULES = 11  # GS1 minimum quiet zone for EAN-13 (left); used on both sides
 

@@ -38,8 +38,22 @@ _CANVAS = {
 
 _SHAPE_WORDS = (
     ("can", ("can",)),
-    ("bottle", ("bottle", "wine", "ale", "lager", "water", "oil", "ketchup", "shampoo",
-                "soap", "detergent", "cola")),  # fmt: skip
+    (
+        "bottle",
+        (
+            "bottle",
+            "wine",
+            "ale",
+            "lager",
+            "water",
+            "oil",
+            "ketchup",
+            "shampoo",
+            "soap",
+            "detergent",
+            "cola",
+        ),
+    ),
     ("carton", ("milk", "juice", "cream", "yoghurt")),
     ("bag", ("crisps", "peas", "peanuts", "rice", "oats", "coffee", "bag")),
     ("tray", ("eggs", "buns", "fingers", "tray")),
@@ -86,8 +100,9 @@ def design_for(code: str, version: int) -> Design:
     rng = seeded_rng("design", code, version)
     hue = rng.random()
     background = _bgr_from_hsv(hue, rng.uniform(0.35, 0.95), rng.uniform(0.45, 0.95))
-    accent = _bgr_from_hsv(hue + rng.uniform(0.25, 0.75), rng.uniform(0.5, 1.0),
-                           rng.uniform(0.3, 1.0))  # fmt: skip
+    accent = _bgr_from_hsv(
+        hue + rng.uniform(0.25, 0.75), rng.uniform(0.5, 1.0), rng.uniform(0.3, 1.0)
+    )
     luminance = 0.114 * background[0] + 0.587 * background[1] + 0.299 * background[2]
     ink = (20, 20, 20) if luminance > 140 else (245, 245, 245)
     return Design(
@@ -157,8 +172,16 @@ def _logo(canvas: np.ndarray, kind: str, centre: tuple[int, int], r: int, colour
         cv2.line(canvas, (cx - r, cy + r // 2), (cx + r // 2, cy - r // 3), (255, 255, 255), 2)
 
 
-def _put_text_fit(canvas: np.ndarray, text: str, org_y: int, max_w: int, x: int,
-                  scale: float, colour: tuple, thickness: int) -> int:  # fmt: skip
+def _put_text_fit(
+    canvas: np.ndarray,
+    text: str,
+    org_y: int,
+    max_w: int,
+    x: int,
+    scale: float,
+    colour: tuple,
+    thickness: int,
+) -> int:
     text = ascii_text(text)
     font = cv2.FONT_HERSHEY_DUPLEX
     (tw, th), _ = cv2.getTextSize(text, font, scale, thickness)
@@ -187,21 +210,30 @@ def _shape_mask(shape: str, h: int, w: int, rng: Random) -> np.ndarray:
         cv2.ellipse(mask, (w - 12, h // 2), (12, h // 2), 0, 0, 360, 255, -1, cv2.LINE_AA)
     elif shape == "bottle":
         neck_w = int(w * 0.22)
-        body = np.array([[0, 10], [w - neck_w - 40, 10], [w - neck_w, h // 2 - h // 6],
-                         [w, h // 2 - h // 9], [w, h // 2 + h // 9],
-                         [w - neck_w, h // 2 + h // 6], [w - neck_w - 40, h - 10],
-                         [0, h - 10]], np.int32)  # fmt: skip
+        body = np.array(
+            [
+                [0, 10],
+                [w - neck_w - 40, 10],
+                [w - neck_w, h // 2 - h // 6],
+                [w, h // 2 - h // 9],
+                [w, h // 2 + h // 9],
+                [w - neck_w, h // 2 + h // 6],
+                [w - neck_w - 40, h - 10],
+                [0, h - 10],
+            ],
+            np.int32,
+        )
         cv2.fillPoly(mask, [body], 255, cv2.LINE_AA)
     else:  # bag: pillow with crimped ends
         inset = 18
         cv2.rectangle(mask, (6, inset), (w - 6, h - inset), 255, -1)
         teeth = np.arange(6, w - 6, 12)
         for y_edge, sign in ((inset, -1), (h - inset, 1)):
-            pts = [[6, y_edge]]
+            crimp = [[6, y_edge]]
             for i, x in enumerate(teeth):
-                pts.append([int(x), y_edge + sign * (inset - 2 if i % 2 else 4)])
-            pts.append([w - 6, y_edge])
-            cv2.fillPoly(mask, [np.array(pts, np.int32)], 255, cv2.LINE_AA)
+                crimp.append([int(x), y_edge + sign * (inset - 2 if i % 2 else 4)])
+            crimp.append([w - 6, y_edge])
+            cv2.fillPoly(mask, [np.array(crimp, np.int32)], 255, cv2.LINE_AA)
     return mask
 
 
@@ -209,7 +241,9 @@ def _shading(shape: str, h: int, w: int) -> np.ndarray:
     """Multiplicative light falloff that makes round packaging look round."""
     if shape in ("can", "bottle"):
         ys = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
-        shade = 0.62 + 0.45 * np.sqrt(np.clip(1 - ys**2, 0, 1)) + 0.12 * np.exp(-((ys + 0.4) ** 2) * 30)
+        shade = (
+            0.62 + 0.45 * np.sqrt(np.clip(1 - ys**2, 0, 1)) + 0.12 * np.exp(-((ys + 0.4) ** 2) * 30)
+        )
         return np.repeat(shade, w, axis=1)
     if shape == "bag":
         ys = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
@@ -263,8 +297,15 @@ def render_product(code: str, version: int, name: str, brand: str, category: str
     return Sprite(shaded.astype(np.uint8), mask)
 
 
-def _draw_texts(canvas: np.ndarray, design: Design, rng: Random, name: str, brand: str,
-                area: tuple[int, int, int, int], shape: str) -> None:  # fmt: skip
+def _draw_texts(
+    canvas: np.ndarray,
+    design: Design,
+    rng: Random,
+    name: str,
+    brand: str,
+    area: tuple[int, int, int, int],
+    shape: str,
+) -> None:
     """Brand band, name panel and logo, stacked inside ``area`` (x0, y0, x1, y1)."""
     x0, y0, x1, y1 = area
     margin = 14 if shape not in ("can", "bottle", "bag") else 24
@@ -278,14 +319,31 @@ def _draw_texts(canvas: np.ndarray, design: Design, rng: Random, name: str, bran
     cv2.rectangle(canvas, (x0, band_y), (x1, band_y + band_h), design.accent, -1)
     luminance = 0.114 * design.accent[0] + 0.587 * design.accent[1] + 0.299 * design.accent[2]
     band_ink = (15, 15, 15) if luminance > 140 else (250, 250, 250)
-    _put_text_fit(canvas, brand or "Fresh", band_y + band_h // 5, inner_x1 - inner_x0,
-                  inner_x0, 1.3 * design.text_scale, band_ink, 2)  # fmt: skip
+    _put_text_fit(
+        canvas,
+        brand or "Fresh",
+        band_y + band_h // 5,
+        inner_x1 - inner_x0,
+        inner_x0,
+        1.3 * design.text_scale,
+        band_ink,
+        2,
+    )
     panel_y = band_y + band_h + 8 if design.band_top else y0 + 6
-    cv2.rectangle(canvas, (inner_x0 - 6, panel_y), (inner_x1 + 6, panel_y + panel_h),
-                  (245, 245, 245), -1)  # fmt: skip
-    _put_text_fit(canvas, name, panel_y + panel_h // 5, inner_x1 - inner_x0, inner_x0,
-                  0.9 * design.text_scale, (25, 25, 25), 2)  # fmt: skip
-    free_y0 = panel_y + panel_h + 6 if design.band_top else panel_y + panel_h + 6
+    cv2.rectangle(
+        canvas, (inner_x0 - 6, panel_y), (inner_x1 + 6, panel_y + panel_h), (245, 245, 245), -1
+    )
+    _put_text_fit(
+        canvas,
+        name,
+        panel_y + panel_h // 5,
+        inner_x1 - inner_x0,
+        inner_x0,
+        0.9 * design.text_scale,
+        (25, 25, 25),
+        2,
+    )
+    free_y0 = panel_y + panel_h + 6
     free_y1 = y1 - 4 if design.band_top else band_y - 6
     logo_r = int(min(free_y1 - free_y0, inner_x1 - inner_x0) * 0.4)
     if logo_r >= 8:

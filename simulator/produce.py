@@ -99,7 +99,7 @@ def synthetic_sprite(plu: str, variant: int) -> Sprite:
     look = seeded_rng("produce-look", plu)
     rng = seeded_rng("produce-item", plu, variant)
     hue = look.random() * 180
-    base = np.uint8([[[hue, look.uniform(120, 230), look.uniform(120, 230)]]])
+    base = np.array([[[hue, look.uniform(120, 230), look.uniform(120, 230)]]], np.uint8)
     colour = cv2.cvtColor(base, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
     elongation = look.uniform(0.5, 1.0)
     size = int(rng.uniform(110, 150))
@@ -118,8 +118,9 @@ def synthetic_sprite(plu: str, variant: int) -> Sprite:
     return Sprite(image, mask)
 
 
-def produce_sprite(plu: str, rng: Random, photos: ProducePhotos | None,
-                   splits: tuple[str, ...] = ("train",)) -> Sprite:  # fmt: skip
+def produce_sprite(
+    plu: str, rng: Random, photos: ProducePhotos | None, splits: tuple[str, ...] = ("train",)
+) -> Sprite:
     """One produce item of ``plu``: a real photo when available, else the synthetic look."""
     variant = rng.randrange(4)
     if photos is not None:

@@ -44,8 +44,9 @@ def non_merchandise_sprite(kind: str, variant: int) -> Sprite:
     rng = seeded_rng("nonmerch", kind, variant)
     if kind == "phone":
         h, w = 150, 76
-        image = np.full((h, w, 3), rng.choice([(30, 30, 30), (200, 200, 205), (90, 60, 40)]),
-                        np.uint8)  # fmt: skip
+        image = np.full(
+            (h, w, 3), rng.choice([(30, 30, 30), (200, 200, 205), (90, 60, 40)]), np.uint8
+        )
         screen = (rng.randint(40, 255), rng.randint(40, 255), rng.randint(40, 255))
         cv2.rectangle(image, (5, 10), (w - 6, h - 11), screen, -1)
         for y in range(25, h - 20, 22):

@@ -198,8 +198,9 @@ class Scenario:
     @property
     def true_items(self) -> list[str]:
         """Catalog keys of every item that crossed into bagging, in crossing order."""
-        crossed = sorted((a for a in self.items if a.crossed_at is not None),
-                         key=lambda a: a.crossed_at or 0.0)  # fmt: skip
+        crossed = sorted(
+            (a for a in self.items if a.crossed_at is not None), key=lambda a: a.crossed_at or 0.0
+        )
         return [a.code for a in crossed if a.code]
 
     @property
@@ -236,9 +237,10 @@ class Scenario:
                 for a in self.items
             ],
             "non_merchandise": [
-                {"track_id": a.actor_id, "kind": a.kind} for a in self.actors
+                {"track_id": a.actor_id, "kind": a.kind}
+                for a in self.actors
                 if a.role == "non_merchandise"
-            ],  # fmt: skip
+            ],
             "scans": [asdict(s) for s in self.scans],
             "pos_events": [asdict(p) for p in self.pos_events],
             "expected_alerts": [asdict(a) for a in self.expected_alerts],
@@ -297,8 +299,9 @@ class _Builder:
         t_scan = t + dwell * rng.uniform(0.3, 0.7)
         wiggle = rng.uniform(-25, 25)
         t += dwell
-        frames.append(Keyframe(t, sx + rng.uniform(-20, 20), scan_y + rng.uniform(-15, 15),
-                               angle + wiggle))  # fmt: skip
+        frames.append(
+            Keyframe(t, sx + rng.uniform(-20, 20), scan_y + rng.uniform(-15, 15), angle + wiggle)
+        )
         hover = rng.random() < 0.15 if hover is None else hover
         if hover:  # towards bagging and back without crossing: must not count
             t += rng.uniform(0.25, 0.4)
@@ -306,8 +309,10 @@ class _Builder:
             t += rng.uniform(0.25, 0.4)
             frames.append(Keyframe(t, sx - 10, scan_y + rng.uniform(-20, 20), angle))
         t += rng.uniform(0.3, 0.45)
-        bag_x, bag_y = left * rng.uniform(0.35, 0.6), rng.uniform(lay.lane_top + 60,
-                                                                  lay.lane_bottom - 60)  # fmt: skip
+        bag_x, bag_y = (
+            left * rng.uniform(0.35, 0.6),
+            rng.uniform(lay.lane_top + 60, lay.lane_bottom - 60),
+        )
         frames.append(Keyframe(t, bag_x, bag_y, angle + wiggle * 2))
         crossed = self._crossing_time(frames, left)
         reenter = rng.random() < 0.05 if reenter is None else reenter
@@ -332,7 +337,7 @@ class _Builder:
             crossed_at=crossed,
         )
         self.actors.append(actor)
-        self._add_hand(frames[1].t, frames[-2].t if not reenter else frames[-2].t, actor)
+        self._add_hand(frames[1].t, frames[-2].t, actor)
         self._stage_scan(actor, product, behaviour, scanned_as, quantity, t_scan)
         self.clock = frames[1].t + rng.uniform(0.9, 1.5)  # next item enters while this scans
         self.clock = max(self.clock, frames[2].t + 0.2)
@@ -365,25 +370,48 @@ class _Builder:
         frames += [Keyframe(k.t, k.x + offset_x, k.y + offset_y, -15) for k in holding]
         last = holding[-1]
         frames.append(Keyframe(last.t + 0.4, last.x + 60, self.layout.height + 90, -60))
-        self.actors.append(Actor(self._next_id(), "hand", frames, z=20, variant=item.variant % 7,
-                                 size=rng.randint(120, 150)))  # fmt: skip
+        self.actors.append(
+            Actor(
+                self._next_id(),
+                "hand",
+                frames,
+                z=20,
+                variant=item.variant % 7,
+                size=rng.randint(120, 150),
+            )
+        )
 
-    def _stage_scan(self, actor: Actor, product: SimProduct, behaviour: Behaviour,
-                    scanned_as: SimProduct | None, quantity: int, t_scan: float) -> None:  # fmt: skip
+    def _stage_scan(
+        self,
+        actor: Actor,
+        product: SimProduct,
+        behaviour: Behaviour,
+        scanned_as: SimProduct | None,
+        quantity: int,
+        t_scan: float,
+    ) -> None:
         source: Literal["scanner", "keypad"] = "keypad" if product.is_produce else "scanner"
         weight = self.rng.randint(150, 1500) if product.is_produce else None
         crossed = actor.crossed_at if actor.crossed_at is not None else t_scan
         if behaviour in ("honest",):
-            self.scans.append(ScanEvent(round(t_scan, 3), product.display_code, quantity,
-                                        source, weight))  # fmt: skip
+            self.scans.append(
+                ScanEvent(round(t_scan, 3), product.display_code, quantity, source, weight)
+            )
         elif behaviour in ("ticket_switch", "plu_swap"):
             assert scanned_as is not None
-            self.scans.append(ScanEvent(round(t_scan, 3), scanned_as.display_code, 1, source,
-                                        weight))  # fmt: skip
+            self.scans.append(
+                ScanEvent(round(t_scan, 3), scanned_as.display_code, 1, source, weight)
+            )
             self.alerts.append(
-                ExpectedAlert("switch", round(crossed, 3), actor.actor_id, product.code,
-                              scanned_as.code, "plu" if behaviour == "plu_swap" else "ticket")
-            )  # fmt: skip
+                ExpectedAlert(
+                    "switch",
+                    round(crossed, 3),
+                    actor.actor_id,
+                    product.code,
+                    scanned_as.code,
+                    "plu" if behaviour == "plu_swap" else "ticket",
+                )
+            )
         elif behaviour in ("skip_scan", "stacked"):
             self.alerts.append(
                 ExpectedAlert("unscanned_item", round(crossed, 3), actor.actor_id, product.code)
@@ -397,22 +425,33 @@ class _Builder:
         dx, dy = rng.uniform(-12, 12), rng.uniform(-12, 12)
         frames = [Keyframe(k.t, k.x + dx, k.y + dy, k.angle + 20) for k in top.keyframes]
         hidden_actor = Actor(
-            actor_id=self._next_id(), role="product", keyframes=frames, z=5,
-            code=hidden.code, display_code=hidden.display_code,
-            variant=rng.randrange(1000), size=int(top.size * rng.uniform(0.6, 0.75)),
-            behaviour="stacked", crossed_at=self._crossing_time(frames, self.layout.scan_x[0]),
-        )  # fmt: skip
+            actor_id=self._next_id(),
+            role="product",
+            keyframes=frames,
+            z=5,
+            code=hidden.code,
+            display_code=hidden.display_code,
+            variant=rng.randrange(1000),
+            size=int(top.size * rng.uniform(0.6, 0.75)),
+            behaviour="stacked",
+            crossed_at=self._crossing_time(frames, self.layout.scan_x[0]),
+        )
         self.actors.append(hidden_actor)
         self.alerts.append(
-            ExpectedAlert("unscanned_item", round(hidden_actor.crossed_at or 0.0, 3),
-                          hidden_actor.actor_id, hidden.code)
-        )  # fmt: skip
+            ExpectedAlert(
+                "unscanned_item",
+                round(hidden_actor.crossed_at or 0.0, 3),
+                hidden_actor.actor_id,
+                hidden.code,
+            )
+        )
 
     def add_scan_without_item(self, product: SimProduct) -> None:
         t = self.clock + 0.5
         self.scans.append(ScanEvent(round(t, 3), product.display_code))
-        self.alerts.append(ExpectedAlert("scan_without_item", round(t, 3),
-                                         scanned_code=product.code))  # fmt: skip
+        self.alerts.append(
+            ExpectedAlert("scan_without_item", round(t, 3), scanned_code=product.code)
+        )
         self.clock = t + 0.8
 
     def add_distractor(self, kind: str) -> None:
@@ -423,17 +462,30 @@ class _Builder:
         sx, _ = lay.scanner_centre
         angle = rng.uniform(-60, 60)
         if rng.random() < 0.5:  # placed on the scanner by the customer, then taken back
-            frames = [Keyframe(t0, lay.width + 100, y, angle),
-                      Keyframe(t0 + 0.7, sx + rng.uniform(-30, 60), y, angle),
-                      Keyframe(t0 + 1.6, sx + rng.uniform(-30, 60), y, angle + 10),
-                      Keyframe(t0 + 2.3, lay.width + 100, y, angle)]  # fmt: skip
+            frames = [
+                Keyframe(t0, lay.width + 100, y, angle),
+                Keyframe(t0 + 0.7, sx + rng.uniform(-30, 60), y, angle),
+                Keyframe(t0 + 1.6, sx + rng.uniform(-30, 60), y, angle + 10),
+                Keyframe(t0 + 2.3, lay.width + 100, y, angle),
+            ]
         else:  # slides along the lane edge into the bagging area (a bag, a receipt)
             edge = lay.lane_top + 30 if rng.random() < 0.5 else lay.lane_bottom - 30
-            frames = [Keyframe(t0, lay.width + 100, edge, angle),
-                      Keyframe(t0 + 1.8, lay.scan_x[0] * 0.4, edge, angle + 20),
-                      Keyframe(t0 + 2.6, -120, edge, angle + 30)]  # fmt: skip
-        self.actors.append(Actor(self._next_id(), "non_merchandise", frames, z=8, kind=kind,
-                                 variant=rng.randrange(4), size=rng.randint(90, 150)))  # fmt: skip
+            frames = [
+                Keyframe(t0, lay.width + 100, edge, angle),
+                Keyframe(t0 + 1.8, lay.scan_x[0] * 0.4, edge, angle + 20),
+                Keyframe(t0 + 2.6, -120, edge, angle + 30),
+            ]
+        self.actors.append(
+            Actor(
+                self._next_id(),
+                "non_merchandise",
+                frames,
+                z=8,
+                kind=kind,
+                variant=rng.randrange(4),
+                size=rng.randint(90, 150),
+            )
+        )
         self.clock = t0 + rng.uniform(0.6, 1.2)
 
     # -- assembly ---------------------------------------------------------------------------
@@ -441,24 +493,34 @@ class _Builder:
         end_items = max((a.t_end for a in self.actors), default=self.clock)
         scans_end = max((s.t for s in self.scans), default=0.0)
         t_end = max(end_items, scans_end) + 0.4
-        pos = [PosEvent(0.2, "transaction_start"), PosEvent(round(t_end, 3), "transaction_end"),
-               PosEvent(round(t_end + 0.8, 3), "payment")]  # fmt: skip
+        pos = [
+            PosEvent(0.2, "transaction_start"),
+            PosEvent(round(t_end, 3), "transaction_end"),
+            PosEvent(round(t_end + 0.8, 3), "payment"),
+        ]
         self.scans.sort(key=lambda s: s.t)
         self.alerts.sort(key=lambda a: a.t)
         return Scenario(
-            kind=self.kind, seed=self.seed, fps=self.fps, layout=self.layout,
-            actors=self.actors, scans=self.scans, pos_events=pos,
-            expected_alerts=self.alerts, duration=t_end + 1.2,
+            kind=self.kind,
+            seed=self.seed,
+            fps=self.fps,
+            layout=self.layout,
+            actors=self.actors,
+            scans=self.scans,
+            pos_events=pos,
+            expected_alerts=self.alerts,
+            duration=t_end + 1.2,
             new_products=sorted(set(self.new_products)),
             packaging_changes=sorted(set(self.packaging_changes)),
-        )  # fmt: skip
+        )
 
 
-def _cheaper_than(product: SimProduct, pool: list[SimProduct], rng: Random) -> SimProduct:
-    cheaper = [p for p in pool if p.price_minor < product.price_minor and p.code != product.code]
-    if not cheaper:
-        cheaper = [p for p in pool if p.code != product.code]
-    return rng.choice(cheaper)
+def _switch_pair(pool: list[SimProduct], rng: Random) -> tuple[SimProduct, SimProduct]:
+    """A product that passes and a cheaper one whose code is scanned instead (the fraud)."""
+    cheapest = min(p.price_minor for p in pool)
+    passing = rng.choice([p for p in pool if p.price_minor > cheapest] or pool)
+    cheaper = [p for p in pool if p.price_minor < passing.price_minor]
+    return passing, rng.choice(cheaper or [p for p in pool if p.code != passing.code])
 
 
 def build_scenario(
@@ -502,13 +564,20 @@ def build_scenario(
     return b.finish()
 
 
-def _special(b: _Builder, kind: str, rng: Random, known: list[SimProduct],
-             packaged: list[SimProduct], produce: list[SimProduct], world: World) -> None:  # fmt: skip
+def _special(
+    b: _Builder,
+    kind: str,
+    rng: Random,
+    known: list[SimProduct],
+    packaged: list[SimProduct],
+    produce: list[SimProduct],
+    world: World,
+) -> None:
     if kind == "skip_scan":
         b.add_item(rng.choice(known), "skip_scan")
     elif kind == "ticket_switch":
-        passing = rng.choice(packaged)
-        b.add_item(passing, "ticket_switch", scanned_as=_cheaper_than(passing, packaged, rng))
+        passing, scanned = _switch_pair(packaged, rng)
+        b.add_item(passing, "ticket_switch", scanned_as=scanned)
     elif kind == "scan_without_item":
         b.add_scan_without_item(rng.choice(packaged))
     elif kind == "quantity_key":
@@ -517,8 +586,8 @@ def _special(b: _Builder, kind: str, rng: Random, known: list[SimProduct],
         for _ in range(n - 1):
             b.add_item(product, "quantity_follower")
     elif kind == "plu_swap":
-        passing = rng.choice(produce)
-        b.add_item(passing, "plu_swap", scanned_as=_cheaper_than(passing, produce, rng))
+        passing, scanned = _switch_pair(produce, rng)
+        b.add_item(passing, "plu_swap", scanned_as=scanned)
     elif kind == "stacked_item":
         big = max(rng.sample(packaged, min(3, len(packaged))), key=lambda p: p.price_minor)
         b.add_stacked_pair(big, rng.choice([p for p in packaged if p.code != big.code]))
@@ -551,13 +620,15 @@ _MIX = (
 )
 
 
-def _mixed_step(b: _Builder, rng: Random, known: list[SimProduct], packaged: list[SimProduct],
-                produce: list[SimProduct], world: World) -> None:  # fmt: skip
-    roll, acc = rng.random(), 0.0
-    for kind, weight in _MIX:
-        acc += weight
-        if roll < acc:
-            break
+def _mixed_step(
+    b: _Builder,
+    rng: Random,
+    known: list[SimProduct],
+    packaged: list[SimProduct],
+    produce: list[SimProduct],
+    world: World,
+) -> None:
+    kind = rng.choices([k for k, _ in _MIX], weights=[w for _, w in _MIX])[0]
     if kind == "honest" or (kind == "plu_swap" and len(produce) < 2):
         b.add_item(rng.choice(known))
     else:

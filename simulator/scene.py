@@ -7,7 +7,9 @@ costs a few milliseconds on one core.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from random import Random
 
 import cv2
@@ -55,12 +57,25 @@ class Box:
     code: str | None = None
 
     def as_list(self) -> list[object]:
-        return [self.track_id, self.cls, self.x1, self.y1, self.x2, self.y2,
-                round(self.visible, 3), self.code]  # fmt: skip
+        return [
+            self.track_id,
+            self.cls,
+            self.x1,
+            self.y1,
+            self.x2,
+            self.y2,
+            round(self.visible, 3),
+            self.code,
+        ]
 
 
-def lane_background(layout: LaneLayout, rng: Random) -> np.ndarray:
-    """Counter, belt, scanner glass and bagging plate, seen from above."""
+BACKGROUND_VARIANTS = 32
+
+
+@lru_cache(maxsize=BACKGROUND_VARIANTS)
+def lane_background(layout: LaneLayout, variant: int) -> np.ndarray:
+    """Counter, belt, scanner glass and bagging plate, seen from above (one of 32 lanes)."""
+    rng = Random(f"lane:{variant}")
     w, h = layout.width, layout.height
     frame = np.empty((h, w, 3), np.uint8)
     counter = np.array([rng.randint(150, 200), rng.randint(150, 200), rng.randint(140, 190)])
@@ -76,10 +91,16 @@ def lane_background(layout: LaneLayout, rng: Random) -> np.ndarray:
     frame[top:bottom, left:right] = (120, 124, 128)  # steel around the scanner
     sx, sy = layout.scanner_centre
     gw, gh = int((right - left) * 0.55), int((bottom - top) * 0.4)
-    cv2.rectangle(frame, (int(sx - gw / 2), int(sy - gh / 2)), (int(sx + gw / 2), int(sy + gh / 2)),
-                  (40, 38, 30), -1)  # fmt: skip
-    cv2.line(frame, (int(sx - gw / 2) + 6, int(sy)), (int(sx + gw / 2) - 6, int(sy)),
-             (40, 40, 200), 1)  # fmt: skip
+    cv2.rectangle(
+        frame,
+        (int(sx - gw / 2), int(sy - gh / 2)),
+        (int(sx + gw / 2), int(sy + gh / 2)),
+        (40, 38, 30),
+        -1,
+    )
+    cv2.line(
+        frame, (int(sx - gw / 2) + 6, int(sy)), (int(sx + gw / 2) - 6, int(sy)), (40, 40, 200), 1
+    )
     plate = rng.randint(170, 215)
     frame[top:bottom, :left] = (plate, plate, plate - 5)
     cv2.line(frame, (left, top), (left, bottom), (90, 90, 90), 2)
@@ -88,22 +109,36 @@ def lane_background(layout: LaneLayout, rng: Random) -> np.ndarray:
     return frame
 
 
+@lru_cache(maxsize=16)
+def _noise_tiles(height: int, width: int, sigma: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sensor noise, split into positive and negative parts for saturating add/subtract."""
+    tile = np.random.default_rng(sigma).normal(0, sigma, (height, width, 3))
+    return np.clip(tile, 0, 255).astype(np.uint8), np.clip(-tile, 0, 255).astype(np.uint8)
+
+
 class SceneRenderer:
     """Renders frames of one scenario: ``render(i)`` returns (frame, boxes)."""
 
-    def __init__(self, scenario: Scenario, world: World, look: Look | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        world: World,
+        look: Look | None = None,
+        photo_splits: tuple[str, ...] = ("train",),
+    ) -> None:
         self.scenario = scenario
         self.world = world
+        self.photo_splits = photo_splits
         rng = Random(f"look:{scenario.kind}:{scenario.seed}")
         self.look = look or Look.random(rng)
         layout = scenario.layout
-        background = lane_background(layout, rng).astype(np.float32)
+        background = lane_background(layout, rng.randrange(BACKGROUND_VARIANTS))
+        background = background.astype(np.float32)
         background *= np.array(self.look.white_balance, np.float32) * self.look.gain
         self.background = np.clip(background, 0, 255).astype(np.uint8)
-        noise_rng = np.random.default_rng(scenario.seed)
-        tile = noise_rng.normal(0, self.look.noise_sigma, (layout.height + 64, layout.width + 64, 3))
-        self._noise_pos = np.clip(tile, 0, 255).astype(np.uint8)
-        self._noise_neg = np.clip(-tile, 0, 255).astype(np.uint8)
+        self._noise_pos, self._noise_neg = _noise_tiles(
+            layout.height + 64, layout.width + 64, round(self.look.noise_sigma)
+        )
         self._sprites: dict[int, Sprite] = {}
         self._colour = np.array(self.look.white_balance, np.float32) * self.look.gain
         self._actors = sorted(scenario.actors, key=lambda a: a.z)
@@ -116,7 +151,9 @@ class SceneRenderer:
         if actor.role == "product":
             assert actor.code is not None
             product = self.world.by_code[actor.code]
-            base = self.world.sprite(product, actor.packaging_version, Random(actor.variant))
+            base = self.world.sprite(
+                product, actor.packaging_version, Random(actor.variant), self.photo_splits
+            )
         elif actor.role == "hand":
             base = hand_sprite(actor.variant)
         else:
@@ -143,8 +180,14 @@ class SceneRenderer:
                 before = actor.pose(max(actor.t_start, t - dt))
                 if before is not None:
                     motion = (pose.x - before.x, pose.y - before.y)
-            placed = place(self.sprite_for(actor), (pose.x, pose.y), pose.angle, pose.scale,
-                           (layout.width, layout.height), motion)  # fmt: skip
+            placed = place(
+                self.sprite_for(actor),
+                (pose.x, pose.y),
+                pose.angle,
+                pose.scale,
+                (layout.width, layout.height),
+                motion,
+            )
             if placed is None:
                 continue
             covered = composite(frame, placed)
@@ -155,12 +198,22 @@ class SceneRenderer:
             label_roi = labels[placed.y0 : placed.y0 + h, placed.x0 : placed.x0 + w]
             label_roi[covered] = len(drawn) + 1
             drawn.append((actor, total, placed.box, len(drawn) + 1))
-        frame = cv2.add(frame, self._noise_pos[(index * 7) % 64 :][: layout.height,
-                                               (index * 13) % 64 :][:, : layout.width])  # fmt: skip
-        frame = cv2.subtract(frame, self._noise_neg[(index * 11) % 64 :][: layout.height,
-                                                    (index * 5) % 64 :][:, : layout.width])  # fmt: skip
+        frame = cv2.add(
+            frame,
+            self._noise_pos[(index * 7) % 64 :][: layout.height, (index * 13) % 64 :][
+                :, : layout.width
+            ],
+        )
+        frame = cv2.subtract(
+            frame,
+            self._noise_neg[(index * 11) % 64 :][: layout.height, (index * 5) % 64 :][
+                :, : layout.width
+            ],
+        )
         if self.look.jpeg_quality is not None:
-            ok, data = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.look.jpeg_quality])
+            ok, data = cv2.imencode(
+                ".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.look.jpeg_quality]
+            )
             if ok:
                 frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
         counts = np.bincount(labels.ravel(), minlength=len(drawn) + 1)
@@ -168,11 +221,21 @@ class SceneRenderer:
         for actor, total, (x1, y1, x2, y2), label in drawn:
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
-            boxes.append(Box(actor.actor_id, CLASS_IDS[actor.role], x1, y1, x2, y2,
-                             min(1.0, counts[label] / total), actor.code))  # fmt: skip
+            boxes.append(
+                Box(
+                    actor.actor_id,
+                    CLASS_IDS[actor.role],
+                    x1,
+                    y1,
+                    x2,
+                    y2,
+                    min(1.0, counts[label] / total),
+                    actor.code,
+                )
+            )
         return frame, boxes
 
-    def frames(self):  # type: ignore[no-untyped-def]
+    def frames(self) -> Iterator[tuple[int, np.ndarray, list[Box]]]:
         """Every frame of the scenario in order: (index, frame, boxes)."""
         for index in range(self.scenario.n_frames):
             frame, boxes = self.render(index)

@@ -31,8 +31,10 @@ class Sprite:
         factor = longest_side / max(h, w)
         size = (max(2, round(w * factor)), max(2, round(h * factor)))
         interp = cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR
-        return Sprite(cv2.resize(self.bgr, size, interpolation=interp),
-                      cv2.resize(self.alpha, size, interpolation=interp))  # fmt: skip
+        return Sprite(
+            cv2.resize(self.bgr, size, interpolation=interp),
+            cv2.resize(self.alpha, size, interpolation=interp),
+        )
 
     def on_background(self, colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
         """The sprite flattened onto a plain background (for crops and barcode checks)."""
@@ -98,10 +100,17 @@ def place(
     matrix[0, 2] += centre[0] - w / 2 - cx0
     matrix[1, 2] += centre[1] - h / 2 - cy0
     size = (cx1 - cx0, cy1 - cy0)
-    bgr = cv2.warpAffine(sprite.bgr, matrix, size, flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-    alpha = cv2.warpAffine(sprite.alpha, matrix, size, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)  # fmt: skip
+    bgr = cv2.warpAffine(
+        sprite.bgr, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    alpha = cv2.warpAffine(
+        sprite.alpha,
+        matrix,
+        size,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
     if blur >= 2:
         kernel = motion_kernel(blur, float(np.degrees(np.arctan2(motion[1], motion[0]))))
         bgr = cv2.filter2D(bgr, -1, kernel)
@@ -114,14 +123,14 @@ _KERNELS: dict[tuple[int, int], np.ndarray] = {}
 
 def motion_kernel(length: int, angle_deg: float) -> np.ndarray:
     """A normalised line kernel (cached per length and 15-degree step)."""
-    key = (length, int(round(angle_deg / 15.0)) * 15)
+    key = (length, round(angle_deg / 15.0) * 15)
     kernel = _KERNELS.get(key)
     if kernel is None:
-        kernel = np.zeros((length, length), np.float32)
-        kernel[length // 2, :] = 1.0
+        line = np.zeros((length, length), np.float32)
+        line[length // 2, :] = 1.0
         rot = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), key[1], 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (length, length))
-        kernel /= max(kernel.sum(), 1e-6)
+        rotated = cv2.warpAffine(line, rot, (length, length)).astype(np.float32)
+        kernel = rotated / max(float(rotated.sum()), 1e-6)
         _KERNELS[key] = kernel
     return kernel
 

@@ -76,8 +76,9 @@ class World:
     ) -> World:
         parsed = read_catalog_file(catalog)
         if parsed.rejected:
-            raise ValueError(f"{catalog}: {len(parsed.rejected)} bad rows\n"
-                             + parsed.describe_rejections())  # fmt: skip
+            raise ValueError(
+                f"{catalog}: {len(parsed.rejected)} bad rows\n" + parsed.describe_rejections()
+            )
         products = [SimProduct.from_record(r) for r in parsed.records if r.active]
         photos = ProducePhotos.open(produce_photos) if produce_photos else None
         return cls(products, photos, holdout)
@@ -101,10 +102,12 @@ class World:
     def new_products(self) -> list[SimProduct]:
         return [p for p in self.products if p.code in self.holdout]
 
-    def sprite(self, product: SimProduct, version: int, rng: Random,
-               splits: tuple[str, ...] = ("train",)) -> Sprite:  # fmt: skip
+    def sprite(
+        self, product: SimProduct, version: int, rng: Random, splits: tuple[str, ...] = ("train",)
+    ) -> Sprite:
         """How one physical item of ``product`` looks (produce items vary; packaging does not)."""
         if product.is_produce:
             return produce_sprite(product.code, rng, self.photos, splits)
-        return render_product(product.display_code, version, product.name, product.brand,
-                              product.category)  # fmt: skip
+        return render_product(
+            product.display_code, version, product.name, product.brand, product.category
+        )

@@ -68,3 +68,17 @@ def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def produce_photos() -> Path:
+    """The real produce photos (never copied into the repo). Skips, saying why, when absent."""
+    path = Path(
+        os.environ.get("LANEGUARD_PRODUCE_PHOTOS", REPO_ROOT.parent / "shared/data/grocery-produce")
+    )
+    if not (path / "images").is_dir():
+        pytest.skip(f"real produce photos not found at {path} (set LANEGUARD_PRODUCE_PHOTOS)")
+    return path
