@@ -24,6 +24,14 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "store_server.cli:server",
         "Store server: the service lanes report to and the manager's web console.",
     ),
+    "train": (
+        "trainer.cli:train",
+        "Train the detector and product recognition models; make the bootstrap bundle.",
+    ),
+    "eval": (
+        "trainer.cli:evaluate",
+        "Measure recognition accuracy (and lanes) against known answers.",
+    ),
     "bench": (
         "laneguard.bench:bench",
         "Benchmarks: measure speed targets and write JSON and markdown results.",

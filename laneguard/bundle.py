@@ -1,0 +1,182 @@
+"""Model bundles: one archive with everything a lane needs to recognise products.
+
+    manifest.json        version, parent, training data, metrics, thresholds, hardware
+                         profiles, and the sha256 of every other member
+    detector-*.onnx      detector variants (input size, precision)
+    embedder-*.onnx      embedder (fp32 and int8)
+    gallery.npz          reference vectors per product code, for that embedder
+    class_map.json       product codes and names the gallery knows
+
+Reading verifies every member's hash and refuses anything the manifest does not list (or a
+path that would escape the target folder). Signing is added on top of this by the rollout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+MANIFEST = "manifest.json"
+BUNDLE_FORMAT = 1
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be used; the message says why (corrupt, tampered, truncated...)."""
+
+
+class ModelFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: str
+    role: Literal["detector", "embedder"]
+    precision: Literal["fp32", "int8"]
+    input_size: int
+    latency_ms: float | None = Field(default=None, description="median, build machine")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
+class HardwareProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    detector: str  # file name
+    embedder: str
+    detector_latency_budget_ms: float
+
+
+class Thresholds(BaseModel):
+    """Cosine-similarity bands: >= t1 trusted identity; t2..t1 counted, "of interest"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    t1: float
+    t2: float
+    far_t1: float
+    far_t2: float
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal[1] = 1
+    version: str
+    parent_version: str | None = None
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    detector_classes: list[str]
+    models: list[ModelFile]
+    gallery: str
+    class_map: str
+    thresholds: Thresholds
+    profiles: list[HardwareProfile]
+    training_data: dict[str, Any]
+    metrics: dict[str, Any]
+    files: dict[str, str] = Field(default_factory=dict, description="member -> sha256")
+
+    def model(self, file: str) -> ModelFile:
+        for entry in self.models:
+            if entry.file == file:
+                return entry
+        raise BundleError(f"manifest lists no model {file!r}")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(manifest: Manifest, members: dict[str, Path], out: Path) -> Path:
+    """Write ``out`` (.tar.gz) with the members and the manifest (hashes filled in)."""
+    referenced = {m.file for m in manifest.models} | {manifest.gallery, manifest.class_map}
+    missing = referenced - set(members)
+    if missing:
+        raise BundleError(f"manifest refers to files not given: {sorted(missing)}")
+    files = {name: sha256_file(path) for name, path in sorted(members.items())}
+    final = manifest.model_copy(update={"files": files})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    manifest_bytes = final.model_dump_json(indent=2).encode()
+    with tarfile.open(out, "w:gz", compresslevel=6) as tar:
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime, info.mode = len(manifest_bytes), 0, 0o644
+        tar.addfile(info, io.BytesIO(manifest_bytes))
+        for name, path in sorted(members.items()):
+            info = tar.gettarinfo(str(path), arcname=name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    return out
+
+
+def read_manifest(bundle: Path) -> Manifest:
+    """The manifest alone (no extraction, no hash checks)."""
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise BundleError(f"{bundle}: no {MANIFEST}")
+            return Manifest.model_validate_json(member.read())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(
+            f"{bundle}: not a readable bundle, truncated or corrupt ({exc})"
+        ) from None
+    except KeyError:
+        raise BundleError(f"{bundle}: no {MANIFEST}") from None
+    except ValidationError as exc:
+        raise BundleError(f"{bundle}: invalid manifest ({exc.error_count()} errors)") from None
+
+
+def extract_bundle(bundle: Path, target: Path) -> Manifest:
+    """Extract into ``target`` after checking every member against the manifest."""
+    manifest = read_manifest(bundle)
+    target.mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    try:
+        with tarfile.open(bundle, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = member.name
+                if name == MANIFEST:
+                    continue
+                if (
+                    name not in manifest.files
+                    or not member.isfile()
+                    or "/" in name
+                    or name.startswith(".")
+                ):
+                    raise BundleError(f"{bundle}: unexpected member {name!r}")
+                data = tar.extractfile(member)
+                assert data is not None
+                content = data.read()
+                if hashlib.sha256(content).hexdigest() != manifest.files[name]:
+                    raise BundleError(
+                        f"{bundle}: {name} does not match its sha256 (tampered or corrupt)"
+                    )
+                (target / name).write_bytes(content)
+                seen.add(name)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BundleError(f"{bundle}: truncated or corrupt ({exc})") from None
+    absent = set(manifest.files) - seen
+    if absent:
+        raise BundleError(f"{bundle}: members missing: {sorted(absent)}")
+    (target / MANIFEST).write_text(manifest.model_dump_json(indent=2), "utf-8")
+    return manifest
+
+
+def summary(manifest: Manifest) -> dict[str, Any]:
+    """A short JSON-able description for logs and the console."""
+    return {
+        "version": manifest.version,
+        "parent_version": manifest.parent_version,
+        "models": [m.file for m in manifest.models],
+        "metrics": manifest.metrics,
+        "thresholds": json.loads(manifest.thresholds.model_dump_json()),
+    }

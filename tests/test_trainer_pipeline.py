@@ -1,0 +1,204 @@
+"""The trainer end to end (tiny data, one epoch), offline, and the bundle it writes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from laneguard.bundle import Manifest, extract_bundle, read_manifest
+from laneguard.embedding import Embedder
+
+LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Make every non-loopback connection fail, and record who tried."""
+    attempts: list[str] = []
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def host_of(address: Any) -> str:
+        return str(address[0] if isinstance(address, tuple) else address)
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not host_of(address).startswith(
+            LOOPBACK
+        ):
+            attempts.append(f"connect {address}")
+            raise OSError("network disabled in this test")
+        return real_connect(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not str(host).startswith(LOOPBACK):
+            attempts.append(f"resolve {host}")
+            raise socket.gaierror("network disabled in this test")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    yield attempts
+
+
+@pytest.fixture(scope="module")
+def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest, list[str]]:
+    """One tiny bootstrap run for the module, with the network cut off."""
+    monkeypatch = pytest.MonkeyPatch()
+    attempts: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        host = str(address[0] if isinstance(address, tuple) else address)
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not host.startswith(LOOPBACK):
+            attempts.append(f"connect {address}")
+            raise OSError("network disabled in this test")
+        return real_connect(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not str(host).startswith(LOOPBACK):
+            attempts.append(f"resolve {host}")
+            raise socket.gaierror("network disabled in this test")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    from trainer.bootstrap import BootstrapConfig, run_bootstrap
+
+    work = tmp_path_factory.mktemp("bootstrap")
+    lines: list[str] = []
+    try:
+        manifest = run_bootstrap(
+            BootstrapConfig.quick(), work / "work", work / "quick.tar.gz", progress=lines.append
+        )
+    finally:
+        monkeypatch.undo()
+    assert not attempts, f"training or export reached for the network: {attempts}"
+    return work / "quick.tar.gz", manifest, lines
+
+
+def test_bootstrap_runs_offline_and_reports_progress(
+    quick_bundle: tuple[Path, Manifest, list[str]],
+) -> None:
+    _, manifest, lines = quick_bundle
+    assert lines[0] == "1/4 simulator data" and any(line.startswith("4/4") for line in lines)
+    assert any(line.startswith("embedder epoch 1/1") for line in lines)
+    assert manifest.detector_classes == ["product", "hand", "non_merchandise"]
+    roles = {(m.role, m.precision) for m in manifest.models}
+    assert roles == {
+        ("detector", "fp32"),
+        ("detector", "int8"),
+        ("embedder", "fp32"),
+        ("embedder", "int8"),
+    }
+    int8 = next(m for m in manifest.models if m.role == "detector" and m.precision == "int8")
+    assert "float_mAP50" in int8.metrics and "mAP50_drop" in int8.metrics
+    assert manifest.thresholds.t1 >= manifest.thresholds.t2
+    assert {p.name for p in manifest.profiles} == {
+        "x86-2core",
+        "raspberry-pi-5",
+        "jetson-orin-nano",
+    }
+
+
+def test_bundle_members_verify_and_run_on_onnxruntime(
+    quick_bundle: tuple[Path, Manifest, list[str]], tmp_path: Path
+) -> None:
+    bundle, manifest, _ = quick_bundle
+    extracted = extract_bundle(bundle, tmp_path)
+    assert extracted.files == read_manifest(bundle).files
+    for model in manifest.models:
+        session = ort.InferenceSession(
+            str(tmp_path / model.file), providers=["CPUExecutionProvider"]
+        )
+        spec = session.get_inputs()[0]
+        assert spec.shape == [1, 3, model.input_size, model.input_size]
+        out = session.run(None, {spec.name: np.zeros(spec.shape, np.float32)})[0]
+        if model.role == "detector":
+            assert out.shape[:2] == (1, 4 + 3)  # boxes + 3 class scores per anchor
+        else:
+            assert out.shape == (1, 128)
+    embedder = Embedder(tmp_path / "embedder-fp32.onnx")
+    crop = np.random.default_rng(0).integers(0, 255, (90, 60, 3), dtype=np.uint8)
+    vector = embedder.embed([crop])
+    assert vector.shape == (1, 128) and abs(float(np.linalg.norm(vector)) - 1) < 1e-4
+    class_map = json.loads((tmp_path / "class_map.json").read_text())
+    assert len(class_map["codes"]) == 83 and class_map["names"]["4011"] == "Banana"
+
+
+def test_eval_recognition_cli_on_any_folders(
+    quick_bundle: tuple[Path, Manifest, list[str]], tmp_path: Path
+) -> None:
+    import cv2
+
+    rng = np.random.default_rng(1)
+    for root, count in (("ref", 3), ("query", 2)):
+        for name, colour in (("red", (0, 0, 200)), ("green", (0, 200, 0)), ("blue", (200, 0, 0))):
+            folder = tmp_path / root / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = np.full((80, 80, 3), colour, np.uint8)
+                image = np.clip(image + rng.integers(0, 40, image.shape), 0, 255).astype(np.uint8)
+                cv2.imwrite(str(folder / f"{i}.jpg"), image)
+    bundle, _, _ = quick_bundle
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "laneguard.cli",
+            "eval",
+            "recognition",
+            "--reference",
+            str(tmp_path / "ref"),
+            "--query",
+            str(tmp_path / "query"),
+            "--bundle",
+            str(bundle),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) >= {"top1", "top5", "per_class", "n_reference", "n_query", "ms_per_image"}
+    assert result["n_reference"] == 9 and result["n_query"] == 6
+    assert set(result["per_class"]) == {"red", "green", "blue"}
+    assert result["top5"] == 1.0  # three classes: the right one is always in the top five
+    assert "torch" not in done.stderr
+
+
+def test_eval_recognition_refuses_a_tampered_bundle(
+    quick_bundle: tuple[Path, Manifest, list[str]], tmp_path: Path
+) -> None:
+    bundle, _, _ = quick_bundle
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(bundle.read_bytes()[: len(bundle.read_bytes()) // 2])
+    (tmp_path / "r" / "a").mkdir(parents=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "laneguard.cli",
+            "eval",
+            "recognition",
+            "--reference",
+            str(tmp_path / "r"),
+            "--query",
+            str(tmp_path / "r"),
+            "--bundle",
+            str(broken),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0 and "truncated or corrupt" in done.stderr

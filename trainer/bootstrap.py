@@ -1,0 +1,438 @@
+"""`laneguard train bootstrap`: the small models LaneGuard ships, made from the simulator alone.
+
+One documented recipe, from nothing to a verified bundle:
+  1. simulator detection images (train/val) and a separate test set;
+  2. detector from the architecture file, exported to ONNX at each input size, fp32 and int8;
+  3. simulator item crops (plus the real produce photos when given), embedder trained, exported,
+     int8; known-product, new-product, open-set and real-photo evaluations;
+  4. gallery of the known products, class map, thresholds, hardware profiles, manifest, bundle.
+Holdout ("new") products and packaging version 2 never enter training.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laneguard.bundle import (
+    HardwareProfile,
+    Manifest,
+    ModelFile,
+    Thresholds,
+    sha256_file,
+    write_bundle,
+)
+from laneguard.detection import letterbox
+from laneguard.embedding import Embedder, preprocess
+from laneguard.gallery import Gallery
+from trainer.embedder import read_image
+from trainer.evaluate import open_set_thresholds, recognition_metrics
+
+SHIPPED_BUNDLE = (
+    Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
+)
+PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
+
+
+@dataclass
+class BootstrapConfig:
+    """The recipe. Defaults are what the shipped bundle was made with."""
+
+    seed: int = 0
+    version: str = "bootstrap-1"
+    detect_images: int = 600
+    detect_test_images: int = 150
+    detector_scale: str = "p"
+    detector_epochs: int = 30
+    detector_sizes: tuple[int, ...] = (320, 416)
+    detector_batch: int = 16
+    embed_crops: int = 30
+    embed_test_crops: int = 10
+    embed_epochs: int = 12
+    embed_arch: str = "lanenet"
+    gallery_per_code: int = 8
+    new_product_refs: int = 5
+    produce_photos: Path | None = None
+    calibration_samples: int = 64
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> BootstrapConfig:
+        """A minutes-long run for tests: same steps, tiny data, one epoch."""
+        values: dict[str, Any] = {
+            "version": "quick",
+            "detect_images": 24,
+            "detect_test_images": 8,
+            "detector_epochs": 1,
+            "detector_sizes": (160,),
+            "detector_batch": 8,
+            "embed_crops": 3,
+            "embed_test_crops": 2,
+            "embed_epochs": 1,
+            "new_product_refs": 1,
+            "calibration_samples": 4,
+        }
+        values.update(overrides)
+        return cls(**values)
+
+
+def _listing(folder: Path) -> dict[str, list[Path]]:
+    from trainer.embedder import image_folder
+
+    return image_folder(folder)
+
+
+def _detector_calibration(images: Path, size: int, count: int) -> list[np.ndarray]:
+    paths = sorted(images.glob("*.jpg"))[:count]
+    return [letterbox(read_image(p), size)[0] for p in paths]
+
+
+def _embedder_calibration(
+    samples: dict[str, list[Path]], size: int, count: int
+) -> list[np.ndarray]:
+    paths = [p for code in sorted(samples) for p in samples[code][:2]][:count]
+    return [preprocess([read_image(p)], size) for p in paths]
+
+
+def run_bootstrap(
+    config: BootstrapConfig, work: Path, out: Path, progress: Callable[[str], None] = print
+) -> Manifest:
+    """Run the whole recipe in ``work`` and write the bundle to ``out``."""
+    from simulator.datasets import write_detect_dataset, write_embed_dataset
+    from simulator.world import World
+    from trainer.detector import (
+        CLASS_NAMES,
+        evaluate_detector,
+        export_detector_onnx,
+        train_detector,
+    )
+    from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
+    from trainer.quantize import median_latency_ms, quantize_int8
+
+    work.mkdir(parents=True, exist_ok=True)
+    models_dir = work / "bundle"
+    if models_dir.exists():
+        shutil.rmtree(models_dir)
+    models_dir.mkdir()
+    world = World.from_catalog(produce_photos=config.produce_photos)
+    seed = config.seed
+
+    progress("1/4 simulator data")
+    detect = write_detect_dataset(world, work / "detect", config.detect_images, seed)
+    detect_test = write_detect_dataset(
+        world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
+    )
+    crops = write_embed_dataset(world, work / "embed-train", config.embed_crops, seed)
+    write_embed_dataset(
+        world, work / "embed-test", config.embed_test_crops, seed + 1, photo_splits=("test",)
+    )
+    write_embed_dataset(
+        world,
+        work / "embed-new",
+        config.new_product_refs + config.embed_test_crops,
+        seed + 2,
+        selection="holdout",
+        photo_splits=("test",),
+    )
+
+    progress("2/4 detector")
+    det = train_detector(
+        work / "detect" / "data.yaml",
+        work / "runs",
+        epochs=config.detector_epochs,
+        imgsz=config.detector_sizes[0],
+        batch=config.detector_batch,
+        scale=config.detector_scale,
+        seed=seed,
+    )
+    test_yaml = work / "detect-test" / "data.yaml"
+    models: list[ModelFile] = []
+    members: dict[str, Path] = {}
+    pt_metrics = evaluate_detector(det.weights, test_yaml, config.detector_sizes[0])
+    calibration_images = work / "detect" / "images" / "train"
+    for size in config.detector_sizes:
+        # Float weights are the same at every input size: the bundle carries the float model
+        # at the primary size only, and int8 at every size (each checked against its float).
+        fp32 = export_detector_onnx(det.weights, models_dir / f"detector-{size}-fp32.onnx", size)
+        int8 = quantize_int8(
+            fp32,
+            models_dir / f"detector-{size}-int8.onnx",
+            _detector_calibration(calibration_images, size, config.calibration_samples),
+        )
+        float_metrics = evaluate_detector(fp32, test_yaml, size)
+        float_latency = median_latency_ms(fp32)
+        int8_metrics = evaluate_detector(int8, test_yaml, size)
+        int8_metrics["float_mAP50"] = float_metrics["mAP50"]
+        int8_metrics["mAP50_drop"] = round(float_metrics["mAP50"] - int8_metrics["mAP50"], 4)
+        int8_metrics["float_latency_ms"] = float_latency
+        shipped = [(int8, "int8", int8_metrics)]
+        if size == config.detector_sizes[0]:
+            shipped.insert(0, (fp32, "fp32", float_metrics))
+        for path, precision, metrics in shipped:
+            latency = float_latency if precision == "fp32" else median_latency_ms(path)
+            progress(f"detector {path.name}: mAP50 {metrics['mAP50']}, {latency} ms")
+            models.append(
+                ModelFile(
+                    file=path.name,
+                    role="detector",
+                    precision=precision,
+                    input_size=size,
+                    latency_ms=latency,
+                    metrics=metrics,
+                )
+            )
+            members[path.name] = path
+
+    progress("3/4 embedder")
+    train_samples = _listing(work / "embed-train")
+    photo_classes: dict[str, list[Path]] = {}
+    if world.photos is not None:
+        for plu, splits in world.photos.by_plu.items():
+            if plu in {p.code for p in world.known}:
+                photo_classes[plu] = splits.get("train", [])
+    combined = {
+        code: train_samples.get(code, []) + photo_classes.get(code, [])
+        for code in sorted(set(train_samples) | set(photo_classes))
+    }
+    run = train_embedder(
+        combined, arch=config.embed_arch, epochs=config.embed_epochs, seed=seed, progress=progress
+    )
+    emb_fp32 = export_embedder_onnx(run, models_dir / "embedder-fp32.onnx")
+    calibration = dict(train_samples)
+    if world.photos is not None:
+        for plu, splits in world.photos.by_plu.items():
+            calibration.setdefault(plu, []).extend(splits.get("val", [])[:2])
+    emb_int8 = quantize_int8(
+        emb_fp32,
+        models_dir / "embedder-int8.onnx",
+        _embedder_calibration(calibration, run.input_size, max(config.calibration_samples, 16)),
+    )
+    embedder = Embedder(emb_fp32)
+    embedder_sha = sha256_file(emb_fp32)
+    references = {code: embed_paths(embedder, paths) for code, paths in train_samples.items()}
+    gallery = Gallery.build(references, embedder_sha, config.gallery_per_code, config.version)
+    gallery_path = gallery.save(models_dir / "gallery.npz")
+
+    known_test = _listing(work / "embed-test")
+    new_sets = _listing(work / "embed-new")
+    new_refs = {c: p[: config.new_product_refs] for c, p in new_sets.items()}
+    new_queries = {c: p[config.new_product_refs :] for c, p in new_sets.items()}
+
+    def embedder_metrics(model: Path) -> dict[str, Any]:
+        session = Embedder(model)
+        known_vectors = {c: embed_paths(session, p) for c, p in known_test.items()}
+        closed = recognition_metrics(gallery, known_vectors)
+        new_vectors = {c: embed_paths(session, p) for c, p in new_queries.items() if p}
+        enrolled = Gallery.build(
+            {**references, **{c: embed_paths(embedder, p) for c, p in new_refs.items()}},
+            embedder_sha,
+            config.gallery_per_code,
+        )
+        new = recognition_metrics(enrolled, new_vectors)
+        open_set = open_set_thresholds(gallery, known_vectors, list(new_vectors.values()))
+        return {
+            "known_top1": closed["top1"],
+            "known_top5": closed["top5"],
+            "new_product_top1": new["top1"],
+            "new_product_top5": new["top5"],
+            "new_product_refs_per_class": config.new_product_refs,
+            "open_set": open_set,
+            "n_known_queries": closed["n_query"],
+            "n_new_queries": new["n_query"],
+        }
+
+    emb_metrics: dict[str, dict[str, Any]] = {}
+    for path, precision in ((emb_fp32, "fp32"), (emb_int8, "int8")):
+        metrics = embedder_metrics(path)
+        latency = median_latency_ms(path)
+        if precision == "int8":
+            reference = emb_metrics["fp32"]
+            for key in ("known_top1", "new_product_top1"):
+                metrics[f"float_{key}"] = reference[key]
+                metrics[f"{key}_drop"] = round(reference[key] - metrics[key], 4)
+            metrics["float_latency_ms"] = models[-1].latency_ms
+        emb_metrics[precision] = metrics
+        progress(
+            f"embedder {path.name}: known top-1 {metrics['known_top1']}, new-product top-1 "
+            f"{metrics['new_product_top1']}, {latency} ms"
+        )
+        models.append(
+            ModelFile(
+                file=path.name,
+                role="embedder",
+                precision=precision,
+                input_size=run.input_size,
+                latency_ms=latency,
+                metrics=metrics,
+            )
+        )
+        members[path.name] = path
+    produce_eval = None
+    if world.photos is not None:
+        produce_eval = real_produce_eval(emb_fp32, world.photos.root, refs_per_class=5)
+        progress(f"real produce photos (5 references per class): top-1 {produce_eval['top1']}")
+
+    progress("4/4 bundle")
+    open_set = emb_metrics["fp32"]["open_set"]
+    thresholds = Thresholds(
+        t1=open_set["far_0.01"]["threshold"],
+        t2=open_set["far_0.1"]["threshold"],
+        far_t1=0.01,
+        far_t2=0.10,
+    )
+    names = {p.code: p.name for p in world.products}
+    class_map_path = models_dir / "class_map.json"
+    class_map_path.write_text(
+        json.dumps(
+            {"codes": gallery.codes, "names": {c: names.get(c, c) for c in gallery.codes}},
+            indent=2,
+            ensure_ascii=False,
+        ),
+        "utf-8",
+    )
+    members["gallery.npz"] = gallery_path
+    members["class_map.json"] = class_map_path
+    manifest = Manifest(
+        version=config.version,
+        parent_version=None,
+        detector_classes=list(CLASS_NAMES),
+        models=models,
+        gallery="gallery.npz",
+        class_map="class_map.json",
+        thresholds=thresholds,
+        profiles=choose_profiles(models),
+        training_data={
+            "source": "simulator" + (" + real produce photos" if world.photos else ""),
+            "detector_images": detect.images,
+            "detector_test_images": detect_test.images,
+            "detector_boxes": detect.boxes,
+            "embedder_images": run.train_images,
+            "embedder_classes": len(run.classes),
+            "holdout_products": sorted(world.holdout),
+            "packaging_versions": [1],
+            "recipe": {
+                k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
+            },
+        },
+        metrics={
+            "detector_pt": pt_metrics,
+            "embedder": emb_metrics,
+            "real_produce_photos": produce_eval,
+            "embedder_arch": run.arch,
+            "embedder_history": run.history[-1] if run.history else {},
+            "embed_crops_written": crops.images,
+        },
+    )
+    write_bundle(manifest, members, out)
+    progress(f"bundle written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return manifest
+
+
+def choose_profiles(models: list[ModelFile]) -> list[HardwareProfile]:
+    """For each board, the most accurate detector whose latency fits its budget.
+
+    Latencies are measured on the build machine (2 x86 cores); a Pi 5 runs these models about
+    2-3x slower, a Jetson with TensorRT several times faster, which the budgets account for.
+    """
+    detectors = [m for m in models if m.role == "detector"]
+    embedders = {m.precision: m.file for m in models if m.role == "embedder"}
+    profiles = []
+    descriptions = {
+        "x86-2core": "2 x86 cores, CPU only (this build machine's class)",
+        "raspberry-pi-5": "Raspberry Pi 5, 4 Cortex-A76 cores, CPU only",
+        "jetson-orin-nano": "Jetson Orin Nano, CUDA/TensorRT",
+    }
+    slowdown = {"x86-2core": 1.0, "raspberry-pi-5": 2.5, "jetson-orin-nano": 0.5}
+    for name, budget in PROFILE_BUDGETS_MS.items():
+        fitting = [m for m in detectors if (m.latency_ms or 1e9) * slowdown[name] <= budget]
+        pool = fitting or sorted(detectors, key=lambda m: m.latency_ms or 1e9)[:1]
+        best = max(pool, key=lambda m: (m.metrics.get("mAP50", 0.0), -(m.latency_ms or 0)))
+        embedder = embedders.get(
+            "int8" if name == "raspberry-pi-5" else "fp32", next(iter(embedders.values()))
+        )
+        profiles.append(
+            HardwareProfile(
+                name=name,
+                description=descriptions[name],
+                detector=best.file,
+                embedder=embedder,
+                detector_latency_budget_ms=budget,
+            )
+        )
+    return profiles
+
+
+def real_produce_eval(model: Path, photos_root: Path, refs_per_class: int = 5) -> dict[str, Any]:
+    """Gallery from the first N train photos per class, queries = the test split."""
+    from trainer.embedder import embed_paths
+
+    embedder = Embedder(model)
+    images = photos_root / "images"
+    refs, queries = {}, {}
+    for folder in sorted((images / "train").iterdir()):
+        if folder.is_dir():
+            refs[folder.name] = embed_paths(embedder, sorted(folder.glob("*.jpg"))[:refs_per_class])
+    for folder in sorted((images / "test").iterdir()):
+        if folder.is_dir() and folder.name in refs:
+            queries[folder.name] = embed_paths(embedder, sorted(folder.glob("*.jpg")))
+    gallery = Gallery.build(refs, sha256_file(model))
+    result = recognition_metrics(gallery, queries)
+    result["refs_per_class"] = refs_per_class
+    result.pop("per_class")
+    return result
+
+
+def compare_embedders(
+    work: Path,
+    archs: tuple[str, ...] = ("lanenet", "mobilenet"),
+    epochs: int = 12,
+    seed: int = 0,
+    progress: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Train each architecture on the bootstrap's crops and measure accuracy against latency.
+
+    Uses the data a bootstrap run left in ``work`` (embed-train, embed-test, embed-new), so every
+    candidate sees the same images.
+    """
+    from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
+    from trainer.quantize import median_latency_ms
+
+    train_samples = _listing(work / "embed-train")
+    known_test = _listing(work / "embed-test")
+    new_sets = _listing(work / "embed-new")
+    results = []
+    for arch in archs:
+        run = train_embedder(train_samples, arch=arch, epochs=epochs, seed=seed, progress=progress)
+        model = export_embedder_onnx(run, work / "compare" / f"embedder-{arch}.onnx")
+        session = Embedder(model)
+        references = {c: embed_paths(session, p) for c, p in train_samples.items()}
+        gallery = Gallery.build(references, sha256_file(model), 8)
+        closed = recognition_metrics(
+            gallery, {c: embed_paths(session, p) for c, p in known_test.items()}
+        )
+        enrolled = Gallery.build(
+            {**references, **{c: embed_paths(session, p[:5]) for c, p in new_sets.items()}},
+            sha256_file(model),
+            8,
+        )
+        new = recognition_metrics(
+            enrolled, {c: embed_paths(session, p[5:]) for c, p in new_sets.items()}
+        )
+        row = {
+            "arch": arch,
+            "parameters": sum(p.numel() for p in run.model.parameters()),
+            "train_seconds": round(run.seconds, 1),
+            "latency_ms": median_latency_ms(model),
+            "known_top1": closed["top1"],
+            "new_product_top1": new["top1"],
+            "onnx_mb": round(model.stat().st_size / 1e6, 2),
+        }
+        progress(json.dumps(row))
+        results.append(row)
+    return results

@@ -1,0 +1,134 @@
+"""`laneguard train ...` and `laneguard eval ...`."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import click
+
+PHOTOS = click.option(
+    "--produce-photos",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    envvar="LANEGUARD_PRODUCE_PHOTOS",
+    help="Real produce photos (grocery-produce layout) to train and evaluate on.",
+)
+
+
+@click.group()
+def train() -> None:
+    """Train LaneGuard's detector and embedder (uses a GPU when there is one)."""
+
+
+@train.command("bootstrap")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Bundle to write (default: the one the product ships, "
+    "checkout_node/models/bootstrap.tar.gz).",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/bootstrap-work"),
+    show_default=True,
+    help="Scratch folder for generated data and training runs.",
+)
+@click.option("--quick", is_flag=True, help="Tiny data and one epoch: checks the pipeline.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@PHOTOS
+def bootstrap_command(
+    out: Path | None, work: Path, quick: bool, seed: int, produce_photos: Path | None
+) -> None:
+    """Make the bootstrap bundle from the simulator (and real produce photos when given)."""
+    from trainer.bootstrap import SHIPPED_BUNDLE, BootstrapConfig, run_bootstrap
+
+    config = (BootstrapConfig.quick if quick else BootstrapConfig)(
+        seed=seed, produce_photos=produce_photos
+    )
+    target = out or SHIPPED_BUNDLE
+    manifest = run_bootstrap(config, work, target, progress=lambda line: click.echo(line, err=True))
+    click.echo(
+        json.dumps(
+            {"bundle": str(target), "version": manifest.version, "metrics": manifest.metrics},
+            indent=2,
+        )
+    )
+
+
+@train.command("compare-embedders")
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    default=Path("data/bootstrap-work"),
+    show_default=True,
+    help="A bootstrap work folder (its crops are reused).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the results here as JSON.",
+)
+def compare_embedders_command(work: Path, epochs: int, out: Path | None) -> None:
+    """Train every embedder architecture on the same crops: accuracy against latency."""
+    from trainer.bootstrap import compare_embedders
+
+    rows = compare_embedders(work, epochs=epochs, progress=lambda line: click.echo(line, err=True))
+    text = json.dumps(rows, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", "utf-8")
+    click.echo(text)
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Measure recognition and lanes against ground truth."""
+
+
+@evaluate.command("recognition")
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of class sub-folders: the gallery's images.",
+)
+@click.option(
+    "--query",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of class sub-folders: the images to identify.",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Model bundle (default: the shipped bootstrap bundle).",
+)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
+def recognition_command(reference: Path, query: Path, bundle: Path | None, precision: str) -> None:
+    """Build a gallery from REFERENCE, identify every QUERY image, print JSON."""
+    from laneguard.bundle import BundleError, extract_bundle
+    from trainer.bootstrap import SHIPPED_BUNDLE
+    from trainer.evaluate import evaluate_recognition
+
+    source = bundle or SHIPPED_BUNDLE
+    with tempfile.TemporaryDirectory(prefix="laneguard-eval-") as tmp:
+        try:
+            manifest = extract_bundle(source, Path(tmp))
+        except BundleError as exc:
+            raise click.ClickException(str(exc)) from None
+        model = next(
+            m for m in manifest.models if m.role == "embedder" and m.precision == precision
+        )
+        try:
+            result = evaluate_recognition(Path(tmp) / model.file, reference, query)
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    result["bundle"] = manifest.version
+    result["embedder"] = model.file
+    click.echo(json.dumps(result, indent=2))

@@ -1,0 +1,146 @@
+"""The class-agnostic checkout detector: product / hand / non_merchandise, YOLO11 from yaml.
+
+No pretrained weights exist here, so training starts from the architecture file
+(trainer/models/laneguard-det.yaml) and learns from simulator images. The same call uses a GPU
+when torch sees one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainer.offline import configure_offline
+
+MODEL_YAML = Path(__file__).parent / "models" / "laneguard-det.yaml"
+CLASS_NAMES = ("product", "hand", "non_merchandise")
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorRun:
+    weights: Path  # best.pt
+    run_dir: Path
+    metrics: dict[str, Any]
+
+
+def model_yaml_for(scale: str, out_dir: Path) -> Path:
+    """Our architecture file with the chosen width/depth scale written in."""
+    spec = yaml.safe_load(MODEL_YAML.read_text("utf-8"))
+    if scale not in spec["scales"]:
+        raise ValueError(f"unknown detector scale {scale!r}; choose from {sorted(spec['scales'])}")
+    # ultralytics reads the scale from the file name (yolo11n.yaml) and otherwise takes the
+    # first entry of `scales`, so the chosen scale goes first.
+    spec["scales"] = {scale: spec["scales"][scale]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"laneguard-det-{scale}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False), "utf-8")
+    return path
+
+
+def pick_device() -> str:
+    import torch
+
+    return "0" if torch.cuda.is_available() else "cpu"
+
+
+def train_detector(
+    data_yaml: Path,
+    out_dir: Path,
+    *,
+    epochs: int,
+    imgsz: int = 320,
+    batch: int = 16,
+    scale: str = "n",
+    seed: int = 0,
+    workers: int = 2,
+    parent_weights: Path | None = None,
+) -> DetectorRun:
+    """Train (or fine-tune from ``parent_weights``) and validate; returns best weights."""
+    configure_offline()
+    from ultralytics import YOLO
+
+    out_dir = out_dir.resolve()
+    source = str(parent_weights) if parent_weights else str(model_yaml_for(scale, out_dir))
+    model = YOLO(source, task="detect")
+    model.train(
+        data=str(data_yaml),
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=batch,
+        device=pick_device(),
+        workers=workers,
+        seed=seed,
+        deterministic=True,
+        project=str(out_dir),
+        name="detector",
+        exist_ok=True,
+        plots=False,  # plots fetch a font from the internet
+        amp=False,  # the AMP check downloads yolo11n.pt
+        pretrained=False,
+        val=True,
+        verbose=True,
+        # The lane camera looks straight down: flips and rotations are real, colour shifts too.
+        fliplr=0.5,
+        flipud=0.5,
+        degrees=10.0,
+        mosaic=1.0,
+        close_mosaic=max(1, epochs // 5),
+    )
+    run_dir = out_dir / "detector"
+    weights = run_dir / "weights" / "best.pt"
+    if not weights.exists():
+        weights = run_dir / "weights" / "last.pt"
+    metrics = evaluate_detector(weights, data_yaml, imgsz)
+    return DetectorRun(weights=weights, run_dir=run_dir, metrics=metrics)
+
+
+def evaluate_detector(
+    model_path: Path, data_yaml: Path, imgsz: int, split: str = "val"
+) -> dict[str, Any]:
+    """mAP50 and mAP50-95, overall and per class, for a .pt or .onnx model."""
+    configure_offline()
+    from ultralytics import YOLO
+
+    model = YOLO(str(model_path), task="detect")
+    result = model.val(
+        data=str(data_yaml),
+        imgsz=imgsz,
+        batch=1 if str(model_path).endswith(".onnx") else 16,
+        split=split,
+        plots=False,
+        device="cpu" if str(model_path).endswith(".onnx") else pick_device(),
+        verbose=False,
+    )
+    per_class: dict[str, dict[str, float]] = {}
+    box = result.box
+    for index, class_id in enumerate(box.ap_class_index):
+        name = CLASS_NAMES[int(class_id)]
+        per_class[name] = {
+            "mAP50": round(float(box.ap50[index]), 4),
+            "mAP50_95": round(float(box.ap[index]), 4),
+        }
+    return {
+        "mAP50": round(float(box.map50), 4),
+        "mAP50_95": round(float(box.map), 4),
+        "per_class": per_class,
+        "imgsz": imgsz,
+        "split": split,
+    }
+
+
+def export_detector_onnx(weights: Path, out_path: Path, imgsz: int) -> Path:
+    """Fixed-size ONNX (batch 1, 3 x imgsz x imgsz) without NMS: the lane does NMS itself."""
+    configure_offline()
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights), task="detect")
+    exported = model.export(
+        format="onnx", imgsz=imgsz, dynamic=False, simplify=False, opset=17, nms=False, device="cpu"
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, out_path)
+    return out_path

@@ -1,0 +1,239 @@
+"""The embedding model: an item crop to an L2-normalised vector, trained with a CosFace head.
+
+Classification with a cosine margin (CosFace) makes vectors of one product tight and of different
+products far apart, which is what nearest-neighbour identification in the gallery needs; the
+classifier head is dropped at export. Two architectures are offered and chosen by measurement
+(`laneguard train embedder --arch`): ``lanenet`` (a plain 5-stage CNN, ~0.4 M parameters) and
+``mobilenet`` (torchvision's MobileNetV3-small, from scratch).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from laneguard.embedding import DEFAULT_INPUT_SIZE, preprocess
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+EMBEDDING_DIM = 128
+
+
+def image_folder(root: Path) -> dict[str, list[Path]]:
+    """Class folder name -> its images (sorted); folders without images are left out."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder of class sub-folders")
+    classes = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if images:
+            classes[folder.name] = images
+    if not classes:
+        raise FileNotFoundError(f"{root}: no class sub-folders with images")
+    return classes
+
+
+def read_image(path: Path) -> np.ndarray:
+    """A BGR image, or a ValueError naming the file that cannot be read."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return image
+
+
+def augment(image: np.ndarray, rng: random.Random) -> np.ndarray:
+    """What changes between two sightings of the same product on a lane."""
+    h, w = image.shape[:2]
+    scale = rng.uniform(0.75, 1.0)
+    ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
+    y0, x0 = rng.randint(0, h - ch), rng.randint(0, w - cw)
+    out = image[y0 : y0 + ch, x0 : x0 + cw]
+    out = np.rot90(out, rng.randrange(4)).copy()
+    if rng.random() < 0.5:
+        out = out[:, ::-1].copy()
+    alpha, beta = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
+    out = cv2.convertScaleAbs(out, alpha=alpha, beta=beta)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (5, 5), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.3:
+        gains = np.array([rng.uniform(0.85, 1.15) for _ in range(3)], np.float32)
+        out = np.clip(out.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    return out
+
+
+def build_model(arch: str, classes: int, dim: int = EMBEDDING_DIM) -> Any:
+    """Backbone + embedding layer + CosFace head; ``model.embed(x)`` gives normalised vectors."""
+    import torch
+    from torch import nn
+
+    def stage(cin: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(True),
+        )
+
+    if arch == "lanenet":
+        backbone: nn.Module = nn.Sequential(
+            nn.Conv2d(3, 24, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(24),
+            nn.ReLU(True),
+            stage(24, 32, 2),
+            stage(32, 64, 2),
+            stage(64, 96, 2),
+            stage(96, 128, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        features = 128
+    elif arch == "mobilenet":
+        from torchvision.models import mobilenet_v3_small
+
+        net = mobilenet_v3_small(weights=None)
+        backbone = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        features = 576
+    else:
+        raise ValueError(f"unknown embedder architecture {arch!r}: lanenet or mobilenet")
+
+    class EmbedNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.project = nn.Sequential(nn.Linear(features, dim), nn.BatchNorm1d(dim))
+            self.head = nn.Parameter(torch.randn(classes, dim) * 0.01)
+
+        def embed(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.normalize(self.project(self.backbone(x)), dim=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.embed(x)
+
+        def cosines(self, vectors: torch.Tensor) -> torch.Tensor:
+            return vectors @ nn.functional.normalize(self.head, dim=1).T
+
+    return EmbedNet()
+
+
+@dataclass
+class EmbedderRun:
+    model: Any
+    classes: list[str]
+    arch: str
+    input_size: int
+    epochs: int
+    train_images: int
+    seconds: float
+    history: list[dict[str, float]]
+
+
+def train_embedder(
+    samples: dict[str, list[Path]],
+    *,
+    arch: str = "lanenet",
+    epochs: int = 12,
+    batch: int = 64,
+    input_size: int = DEFAULT_INPUT_SIZE,
+    seed: int = 0,
+    lr: float = 2e-3,
+    margin: float = 0.25,
+    scale: float = 20.0,
+    progress: Callable[[str], None] = print,
+    parent: Any | None = None,
+) -> EmbedderRun:
+    """Train on ``samples`` (class -> images). Progress lines go to ``progress`` each epoch."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    classes = sorted(samples)
+    items = [(path, index) for index, code in enumerate(classes) for path in samples[code]]
+    images = {path: read_image(path) for path, _ in items}
+    model = build_model(arch, len(classes))
+    if parent is not None:
+        state = {k: v for k, v in parent.state_dict().items() if not k.startswith("head")}
+        model.load_state_dict(state, strict=False)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    steps = epochs * math.ceil(len(items) / batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    history = []
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        rng.shuffle(items)
+        total, correct, loss_sum = 0, 0, 0.0
+        for first in range(0, len(items), batch):
+            chunk = items[first : first + batch]
+            if len(chunk) < 2:
+                continue
+            crops = [augment(images[path], rng) for path, _ in chunk]
+            x = torch.from_numpy(preprocess(crops, input_size)).to(device)
+            y = torch.tensor([label for _, label in chunk], device=device)
+            cosines = model.cosines(model.embed(x))
+            logits = scale * (cosines - margin * nn.functional.one_hot(y, len(classes)))
+            loss = loss_fn(logits, y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            loss_sum += float(loss.detach()) * len(chunk)
+            correct += int((cosines.argmax(1) == y).sum())
+            total += len(chunk)
+        record = {
+            "epoch": epoch + 1,
+            "loss": loss_sum / max(total, 1),
+            "train_accuracy": correct / max(total, 1),
+            "seconds": time.perf_counter() - start,
+        }
+        history.append(record)
+        progress(
+            f"embedder epoch {epoch + 1}/{epochs}: loss {record['loss']:.3f}, "
+            f"train accuracy {record['train_accuracy']:.3f}, {record['seconds']:.0f} s"
+        )
+    model.eval()
+    return EmbedderRun(
+        model.cpu(),
+        classes,
+        arch,
+        input_size,
+        epochs,
+        len(items),
+        time.perf_counter() - start,
+        history,
+    )
+
+
+def export_embedder_onnx(run: EmbedderRun, out_path: Path) -> Path:
+    """Fixed input (1, 3, S, S) -> 'embedding' (1, D), normalised inside the graph."""
+    import torch
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, 3, run.input_size, run.input_size)
+    torch.onnx.export(
+        run.model,
+        (dummy,),
+        str(out_path),
+        input_names=["image"],
+        output_names=["embedding"],
+        opset_version=17,
+        dynamo=False,
+    )
+    return out_path
+
+
+def embed_paths(embedder: Any, paths: Sequence[Path]) -> np.ndarray:
+    """Embed image files with a laneguard.embedding.Embedder (ONNX), in file order."""
+    return embedder.embed([read_image(p) for p in paths])
