@@ -7,6 +7,7 @@ writes ``<out>/<name>.json`` and appends a row per result to ``<out>/summary.md`
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -65,10 +66,64 @@ def _markdown_sim(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _node_pipeline() -> dict[str, Any]:
+    from checkout_node import benchmark
+
+    return benchmark.run()
+
+
+def _markdown_node(result: dict[str, Any]) -> list[str]:
+    fp32, int8 = result["ours"]["fp32"], result["ours"]["int8"]
+    peer = result["peer_ultralytics_track_objectcounter"]
+    true_items = result["video"]["true_items"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| lane pipeline, 640x480, detector 320 fp32, 2 cores | {fp32['fps_end_to_end']} frames/s "
+        f"({fp32['ms_per_frame']} ms/frame, {100 * fp32['overhead_share']:.0f}% outside "
+        "session.run) | >= 30 frames/s, <= 20% |",
+        f"| lane pipeline, detector 320 int8 | {int8['fps_end_to_end']} frames/s "
+        f"({100 * int8['overhead_share']:.0f}% outside session.run) | - |",
+        f"| ultralytics track + ObjectCounter, same fp32 model | {peer['fps']} frames/s | - |",
+        f"| speed-up over the peer | {result['speedup_vs_peer_fp32']}x | >= 2x |",
+        f"| counts vs {true_items} true items: ours fp32 / int8 / peer | {fp32['count']} / "
+        f"{int8['count']} / {peer['count']} | {true_items} |",
+        f"| peak RSS, `node replay`, raspberry-pi-5 profile (int8) | "
+        f"{result['peak_rss_mb_int8_profile']} MB | < 400 MB |",
+    ]
+
+
+def _node_counting() -> dict[str, Any]:
+    from checkout_node.models import load_models
+    from simulator.lane_eval import evaluate_counting
+
+    photos = os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce")
+    produce = Path(photos) if (Path(photos) / "images").is_dir() else None
+    return evaluate_counting(
+        load_models(),
+        transactions=50,
+        produce_photos=produce,
+        progress=lambda line: click.echo(line),
+    )
+
+
+def _markdown_counting(result: dict[str, Any]) -> list[str]:
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| counting, {result['transactions']} mixed transactions ({result['true_items']} items) | "
+        f"{result['missed_visible']} missed visible, {result['extra_counts']} double/extra counts, "
+        f"{result['missed_hidden_under_other_items']} missed hidden under other items | 0 and 0 |",
+        f"| identity top-1 of counted known items | {result['identity_top1']} | - |",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, _markdown_row_catalog),
     "sim-render": (_sim_render, _markdown_sim),
+    "node-pipeline": (_node_pipeline, _markdown_node),
+    "node-counting": (_node_counting, _markdown_counting),
 }
 
 
@@ -105,6 +160,26 @@ def sim_render_command(out: Path) -> None:
     """Render a minute of simulated lane video on one thread."""
     result = _sim_render()
     _write(out, "sim-render", result, _markdown_sim(result))
+
+
+@bench.command("node-pipeline")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True
+)
+def node_pipeline_command(out: Path) -> None:
+    """Lane pipeline speed, overhead, counts and memory, against ultralytics' own counter."""
+    result = _node_pipeline()
+    _write(out, "node-pipeline", result, _markdown_node(result))
+
+
+@bench.command("node-counting")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True
+)
+def node_counting_command(out: Path) -> None:
+    """Counting accuracy over 50 simulated transactions of 5-40 items."""
+    result = _node_counting()
+    _write(out, "node-counting", result, _markdown_counting(result))
 
 
 @bench.command("all")

@@ -20,6 +20,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "simulator.cli:sim",
         "Simulated checkout: scenarios with ground truth, training data, a live lane feed.",
     ),
+    "node": (
+        "checkout_node.cli:node",
+        "Lane computer: watch the lane camera, count and recognise items, replay recordings.",
+    ),
     "server": (
         "store_server.cli:server",
         "Store server: the service lanes report to and the manager's web console.",

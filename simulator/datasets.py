@@ -34,6 +34,9 @@ from simulator.world import TRAINING_PACKAGING_VERSION, SimProduct, World
 
 DETECT_NAMES = {0: "product", 1: "hand", 2: "non_merchandise"}
 MIN_VISIBLE = 0.3  # boxes of objects hidden more than this are not labelled
+# With real produce photos, this share of images still uses the drawn produce look, so models
+# work in both simulated worlds (the tests and benchmarks run without the photos).
+DRAWN_PRODUCE_SHARE = 0.3
 TRAINING_KINDS = tuple(k for k in KINDS if k not in ("new_product", "packaging_change", "mixed"))
 
 
@@ -144,6 +147,7 @@ def write_detect_dataset(
     pool = _products(world, selection)
     rng = Random(f"detect:{seed}")
     report = DatasetReport(folder, classes=len(DETECT_NAMES))
+    drawn = world.without_photos() if world.photos is not None else world
     scenarios: list[SceneRenderer] = []
     n_val = max(1, int(n * val_fraction)) if n > 1 else 0
     for split in ("train", "val"):
@@ -152,13 +156,14 @@ def write_detect_dataset(
     for i in range(n):
         split = "val" if i >= n - n_val else "train"
         look = Look.random(rng, jpeg=rng.random() < 0.5)
+        view = drawn if rng.random() < DRAWN_PRODUCE_SHARE else world
         if rng.random() < 0.5 and selection == "known":
             if not scenarios or rng.random() < 0.1:
                 kind = rng.choice(TRAINING_KINDS)
                 scenario = build_scenario(
                     kind, rng.randrange(10**6), world, fps=10.0, layout=layout
                 )
-                scenarios.append(SceneRenderer(scenario, world, look))
+                scenarios.append(SceneRenderer(scenario, view, look))
             renderer = rng.choice(scenarios)
             for _attempt in range(6):  # prefer frames with something in view
                 frame, boxes = renderer.render(rng.randrange(renderer.scenario.n_frames))
@@ -166,7 +171,7 @@ def write_detect_dataset(
                     break
         else:
             scene = snapshot(world, rng, pool, layout, version, seed=i)
-            frame, boxes = SceneRenderer(scene, world, look).render(5)
+            frame, boxes = SceneRenderer(scene, view, look).render(5)
         name = f"{seed:04d}_{i:06d}"
         cv2.imwrite(
             str(folder / "images" / split / f"{name}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92]
@@ -206,11 +211,13 @@ def write_embed_dataset(
     rng = Random(f"embed:{seed}:{version}")
     report = DatasetReport(folder)
     pool = _products(world, selection)
+    drawn = world.without_photos() if world.photos is not None else world
     for product in pool:
         target = folder / product.code
         target.mkdir(parents=True, exist_ok=True)
         for j in range(per_product):
-            crop = _item_crop(world, product, rng, layout, version, photo_splits)
+            view = drawn if product.is_produce and rng.random() < DRAWN_PRODUCE_SHARE else world
+            crop = _item_crop(view, product, rng, layout, version, photo_splits)
             cv2.imwrite(
                 str(target / f"{seed:04d}_{j:05d}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 90]
             )

@@ -93,6 +93,10 @@ class World:
         produce = sorted((p for p in self.products if p.is_produce), key=order)
         return frozenset(p.code for p in packaged[:HOLDOUT_PACKAGED] + produce[:HOLDOUT_PRODUCE])
 
+    def without_photos(self) -> World:
+        """The same assortment with the drawn produce look instead of the real photos."""
+        return World(self.products, None, self.holdout)
+
     @cached_property
     def known(self) -> list[SimProduct]:
         """Products the bootstrap models are trained on."""

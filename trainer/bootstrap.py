@@ -31,6 +31,7 @@ from laneguard.bundle import (
 from laneguard.detection import letterbox
 from laneguard.embedding import Embedder, preprocess
 from laneguard.gallery import Gallery
+from trainer.detector import DetectorRun
 from trainer.embedder import read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
 
@@ -46,15 +47,15 @@ class BootstrapConfig:
 
     seed: int = 0
     version: str = "bootstrap-1"
-    detect_images: int = 600
+    detect_images: int = 1000
     detect_test_images: int = 150
     detector_scale: str = "p"
-    detector_epochs: int = 30
+    detector_epochs: int = 40
     detector_sizes: tuple[int, ...] = (320, 416)
     detector_batch: int = 16
-    embed_crops: int = 30
+    embed_crops: int = 40
     embed_test_crops: int = 10
-    embed_epochs: int = 12
+    embed_epochs: int = 30
     embed_arch: str = "lanenet"
     gallery_per_code: int = 8
     new_product_refs: int = 5
@@ -332,6 +333,49 @@ def run_bootstrap(
     write_bundle(manifest, members, out)
     progress(f"bundle written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return manifest
+
+
+def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
+    return {
+        "seed": config.seed,
+        "detect_images": config.detect_images,
+        "detector_scale": config.detector_scale,
+        "detector_epochs": config.detector_epochs,
+        "imgsz": config.detector_sizes[0],
+        "batch": config.detector_batch,
+    }
+
+
+def _trained_detector(
+    config: BootstrapConfig, work: Path, progress: Callable[[str], None]
+) -> DetectorRun:
+    """Train the detector, or reuse the one an earlier run of the same recipe left in ``work``.
+
+    Detector training is the long step (minutes per epoch on a small CPU); an interrupted or
+    repeated bootstrap with the same recipe and data resumes after it.
+    """
+    from trainer.detector import evaluate_detector, train_detector
+
+    stamp = work / "runs" / "detector-recipe.json"
+    weights = work / "runs" / "detector" / "weights" / "best.pt"
+    recipe = _detector_recipe(config)
+    data_yaml = work / "detect" / "data.yaml"
+    if weights.exists() and stamp.exists() and json.loads(stamp.read_text("utf-8")) == recipe:
+        progress(f"reusing the detector this recipe trained earlier: {weights}")
+        metrics = evaluate_detector(weights, data_yaml, config.detector_sizes[0])
+        return DetectorRun(weights=weights, run_dir=weights.parent.parent, metrics=metrics)
+    stamp.unlink(missing_ok=True)
+    run = train_detector(
+        data_yaml,
+        work / "runs",
+        epochs=config.detector_epochs,
+        imgsz=config.detector_sizes[0],
+        batch=config.detector_batch,
+        scale=config.detector_scale,
+        seed=config.seed,
+    )
+    stamp.write_text(json.dumps(recipe), "utf-8")
+    return run
 
 
 def choose_profiles(models: list[ModelFile]) -> list[HardwareProfile]:

@@ -90,6 +90,42 @@ def evaluate() -> None:
     """Measure recognition and lanes against ground truth."""
 
 
+@evaluate.command("counting")
+@click.option("--transactions", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=1000, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=5, max=60), default=15.0, show_default=True)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Model bundle (default: the shipped bootstrap bundle).",
+)
+@click.option("--profile", default=None, help="Hardware profile from the bundle.")
+@PHOTOS
+def counting_command(
+    transactions: int,
+    seed: int,
+    fps: float,
+    bundle: Path | None,
+    profile: str | None,
+    produce_photos: Path | None,
+) -> None:
+    """Run simulated mixed transactions through the lane pipeline; print counting accuracy."""
+    from checkout_node.models import SHIPPED_BUNDLE, load_models
+    from simulator.lane_eval import evaluate_counting
+
+    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
+    result = evaluate_counting(
+        models,
+        transactions,
+        seed,
+        fps,
+        produce_photos=produce_photos,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(json.dumps(result, indent=2))
+
+
 @evaluate.command("recognition")
 @click.option(
     "--reference",

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+
 
 def quantize_int8(fp32: Path, int8: Path, calibration: Sequence[np.ndarray]) -> Path:
     """QDQ int8 (per-channel weights, uint8 activations) calibrated on ``calibration`` inputs.
 
-    ``calibration`` holds model-ready batches of one (1, C, H, W) float32 array each.
+    ``calibration`` holds model-ready batches of one (1, C, H, W) float32 array each. Only the
+    convolutions and matrix products are quantised, where the time goes: YOLO's output joins
+    box coordinates (0..640) and class scores (0..1) in one tensor, and one int8 scale for both
+    wipes out the scores (measured: mAP50 0.80 -> 0.00 when everything was quantised).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,

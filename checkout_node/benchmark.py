@@ -1,0 +1,100 @@
+"""Lane pipeline benchmark: frames per second end to end, overhead share, counts, memory.
+
+Run by `laneguard bench node-pipeline`; the peer (ultralytics track + ObjectCounter) is run by
+the bench command from the trainer package, since the lane itself never imports ultralytics.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from checkout_node.models import SHIPPED_BUNDLE, load_models
+from checkout_node.sources import video_frames
+from checkout_node.vision.counting import LaneZones
+from checkout_node.vision.pipeline import CountedItem, LanePipeline
+
+
+def replay_speed(video: Path, bundle: Path, precision: str, size: int) -> dict[str, Any]:
+    models = load_models(bundle, detector_precision=precision, detector_size=size)
+    pipeline = LanePipeline(models, LaneZones.standard(640, 480), threads=2)
+    counted: list[CountedItem] = []
+    start = time.perf_counter()
+    for frame in video_frames(video):
+        counted.extend(pipeline.process(frame.image, frame.t).counted)
+    wall = time.perf_counter() - start
+    stats = pipeline.stats
+    return {
+        "detector": models.detector.file,
+        "frames": stats.frames,
+        "fps_end_to_end": round(stats.frames / wall, 1),
+        "fps_pipeline": round(stats.fps, 1),
+        "ms_per_frame": round(1000 * stats.seconds / stats.frames, 2),
+        "detector_ms": round(1000 * stats.detector_seconds / stats.frames, 2),
+        "overhead_share": round(stats.overhead_share, 3),
+        "embeds": stats.embeds,
+        "counted": counted,
+    }
+
+
+def peak_rss_mb(video: Path, profile: str) -> float:
+    """Peak resident memory of `laneguard node replay` in its own process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    subprocess.run(
+        [sys.executable, "-m", "laneguard.cli", "node", "replay", str(video), "--profile", profile],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return round(max(before, after) / 1024, 1)
+
+
+def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[str, Any]:
+    from simulator.lane_eval import match_counts
+    from simulator.recording import write_scenario
+    from simulator.scenario import build_scenario
+    from simulator.world import World
+    from trainer.peer_benchmark import run_object_counter
+
+    world = World.from_catalog()
+    scenario = build_scenario("honest", seed, world, fps=30.0, n_items=items)
+    with tempfile.TemporaryDirectory(prefix="laneguard-bench-") as tmp:
+        video = write_scenario(scenario, world, tmp)["video"]
+        ours = {}
+        for precision in ("fp32", "int8"):
+            result = replay_speed(video, bundle, precision, 320)
+            matched = match_counts(scenario, result.pop("counted"))
+            result.update(
+                count=matched.counted, missed=len(matched.missed), extra=len(matched.extra)
+            )
+            ours[precision] = result
+        models = load_models(bundle, detector_precision="fp32", detector_size=320)
+        zones = LaneZones.standard(640, 480)
+        peer = run_object_counter(
+            video,
+            models.path(models.detector),
+            320,
+            line_x=zones.bagging_area[1][0],
+            top=zones.scan_area[0][1],
+            bottom=zones.scan_area[2][1],
+        )
+        rss = peak_rss_mb(Path(video), "raspberry-pi-5")
+    return {
+        "video": {
+            "frames": scenario.n_frames,
+            "resolution": "640x480",
+            "fps": 30,
+            "true_items": len(scenario.true_items),
+        },
+        "ours": ours,
+        "peer_ultralytics_track_objectcounter": peer,
+        "speedup_vs_peer_fp32": round(ours["fp32"]["fps_end_to_end"] / peer["fps"], 2),
+        "peak_rss_mb_int8_profile": rss,
+        "targets": {"fps": 30, "overhead_share_max": 0.2, "speedup_min": 2.0, "rss_mb_max": 400},
+    }

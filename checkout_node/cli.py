@@ -1,0 +1,154 @@
+"""`laneguard node ...`: the lane computer's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from checkout_node.vision.counting import LaneZones
+
+BUNDLE_OPTION = click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Model bundle (default: the bootstrap bundle shipped with LaneGuard).",
+)
+PROFILE_OPTION = click.option(
+    "--profile",
+    default=None,
+    help="Hardware profile from the bundle (x86-2core, raspberry-pi-5, jetson-orin-nano).",
+)
+
+
+@click.group()
+def node() -> None:
+    """The lane computer: watch the lane camera, count and recognise items."""
+
+
+def _zones(zones_file: Path | None, width: int, height: int) -> LaneZones:
+    import yaml
+
+    if zones_file is None:
+        return LaneZones.standard(width, height)
+    data = yaml.safe_load(zones_file.read_text("utf-8"))
+    try:
+        return LaneZones.from_mapping(data.get("zones", data))
+    except (ValueError, AttributeError) as exc:
+        raise click.ClickException(f"{zones_file}: {exc}") from None
+
+
+@node.command("replay")
+@click.argument("video", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--events",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Scan/POS events (JSON lines) recorded with the video.",
+)
+@click.option(
+    "--annotate",
+    "annotate_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the video with boxes, ids, codes and zones drawn.",
+)
+@click.option(
+    "--zones",
+    "zones_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="YAML/JSON with scan_area and bagging_area polygons (pixels).",
+)
+@click.option(
+    "--crops",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Save each counted item's best crop here as TRACK.jpg.",
+)
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True)
+@BUNDLE_OPTION
+@PROFILE_OPTION
+def replay_command(
+    video: Path,
+    events: Path | None,
+    annotate_out: Path | None,
+    zones_file: Path | None,
+    crops: Path | None,
+    threads: int,
+    bundle: Path | None,
+    profile: str | None,
+) -> None:
+    """Process a recorded lane VIDEO; print each counted item (and each event) as a JSON line."""
+    import cv2
+    from pydantic import TypeAdapter, ValidationError
+
+    from checkout_node.models import SHIPPED_BUNDLE, load_models
+    from checkout_node.sources import video_frames
+    from checkout_node.vision.annotate import annotate
+    from checkout_node.vision.pipeline import LanePipeline
+    from laneguard.bundle import BundleError
+    from laneguard.wire import LaneInput
+
+    pending = []
+    if events is not None:
+        adapter = TypeAdapter(LaneInput)
+        for number, line in enumerate(events.read_text("utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                pending.append(adapter.validate_json(line))
+            except ValidationError as exc:
+                raise click.ClickException(
+                    f"{events} line {number}: {exc.errors()[0]['msg']}"
+                ) from None
+        pending.sort(key=lambda m: m.t)
+    try:
+        models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
+    except (BundleError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    probe = cv2.VideoCapture(str(video))
+    width, height = (
+        int(probe.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+    )
+    fps = probe.get(cv2.CAP_PROP_FPS) or 30.0
+    probe.release()
+    if width == 0:
+        raise click.ClickException(f"{video}: cannot open as a video")
+    zones = _zones(zones_file, width, height)
+    pipeline = LanePipeline(models, zones, threads=threads)
+    writer = None
+    if annotate_out is not None:
+        annotate_out.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(
+            str(annotate_out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height)
+        )
+    if crops is not None:
+        crops.mkdir(parents=True, exist_ok=True)
+    counted: dict = {}
+    for frame in video_frames(video):
+        while pending and pending[0].t <= frame.t:
+            click.echo(pending.pop(0).model_dump_json())
+        result = pipeline.process(frame.image, frame.t)
+        for item in result.counted:
+            counted[item.track_id] = item
+            click.echo(json.dumps(item.to_json()))
+            if crops is not None and item.crop_jpeg:
+                (crops / f"{item.track_id}.jpg").write_bytes(item.crop_jpeg)
+        if writer is not None:
+            writer.write(annotate(frame.image, result, zones, counted, len(counted)))
+    for message in pending:
+        click.echo(message.model_dump_json())
+    if writer is not None:
+        writer.release()
+    stats = pipeline.stats
+    click.echo(
+        f"{len(counted)} items counted in {stats.frames} frames; {stats.fps:.1f} frames/s, "
+        f"{100 * stats.overhead_share:.0f}% outside the detector; models "
+        f"{models.detector.file} + {models.embedder.file}",
+        err=True,
+    )
+    sys.stdout.flush()

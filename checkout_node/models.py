@@ -1,0 +1,90 @@
+"""The lane's models, from a bundle: verified, extracted once, variant picked for the board."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from laneguard.bundle import Manifest, ModelFile, extract_bundle, sha256_file
+from laneguard.gallery import Gallery
+
+SHIPPED_BUNDLE = Path(__file__).resolve().parent / "models" / "bootstrap.tar.gz"
+
+
+@dataclass(frozen=True)
+class LaneModels:
+    manifest: Manifest
+    folder: Path
+    detector: ModelFile
+    embedder: ModelFile
+    gallery: Gallery
+
+    def path(self, model: ModelFile) -> Path:
+        return self.folder / model.file
+
+
+def load_models(
+    bundle: Path = SHIPPED_BUNDLE,
+    cache: Path | None = None,
+    profile: str | None = None,
+    detector_precision: str | None = None,
+    detector_size: int | None = None,
+    embedder_precision: str | None = None,
+) -> LaneModels:
+    """Verify and extract ``bundle`` (cached by its hash) and pick the variants to run.
+
+    A hardware profile named in the manifest picks both models; explicit precision or input
+    size override it. Without either: the most accurate detector at the smallest input size.
+    """
+    digest = sha256_file(bundle)[:16]
+    folder = (cache or Path.home() / ".cache" / "laneguard" / "bundles") / digest
+    manifest_path = folder / "manifest.json"
+    if manifest_path.exists():
+        manifest = Manifest.model_validate_json(manifest_path.read_text("utf-8"))
+    else:  # extract beside, then rename: a crash never leaves a half-extracted cache entry
+        staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        manifest = extract_bundle(bundle, staging)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process extracted it first
+            shutil.rmtree(staging, ignore_errors=True)
+    detectors = [m for m in manifest.models if m.role == "detector"]
+    embedders = [m for m in manifest.models if m.role == "embedder"]
+    chosen_profile = next((p for p in manifest.profiles if p.name == profile), None)
+    if profile is not None and chosen_profile is None:
+        raise ValueError(
+            f"bundle {manifest.version} has no hardware profile {profile!r}; "
+            f"it has {', '.join(p.name for p in manifest.profiles)}"
+        )
+    if chosen_profile is not None:
+        detector = manifest.model(chosen_profile.detector)
+        embedder = manifest.model(chosen_profile.embedder)
+    else:  # the most accurate detector at the smallest input size
+        smallest = min(m.input_size for m in detectors)
+        detector = max(
+            (m for m in detectors if m.input_size == smallest),
+            key=lambda m: (m.metrics.get("mAP50", 0.0), m.precision == "int8"),
+        )
+        embedder = next((m for m in embedders if m.precision == "fp32"), embedders[0])
+    if detector_precision or detector_size:
+        matching = [
+            m
+            for m in detectors
+            if (detector_precision is None or m.precision == detector_precision)
+            and (detector_size is None or m.input_size == detector_size)
+        ]
+        if not matching:
+            raise ValueError(
+                f"bundle {manifest.version} has no {detector_precision or ''} detector "
+                f"at input {detector_size or 'any size'}"
+            )
+        detector = matching[0]
+    if embedder_precision:
+        embedder = next((m for m in embedders if m.precision == embedder_precision), embedder)
+    fp32_embedder = next(m for m in embedders if m.precision == "fp32")
+    gallery = Gallery.load(
+        folder / manifest.gallery, expect_embedder_sha256=manifest.files[fp32_embedder.file]
+    )
+    return LaneModels(manifest, folder, detector, embedder, gallery)

@@ -1,0 +1,154 @@
+"""Counting by zone: an item counts once, when its track passes from the scan area into the
+bagging area.
+
+What must not count: a box that flickers for a few frames, an item hovered over the boundary
+and brought back, an item taken back out of the bag and bagged again, a track that starts
+inside the bagging area (an item already counted, found again after an occlusion), and anything
+that is not merchandise (only product tracks are offered to the counter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from checkout_node.vision.tracker import Track
+
+Polygon = list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class LaneZones:
+    """Polygons in frame pixels; the belt is everything that is in neither."""
+
+    scan_area: Polygon
+    bagging_area: Polygon
+
+    @classmethod
+    def standard(cls, width: int = 640, height: int = 480) -> LaneZones:
+        """The simulator's (and a typical lane's) layout: bagging left, scan area in the middle."""
+        top, bottom = height * 0.12, height * 0.88
+        left, right = width * 0.34, width * 0.66
+        return cls(
+            scan_area=[(left, top), (right, top), (right, bottom), (left, bottom)],
+            bagging_area=[(0, top), (left, top), (left, bottom), (0, bottom)],
+        )
+
+    @classmethod
+    def from_mapping(cls, zones: dict[str, list[list[float]]]) -> LaneZones:
+        for key in ("scan_area", "bagging_area"):
+            if key not in zones or len(zones[key]) < 3:
+                raise ValueError(f"zones.{key}: a polygon of at least 3 [x, y] points is required")
+
+        def polygon(points: list[list[float]]) -> Polygon:
+            return [(float(p[0]), float(p[1])) for p in points]
+
+        return cls(polygon(zones["scan_area"]), polygon(zones["bagging_area"]))
+
+    def zone_of(self, point: tuple[float, float]) -> str:
+        if _inside(self.bagging_area, point):
+            return "bagging"
+        if _inside(self.scan_area, point):
+            return "scan"
+        return "belt"
+
+
+def _inside(polygon: Polygon, point: tuple[float, float]) -> bool:
+    contour = np.asarray(polygon, np.float32).reshape(-1, 1, 2)
+    return cv2.pointPolygonTest(contour, (float(point[0]), float(point[1])), False) >= 0
+
+
+@dataclass(frozen=True, slots=True)
+class CountingConfig:
+    min_scan_frames: int = 2  # frames seen in the scan area before a crossing can count
+    bagging_frames: int = 2  # consecutive frames in bagging that confirm a crossing
+    alias_frames: int = 45  # a new track this soon after a counted one vanished nearby ...
+    alias_radius: float = 1.5  # ... within this many box sizes of it is the same item
+
+
+@dataclass
+class _TrackState:
+    born_in: str
+    zone: str
+    centre: tuple[float, float] = (0.0, 0.0)
+    size: float = 0.0
+    last_frame: int = 0
+    scan_frames: int = 0
+    bagging_run: int = 0
+    was_in_scan: bool = False
+    counted: bool = False
+    first_seen_frame: int = 0
+    entered_scan_frame: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    track_id: int
+    frame: int
+    first_seen_frame: int
+
+
+@dataclass
+class ZoneCounter:
+    zones: LaneZones
+    config: CountingConfig = field(default_factory=CountingConfig)
+    states: dict[int, _TrackState] = field(default_factory=dict)
+    frame: int = 0
+
+    def update(self, tracks: list[Track]) -> list[Crossing]:
+        """Feed the product tracks seen this frame; returns the items that count now."""
+        self.frame += 1
+        crossings = []
+        for track in tracks:
+            zone = self.zones.zone_of(track.centre)
+            state = self.states.get(track.track_id)
+            if state is None:
+                state = _TrackState(born_in=zone, zone=zone, first_seen_frame=self.frame)
+                state.counted = self._continues_counted_item(
+                    track, live={t.track_id for t in tracks}
+                )
+                self.states[track.track_id] = state
+            state.centre = track.centre
+            state.size = float(max(track.box[2] - track.box[0], track.box[3] - track.box[1]))
+            state.last_frame = self.frame
+            if zone == "scan":
+                state.scan_frames += 1
+                state.was_in_scan = True
+                if state.entered_scan_frame is None:
+                    state.entered_scan_frame = self.frame
+            state.bagging_run = state.bagging_run + 1 if zone == "bagging" else 0
+            state.zone = zone
+            eligible = (
+                not state.counted
+                and track.confirmed
+                and state.born_in != "bagging"
+                and state.was_in_scan
+                and state.scan_frames >= self.config.min_scan_frames
+                and state.bagging_run >= self.config.bagging_frames
+            )
+            if eligible:
+                state.counted = True
+                crossings.append(Crossing(track.track_id, self.frame, state.first_seen_frame))
+        return crossings
+
+    def _continues_counted_item(self, track: Track, live: set[int]) -> bool:
+        """Did a counted item vanish near here moments ago? Then this is it, found again
+        (the tracker lost it behind a hand or on a sudden move), and it must not count twice."""
+        cx, cy = track.centre
+        for track_id, state in self.states.items():
+            if not state.counted or track_id in live:
+                continue
+            if self.frame - state.last_frame > self.config.alias_frames:
+                continue
+            distance = ((state.centre[0] - cx) ** 2 + (state.centre[1] - cy) ** 2) ** 0.5
+            if distance <= self.config.alias_radius * max(state.size, 1.0):
+                return True
+        return False
+
+    def forget(self, live_ids: set[int], keep_frames: int = 300) -> None:
+        """Drop state of tracks gone for good (the tracker no longer knows them)."""
+        for track_id in [t for t in self.states if t not in live_ids]:
+            if self.frame - self.states[track_id].first_seen_frame > keep_frames:
+                del self.states[track_id]

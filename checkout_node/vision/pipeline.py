@@ -1,0 +1,180 @@
+"""The lane's per-frame loop: detect -> track -> count -> (on count) recognise.
+
+Everything but the detector's session.run is the pipeline's overhead, kept small on purpose:
+tracking is a few small matrix operations, counting a point-in-polygon test per track, and the
+embedder runs only when an item counts, on its few sharpest crops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from checkout_node.models import LaneModels
+from checkout_node.vision.counting import CountingConfig, LaneZones, ZoneCounter
+from checkout_node.vision.detector import Detections, Detector
+from checkout_node.vision.recognizer import Band, TrackRecogniser
+from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
+from laneguard.embedding import Embedder
+
+PRODUCT, HAND, NON_MERCHANDISE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class CountedItem:
+    """An item that passed into the bagging area, with its identity and evidence."""
+
+    track_id: int
+    code: str | None
+    band: Band
+    score: float
+    runner_up: str | None
+    entered_s: float
+    crossed_s: float
+    box: tuple[int, int, int, int]
+    crop_jpeg: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "item",
+            "track_id": self.track_id,
+            "code": self.code,
+            "band": self.band,
+            "score": round(self.score, 4),
+            "runner_up": self.runner_up,
+            "entered_s": round(self.entered_s, 3),
+            "crossed_s": round(self.crossed_s, 3),
+            "box": list(self.box),
+            "crop_bytes": len(self.crop_jpeg),
+        }
+
+
+@dataclass
+class FrameResult:
+    index: int
+    t: float
+    detections: Detections
+    products: list[Track]
+    others: dict[int, list[Track]]
+    counted: list[CountedItem]
+    seconds: float
+    detector_seconds: float
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    seconds: float = 0.0
+    detector_seconds: float = 0.0
+    embeds: int = 0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    @property
+    def overhead_share(self) -> float:
+        """Share of frame time spent outside the detector's session.run."""
+        return 1 - self.detector_seconds / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class LanePipeline:
+    models: LaneModels
+    zones: LaneZones
+    threads: int = 2
+    tracker_config: TrackerConfig = field(default_factory=TrackerConfig)
+    counting_config: CountingConfig = field(default_factory=CountingConfig)
+
+    def __post_init__(self) -> None:
+        self.detector = Detector(
+            self.models.path(self.models.detector),
+            self.threads,
+            confidence=self.tracker_config.low_score,
+        )
+        embedder = Embedder(self.models.path(self.models.embedder), threads=self.threads)
+        thresholds = self.models.manifest.thresholds
+        self.recogniser = TrackRecogniser(
+            embedder, self.models.gallery, thresholds.t1, thresholds.t2
+        )
+        self.trackers = {
+            cls: ByteTracker(self.tracker_config, first_id=cls * 1_000_000 + 1)
+            for cls in (PRODUCT, HAND, NON_MERCHANDISE)
+        }
+        self.counter = ZoneCounter(self.zones, self.counting_config)
+        self.first_seen: dict[int, float] = {}
+        self.stats = PipelineStats()
+        self._index = 0
+
+    def process(self, frame: np.ndarray, t: float) -> FrameResult:
+        start = time.perf_counter()
+        detections = self.detector.detect(frame)
+        tracks: dict[int, list[Track]] = {}
+        for cls, tracker in self.trackers.items():
+            subset = detections.of_class(cls)
+            tracks[cls] = tracker.update(subset.boxes, subset.scores)
+        products = tracks[PRODUCT]
+        for track in products:
+            self.first_seen.setdefault(track.track_id, t)
+            if track.detected_box is not None and self.zones.zone_of(track.centre) != "bagging":
+                self.recogniser.observe(frame, track.track_id, track.detected_box)
+        counted = []
+        for crossing in self.counter.update(products):
+            counted.append(self._counted(crossing.track_id, t))
+        self._forget_gone()
+        elapsed = time.perf_counter() - start
+        self.stats.frames += 1
+        self.stats.seconds += elapsed
+        self.stats.detector_seconds += self.detector.last_inference_s
+        self.stats.embeds = self.recogniser.embeds
+        result = FrameResult(
+            self._index,
+            t,
+            detections,
+            products,
+            {HAND: tracks[HAND], NON_MERCHANDISE: tracks[NON_MERCHANDISE]},
+            counted,
+            elapsed,
+            self.detector.last_inference_s,
+        )
+        self._index += 1
+        return result
+
+    def _counted(self, track_id: int, t: float) -> CountedItem:
+        identity = self.recogniser.identify(track_id)
+        if identity is None:
+            return CountedItem(
+                track_id,
+                None,
+                "unknown",
+                0.0,
+                None,
+                self.first_seen.get(track_id, t),
+                t,
+                (0, 0, 0, 0),
+                b"",
+            )
+        ok, jpeg = cv2.imencode(".jpg", identity.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        x1, y1, x2, y2 = (round(float(v)) for v in identity.box)
+        return CountedItem(
+            track_id,
+            identity.code,
+            identity.band,
+            identity.score,
+            identity.runner_up,
+            self.first_seen.get(track_id, t),
+            t,
+            (x1, y1, x2, y2),
+            jpeg.tobytes() if ok else b"",
+        )
+
+    def _forget_gone(self) -> None:
+        live = {t.track_id for t in self.trackers[PRODUCT].tracks}
+        for track_id in [t for t in self.first_seen if t not in live]:
+            self.first_seen.pop(track_id, None)
+            self.recogniser.forget(track_id)
+        self.counter.forget(live)

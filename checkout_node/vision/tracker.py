@@ -1,0 +1,213 @@
+"""ByteTrack-style multi-object tracking: each physical item keeps one id through blur and
+occlusion by the cashier's hand.
+
+Why our own: supervision's ByteTrack needs opencv-python, which clashes with the headless
+OpenCV the lane installs, and ultralytics' tracker may not be imported on the lane. This is the
+ByteTrack algorithm (Zhang et al., 2022) in ~150 lines of numpy: a constant-velocity Kalman
+filter per track, high-confidence detections matched first, then low-confidence ones (an item
+half-hidden by a hand) matched to the remaining tracks, and lost tracks kept for a while so an
+item that disappears behind a hand comes back with its id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between boxes a (N, 4) and b (M, 4), x1y1x2y2."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)), np.float32)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)).astype(np.float32)
+
+
+def greedy_assignment(scores: np.ndarray, minimum: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) by descending score, each row and column used once, score >= minimum.
+
+    With the handful of items a lane sees at once this gives the same pairs as the Hungarian
+    method in practice, without pulling scipy onto the lane computer.
+    """
+    order = np.argsort(-scores, axis=None)
+    rows, cols = np.unravel_index(order, scores.shape)
+    used_rows: set[int] = set()
+    used_cols: set[int] = set()
+    pairs = []
+    for r, c in zip(rows.tolist(), cols.tolist()):
+        if scores[r, c] < minimum:
+            break
+        if r in used_rows or c in used_cols:
+            continue
+        used_rows.add(r)
+        used_cols.add(c)
+        pairs.append((r, c))
+    return pairs
+
+
+class KalmanBox:
+    """Constant-velocity Kalman filter on (cx, cy, w, h) and their velocities."""
+
+    _F = np.eye(8, dtype=np.float64)
+    _F[:4, 4:] = np.eye(4)
+    _H = np.eye(4, 8, dtype=np.float64)
+
+    def __init__(self, box: np.ndarray) -> None:
+        self.x = np.zeros(8)
+        self.x[:4] = _to_cxcywh(box)
+        size = max(self.x[2], self.x[3], 1.0)
+        self.P = np.diag([size, size, size, size, 10 * size, 10 * size, size, size]) ** 2 * 0.01
+
+    def _noise(self) -> tuple[np.ndarray, np.ndarray]:
+        size = max(self.x[2], self.x[3], 1.0)
+        q = np.diag([0.05, 0.05, 0.05, 0.05, 0.0125, 0.0125, 0.0125, 0.0125]) * size
+        r = np.diag([0.05, 0.05, 0.05, 0.05]) * size
+        return q**2, r**2
+
+    def predict(self) -> np.ndarray:
+        q, _ = self._noise()
+        self.x = self._F @ self.x
+        self.x[2:4] = np.maximum(self.x[2:4], 1.0)
+        self.P = self._F @ self.P @ self._F.T + q
+        return _to_xyxy(self.x[:4])
+
+    def update(self, box: np.ndarray) -> np.ndarray:
+        _, r = self._noise()
+        z = _to_cxcywh(box)
+        s = self._H @ self.P @ self._H.T + r
+        k = self.P @ self._H.T @ np.linalg.inv(s)
+        self.x = self.x + k @ (z - self._H @ self.x)
+        self.P = (np.eye(8) - k @ self._H) @ self.P
+        return _to_xyxy(self.x[:4])
+
+
+def _to_cxcywh(box: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, 1.0), max(y2 - y1, 1.0)])
+
+
+def _to_xyxy(c: np.ndarray) -> np.ndarray:
+    cx, cy, w, h = c
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: np.ndarray  # x1y1x2y2, last estimate
+    score: float
+    kalman: KalmanBox
+    hits: int = 1
+    missed: int = 0  # consecutive frames without a matched detection
+    age: int = 1
+    first_frame: int = 0
+    confirmed: bool = False
+    detected_box: np.ndarray | None = field(default=None)  # the box seen this frame, if any
+    last_detected: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return float((self.box[0] + self.box[2]) / 2), float((self.box[1] + self.box[3]) / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    high_score: float = 0.45  # first-round detections
+    low_score: float = 0.1  # second-round detections (occluded, blurred)
+    new_track_score: float = 0.5  # a detection this confident may start a track
+    match_iou: float = 0.2  # minimum IoU for the first round
+    low_match_iou: float = 0.4  # the second round is stricter
+    confirm_hits: int = 3  # a track is real after this many matched frames
+    max_missed: int = 20  # frames a lost track waits to be found again
+
+
+class ByteTracker:
+    """Tracks one class of object. ``update`` takes a frame's detections, returns live tracks."""
+
+    def __init__(self, config: TrackerConfig | None = None, first_id: int = 1) -> None:
+        self.config = config or TrackerConfig()
+        self.tracks: list[Track] = []
+        self._next_id = first_id
+        self.frame = 0
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray) -> list[Track]:
+        cfg = self.config
+        self.frame += 1
+        for track in self.tracks:
+            track.box = track.kalman.predict()
+            track.detected_box = None
+            track.age += 1
+        high = scores >= cfg.high_score
+        low = (scores >= cfg.low_score) & ~high
+        unmatched_tracks = list(range(len(self.tracks)))
+        matched_high, unmatched_tracks = self._associate(
+            unmatched_tracks, boxes[high], cfg.match_iou
+        )
+        high_index = np.flatnonzero(high)
+        for t, d in matched_high:
+            self._hit(self.tracks[t], boxes[high_index[d]], float(scores[high_index[d]]))
+        # Second round: low-confidence boxes only continue tracks that were alive last frame.
+        alive = [t for t in unmatched_tracks if self.tracks[t].missed == 0]
+        matched_low, _ = self._associate(alive, boxes[low], cfg.low_match_iou)
+        low_index = np.flatnonzero(low)
+        for t, d in matched_low:
+            self._hit(self.tracks[t], boxes[low_index[d]], float(scores[low_index[d]]))
+        matched_track_ids = {t for t, _ in matched_high} | {t for t, _ in matched_low}
+        for t, track in enumerate(self.tracks):
+            if t not in matched_track_ids:
+                track.missed += 1
+        used_high = {d for _, d in matched_high}
+        for d, index in enumerate(high_index):
+            if d not in used_high and scores[index] >= cfg.new_track_score:
+                self._start(boxes[index], float(scores[index]))
+        self.tracks = [
+            t for t in self.tracks if t.missed <= cfg.max_missed and (t.confirmed or t.missed == 0)
+        ]
+        return [t for t in self.tracks if t.missed == 0]
+
+    def _associate(
+        self, track_indices: list[int], boxes: np.ndarray, min_iou: float
+    ) -> tuple[list[tuple[int, int]], list[int]]:
+        if not track_indices or len(boxes) == 0:
+            return [], track_indices
+        # Overlap with the motion prediction or with where the item was last seen, whichever is
+        # larger: a hand that stops or reverses at the scanner defeats a pure prediction.
+        predicted = np.stack([self.tracks[t].box for t in track_indices])
+        last_seen = np.stack([self.tracks[t].last_detected for t in track_indices])
+        overlap = np.maximum(iou_matrix(predicted, boxes), iou_matrix(last_seen, boxes))
+        pairs = greedy_assignment(overlap, min_iou)
+        matched_rows = {r for r, _ in pairs}
+        matches = [(track_indices[r], c) for r, c in pairs]
+        rest = [t for i, t in enumerate(track_indices) if i not in matched_rows]
+        return matches, rest
+
+    def _hit(self, track: Track, box: np.ndarray, score: float) -> None:
+        track.box = track.kalman.update(box)
+        track.detected_box = box.astype(np.float32)
+        track.last_detected = track.detected_box
+        track.score = score
+        track.hits += 1
+        track.missed = 0
+        if track.hits >= self.config.confirm_hits:
+            track.confirmed = True
+
+    def _start(self, box: np.ndarray, score: float) -> None:
+        seen = box.astype(np.float32)
+        track = Track(
+            self._next_id,
+            seen,
+            score,
+            KalmanBox(box),
+            first_frame=self.frame,
+            detected_box=seen,
+            last_detected=seen,
+        )
+        self._next_id += 1
+        self.tracks.append(track)

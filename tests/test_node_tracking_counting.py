@@ -1,0 +1,125 @@
+"""Tracker, zone counter and detector decoding, on controlled inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from checkout_node.vision.counting import LaneZones, ZoneCounter
+from checkout_node.vision.detector import choose_providers, decode
+from checkout_node.vision.tracker import ByteTracker, iou_matrix
+
+
+def box_at(cx: float, cy: float, size: float = 80) -> np.ndarray:
+    return np.array([cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2], np.float32)
+
+
+def run_path(
+    tracker: ByteTracker,
+    counter: ZoneCounter,
+    xs: list[float],
+    y: float = 240,
+    scores: list[float] | None = None,
+) -> tuple[set[int], int]:
+    ids, counts = set(), 0
+    for i, x in enumerate(xs):
+        score = scores[i] if scores else 0.9
+        if score <= 0:
+            tracks = tracker.update(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+        else:
+            tracks = tracker.update(box_at(x, y)[None], np.array([score], np.float32))
+        ids |= {t.track_id for t in tracks}
+        counts += len(counter.update(tracks))
+    return ids, counts
+
+
+def test_iou_matrix() -> None:
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], np.float32)
+    assert np.allclose(iou_matrix(a, b), [[1.0, 1 / 3, 0.0]], atol=1e-6)
+
+
+def test_item_passing_counts_once_with_one_id() -> None:
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    ids, counts = run_path(tracker, counter, list(np.linspace(600, 40, 40)))
+    assert len(ids) == 1 and counts == 1
+
+
+def test_occlusion_keeps_the_id_and_low_scores_continue_the_track() -> None:
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    xs = list(np.linspace(600, 40, 40))
+    scores = [0.9] * 12 + [0.0] * 5 + [0.3] * 5 + [0.9] * 18  # hidden by a hand, then half visible
+    ids, counts = run_path(tracker, counter, xs, scores=scores)
+    assert len(ids) == 1 and counts == 1
+
+
+def test_hovering_over_the_boundary_and_reentry_count_once() -> None:
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    left = 640 * 0.34
+    path = (
+        list(np.linspace(600, left + 40, 12))
+        + list(np.linspace(left + 40, left - 30, 4))
+        + list(np.linspace(left - 30, 320, 6))
+        + list(np.linspace(320, 60, 10))
+        + list(np.linspace(60, 320, 8))
+        + list(np.linspace(320, 40, 8))
+    )
+    ids, counts = run_path(tracker, counter, path)
+    assert len(ids) == 1 and counts == 1
+
+
+def test_flicker_and_tracks_born_in_bagging_never_count() -> None:
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    _, counts = run_path(tracker, counter, [300, 250, 200], scores=[0.9, 0.9, 0.9])
+    assert counts == 0  # three frames: not confirmed and never two frames in bagging
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    _, counts = run_path(tracker, counter, list(np.linspace(150, 20, 20)))
+    assert counts == 0  # appeared inside the bagging area: already counted or not an item
+
+
+def test_two_items_side_by_side_keep_their_ids() -> None:
+    tracker = ByteTracker()
+    seen: dict[int, list[float]] = {}
+    for x in np.linspace(600, 40, 30):
+        boxes = np.stack([box_at(x, 150, 70), box_at(x + 10, 330, 70)])
+        for track in tracker.update(boxes, np.array([0.9, 0.8], np.float32)):
+            seen.setdefault(track.track_id, []).append(track.centre[1])
+    assert len(seen) == 2
+    assert all(np.ptp(ys) < 20 for ys in seen.values())  # no id swaps between the rows
+
+
+def test_decode_maps_boxes_back_and_suppresses_duplicates() -> None:
+    # Two anchors on the same product (one should be suppressed), one hand; letterbox of a
+    # 640x480 frame into 320: scale 0.5, pad_y 40.
+    raw = np.zeros((7, 4), np.float32)
+    raw[:4, 0] = [160, 160, 40, 40]
+    raw[:4, 1] = [162, 161, 40, 40]
+    raw[:4, 2] = [100, 100, 20, 30]
+    raw[:4, 3] = [10, 10, 5, 5]
+    raw[4, 0], raw[4, 1] = 0.9, 0.8
+    raw[5, 2] = 0.7
+    raw[6, 3] = 0.05  # below confidence
+    dets = decode(raw, 0.5, 0.0, 40.0, 640, 480, confidence=0.25, iou=0.5)
+    assert len(dets) == 2
+    product = dets.of_class(0)
+    assert np.allclose(product.boxes[0], [280, 200, 360, 280])  # (160 - 20 - 40) / 0.5 = 200
+    assert dets.of_class(1).scores[0] == pytest.approx(0.7)
+
+
+def test_execution_providers_prefer_accelerators() -> None:
+    assert choose_providers(["CPUExecutionProvider", "CUDAExecutionProvider"]) == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
+    assert choose_providers([]) == ["CPUExecutionProvider"]
+
+
+def test_counted_item_lost_and_found_again_is_not_counted_twice() -> None:
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    crossing = list(np.linspace(600, 180, 20))
+    lost = [180.0] * 25  # hidden long enough for the tracker to drop the track
+    back = list(np.linspace(260, 60, 10))  # customer lifts it back over the scanner edge, re-bags
+    scores = [0.9] * 20 + [0.0] * 25 + [0.9] * 10
+    ids, counts = run_path(tracker, counter, crossing + lost + back, scores=scores)
+    assert len(ids) == 2, "the tracker gave up and started a new track"
+    assert counts == 1, "but the counter knows it is the same item"
