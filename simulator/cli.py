@@ -8,16 +8,11 @@ from pathlib import Path
 
 import click
 
+from laneguard.cli_options import produce_photos_option
 from simulator.scenario import KINDS, ScenarioError, build_scenario
 from simulator.world import TRAINING_PACKAGING_VERSION, World
 
-PHOTOS_OPTION = click.option(
-    "--produce-photos",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="LANEGUARD_PRODUCE_PHOTOS",
-    help="Folder of real produce photos (grocery-produce layout); without it produce is drawn.",
-)
+PHOTOS_OPTION = produce_photos_option
 CATALOG_OPTION = click.option(
     "--catalog",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),

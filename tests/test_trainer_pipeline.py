@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,39 +21,9 @@ from laneguard.embedding import Embedder
 LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Make every non-loopback connection fail, and record who tried."""
-    attempts: list[str] = []
-    real_connect = socket.socket.connect
-    real_getaddrinfo = socket.getaddrinfo
-
-    def host_of(address: Any) -> str:
-        return str(address[0] if isinstance(address, tuple) else address)
-
-    def guarded_connect(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not host_of(address).startswith(
-            LOOPBACK
-        ):
-            attempts.append(f"connect {address}")
-            raise OSError("network disabled in this test")
-        return real_connect(self, address)
-
-    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not str(host).startswith(LOOPBACK):
-            attempts.append(f"resolve {host}")
-            raise socket.gaierror("network disabled in this test")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-    yield attempts
-
-
-@pytest.fixture(scope="module")
-def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest, list[str]]:
-    """One tiny bootstrap run for the module, with the network cut off."""
-    monkeypatch = pytest.MonkeyPatch()
+@contextmanager
+def network_blocked() -> Iterator[list[str]]:
+    """Make every non-loopback connection or name lookup fail, and record who tried."""
     attempts: list[str] = []
     real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
 
@@ -69,18 +40,26 @@ def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manife
             raise socket.gaierror("network disabled in this test")
         return real_getaddrinfo(host, *args, **kwargs)
 
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(socket.socket, "connect", guarded_connect)
+    patch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    try:
+        yield attempts
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="module")
+def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest, list[str]]:
+    """One tiny bootstrap run for the module, with the network cut off."""
     from trainer.bootstrap import BootstrapConfig, run_bootstrap
 
     work = tmp_path_factory.mktemp("bootstrap")
     lines: list[str] = []
-    try:
+    with network_blocked() as attempts:
         manifest = run_bootstrap(
             BootstrapConfig.quick(), work / "work", work / "quick.tar.gz", progress=lines.append
         )
-    finally:
-        monkeypatch.undo()
     assert not attempts, f"training or export reached for the network: {attempts}"
     return work / "quick.tar.gz", manifest, lines
 

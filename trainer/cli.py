@@ -8,13 +8,9 @@ from pathlib import Path
 
 import click
 
-PHOTOS = click.option(
-    "--produce-photos",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    envvar="LANEGUARD_PRODUCE_PHOTOS",
-    help="Real produce photos (grocery-produce layout) to train and evaluate on.",
-)
+from laneguard.cli_options import produce_photos_option
+
+PHOTOS = produce_photos_option
 
 
 @click.group()
