@@ -64,8 +64,8 @@ def _inside(polygon: Polygon, point: tuple[float, float]) -> bool:
 class CountingConfig:
     min_scan_frames: int = 2  # frames seen in the scan area before a crossing can count
     bagging_frames: int = 2  # consecutive frames in bagging that confirm a crossing
-    alias_frames: int = 45  # a new track this soon after a counted one vanished nearby ...
-    alias_radius: float = 1.5  # ... within this many box sizes of it is the same item
+    alias_frames: int = 30  # a new track this soon after another vanished nearby ...
+    alias_radius: float = 1.5  # ... within this many box sizes of it continues that item
 
 
 @dataclass
@@ -105,10 +105,13 @@ class ZoneCounter:
             zone = self.zones.zone_of(track.centre)
             state = self.states.get(track.track_id)
             if state is None:
+                earlier = self._earlier_sighting(track, live={t.track_id for t in tracks})
                 state = _TrackState(born_in=zone, zone=zone, first_seen_frame=self.frame)
-                state.counted = self._continues_counted_item(
-                    track, live={t.track_id for t in tracks}
-                )
+                if earlier is not None:  # the same item: keep its history, and its count
+                    state.born_in, state.counted = earlier.born_in, earlier.counted
+                    state.was_in_scan, state.scan_frames = earlier.was_in_scan, earlier.scan_frames
+                    state.first_seen_frame = earlier.first_seen_frame
+                    earlier.last_frame = -(10**9)  # consumed: no other track can claim it
                 self.states[track.track_id] = state
             state.centre = track.centre
             state.size = float(max(track.box[2] - track.box[0], track.box[3] - track.box[1]))
@@ -133,22 +136,25 @@ class ZoneCounter:
                 crossings.append(Crossing(track.track_id, self.frame, state.first_seen_frame))
         return crossings
 
-    def _continues_counted_item(self, track: Track, live: set[int]) -> bool:
-        """Did a counted item vanish near here moments ago? Then this is it, found again
-        (the tracker lost it behind a hand or on a sudden move), and it must not count twice."""
+    def _earlier_sighting(self, track: Track, live: set[int]) -> _TrackState | None:
+        """The state of an item that vanished near here moments ago, if any: the tracker lost it
+        behind a hand or on a sudden move and now sees it again under a new id. Counted items
+        must not count twice, and an item lost at the boundary must still count once."""
         cx, cy = track.centre
+        best, best_distance = None, float("inf")
         for track_id, state in self.states.items():
-            if not state.counted or track_id in live:
-                continue
-            if self.frame - state.last_frame > self.config.alias_frames:
+            if track_id in live or self.frame - state.last_frame > self.config.alias_frames:
                 continue
             distance = ((state.centre[0] - cx) ** 2 + (state.centre[1] - cy) ** 2) ** 0.5
-            if distance <= self.config.alias_radius * max(state.size, 1.0):
-                return True
-        return False
+            reach = self.config.alias_radius * max(state.size, 1.0)
+            if distance <= reach and distance < best_distance:
+                best, best_distance = state, distance
+        return best
 
-    def forget(self, live_ids: set[int], keep_frames: int = 300) -> None:
-        """Drop state of tracks gone for good (the tracker no longer knows them)."""
+    def forget(self, live_ids: set[int]) -> None:
+        """Drop the state of tracks the tracker no longer knows, once they can no longer be
+        the earlier sighting of an item found again (see _continues_counted_item)."""
+        horizon = 2 * self.config.alias_frames
         for track_id in [t for t in self.states if t not in live_ids]:
-            if self.frame - self.states[track_id].first_seen_frame > keep_frames:
+            if self.frame - self.states[track_id].last_frame > horizon:
                 del self.states[track_id]

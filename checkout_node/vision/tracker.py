@@ -30,6 +30,32 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-6)).astype(np.float32)
 
 
+def association_scores(tracks: list[Track], boxes: np.ndarray) -> np.ndarray:
+    """How well each detection continues each track, 0..1.
+
+    The best of: overlap with the motion prediction; overlap with where the item was last seen
+    (a hand that stops or reverses at the scanner defeats a pure prediction; only for tracks
+    lost a moment ago); and, at half weight, closeness of centres relative to the item's size.
+    The last one keeps fast hand moves at low frame rates (an item can move more than half its
+    size between frames at 15 fps) from breaking a track.
+    """
+    predicted = np.stack([t.box for t in tracks])
+    scores = iou_matrix(predicted, boxes)
+    recent = np.array([t.missed <= 3 for t in tracks])
+    if recent.any():
+        last_seen = np.stack([t.last_detected for t in tracks])
+        scores = np.maximum(scores, iou_matrix(last_seen, boxes) * recent[:, None])
+    centres_t = (predicted[:, :2] + predicted[:, 2:]) / 2
+    centres_d = (boxes[:, :2] + boxes[:, 2:]) / 2
+    diagonal_t = np.hypot(predicted[:, 2] - predicted[:, 0], predicted[:, 3] - predicted[:, 1])
+    diagonal_d = np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    # Motion blur stretches a fast item's box: measure distance against the larger of the two.
+    scale = 1.2 * np.maximum(diagonal_t[:, None], diagonal_d[None, :])
+    distance = np.linalg.norm(centres_t[:, None, :] - centres_d[None, :, :], axis=2)
+    proximity = np.clip(1 - distance / np.maximum(scale, 1.0), 0, 1)
+    return np.maximum(scores, 0.5 * proximity).astype(np.float32)
+
+
 def greedy_assignment(scores: np.ndarray, minimum: float) -> list[tuple[int, int]]:
     """Pairs (row, col) by descending score, each row and column used once, score >= minimum.
 
@@ -122,8 +148,8 @@ class TrackerConfig:
     high_score: float = 0.45  # first-round detections
     low_score: float = 0.1  # second-round detections (occluded, blurred)
     new_track_score: float = 0.5  # a detection this confident may start a track
-    match_iou: float = 0.2  # minimum IoU for the first round
-    low_match_iou: float = 0.4  # the second round is stricter
+    match_iou: float = 0.2  # minimum association score for the first round
+    low_match_iou: float = 0.25  # the second round is stricter
     confirm_hits: int = 3  # a track is real after this many matched frames
     max_missed: int = 20  # frames a lost track waits to be found again
 
@@ -177,12 +203,8 @@ class ByteTracker:
     ) -> tuple[list[tuple[int, int]], list[int]]:
         if not track_indices or len(boxes) == 0:
             return [], track_indices
-        # Overlap with the motion prediction or with where the item was last seen, whichever is
-        # larger: a hand that stops or reverses at the scanner defeats a pure prediction.
-        predicted = np.stack([self.tracks[t].box for t in track_indices])
-        last_seen = np.stack([self.tracks[t].last_detected for t in track_indices])
-        overlap = np.maximum(iou_matrix(predicted, boxes), iou_matrix(last_seen, boxes))
-        pairs = greedy_assignment(overlap, min_iou)
+        tracks = [self.tracks[t] for t in track_indices]
+        pairs = greedy_assignment(association_scores(tracks, boxes), min_iou)
         matched_rows = {r for r, _ in pairs}
         matches = [(track_indices[r], c) for r, c in pairs]
         rest = [t for i, t in enumerate(track_indices) if i not in matched_rows]
