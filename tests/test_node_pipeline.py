@@ -47,7 +47,7 @@ def test_node_never_loads_torch_or_ultralytics() -> None:
 def test_replay_prints_counted_items_and_events_and_annotates(
     recorded: tuple[Path, dict], tmp_path: Path
 ) -> None:
-    folder, data = recorded
+    _, data = recorded
     scenario = data["scenario"]
     annotated = tmp_path / "annotated.mp4"
     done = subprocess.run(
