@@ -68,7 +68,12 @@ def _zones(zones_file: Path | None, width: int, height: int) -> LaneZones:
     default=None,
     help="Save each counted item's best crop here as TRACK.jpg.",
 )
-@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="onnxruntime threads (default: the hardware profile's, else 2).",
+)
 @BUNDLE_OPTION
 @PROFILE_OPTION
 def replay_command(
@@ -77,7 +82,7 @@ def replay_command(
     annotate_out: Path | None,
     zones_file: Path | None,
     crops: Path | None,
-    threads: int,
+    threads: int | None,
     bundle: Path | None,
     profile: str | None,
 ) -> None:

@@ -20,6 +20,7 @@ class LaneModels:
     detector: ModelFile
     embedder: ModelFile
     gallery: Gallery
+    threads: int = 2  # from the hardware profile, when one was chosen
 
     def path(self, model: ModelFile) -> Path:
         return self.folder / model.file
@@ -87,4 +88,5 @@ def load_models(
     gallery = Gallery.load(
         folder / manifest.gallery, expect_embedder_sha256=manifest.files[fp32_embedder.file]
     )
-    return LaneModels(manifest, folder, detector, embedder, gallery)
+    threads = chosen_profile.threads if chosen_profile is not None else 2
+    return LaneModels(manifest, folder, detector, embedder, gallery, threads)

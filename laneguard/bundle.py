@@ -50,6 +50,7 @@ class HardwareProfile(BaseModel):
     detector: str  # file name
     embedder: str
     detector_latency_budget_ms: float
+    threads: int = Field(default=2, ge=1, description="onnxruntime intra-op threads")
 
 
 class Thresholds(BaseModel):

@@ -39,6 +39,7 @@ SHIPPED_BUNDLE = (
     Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
 )
 PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
+PROFILE_THREADS = {"x86-2core": 2, "raspberry-pi-5": 4, "jetson-orin-nano": 4}
 
 
 @dataclass
@@ -407,6 +408,7 @@ def choose_profiles(models: list[ModelFile]) -> list[HardwareProfile]:
                 detector=best.file,
                 embedder=embedder,
                 detector_latency_budget_ms=budget,
+                threads=PROFILE_THREADS[name],
             )
         )
     return profiles

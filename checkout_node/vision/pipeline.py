@@ -86,11 +86,13 @@ class PipelineStats:
 class LanePipeline:
     models: LaneModels
     zones: LaneZones
-    threads: int = 2
+    threads: int | None = None  # default: the hardware profile's
     tracker_config: TrackerConfig = field(default_factory=TrackerConfig)
     counting_config: CountingConfig = field(default_factory=CountingConfig)
 
     def __post_init__(self) -> None:
+        if self.threads is None:
+            self.threads = self.models.threads
         self.detector = Detector(
             self.models.path(self.models.detector),
             self.threads,
