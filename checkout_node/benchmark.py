@@ -6,7 +6,6 @@ the bench command from the trainer package, since the lane itself never imports 
 
 from __future__ import annotations
 
-import resource
 import subprocess
 import sys
 import tempfile
@@ -43,16 +42,24 @@ def replay_speed(video: Path, bundle: Path, precision: str, size: int) -> dict[s
 
 
 def peak_rss_mb(video: Path, profile: str) -> float:
-    """Peak resident memory of `laneguard node replay` in its own process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(
-        [sys.executable, "-m", "laneguard.cli", "node", "replay", str(video), "--profile", profile],
-        check=True,
-        capture_output=True,
-        timeout=1800,
+    """Peak resident memory (VmHWM) of `laneguard node replay`, read inside its own process.
+
+    Read from /proc in the child itself: rusage of children also counts memory a child held
+    before exec, which makes a parent that has loaded torch look like a heavy lane.
+    """
+    code = (
+        "import sys\n"
+        "from laneguard.cli import main\n"
+        f"sys.argv = ['laneguard', 'node', 'replay', {str(video)!r}, '--profile', {profile!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print('VMHWM', int(hwm.split()[1]), file=sys.stderr)\n"
     )
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return round(max(before, after) / 1024, 1)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=1800, check=True
+    )
+    line = next(x for x in done.stderr.splitlines() if x.startswith("VMHWM"))
+    return round(int(line.split()[1]) / 1024, 1)
 
 
 def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[str, Any]:
@@ -74,6 +81,7 @@ def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[s
                 count=matched.counted, missed=len(matched.missed), extra=len(matched.extra)
             )
             ours[precision] = result
+        rss = peak_rss_mb(Path(video), "raspberry-pi-5")
         models = load_models(bundle, detector_precision="fp32", detector_size=320)
         zones = LaneZones.standard(640, 480)
         peer = run_object_counter(
@@ -84,7 +92,6 @@ def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[s
             top=zones.scan_area[0][1],
             bottom=zones.scan_area[2][1],
         )
-        rss = peak_rss_mb(Path(video), "raspberry-pi-5")
     return {
         "video": {
             "frames": scenario.n_frames,

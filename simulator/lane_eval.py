@@ -99,7 +99,7 @@ def evaluate_counting(
     models: LaneModels,
     transactions: int = 50,
     seed: int = 1000,
-    fps: float = 15.0,
+    fps: float = 30.0,
     kind: str = "mixed",
     produce_photos: Path | None = None,
     progress: Callable[[str], None] = print,

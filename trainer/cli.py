@@ -89,7 +89,7 @@ def evaluate() -> None:
 @evaluate.command("counting")
 @click.option("--transactions", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seed", type=int, default=1000, show_default=True)
-@click.option("--fps", type=click.FloatRange(min=5, max=60), default=15.0, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True)
 @click.option(
     "--bundle",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),

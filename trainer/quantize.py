@@ -55,9 +55,25 @@ def quantize_int8(fp32: Path, int8: Path, calibration: Sequence[np.ndarray]) -> 
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        op_types_to_quantize=list(QUANTIZED_OPS),
     )
     prepared.unlink(missing_ok=True)
+    _copy_metadata(fp32, int8)
     return int8
+
+
+def _copy_metadata(source: Path, target: Path) -> None:
+    """Keep the float model's metadata (ultralytics stores class names, stride and input size
+    there; without them its evaluation reads the int8 model as a different model)."""
+    import onnx
+
+    float_model = onnx.load(str(source), load_external_data=False)
+    quantised = onnx.load(str(target))
+    present = {p.key for p in quantised.metadata_props}
+    for prop in float_model.metadata_props:
+        if prop.key not in present:
+            quantised.metadata_props.add(key=prop.key, value=prop.value)
+    onnx.save(quantised, str(target))
 
 
 def median_latency_ms(model: Path, threads: int = 2, runs: int = 60, warmup: int = 10) -> float:
