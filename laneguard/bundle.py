@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -170,14 +169,3 @@ def extract_bundle(bundle: Path, target: Path) -> Manifest:
         raise BundleError(f"{bundle}: members missing: {sorted(absent)}")
     (target / MANIFEST).write_text(manifest.model_dump_json(indent=2), "utf-8")
     return manifest
-
-
-def summary(manifest: Manifest) -> dict[str, Any]:
-    """A short JSON-able description for logs and the console."""
-    return {
-        "version": manifest.version,
-        "parent_version": manifest.parent_version,
-        "models": [m.file for m in manifest.models],
-        "metrics": manifest.metrics,
-        "thresholds": json.loads(manifest.thresholds.model_dump_json()),
-    }

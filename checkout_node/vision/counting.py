@@ -77,17 +77,13 @@ class _TrackState:
     last_frame: int = 0
     scan_frames: int = 0
     bagging_run: int = 0
-    was_in_scan: bool = False
     counted: bool = False
-    first_seen_frame: int = 0
-    entered_scan_frame: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Crossing:
     track_id: int
     frame: int
-    first_seen_frame: int
 
 
 @dataclass
@@ -106,11 +102,10 @@ class ZoneCounter:
             state = self.states.get(track.track_id)
             if state is None:
                 earlier = self._earlier_sighting(track, live={t.track_id for t in tracks})
-                state = _TrackState(born_in=zone, zone=zone, first_seen_frame=self.frame)
+                state = _TrackState(born_in=zone, zone=zone)
                 if earlier is not None:  # the same item: keep its history, and its count
                     state.born_in, state.counted = earlier.born_in, earlier.counted
-                    state.was_in_scan, state.scan_frames = earlier.was_in_scan, earlier.scan_frames
-                    state.first_seen_frame = earlier.first_seen_frame
+                    state.scan_frames = earlier.scan_frames
                     earlier.last_frame = -(10**9)  # consumed: no other track can claim it
                 self.states[track.track_id] = state
             state.centre = track.centre
@@ -118,22 +113,18 @@ class ZoneCounter:
             state.last_frame = self.frame
             if zone == "scan":
                 state.scan_frames += 1
-                state.was_in_scan = True
-                if state.entered_scan_frame is None:
-                    state.entered_scan_frame = self.frame
             state.bagging_run = state.bagging_run + 1 if zone == "bagging" else 0
             state.zone = zone
             eligible = (
                 not state.counted
                 and track.confirmed
                 and state.born_in != "bagging"
-                and state.was_in_scan
                 and state.scan_frames >= self.config.min_scan_frames
                 and state.bagging_run >= self.config.bagging_frames
             )
             if eligible:
                 state.counted = True
-                crossings.append(Crossing(track.track_id, self.frame, state.first_seen_frame))
+                crossings.append(Crossing(track.track_id, self.frame))
         return crossings
 
     def _earlier_sighting(self, track: Track, live: set[int]) -> _TrackState | None:

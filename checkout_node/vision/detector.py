@@ -7,6 +7,7 @@ width, height in input pixels and per-class scores already passed through a sigm
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,8 +81,6 @@ class Detector:
         self.last_inference_s = 0.0
 
     def detect(self, frame: np.ndarray) -> Detections:
-        import time
-
         tensor, fit = letterbox(frame, self.size)
         start = time.perf_counter()
         output = self.session.run(None, {self.input_name: tensor})[0]

@@ -122,11 +122,11 @@ class LanePipeline:
         products = tracks[PRODUCT]
         for track in products:
             self.first_seen.setdefault(track.track_id, t)
-            if track.detected_box is not None and self.zones.zone_of(track.centre) != "bagging":
+        counted = [self._counted(c.track_id, t) for c in self.counter.update(products)]
+        for track in products:  # the counter has placed each track in its zone this frame
+            zone = self.counter.states[track.track_id].zone
+            if track.detected_box is not None and zone != "bagging":
                 self.recogniser.observe(frame, track.track_id, track.detected_box)
-        counted = []
-        for crossing in self.counter.update(products):
-            counted.append(self._counted(crossing.track_id, t))
         self._forget_gone()
         elapsed = time.perf_counter() - start
         self.stats.frames += 1
