@@ -9,6 +9,7 @@ the camera as down meanwhile.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -37,22 +38,44 @@ def open_capture(uri: str | int) -> cv2.VideoCapture:
     return cv2.VideoCapture(uri)
 
 
-def video_frames(path: str | Path) -> Iterator[Frame]:
-    """Every frame of a recorded video, in order, timed by the file's frame rate (replay)."""
+def video_frames(path: str | Path, read_ahead: int = 4) -> Iterator[Frame]:
+    """Every frame of a recorded video, in order, timed by the file's frame rate (replay).
+
+    A reader thread decodes up to ``read_ahead`` frames ahead (OpenCV releases the GIL while
+    decoding), so decoding overlaps the lane's work as a live camera's reader thread does;
+    unlike a live source, replay never drops a frame.
+    """
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise FileNotFoundError(f"{path}: cannot open as a video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    frames: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, read_ahead))
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                ok, image = capture.read()
+                frames.put(image if ok else None)
+                if not ok:
+                    return
+        finally:
+            capture.release()
+
+    reader = threading.Thread(target=read, name="video-reader", daemon=True)
+    reader.start()
     index = 0
     try:
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                return
+        while (image := frames.get()) is not None:
             yield Frame(image, index / fps, index)
             index += 1
     finally:
-        capture.release()
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                frames.get_nowait()
+            except queue.Empty:
+                reader.join(timeout=0.05)
 
 
 class LiveSource:

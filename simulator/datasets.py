@@ -12,6 +12,7 @@ unless asked for, so the "new product" and "packaging change" cases stay unseen 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
@@ -37,6 +38,7 @@ MIN_VISIBLE = 0.3  # boxes of objects hidden more than this are not labelled
 # With real produce photos, this share of images still uses the drawn produce look, so models
 # work in both simulated worlds (the tests and benchmarks run without the photos).
 DRAWN_PRODUCE_SHARE = 0.3
+STACKED_SHARE = 0.25  # snapshot items placed partly under another item
 TRAINING_KINDS = tuple(k for k in KINDS if k not in ("new_product", "packaging_change", "mixed"))
 
 
@@ -71,7 +73,8 @@ def snapshot(
     seed: int,
     max_items: int = 5,
 ) -> Scenario:
-    """A still scene: a few items anywhere on the lane, hands over some, maybe a prop."""
+    """A still scene: a few items anywhere on the lane, some partly under another, hands over
+    some, often non-merchandise (a bag or phone taken for a product would count as an item)."""
     actors: list[Actor] = []
 
     def still(x: float, y: float, angle: float) -> list[Keyframe]:
@@ -86,6 +89,12 @@ def snapshot(
     for _ in range(rng.randint(1, max_items)):
         product = rng.choice(pool)
         x, y = rng.uniform(40, layout.width - 40), rng.uniform(top + 30, bottom - 30)
+        under = [a for a in actors if a.role == "product"]
+        if under and rng.random() < STACKED_SHARE:  # slid partly under an item already placed
+            other = rng.choice(under)
+            reach, direction = other.size * rng.uniform(0.4, 0.6), rng.uniform(0, 2 * math.pi)
+            x = other.keyframes[-1].x + reach * math.cos(direction)
+            y = other.keyframes[-1].y + reach * math.sin(direction)
         actors.append(
             Actor(
                 len(actors) + 1,
@@ -112,7 +121,7 @@ def snapshot(
                 size=rng.randint(110, 160),
             )
         )
-    if rng.random() < 0.35:
+    for _ in range(rng.choices((0, 1, 2), weights=(0.4, 0.45, 0.15))[0]):
         actors.append(
             Actor(
                 len(actors) + 1,

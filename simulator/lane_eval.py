@@ -44,10 +44,15 @@ class TransactionResult:
 
 
 def match_counts(scenario: Scenario, counted: list[CountedItem]) -> TransactionResult:
-    """Pair counted items with true crossings (nearest in time within the window)."""
+    """Pair counted items with true crossings (nearest in time within the window).
+
+    Items riding under another are paired last: a stacked pair crosses together, and the one
+    count the pair gets belongs to the item on top, so a missed count is the hidden item's.
+    """
     result = TransactionResult(scenario.kind, scenario.seed, len(scenario.true_items), len(counted))
     truth = sorted(
-        (a for a in scenario.items if a.crossed_at is not None), key=lambda a: a.crossed_at or 0.0
+        (a for a in scenario.items if a.crossed_at is not None),
+        key=lambda a: (a.behaviour == "stacked", a.crossed_at or 0.0),
     )
     free = list(counted)
     for item in truth:

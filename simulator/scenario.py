@@ -22,6 +22,7 @@ crossed into the bagging area), the scan and POS events, and the alerts a perfec
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from random import Random
@@ -419,10 +420,17 @@ class _Builder:
         # quantity_follower: covered by the first item's scan with quantity N
 
     def add_stacked_pair(self, carrier: SimProduct, hidden: SimProduct) -> None:
-        """``hidden`` rides under ``carrier``; only the carrier is scanned."""
+        """``hidden`` rides under ``carrier``; only the carrier is scanned.
+
+        The hidden item sticks out past the carrier's edge (roughly a third to a half of it
+        shows), as items slid under a bigger one do from an overhead view. One covered
+        completely is invisible to any camera above the lane; it is not staged.
+        """
         top = self.add_item(carrier, hover=False, reenter=False)
         rng = self.rng
-        dx, dy = rng.uniform(-12, 12), rng.uniform(-12, 12)
+        reach = top.size * rng.uniform(0.42, 0.55)
+        direction = rng.uniform(-0.9 * math.pi, 0.1 * math.pi)  # away from the hand (below)
+        dx, dy = reach * math.cos(direction), reach * math.sin(direction)
         frames = [Keyframe(k.t, k.x + dx, k.y + dy, k.angle + 20) for k in top.keyframes]
         hidden_actor = Actor(
             actor_id=self._next_id(),

@@ -101,9 +101,48 @@ def test_decode_maps_boxes_back_and_suppresses_duplicates() -> None:
     raw[6, 3] = 0.05  # below confidence
     dets = decode(raw, 0.5, 0.0, 40.0, 640, 480, confidence=0.25, iou=0.5)
     assert len(dets) == 2
-    product = dets.of_class(0)
+    product = dets.of_classes(0)
     assert np.allclose(product.boxes[0], [280, 200, 360, 280])  # (160 - 20 - 40) / 0.5 = 200
-    assert dets.of_class(1).scores[0] == pytest.approx(0.7)
+    assert dets.of_classes(1).scores[0] == pytest.approx(0.7)
+    assert dets.class_scores.shape == (2, 3)
+
+
+def test_decode_groups_classes_and_drops_parts_inside_a_stronger_box() -> None:
+    # Anchor 0: a bag taken for a product (0.6) that also scores as non-merchandise (0.5);
+    # anchor 1: the same bag as non-merchandise (0.55). Anchor 2: a label inside anchor 0's
+    # box (a part of the item). Anchor 3: a hand over the bag: another group, kept.
+    raw = np.zeros((7, 4), np.float32)
+    raw[:4, 0] = [160, 160, 80, 80]
+    raw[:4, 1] = [162, 160, 80, 80]
+    raw[:4, 2] = [170, 165, 30, 30]
+    raw[:4, 3] = [160, 160, 70, 70]
+    raw[4:, 0] = [0.6, 0.0, 0.5]
+    raw[4:, 1] = [0.1, 0.0, 0.55]
+    raw[4:, 2] = [0.45, 0.0, 0.0]
+    raw[4:, 3] = [0.0, 0.8, 0.0]
+    by_class = decode(raw, 0.5, 0.0, 40.0, 640, 480, confidence=0.25, iou=0.5)
+    assert sorted(by_class.classes.tolist()) == [0, 1, 2]  # per-class: the bag twice, no part
+    grouped = decode(
+        raw, 0.5, 0.0, 40.0, 640, 480, 0.25, 0.5, nms_groups=np.array([0, 1, 0], np.int32)
+    )
+    assert sorted(grouped.classes.tolist()) == [0, 1]
+    bag = grouped.of_classes(0, 2)
+    assert np.allclose(bag.class_scores[0], [0.6, 0.0, 0.5])  # every class's score kept
+
+
+def test_track_label_is_decided_over_its_lifetime() -> None:
+    # Something slides into the bagging area scoring a little more often as product than as
+    # non-merchandise frame by frame, but far more as non-merchandise overall: never counted.
+    tracker, counter = ByteTracker(), ZoneCounter(LaneZones.standard())
+    counts = 0
+    for i, x in enumerate(np.linspace(600, 40, 40)):
+        evidence = [0.5, 0.0, 0.45] if i % 3 else [0.1, 0.0, 0.9]
+        tracks = tracker.update(
+            box_at(x, 240)[None], np.array([max(evidence)], np.float32), np.array([evidence])
+        )
+        counts += len(counter.update(tracks, countable=lambda t: t.label == 0))
+    assert tracker.tracks[0].label == 2
+    assert counts == 0
 
 
 def test_execution_providers_prefer_accelerators() -> None:

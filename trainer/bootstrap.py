@@ -47,8 +47,8 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-1"
-    detect_images: int = 1000
+    version: str = "bootstrap-2"
+    detect_images: int = 1200
     detect_test_images: int = 150
     detector_scale: str = "p"
     detector_epochs: int = 40

@@ -1,14 +1,17 @@
 """Counting by zone: an item counts once, when its track passes from the scan area into the
 bagging area.
 
+The counter follows every object track (an object may be taken for non-merchandise for a while
+and turn out to be a product); only those the caller calls countable count.
 What must not count: a box that flickers for a few frames, an item hovered over the boundary
 and brought back, an item taken back out of the bag and bagged again, a track that starts
 inside the bagging area (an item already counted, found again after an occlusion), and anything
-that is not merchandise (only product tracks are offered to the counter).
+that is not merchandise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -93,8 +96,12 @@ class ZoneCounter:
     states: dict[int, _TrackState] = field(default_factory=dict)
     frame: int = 0
 
-    def update(self, tracks: list[Track]) -> list[Crossing]:
-        """Feed the product tracks seen this frame; returns the items that count now."""
+    def update(
+        self, tracks: list[Track], countable: Callable[[Track], bool] | None = None
+    ) -> list[Crossing]:
+        """Feed the object tracks seen this frame; returns the items that count now.
+
+        ``countable`` says whether a track is merchandise (default: all are)."""
         self.frame += 1
         crossings = []
         for track in tracks:
@@ -121,6 +128,7 @@ class ZoneCounter:
                 and state.born_in != "bagging"
                 and state.scan_frames >= self.config.min_scan_frames
                 and state.bagging_run >= self.config.bagging_frames
+                and (countable is None or countable(track))
             )
             if eligible:
                 state.counted = True

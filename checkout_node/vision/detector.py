@@ -3,6 +3,13 @@
 The model is the bundle's class-agnostic YOLO detector (product / hand / non_merchandise),
 exported without NMS: its output is (1, 4 + classes, anchors) with boxes as centre x, centre y,
 width, height in input pixels and per-class scores already passed through a sigmoid.
+
+Suppression works on groups of classes, not classes: a phone or a bag often scores as a product
+in one frame and as non-merchandise in the next, and per-class NMS would keep both boxes on the
+one object, which then becomes two tracks. Each kept box carries every class's score, so the
+tracker can decide what an object is from its whole lifetime. A small detector also fires on
+parts of an item (a label, one half of a box) next to the whole item; a box lying almost
+entirely inside a stronger box of its group is dropped as such a part.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import cv2
 import numpy as np
 
 from laneguard.detection import letterbox
+
+CONTAINED_SHARE = 0.85  # a box this much inside a stronger one of its group is a part of it
 
 PROVIDER_PREFERENCE = (
     "TensorrtExecutionProvider",
@@ -36,22 +45,31 @@ def choose_providers(available: Sequence[str] | None = None) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class Detections:
-    """Boxes (N, 4) as x1, y1, x2, y2 in frame pixels, scores (N,), class ids (N,)."""
+    """Boxes (N, 4) as x1, y1, x2, y2 in frame pixels, scores (N,), class ids (N,) and every
+    class's score for each box (N, C)."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    class_scores: np.ndarray
 
     def __len__(self) -> int:
         return len(self.scores)
 
-    def of_class(self, class_id: int) -> Detections:
-        keep = self.classes == class_id
-        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep])
+    def of_classes(self, *class_ids: int) -> Detections:
+        keep = np.isin(self.classes, class_ids)
+        return Detections(
+            self.boxes[keep], self.scores[keep], self.classes[keep], self.class_scores[keep]
+        )
 
     @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+    def empty(cls, n_classes: int = 0) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.int32),
+            np.zeros((0, n_classes), np.float32),
+        )
 
 
 class Detector:
@@ -64,6 +82,7 @@ class Detector:
         providers: Sequence[str] | None = None,
         confidence: float = 0.25,
         iou: float = 0.5,
+        nms_groups: Sequence[int] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -78,6 +97,7 @@ class Detector:
         self.size = int(spec.shape[-1])
         self.confidence = confidence
         self.iou = iou
+        self.nms_groups = None if nms_groups is None else np.asarray(nms_groups, np.int32)
         self.last_inference_s = 0.0
 
     def detect(self, frame: np.ndarray) -> Detections:
@@ -94,6 +114,7 @@ class Detector:
             frame.shape[0],
             self.confidence,
             self.iou,
+            self.nms_groups,
         )
 
 
@@ -106,25 +127,53 @@ def decode(
     height: int,
     confidence: float,
     iou: float,
+    nms_groups: np.ndarray | None = None,
+    contained: float = CONTAINED_SHARE,
 ) -> Detections:
-    """(4 + C, A) model output -> class-wise NMS'd detections in frame coordinates."""
+    """(4 + C, A) model output -> detections in frame coordinates, suppressed within groups.
+
+    ``nms_groups[c]`` is the suppression group of class c (default: each class its own).
+    """
     scores_all = raw[4:]
     classes = scores_all.argmax(axis=0)
     scores = scores_all[classes, np.arange(raw.shape[1])]
     keep = scores >= confidence
     if not keep.any():
-        return Detections.empty()
+        return Detections.empty(scores_all.shape[0])
     cx, cy, w, h = raw[0, keep], raw[1, keep], raw[2, keep], raw[3, keep]
     scores, classes = scores[keep].astype(np.float32), classes[keep].astype(np.int32)
+    class_scores = scores_all[:, keep].T.astype(np.float32)
+    groups = classes if nms_groups is None else nms_groups[classes]
     x1 = np.clip((cx - w / 2 - pad_x) / scale, 0, width)
     y1 = np.clip((cy - h / 2 - pad_y) / scale, 0, height)
     x2 = np.clip((cx + w / 2 - pad_x) / scale, 0, width)
     y2 = np.clip((cy + h / 2 - pad_y) / scale, 0, height)
     boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
-    # Class-wise NMS in one call: offset each class far apart so boxes never suppress across.
-    offset = classes[:, None].astype(np.float32) * (max(width, height) + 1)
+    # Group-wise NMS in one call: offset each group far apart so boxes never suppress across.
+    offset = groups[:, None].astype(np.float32) * (max(width, height) + 1)
     shifted = boxes + offset
     xywh = np.concatenate([shifted[:, :2], shifted[:, 2:] - shifted[:, :2]], axis=1)
     picked = cv2.dnn.NMSBoxes(xywh.tolist(), scores.tolist(), confidence, iou)
-    index = np.asarray(picked, dtype=np.int64).reshape(-1)
-    return Detections(boxes[index], scores[index], classes[index])
+    index = np.asarray(picked, dtype=np.int64).reshape(-1)  # best score first
+    index = index[~contained_in_stronger(boxes[index], groups[index], contained)]
+    return Detections(boxes[index], scores[index], classes[index], class_scores[index])
+
+
+def contained_in_stronger(boxes: np.ndarray, groups: np.ndarray, share: float) -> np.ndarray:
+    """Mask of boxes (ordered strongest first) that lie, by at least ``share`` of their own
+    area, inside a stronger kept box of the same group."""
+    n = len(boxes)
+    dropped = np.zeros(n, bool)
+    if n < 2:
+        return dropped
+    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
+    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
+    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
+    inside = (inter / area[:, None] >= share) & (groups[:, None] == groups[None, :])
+    for i in range(1, n):
+        stronger = inside[i, :i] & ~dropped[:i]
+        dropped[i] = bool(stronger.any())
+    return dropped

@@ -22,6 +22,9 @@ from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
 from laneguard.embedding import Embedder
 
 PRODUCT, HAND, NON_MERCHANDISE = 0, 1, 2
+# Products and non-merchandise are one kind of thing to detect and track (objects on the lane);
+# what each object is gets decided over its track's lifetime. Hands are tracked on their own.
+NMS_GROUPS = {PRODUCT: 0, HAND: 1, NON_MERCHANDISE: 0}
 
 
 @dataclass(frozen=True)
@@ -97,16 +100,15 @@ class LanePipeline:
             self.models.path(self.models.detector),
             self.threads,
             confidence=self.tracker_config.low_score,
+            nms_groups=[NMS_GROUPS[c] for c in sorted(NMS_GROUPS)],
         )
         embedder = Embedder(self.models.path(self.models.embedder), threads=self.threads)
         thresholds = self.models.manifest.thresholds
         self.recogniser = TrackRecogniser(
             embedder, self.models.gallery, thresholds.t1, thresholds.t2
         )
-        self.trackers = {
-            cls: ByteTracker(self.tracker_config, first_id=cls * 1_000_000 + 1)
-            for cls in (PRODUCT, HAND, NON_MERCHANDISE)
-        }
+        self.object_tracker = ByteTracker(self.tracker_config, first_id=1)
+        self.hand_tracker = ByteTracker(self.tracker_config, first_id=1_000_001)
         self.counter = ZoneCounter(self.zones, self.counting_config)
         self.first_seen: dict[int, float] = {}
         self.stats = PipelineStats()
@@ -115,15 +117,16 @@ class LanePipeline:
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         start = time.perf_counter()
         detections = self.detector.detect(frame)
-        tracks: dict[int, list[Track]] = {}
-        for cls, tracker in self.trackers.items():
-            subset = detections.of_class(cls)
-            tracks[cls] = tracker.update(subset.boxes, subset.scores)
-        products = tracks[PRODUCT]
-        for track in products:
+        found = detections.of_classes(PRODUCT, NON_MERCHANDISE)
+        objects = self.object_tracker.update(found.boxes, found.scores, found.class_scores)
+        held = detections.of_classes(HAND)
+        hands = self.hand_tracker.update(held.boxes, held.scores)
+        for track in objects:
             self.first_seen.setdefault(track.track_id, t)
-        counted = [self._counted(c.track_id, t) for c in self.counter.update(products)]
-        for track in products:  # the counter has placed each track in its zone this frame
+        crossings = self.counter.update(objects, countable=is_product)
+        counted = [self._counted(c.track_id, t) for c in crossings]
+        products = [track for track in objects if is_product(track)]
+        for track in objects:  # the counter has placed each track in its zone this frame
             zone = self.counter.states[track.track_id].zone
             if track.detected_box is not None and zone != "bagging":
                 self.recogniser.observe(frame, track.track_id, track.detected_box)
@@ -138,7 +141,7 @@ class LanePipeline:
             t,
             detections,
             products,
-            {HAND: tracks[HAND], NON_MERCHANDISE: tracks[NON_MERCHANDISE]},
+            {HAND: hands, NON_MERCHANDISE: [t for t in objects if not is_product(t)]},
             counted,
             elapsed,
             self.detector.last_inference_s,
@@ -175,8 +178,13 @@ class LanePipeline:
         )
 
     def _forget_gone(self) -> None:
-        live = {t.track_id for t in self.trackers[PRODUCT].tracks}
+        live = {t.track_id for t in self.object_tracker.tracks}
         for track_id in [t for t in self.first_seen if t not in live]:
             self.first_seen.pop(track_id, None)
             self.recogniser.forget(track_id)
         self.counter.forget(live)
+
+
+def is_product(track: Track) -> bool:
+    """Merchandise, by the class scores of the track's whole lifetime."""
+    return track.label == PRODUCT

@@ -137,6 +137,12 @@ class Track:
     confirmed: bool = False
     detected_box: np.ndarray | None = field(default=None)  # the box seen this frame, if any
     last_detected: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))
+    evidence: np.ndarray | None = None  # per-class scores summed over the matched detections
+
+    @property
+    def label(self) -> int:
+        """What the object is, by the class scores of its whole lifetime (0 when unknown)."""
+        return int(np.argmax(self.evidence)) if self.evidence is not None else 0
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -162,9 +168,15 @@ class ByteTracker:
         self.tracks: list[Track] = []
         self._next_id = first_id
         self.frame = 0
+        self._class_scores: np.ndarray | None = None
 
-    def update(self, boxes: np.ndarray, scores: np.ndarray) -> list[Track]:
+    def update(
+        self, boxes: np.ndarray, scores: np.ndarray, class_scores: np.ndarray | None = None
+    ) -> list[Track]:
+        """One frame's detections; ``class_scores`` (N, C), when given, accumulate per track
+        so each track's ``label`` is decided over its lifetime, not by one frame."""
         cfg = self.config
+        self._class_scores = class_scores
         self.frame += 1
         for track in self.tracks:
             track.box = track.kalman.predict()
@@ -178,21 +190,23 @@ class ByteTracker:
         )
         high_index = np.flatnonzero(high)
         for t, d in matched_high:
-            self._hit(self.tracks[t], boxes[high_index[d]], float(scores[high_index[d]]))
+            index = int(high_index[d])
+            self._hit(self.tracks[t], index, boxes[index], float(scores[index]))
         # Second round: low-confidence boxes only continue tracks that were alive last frame.
         alive = [t for t in unmatched_tracks if self.tracks[t].missed == 0]
         matched_low, _ = self._associate(alive, boxes[low], cfg.low_match_iou)
         low_index = np.flatnonzero(low)
         for t, d in matched_low:
-            self._hit(self.tracks[t], boxes[low_index[d]], float(scores[low_index[d]]))
+            index = int(low_index[d])
+            self._hit(self.tracks[t], index, boxes[index], float(scores[index]))
         matched_track_ids = {t for t, _ in matched_high} | {t for t, _ in matched_low}
         for t, track in enumerate(self.tracks):
             if t not in matched_track_ids:
                 track.missed += 1
         used_high = {d for _, d in matched_high}
-        for d, index in enumerate(high_index):
-            if d not in used_high and scores[index] >= cfg.new_track_score:
-                self._start(boxes[index], float(scores[index]))
+        for d, new in enumerate(high_index.tolist()):
+            if d not in used_high and scores[new] >= cfg.new_track_score:
+                self._start(new, boxes[new], float(scores[new]))
         self.tracks = [
             t for t in self.tracks if t.missed <= cfg.max_missed and (t.confirmed or t.missed == 0)
         ]
@@ -210,7 +224,15 @@ class ByteTracker:
         rest = [t for i, t in enumerate(track_indices) if i not in matched_rows]
         return matches, rest
 
-    def _hit(self, track: Track, box: np.ndarray, score: float) -> None:
+    def _evidence(self, detection: int) -> np.ndarray | None:
+        if self._class_scores is None:
+            return None
+        return np.asarray(self._class_scores[detection], np.float64)
+
+    def _hit(self, track: Track, detection: int, box: np.ndarray, score: float) -> None:
+        evidence = self._evidence(detection)
+        if evidence is not None:
+            track.evidence = evidence if track.evidence is None else track.evidence + evidence
         track.box = track.kalman.update(box)
         track.detected_box = box.astype(np.float32)
         track.last_detected = track.detected_box
@@ -220,7 +242,7 @@ class ByteTracker:
         if track.hits >= self.config.confirm_hits:
             track.confirmed = True
 
-    def _start(self, box: np.ndarray, score: float) -> None:
+    def _start(self, detection: int, box: np.ndarray, score: float) -> None:
         seen = box.astype(np.float32)
         track = Track(
             self._next_id,
@@ -230,6 +252,7 @@ class ByteTracker:
             first_frame=self.frame,
             detected_box=seen,
             last_detected=seen,
+            evidence=self._evidence(detection),
         )
         self._next_id += 1
         self.tracks.append(track)
