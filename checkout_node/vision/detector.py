@@ -57,7 +57,9 @@ class Detections:
         return len(self.scores)
 
     def of_classes(self, *class_ids: int) -> Detections:
-        keep = np.isin(self.classes, class_ids)
+        keep = self.classes == class_ids[0]
+        for other in class_ids[1:]:
+            keep |= self.classes == other
         return Detections(
             self.boxes[keep], self.scores[keep], self.classes[keep], self.class_scores[keep]
         )

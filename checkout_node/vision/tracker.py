@@ -91,21 +91,22 @@ class KalmanBox:
         size = max(self.x[2], self.x[3], 1.0)
         self.P = np.diag([size, size, size, size, 10 * size, 10 * size, size, size]) ** 2 * 0.01
 
-    def _noise(self) -> tuple[np.ndarray, np.ndarray]:
-        size = max(self.x[2], self.x[3], 1.0)
-        q = np.diag([0.05, 0.05, 0.05, 0.05, 0.0125, 0.0125, 0.0125, 0.0125]) * size
-        r = np.diag([0.05, 0.05, 0.05, 0.05]) * size
-        return q**2, r**2
+    # Process and measurement noise scale with the box: their squared standard deviations
+    # per unit of size squared, kept as diagonal matrices so each step is one multiply.
+    _Q = np.diag(np.array([0.05, 0.05, 0.05, 0.05, 0.0125, 0.0125, 0.0125, 0.0125]) ** 2)
+    _R = np.diag(np.array([0.05, 0.05, 0.05, 0.05]) ** 2)
+
+    def _size_squared(self) -> float:
+        return float(max(self.x[2], self.x[3], 1.0)) ** 2
 
     def predict(self) -> np.ndarray:
-        q, _ = self._noise()
         self.x = self._F @ self.x
         self.x[2:4] = np.maximum(self.x[2:4], 1.0)
-        self.P = self._F @ self.P @ self._F.T + q
+        self.P = self._F @ self.P @ self._F.T + self._Q * self._size_squared()
         return _to_xyxy(self.x[:4])
 
     def update(self, box: np.ndarray) -> np.ndarray:
-        _, r = self._noise()
+        r = self._R * self._size_squared()
         z = _to_cxcywh(box)
         s = self._H @ self.P @ self._H.T + r
         k = self.P @ self._H.T @ np.linalg.inv(s)
