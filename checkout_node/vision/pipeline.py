@@ -40,6 +40,7 @@ class CountedItem:
     crossed_s: float
     box: tuple[int, int, int, int]
     crop_jpeg: bytes
+    candidates: tuple[tuple[str, float], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +54,7 @@ class CountedItem:
             "crossed_s": round(self.crossed_s, 3),
             "box": list(self.box),
             "crop_bytes": len(self.crop_jpeg),
+            "candidates": [[code, score] for code, score in self.candidates],
         }
 
 
@@ -175,6 +177,7 @@ class LanePipeline:
             t,
             (x1, y1, x2, y2),
             jpeg.tobytes() if ok else b"",
+            identity.candidates,
         )
 
     def _forget_gone(self) -> None:

@@ -20,6 +20,7 @@ from laneguard.embedding import Embedder, l2_normalise
 from laneguard.gallery import Gallery
 
 Band = Literal["trusted", "of_interest", "unknown"]
+CANDIDATES = 5  # gallery codes kept per identified track
 
 
 def sharpness(crop: np.ndarray) -> float:
@@ -45,6 +46,9 @@ class Identity:
     runner_up: str | None
     crop: np.ndarray  # the sharpest crop (evidence)
     box: np.ndarray  # its box in the frame where it was cut
+    # The nearest gallery codes with their similarity, best first: reconciliation asks how
+    # plausible the scanned code is, not only whether it is the best guess.
+    candidates: tuple[tuple[str, float], ...] = ()
 
 
 class TrackRecogniser:
@@ -96,7 +100,7 @@ class TrackRecogniser:
         vectors = self.embedder.embed([c for _, c, _ in entry.crops])
         self.embeds += len(vectors)
         mean = l2_normalise(vectors.mean(axis=0, keepdims=True))
-        matches = self.gallery.identify(mean, k=2)[0]
+        matches = self.gallery.identify(mean, k=CANDIDATES)[0]
         best = matches[0]
         band: Band = (
             "trusted"
@@ -111,6 +115,7 @@ class TrackRecogniser:
             runner_up=matches[1].code if len(matches) > 1 else None,
             crop=crop,
             box=box,
+            candidates=tuple((m.code, round(float(m.score), 4)) for m in matches),
         )
 
     def forget(self, track_id: int) -> None:

@@ -1,0 +1,417 @@
+"""Reconciliation of one transaction: counted items against scans, incrementally and finally.
+
+As it goes: when an item reaches the bagging area it takes the best free scan unit from the
+window before it (a scan with quantity 3 is three units; later units wait longer, for the items
+that follow). No unit: the item is unscanned and the alert fires at once; the cashier's scan of
+it afterwards resolves it ("rescanned"). A unit whose code the recogniser confidently
+contradicts makes a switch. A scan unit that no item claims within its window is a scan without
+an item (a note, not an alarm).
+
+At the end (before payment): one minimum-cost assignment over the whole transaction, which may
+undo an early greedy choice. Open alerts the final check does not confirm are withdrawn; what it
+finds that was not raised yet is raised then. The transaction is honest when nothing is left:
+every item paired with a scan whose identity does not contradict it, and every scan used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from checkout_node.catalog import LaneCatalog
+from checkout_node.reconcile.assignment import FORBIDDEN, match_with_unmatched
+from checkout_node.reconcile.model import (
+    RESOLUTIONS,
+    Agreement,
+    Alert,
+    AlertChange,
+    AlertType,
+    Scan,
+    SeenItem,
+    Severity,
+)
+from product_db.codes import PLU, parse_code
+
+AGREEMENT_COST = {"agree": 0.0, "unsure": 0.6, "disagree": 2.0}
+
+
+class ReconcileError(ValueError):
+    """A call that does not fit the transaction's state (e.g. an item after it ended)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    scan_before_s: float = 8.0  # a scan may come this long before its item reaches bagging
+    scan_after_s: float = 1.5  # ... or this long after (a scan at the edge of the scan area)
+    follower_s: float = 4.0  # each further unit of a quantity scan waits this much longer
+    unmatched_cost: float = 1.6  # per item or unit left alone; a pair costs 0..3
+    high_value_minor: int = 500  # at or above: high severity
+    medium_value_minor: int = 100  # at or above (or unknown price): medium
+
+
+@dataclass
+class _Unit:
+    scan: Scan
+    index: int  # 0 for the first unit of a scan, 1.. for quantity followers
+    voided: bool = False
+
+    @property
+    def key(self) -> str:
+        assert self.scan.key is not None
+        return self.scan.key
+
+
+@dataclass
+class Outcome:
+    """The final word on a transaction."""
+
+    transaction_id: str
+    honest: bool
+    seen: list[dict[str, Any]]  # per counted item: track, final code, how it was decided
+    scans: list[Scan]
+    pairs: list[tuple[SeenItem, Scan, Agreement]]
+    alerts: list[Alert]
+    ended_s: float
+
+    @property
+    def seen_codes(self) -> list[str | None]:
+        return [entry["code"] for entry in self.seen]
+
+
+@dataclass
+class TransactionReconciler:
+    transaction_id: str
+    catalog: LaneCatalog
+    t1: float
+    t2: float
+    config: ReconcileConfig = field(default_factory=ReconcileConfig)
+    started_s: float = 0.0
+    items: list[SeenItem] = field(default_factory=list)
+    scans: list[Scan] = field(default_factory=list)
+    units: list[_Unit] = field(default_factory=list)
+    pairing: dict[int, int] = field(default_factory=dict)  # track id -> unit index
+    alerts: list[Alert] = field(default_factory=list)
+    outcome: Outcome | None = None
+
+    # -- identity ---------------------------------------------------------------------------
+    def agreement(self, item: SeenItem, key: str) -> Agreement:
+        """Does what the camera saw contradict the scanned product?
+
+        Contradiction needs confidence: the recogniser trusts its identity (at or above T1) and
+        the scanned product is not also that close. An unknown or "of interest" item that the
+        scanned product does not fit is unsure: not evidence of a switch.
+        """
+        if item.code == key:
+            return "agree"
+        similarity = item.similarity(key)
+        if similarity is not None and similarity >= (
+            self.t1 if item.band == "trusted" else self.t2
+        ):
+            return "agree"
+        return "disagree" if item.band == "trusted" else "unsure"
+
+    def _window_ok(self, item: SeenItem, unit: _Unit, late_ok: bool) -> bool:
+        cfg = self.config
+        earliest = unit.scan.t - cfg.scan_after_s
+        latest = unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
+        return item.crossed_s <= latest and (late_ok or item.crossed_s >= earliest)
+
+    def _cost(self, item: SeenItem, unit: _Unit, late_ok: bool = False) -> float:
+        if unit.voided or not self._window_ok(item, unit, late_ok):
+            return FORBIDDEN
+        cfg = self.config
+        span = cfg.scan_before_s + unit.index * cfg.follower_s
+        timing = min(abs(item.crossed_s - unit.scan.t) / span, 1.0) + 0.01 * unit.index
+        return timing + AGREEMENT_COST[self.agreement(item, unit.key)]
+
+    # -- events -----------------------------------------------------------------------------
+    def add_item(self, item: SeenItem) -> list[AlertChange]:
+        """An item reached the bagging area: pair it now, or alert now."""
+        self._open()
+        self.items.append(item)
+        paired = set(self.pairing.values())
+        free = [u for u in range(len(self.units)) if u not in paired]
+        costs = [self._cost(item, self.units[u]) for u in free]
+        if costs and min(costs) < FORBIDDEN:
+            unit = free[int(np.argmin(costs))]
+            self.pairing[item.track_id] = unit
+            if self.agreement(item, self.units[unit].key) == "disagree":
+                return self._raise(self._switch_alert(item, self.units[unit], item.crossed_s))
+            return []
+        return self._raise(self._unscanned_alert(item, item.crossed_s))
+
+    def add_scan(self, scan: Scan) -> list[AlertChange]:
+        """A scan arrived: its units pair items counted just before it (a scan at the edge of
+        the window) or an item already alerted as unscanned (the cashier rescanned it)."""
+        self._open()
+        self.scans.append(scan)
+        if scan.key is None:
+            return []  # shown as invalid on the screen; pays for nothing
+        changes: list[AlertChange] = []
+        for index in range(scan.quantity):
+            self.units.append(_Unit(scan, index))
+            changes += self._pair_late(len(self.units) - 1, scan.t)
+        return changes
+
+    def void(self, code: str, t: float) -> list[AlertChange]:
+        """The cashier voided a scanned code: its latest unit goes, unpaired ones first. An item
+        that unit paid for is then unscanned unless another unit can take it."""
+        self._open()
+        target = Scan.of(code, t).key
+        live = [
+            u
+            for u, unit in enumerate(self.units)
+            if not unit.voided and unit.scan.key is not None and unit.key == target
+        ]
+        if not live:
+            raise ReconcileError(f"void of {code!r}: no scanned unit of it in this transaction")
+        paired = {u: track for track, u in self.pairing.items()}
+        unpaired = [u for u in live if u not in paired]
+        chosen = (unpaired or live)[-1]
+        self.units[chosen].voided = True
+        track = paired.get(chosen)
+        if track is None:
+            return []
+        del self.pairing[track]
+        item = next(i for i in self.items if i.track_id == track)
+        changes = self._withdraw_item_alerts(track, t)
+        replacement = self._best_free_unit(item, late_ok=False)
+        if replacement is not None:
+            self.pairing[track] = replacement
+            return changes
+        alert = self._unscanned_alert(item, t)
+        alert.subtype = "voided"
+        return changes + self._raise(alert)
+
+    def tick(self, now_s: float) -> list[AlertChange]:
+        """Time passes: scan units no item claimed within their window become notes."""
+        self._open()
+        changes: list[AlertChange] = []
+        cfg = self.config
+        paired = set(self.pairing.values())
+        noted = {a.scan_event_id for a in self.alerts if a.type == "scan_without_item"}
+        for u, unit in enumerate(self.units):
+            latest = unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
+            if unit.voided or u in paired or now_s <= latest or unit.scan.event_id in noted:
+                continue
+            changes += self._raise(self._scan_without_item_alert(unit, now_s))
+            noted.add(unit.scan.event_id)
+        return changes
+
+    def resolve(self, alert_id: str, resolution: str, t: float, reason: str | None = None) -> Alert:
+        """The cashier or a supervisor closed an alert on the lane screen."""
+        if resolution not in RESOLUTIONS:
+            raise ReconcileError(
+                f"resolution {resolution!r} is not one of {', '.join(RESOLUTIONS)}"
+            )
+        if resolution == "supervisor_override" and not (reason and reason.strip()):
+            raise ReconcileError("a supervisor override needs a reason")
+        alert = next((a for a in self.alerts if a.alert_id == alert_id), None)
+        if alert is None:
+            raise ReconcileError(
+                f"alert {alert_id} is not part of transaction {self.transaction_id}"
+            )
+        if alert.status != "open":
+            raise ReconcileError(f"alert {alert_id} is already {alert.status}")
+        alert.status, alert.resolution, alert.reason, alert.closed_s = (
+            "resolved",
+            resolution,
+            reason,
+            t,
+        )
+        return alert
+
+    def finish(self, t: float) -> tuple[Outcome, list[AlertChange]]:
+        """The final check, at transaction end and before payment."""
+        self._open()
+        cfg = self.config
+        live = [u for u, unit in enumerate(self.units) if not unit.voided]
+        cost = np.full((len(self.items), len(live)), FORBIDDEN)
+        for i, item in enumerate(self.items):
+            for j, u in enumerate(live):
+                cost[i, j] = self._cost(item, self.units[u], late_ok=self._was_alerted(item))
+        pairs = match_with_unmatched(cost, cfg.unmatched_cost)
+        self.pairing = {self.items[i].track_id: live[j] for i, j in pairs}
+        problems = self._problems(t)
+        changes = self._settle(problems, t)
+        outcome = self._outcome(t)
+        self.outcome = outcome
+        return outcome, changes
+
+    # -- internals --------------------------------------------------------------------------
+    def _open(self) -> None:
+        if self.outcome is not None:
+            raise ReconcileError(f"transaction {self.transaction_id} has ended")
+
+    def _was_alerted(self, item: SeenItem) -> bool:
+        return any(a.track_id == item.track_id and a.type != "switch" for a in self.alerts)
+
+    def _best_free_unit(self, item: SeenItem, late_ok: bool) -> int | None:
+        paired = set(self.pairing.values())
+        best, best_cost = None, FORBIDDEN
+        for u, unit in enumerate(self.units):
+            if u in paired:
+                continue
+            cost = self._cost(item, unit, late_ok)
+            if cost < best_cost:
+                best, best_cost = u, cost
+        return best
+
+    def _pair_late(self, unit_index: int, t: float) -> list[AlertChange]:
+        """A new unit pays for an unpaired item: one crossing just before the scan, or one
+        whose unscanned alert is still open (rescanned after the banner)."""
+        unit = self.units[unit_index]
+        waiting = [
+            item
+            for item in self.items
+            if item.track_id not in self.pairing
+            and self.agreement(item, unit.key) != "disagree"
+            and self._cost(item, unit, late_ok=self._open_alert(item) is not None) < FORBIDDEN
+        ]
+        if not waiting:
+            return []
+        item = min(waiting, key=lambda i: self._cost(i, unit, late_ok=True))
+        self.pairing[item.track_id] = unit_index
+        alert = self._open_alert(item)
+        if alert is None:
+            return []
+        alert.status, alert.resolution, alert.closed_s = "resolved", "rescanned", t
+        return [AlertChange("resolved", alert)]
+
+    def _open_alert(self, item: SeenItem) -> Alert | None:
+        return next(
+            (a for a in self.alerts if a.track_id == item.track_id and a.status == "open"), None
+        )
+
+    def _problems(self, t: float) -> list[Alert]:
+        found: list[Alert] = []
+        paired_units = set(self.pairing.values())
+        for item in self.items:
+            unit_index = self.pairing.get(item.track_id)
+            if unit_index is None:
+                found.append(self._unscanned_alert(item, t))
+            elif self.agreement(item, self.units[unit_index].key) == "disagree":
+                found.append(self._switch_alert(item, self.units[unit_index], t))
+        for u, unit in enumerate(self.units):
+            if not unit.voided and u not in paired_units:
+                found.append(self._scan_without_item_alert(unit, t))
+        return found
+
+    def _settle(self, problems: list[Alert], t: float) -> list[AlertChange]:
+        """Keep alerts the final check confirms, withdraw open ones it does not, raise new."""
+        changes: list[AlertChange] = []
+        confirmed = {(p.subject, p.type) for p in problems}
+        for alert in self.alerts:
+            if alert.status == "open" and (alert.subject, alert.type) not in confirmed:
+                alert.status, alert.closed_s = "withdrawn", t
+                changes.append(AlertChange("withdrawn", alert))
+        known = {(a.subject, a.type) for a in self.alerts if a.status != "withdrawn"}
+        for problem in problems:
+            if (problem.subject, problem.type) not in known:
+                changes += self._raise(problem)
+        return changes
+
+    def _withdraw_item_alerts(self, track_id: int, t: float) -> list[AlertChange]:
+        changes = []
+        for alert in self.alerts:
+            if alert.track_id == track_id and alert.status == "open":
+                alert.status, alert.closed_s = "withdrawn", t
+                changes.append(AlertChange("withdrawn", alert))
+        return changes
+
+    def _raise(self, alert: Alert) -> list[AlertChange]:
+        self.alerts.append(alert)
+        return [AlertChange("raised", alert)]
+
+    def _severity(self, value: int | None) -> Severity:
+        cfg = self.config
+        if value is None:
+            return "medium"
+        if value >= cfg.high_value_minor:
+            return "high"
+        return "medium" if value >= cfg.medium_value_minor else "low"
+
+    def _unscanned_alert(self, item: SeenItem, t: float) -> Alert:
+        value = self.catalog.price_minor(item.code)
+        kind: AlertType = "unscanned_item"
+        # The same product was scanned with a quantity, and every unit is taken: a miskeyed
+        # quantity rather than an item slipped past.
+        if item.code is not None and any(s.key == item.code and s.quantity > 1 for s in self.scans):
+            kind = "quantity_mismatch"
+        return Alert(
+            self.transaction_id,
+            kind,
+            t,
+            self._severity(value),
+            value,
+            track_id=item.track_id,
+            seen_code=item.code,
+        )
+
+    def _switch_alert(self, item: SeenItem, unit: _Unit, t: float) -> Alert:
+        seen_price = self.catalog.price_minor(item.code)
+        scanned_price = self.catalog.price_minor(unit.key)
+        value = None if seen_price is None or scanned_price is None else seen_price - scanned_price
+        both_produce = isinstance(parse_code(unit.key), PLU) and (
+            item.code is not None and isinstance(parse_code(item.code), PLU)
+        )
+        return Alert(
+            self.transaction_id,
+            "switch",
+            t,
+            "low" if value is not None and value <= 0 else self._severity(value),
+            value,
+            track_id=item.track_id,
+            seen_code=item.code,
+            scanned_code=unit.key,
+            scan_event_id=unit.scan.event_id,
+            subtype="plu" if both_produce else "ticket",
+        )
+
+    def _scan_without_item_alert(self, unit: _Unit, t: float) -> Alert:
+        return Alert(
+            self.transaction_id,
+            "scan_without_item",
+            t,
+            "note",
+            None,
+            scanned_code=unit.key,
+            scan_event_id=unit.scan.event_id,
+        )
+
+    def _outcome(self, t: float) -> Outcome:
+        pairs: list[tuple[SeenItem, Scan, Agreement]] = []
+        seen: list[dict[str, Any]] = []
+        for item in sorted(self.items, key=lambda i: i.crossed_s):
+            unit_index = self.pairing.get(item.track_id)
+            if unit_index is None:
+                seen.append(self._seen_entry(item, item.code, "vision"))
+                continue
+            unit = self.units[unit_index]
+            agreement = self.agreement(item, unit.key)
+            pairs.append((item, unit.scan, agreement))
+            if agreement == "disagree":
+                seen.append(self._seen_entry(item, item.code, "vision"))
+            else:
+                seen.append(self._seen_entry(item, unit.key, f"scan ({agreement})"))
+        unresolved = [
+            a
+            for a in self.alerts
+            if a.status != "withdrawn" and a.resolution not in ("not_an_item",)
+        ]
+        honest = not unresolved and all(s.key is not None for s in self.scans)
+        return Outcome(self.transaction_id, honest, seen, list(self.scans), pairs, self.alerts, t)
+
+    @staticmethod
+    def _seen_entry(item: SeenItem, code: str | None, decided_by: str) -> dict[str, Any]:
+        return {
+            "track_id": item.track_id,
+            "code": code,
+            "vision_code": item.code,
+            "band": item.band,
+            "score": round(item.score, 4),
+            "crossed_s": round(item.crossed_s, 3),
+            "decided_by": decided_by,
+        }
