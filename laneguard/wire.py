@@ -4,12 +4,16 @@ Both checkout_node and store_server import this module (and nothing of each othe
 message carries ``schema_version`` so a store can run lanes of mixed software versions during a
 rollout; a receiver rejects versions it does not know with a clear error.
 
-So far: the lane's inputs from the till (scan and POS events), which the simulator's live feed
-also sends. Later issues add transactions, alerts, samples and heartbeats here.
+Two directions: the lane's inputs from the till (scan and POS events, which the simulator's
+live feed also sends), and what a lane delivers to its store server through its outbox
+(transactions, alerts, training samples, heartbeats). Each delivered message has a
+``message_id`` chosen by the lane, so a message retried after a lost reply is stored once.
+Images travel as base64 JPEG inside the JSON; the server checks what they really are.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,3 +55,105 @@ class PosMessage(WireModel):
 
 
 LaneInput = Annotated[ScanMessage | PosMessage, Field(discriminator="type")]
+
+MAX_IMAGE_B64 = 2_000_000  # about 1.5 MB of JPEG
+Band = Literal["trusted", "of_interest", "unknown"]
+
+
+class LaneMessage(WireModel):
+    message_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9:._-]+$")
+    lane_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+
+
+class SeenEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    track_id: int
+    code: str | None = Field(max_length=64, description="final identity (scan or vision)")
+    vision_code: str | None = Field(max_length=64)
+    band: Band
+    score: float
+    crossed_s: float
+    decided_by: str = Field(max_length=32)
+
+
+class ScannedEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(max_length=64)
+    t: float
+    code: str = Field(max_length=64, description="as the device sent it")
+    key: str | None = Field(max_length=64, description="catalog key; null when invalid")
+    error: str | None = Field(default=None, max_length=300)
+    quantity: int = Field(ge=1, le=999)
+    weight_g: int | None = None
+    source: str = Field(max_length=16)
+
+
+class TransactionMessage(LaneMessage):
+    """A finished transaction: what was seen, what was scanned, whether it was honest."""
+
+    type: Literal["transaction"] = "transaction"
+    transaction_id: str = Field(min_length=1, max_length=64)
+    started_at: datetime
+    ended_at: datetime
+    honest: bool
+    seen: list[SeenEntry] = Field(max_length=500)
+    scanned: list[ScannedEntry] = Field(max_length=500)
+    alert_ids: list[str] = Field(default_factory=list, max_length=500)
+
+
+class AlertMessage(LaneMessage):
+    """An alert as raised, and again each time its status changes (same ``alert_id``)."""
+
+    type: Literal["alert"] = "alert"
+    alert_id: str = Field(min_length=1, max_length=64)
+    transaction_id: str = Field(min_length=1, max_length=64)
+    alert_type: Literal["unscanned_item", "switch", "scan_without_item", "quantity_mismatch"]
+    subtype: str | None = Field(default=None, max_length=16)
+    severity: Literal["high", "medium", "low", "note"]
+    value_minor: int | None = None
+    track_id: int | None = None
+    seen_code: str | None = Field(default=None, max_length=64)
+    scanned_code: str | None = Field(default=None, max_length=64)
+    status: Literal["open", "resolved", "withdrawn"]
+    resolution: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=500)
+    raised_at: datetime
+    closed_at: datetime | None = None
+    evidence_jpeg_b64: str | None = Field(default=None, max_length=MAX_IMAGE_B64)
+
+
+class SampleMessage(LaneMessage):
+    """A labelled item crop for learning: from an honest transaction (labelled by its scan) or
+    an identity "of interest" (between T2 and T1) for a second opinion."""
+
+    type: Literal["sample"] = "sample"
+    transaction_id: str = Field(min_length=1, max_length=64)
+    track_id: int
+    code: str | None = Field(max_length=64, description="label: the scanned product")
+    vision_code: str | None = Field(max_length=64)
+    band: Band
+    score: float
+    reason: Literal["honest", "of_interest"]
+    captured_at: datetime
+    crop_jpeg_b64: str = Field(min_length=4, max_length=MAX_IMAGE_B64)
+
+
+class HeartbeatMessage(LaneMessage):
+    """The lane's health, every few seconds."""
+
+    type: Literal["heartbeat"] = "heartbeat"
+    at: datetime
+    fps: float = Field(ge=0)
+    frames_dropped: int = Field(ge=0)
+    camera: Literal["up", "down", "none"]
+    model_version: str = Field(max_length=64)
+    outbox_depth: int = Field(ge=0)
+    uptime_s: float = Field(ge=0)
+
+
+LaneOutput = Annotated[
+    TransactionMessage | AlertMessage | SampleMessage | HeartbeatMessage,
+    Field(discriminator="type"),
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from store_server.media import MediaStore
 from store_server.settings import StoreSettings
 
 
@@ -16,3 +17,8 @@ def get_engine(request: Request) -> Engine:
 def get_settings(request: Request) -> StoreSettings:
     settings: StoreSettings = request.app.state.settings
     return settings
+
+
+def get_media(request: Request) -> MediaStore:
+    media: MediaStore = request.app.state.media
+    return media

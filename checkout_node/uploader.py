@@ -1,0 +1,139 @@
+"""Delivers the outbox to the store server: batches, retries with backoff, never loses a record.
+
+The uploader sends the most important messages first (alerts, then transactions, heartbeats,
+samples) in batches to the server's ingest endpoint. Stored and duplicate answers both mean
+delivered. A message the server refuses as invalid goes to the outbox's dead letters. When the
+server cannot be reached, answers 5xx or times out, nothing is removed and the uploader waits,
+doubling the wait each time up to a minute (with jitter, so a store's lanes do not all return at
+once), and starts again at full speed once a delivery succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+
+import httpx
+
+from checkout_node.outbox import Entry, Outbox
+
+log = logging.getLogger("laneguard.node.uploader")
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    failed: int = 0
+    error: str | None = None
+
+
+@dataclass
+class Uploader:
+    outbox: Outbox
+    server_url: str
+    token: str | None = None
+    batch: int = 100
+    timeout_s: float = 10.0
+    first_backoff_s: float = 0.5
+    max_backoff_s: float = 60.0
+    idle_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self.client = httpx.Client(
+            base_url=self.server_url.rstrip("/"), timeout=self.timeout_s, headers=headers
+        )
+        self.failures = 0  # consecutive failed attempts
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def backoff_s(self) -> float:
+        base = min(self.max_backoff_s, self.first_backoff_s * 2 ** max(self.failures - 1, 0))
+        return base * random.uniform(0.5, 1.0)
+
+    def deliver_once(self) -> DeliveryReport:
+        """Send one batch of what is due; returns what happened to it."""
+        entries = self.outbox.due(self.batch)
+        report = DeliveryReport(sent=len(entries))
+        if not entries:
+            return report
+        body = b'{"messages":[' + b",".join(e.payload for e in entries) + b"]}"
+        ids = [e.message_id for e in entries]
+        try:
+            response = self.client.post(
+                "/api/v1/ingest", content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as error:
+            return self._failed(ids, f"{type(error).__name__}: {error}", report)
+        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+            return self._failed(ids, f"HTTP {response.status_code}: {response.text[:200]}", report)
+        if response.status_code >= 400:  # the batch as a whole was refused: find the culprit
+            if len(entries) == 1:
+                self.outbox.reject(ids[0], f"HTTP {response.status_code}: {response.text[:500]}")
+                report.rejected = 1
+                return report
+            return self._one_by_one(entries, report)
+        results = response.json().get("results", [])
+        by_id = {r.get("message_id"): r for r in results}
+        delivered = []
+        for message_id in ids:
+            result = by_id.get(message_id)
+            if result is None:
+                continue  # not answered for: stays queued
+            if result["status"] == "rejected":
+                self.outbox.reject(message_id, str(result.get("error")))
+                report.rejected += 1
+            else:
+                delivered.append(message_id)
+        self.outbox.delivered(delivered)
+        report.delivered = len(delivered)
+        self.failures, self.last_error = 0, None
+        return report
+
+    def _one_by_one(self, entries: list[Entry], report: DeliveryReport) -> DeliveryReport:
+        batch, self.batch = self.batch, 1
+        try:
+            for _ in entries:
+                single = self.deliver_once()
+                report.delivered += single.delivered
+                report.rejected += single.rejected
+                report.failed += single.failed
+                if single.failed:
+                    break
+        finally:
+            self.batch = batch
+        return report
+
+    def _failed(self, ids: list[str], error: str, report: DeliveryReport) -> DeliveryReport:
+        self.failures += 1
+        self.last_error = error
+        delay = self.backoff_s()
+        self.outbox.retry_later(ids, error, delay)
+        if self.failures in (1, 5) or self.failures % 20 == 0:
+            log.warning("store server unreachable (%s); retrying in %.1f s", error, delay)
+        report.failed, report.error = len(ids), error
+        return report
+
+    # -- background ---------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self._stop.is_set():
+            report = self.deliver_once()
+            if report.failed:
+                self._stop.wait(self.backoff_s())
+            elif report.sent == 0:
+                self._stop.wait(self.idle_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="uploader", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout_s + 1)
+        self.client.close()

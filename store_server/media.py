@@ -1,0 +1,70 @@
+"""Evidence and sample images on disk, named by their content.
+
+A lane sends image bytes, never names or paths: the server checks that the bytes are a JPEG
+that decodes, and stores them as ``<sha256>.jpg`` under the media folder, so nothing a client
+sends can choose where a file goes, and the same crop sent twice is stored once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+MAX_IMAGE_BYTES = 1_500_000
+MAX_SIDE = 4096
+NAME = re.compile(r"^[0-9a-f]{64}\.jpg$")
+
+
+class ImageError(ValueError):
+    """Bytes that are not an acceptable JPEG image."""
+
+
+def decode_jpeg_b64(text: str) -> bytes:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ImageError(f"image is not valid base64: {error}") from error
+    check_jpeg(data)
+    return data
+
+
+def check_jpeg(data: bytes) -> None:
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageError(f"image is {len(data)} bytes; at most {MAX_IMAGE_BYTES}")
+    if not data.startswith(JPEG_MAGIC):
+        raise ImageError("image is not a JPEG (its first bytes are not FF D8 FF)")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageError("image does not decode as a JPEG")
+    if max(image.shape[:2]) > MAX_SIDE:
+        raise ImageError(f"image is {image.shape[1]}x{image.shape[0]}; at most {MAX_SIDE} a side")
+
+
+class MediaStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def save(self, data: bytes) -> str:
+        """Store checked JPEG bytes; returns the media name."""
+        name = hashlib.sha256(data).hexdigest() + ".jpg"
+        path = self.root / name[:2] / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.part")
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        return name
+
+    def path(self, name: str) -> Path:
+        """The file of a stored name; names are validated, so no path can escape the folder."""
+        if not NAME.match(name):
+            raise ImageError(f"{name!r} is not a media name")
+        return self.root / name[:2] / name

@@ -1,0 +1,100 @@
+"""The store server's own tables: what lanes deliver (transactions, alerts with evidence,
+training samples, health).
+
+Every delivered message's id is recorded in ``ingested_message`` in the same database
+transaction as its effect, so a message retried after a lost reply is stored exactly once.
+Alerts are one row per ``alert_id``, updated as the lane reports its resolution.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from product_db.models import utcnow
+
+
+class IngestedMessage(SQLModel, table=True):
+    __tablename__ = "ingested_message"
+
+    message_id: str = Field(primary_key=True, max_length=128)
+    lane_id: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class TransactionRecord(SQLModel, table=True):
+    __tablename__ = "lane_transaction"
+    __table_args__ = (UniqueConstraint("lane_id", "transaction_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lane_id: str = Field(max_length=64, index=True)
+    transaction_id: str = Field(max_length=64)
+    started_at: datetime
+    ended_at: datetime = Field(index=True)
+    honest: bool
+    n_seen: int
+    n_scanned: int
+    seen: list[dict[str, object]] = Field(sa_column=Column(JSON, nullable=False))
+    scanned: list[dict[str, object]] = Field(sa_column=Column(JSON, nullable=False))
+    alert_ids: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class AlertRecord(SQLModel, table=True):
+    __tablename__ = "alert"
+
+    alert_id: str = Field(primary_key=True, max_length=64)
+    lane_id: str = Field(max_length=64, index=True)
+    transaction_id: str = Field(max_length=64, index=True)
+    alert_type: str = Field(max_length=24, index=True)
+    subtype: str | None = Field(default=None, max_length=16)
+    severity: str = Field(max_length=8)
+    value_minor: int | None = None
+    track_id: int | None = None
+    seen_code: str | None = Field(default=None, max_length=64)
+    scanned_code: str | None = Field(default=None, max_length=64)
+    status: str = Field(max_length=12, index=True)
+    resolution: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, max_length=500)
+    raised_at: datetime = Field(index=True)
+    closed_at: datetime | None = None
+    evidence: str | None = Field(default=None, max_length=80, description="media name")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SampleRecord(SQLModel, table=True):
+    __tablename__ = "training_sample"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=128, unique=True)
+    lane_id: str = Field(max_length=64, index=True)
+    transaction_id: str = Field(max_length=64)
+    track_id: int
+    code: str | None = Field(default=None, max_length=64, index=True)
+    vision_code: str | None = Field(default=None, max_length=64)
+    band: str = Field(max_length=12)
+    score: float
+    reason: str = Field(max_length=12)
+    image: str = Field(max_length=80, description="media name")
+    captured_at: datetime
+    review: str = Field(default="pending", max_length=12)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class LaneHealth(SQLModel, table=True):
+    """The newest heartbeat of each lane."""
+
+    __tablename__ = "lane_health"
+
+    lane_id: str = Field(primary_key=True, max_length=64)
+    at: datetime
+    fps: float
+    frames_dropped: int
+    camera: str = Field(max_length=8)
+    model_version: str = Field(max_length=64)
+    outbox_depth: int
+    uptime_s: float
+    last_seen: datetime = Field(default_factory=utcnow)

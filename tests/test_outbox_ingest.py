@@ -1,0 +1,269 @@
+"""The lane's outbox, the uploader and the store server's ingest, over real HTTP and real
+databases: idempotency, validation, the disk cap's drop order, and an outage mid-run."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from sqlmodel import Session, func, select
+
+from checkout_node.outbox import Outbox, OutboxError
+from checkout_node.uploader import Uploader
+from laneguard.wire import AlertMessage, HeartbeatMessage, SampleMessage, TransactionMessage
+from product_db.db import make_engine
+from store_server.app import create_app
+from store_server.models import AlertRecord, LaneHealth, SampleRecord, TransactionRecord
+from store_server.settings import StoreSettings
+from tests.live_server import free_port, serve
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
+
+
+def jpeg(seed: int = 0) -> bytes:
+    image = np.random.default_rng(seed).integers(0, 255, (40, 30, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def transaction(lane: str, n: int, honest: bool = True) -> TransactionMessage:
+    return TransactionMessage(
+        message_id=f"{lane}:tx:{n}",
+        lane_id=lane,
+        transaction_id=str(n),
+        started_at=NOW,
+        ended_at=NOW,
+        honest=honest,
+        seen=[
+            {
+                "track_id": 1,
+                "code": "4011",
+                "vision_code": "4011",
+                "band": "trusted",
+                "score": 0.97,
+                "crossed_s": 3.2,
+                "decided_by": "scan (agree)",
+            }
+        ],
+        scanned=[
+            {
+                "event_id": f"s{n}",
+                "t": 2.5,
+                "code": "4011",
+                "key": "4011",
+                "quantity": 1,
+                "source": "keypad",
+                "weight_g": 420,
+            }
+        ],
+    )
+
+
+def alert(lane: str, n: int, status: str = "open", image: bytes | None = None) -> AlertMessage:
+    return AlertMessage(
+        message_id=f"{lane}:alert:{n}:{status}",
+        lane_id=lane,
+        alert_id=f"{lane}-a{n}",
+        transaction_id=str(n),
+        alert_type="unscanned_item",
+        severity="high",
+        value_minor=599,
+        track_id=3,
+        seen_code="4011",
+        status=status,  # type: ignore[arg-type]
+        resolution="rescanned" if status == "resolved" else None,
+        raised_at=NOW,
+        evidence_jpeg_b64=b64(image) if image else None,
+    )
+
+
+def sample(lane: str, n: int, image: bytes) -> SampleMessage:
+    return SampleMessage(
+        message_id=f"{lane}:sample:{n}:1",
+        lane_id=lane,
+        transaction_id=str(n),
+        track_id=1,
+        code="4011",
+        vision_code="4011",
+        band="trusted",
+        score=0.97,
+        reason="honest",
+        captured_at=NOW,
+        crop_jpeg_b64=b64(image),
+    )
+
+
+def heartbeat(lane: str, at: datetime, fps: float) -> HeartbeatMessage:
+    return HeartbeatMessage(
+        message_id=f"{lane}:hb:{at.timestamp()}",
+        lane_id=lane,
+        at=at,
+        fps=fps,
+        frames_dropped=0,
+        camera="up",
+        model_version="bootstrap-2",
+        outbox_depth=0,
+        uptime_s=10.0,
+    )
+
+
+def as_json(message: object) -> dict[str, object]:
+    return json.loads(message.model_dump_json())  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    settings = StoreSettings(database_url=database_url, data_dir=tmp_path / "store")
+    with serve(create_app(settings)) as url:
+        yield url, database_url, tmp_path / "store"
+
+
+def count(database_url: str, table: type) -> int:
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        n = session.exec(select(func.count()).select_from(table)).one()
+    engine.dispose()
+    return int(n)
+
+
+def test_ingest_stores_each_kind_once_and_refuses_bad_messages_alone(
+    store: tuple[str, str, Path],
+) -> None:
+    url, database_url, data_dir = store
+    crop = jpeg(1)
+    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    good = [
+        as_json(transaction("lane-1", 1)),
+        as_json(alert("lane-1", 1, image=crop)),
+        as_json(sample("lane-1", 1, crop)),
+        as_json(heartbeat("lane-1", NOW, 29.5)),
+    ]
+    bad_image = as_json(sample("lane-1", 2, crop))
+    bad_image["crop_jpeg_b64"] = b64(png)
+    bad_id = as_json(transaction("lane-1", 3))
+    bad_id["message_id"] = "../../etc/passwd"
+    with httpx.Client(base_url=url, timeout=10) as client:
+        reply = client.post("/api/v1/ingest", json={"messages": [*good, bad_image, bad_id]})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert (body["stored"], body["duplicates"], body["rejected"]) == (4, 0, 2)
+        errors = [r["error"] for r in body["results"] if r["status"] == "rejected"]
+        assert "not a JPEG" in errors[0] and "message_id" in errors[1]
+        again = client.post("/api/v1/ingest", json={"messages": good}).json()
+        assert (again["stored"], again["duplicates"]) == (0, 4)
+        resolved = client.post(
+            "/api/v1/ingest", json={"messages": [as_json(alert("lane-1", 1, "resolved"))]}
+        ).json()
+        assert resolved["stored"] == 1
+        late_open = client.post(  # an older report arriving late changes nothing
+            "/api/v1/ingest", json={"messages": [as_json(alert("lane-1", 1, "open"))]}
+        ).json()
+        assert late_open["duplicates"] == 1
+        assert client.post("/api/v1/ingest", json={"messages": []}).status_code == 422
+        assert client.post("/api/v1/ingest", content=b"not json").status_code == 422
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        record = session.get(AlertRecord, "lane-1-a1")
+        assert record is not None and record.status == "resolved"
+        assert record.resolution == "rescanned" and record.evidence
+        stored = data_dir / "media" / record.evidence[:2] / record.evidence
+        assert stored.read_bytes() == crop
+        sample_row = session.exec(select(SampleRecord)).one()
+        assert sample_row.image == record.evidence  # the same crop is stored once
+        health = session.get(LaneHealth, "lane-1")
+        assert health is not None and health.fps == 29.5
+    engine.dispose()
+    assert count(database_url, TransactionRecord) == 1
+
+
+def test_outbox_orders_by_importance_and_survives_reopening(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    assert box.put("sample", "s1", b"{}")
+    assert box.put("transaction", "t1", b"{}")
+    assert box.put("alert", "a1", b"{}")
+    assert not box.put("alert", "a1", b"{}")  # same id: queued once
+    with pytest.raises(OutboxError, match="unknown message kind"):
+        box.put("selfie", "x", b"{}")
+    box.close()
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    assert [e.message_id for e in box.due()] == ["a1", "t1", "s1"]
+    box.delivered(["a1"])
+    assert not box.put("alert", "a1", b"{}")  # delivered ids are remembered
+    box.retry_later(["t1"], "server down", delay_s=60)
+    assert [e.message_id for e in box.due()] == ["s1"]
+    box.close()
+
+
+def test_disk_cap_drops_heartbeats_then_oldest_samples_never_alerts(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.sqlite3", cap_bytes=1000)
+    box.put("heartbeat", "h1", b"x" * 50)
+    box.put("heartbeat", "h2", b"x" * 50)  # replaces h1
+    for n in range(5):
+        box.put("sample", f"s{n}", b"x" * 200)
+    assert box.depth()["heartbeat"] == 1 and box.depth()["sample"] == 4  # s0 dropped
+    for n in range(4):
+        box.put("alert", f"a{n}", b"x" * 300)
+    depth = box.depth()
+    assert depth["alert"] == 4 and depth["sample"] == 0 and depth["heartbeat"] == 0
+    assert box.over_cap  # 1200 bytes of alerts: kept, and the outbox says it is over its cap
+    assert box.dropped["sample"] == 5 and box.dropped["heartbeat"] == 2
+    box.close()
+
+
+@pytest.mark.timeout(180)
+def test_store_server_down_mid_run_loses_nothing(tmp_path: Path) -> None:
+    """200 transactions (every 10th with an alert, each with a sample); the store server is
+    stopped for a stretch in the middle of the run and comes back on the same address."""
+    database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    settings = StoreSettings(database_url=database_url, data_dir=tmp_path / "store")
+    port = free_port()
+    box = Outbox(tmp_path / "lane" / "outbox.sqlite3")
+    uploader = Uploader(box, f"http://127.0.0.1:{port}", batch=50, max_backoff_s=1.0, timeout_s=2.0)
+    crop = jpeg(2)
+    produced = threading.Event()
+
+    def lane() -> None:
+        for n in range(200):
+            batch = [("transaction", f"lane-7:tx:{n}", transaction("lane-7", n).model_dump_json())]
+            if n % 10 == 0:
+                message = alert("lane-7", n, image=crop)
+                batch.append(("alert", message.message_id, message.model_dump_json()))
+            message = sample("lane-7", n, crop)
+            batch.append(("sample", message.message_id, message.model_dump_json()))
+            box.put_many((k, i, p.encode()) for k, i, p in batch)
+            time.sleep(0.03)
+        produced.set()
+
+    producer = threading.Thread(target=lane)
+    uploader.start()
+    with serve(create_app(settings), port=port):
+        producer.start()
+        time.sleep(1.5)
+    outage_started = time.monotonic()
+    time.sleep(4.0)  # store server down while the lane keeps checking out customers
+    assert uploader.failures > 0 and box.depth()["transaction"] > 0
+    with serve(create_app(settings), port=port):
+        produced.wait(60)
+        deadline = time.monotonic() + 60
+        while any(box.depth().values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    uploader.stop()
+    assert time.monotonic() - outage_started > 4.0
+    assert box.depth() == {"alert": 0, "transaction": 0, "heartbeat": 0, "sample": 0}
+    assert box.dead_letters() == []
+    assert count(database_url, TransactionRecord) == 200
+    assert count(database_url, AlertRecord) == 20
+    assert count(database_url, SampleRecord) == 200
+    box.close()
