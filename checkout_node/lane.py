@@ -1,0 +1,273 @@
+"""One checkout lane at work: camera frames and till events in, alerts and records out.
+
+    frames ──► LanePipeline ──► counted items ─┐
+    scans / POS events (HTTP, websocket, serial, HID, imager) ──► TransactionReconciler
+                                                   │
+           alerts, seen and scanned lists ◄────────┤──► lane screen (websocket)
+           transactions, alerts, samples ◄─────────┘──► outbox ──► store server
+
+A transaction runs from the till's "transaction_start" to its "transaction_end" (checked before
+"payment"), or, with no till integration, from the first item or scan to an idle gap. Every call
+may come from a different thread (the camera loop, the web server, scanner readers); one lock
+keeps the transaction consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from checkout_node.catalog import LaneCatalog
+from checkout_node.messages import (
+    StreamClock,
+    alert_message,
+    sample_messages,
+    transaction_message,
+)
+from checkout_node.outbox import Outbox
+from checkout_node.reconcile.model import Alert, AlertChange, Scan, SeenItem
+from checkout_node.reconcile.reconciler import (
+    ReconcileConfig,
+    ReconcileError,
+    TransactionReconciler,
+)
+from checkout_node.vision.pipeline import FrameResult, LanePipeline
+from laneguard.wire import PosMessage, ScanMessage
+
+log = logging.getLogger("laneguard.node.lane")
+
+INSTRUCTIONS = {
+    "unscanned_item": "This item was not scanned. Please scan it.",
+    "quantity_mismatch": "More of this item than the quantity keyed. Please check the quantity.",
+    "switch": "The scanned code does not match the item. Please check and rescan.",
+    "scan_without_item": "A scan with no item seen. Please check the basket.",
+}
+
+Publish = Callable[[dict[str, Any]], None]
+MAX_EVIDENCE = 200  # crops kept for the screen's recent alerts
+
+
+class Lane:
+    def __init__(
+        self,
+        lane_id: str,
+        pipeline: LanePipeline,
+        catalog: LaneCatalog,
+        outbox: Outbox,
+        publish: Publish | None = None,
+        reconcile: ReconcileConfig | None = None,
+        idle_gap_s: float = 20.0,
+        customer_prompt_s: float = 0.0,
+        clock: StreamClock | None = None,
+    ) -> None:
+        self.lane_id = lane_id
+        self.pipeline = pipeline
+        self.catalog = catalog
+        self.outbox = outbox
+        self.publish: Publish = publish or (lambda _event: None)
+        self.reconcile_config = reconcile or ReconcileConfig()
+        self.idle_gap_s = idle_gap_s
+        self.customer_prompt_s = customer_prompt_s
+        self.clock = clock or StreamClock.now()
+        thresholds = pipeline.models.manifest.thresholds
+        self.t1, self.t2 = thresholds.t1, thresholds.t2
+        self.model_version = pipeline.models.manifest.version
+        self.transaction: TransactionReconciler | None = None
+        self.pos_driven = False  # the till told us where this transaction started
+        self.last_activity_s = 0.0
+        self.last_frame_s = 0.0
+        self.evidence: dict[str, bytes] = {}  # alert id -> crop JPEG (this and the last tx)
+        self.finished: list[dict[str, Any]] = []  # summaries of recent transactions
+        self._lock = threading.RLock()
+        self._started = time.monotonic()
+
+    # -- clock ------------------------------------------------------------------------------
+    def now_s(self) -> float:
+        """Seconds on the lane's stream clock (for events that carry no time of their own)."""
+        return time.monotonic() - self._started
+
+    # -- inputs -----------------------------------------------------------------------------
+    def process_frame(self, image: np.ndarray, t: float) -> FrameResult:
+        result = self.pipeline.process(image, t)
+        with self._lock:
+            self.last_frame_s = t
+            for counted in result.counted:
+                self.add_item(SeenItem.from_counted(counted))
+            self.tick(t)
+        return result
+
+    def add_item(self, item: SeenItem) -> None:
+        with self._lock:
+            tx = self._transaction(item.crossed_s)
+            changes = tx.add_item(item)
+            for change in changes:
+                if change.alert.track_id == item.track_id and item.crop_jpeg:
+                    self.evidence[change.alert.alert_id] = item.crop_jpeg
+            self.publish({"type": "item", "transaction_id": tx.transaction_id, **self._item(item)})
+            self._changes(changes)
+
+    def add_scan(self, scan: Scan) -> None:
+        with self._lock:
+            tx = self._transaction(scan.t)
+            changes = tx.add_scan(scan)
+            self.publish({"type": "scan", "transaction_id": tx.transaction_id, **self._scan(scan)})
+            self._changes(changes)
+
+    def on_input(self, message: ScanMessage | PosMessage, t: float | None = None) -> None:
+        """A till event; ``t`` on the stream clock (default: the message's own, for replays)."""
+        at = message.t if t is None else t
+        if isinstance(message, ScanMessage):
+            self.add_scan(Scan.from_message(message, at))
+            return
+        with self._lock:
+            if message.type == "transaction_start":
+                if self.transaction is not None:
+                    self.end_transaction(at, reason="next transaction started")
+                self._start(at, message.transaction_id)
+                self.pos_driven = True
+            elif message.type == "void":
+                if message.code is None:
+                    raise ReconcileError("a void needs the voided code")
+                tx = self._transaction(at)
+                self._changes(tx.void(message.code, at))
+            elif message.type in ("transaction_end", "payment") and self.transaction is not None:
+                self.end_transaction(at, reason=message.type)
+
+    def resolve(self, alert_id: str, resolution: str, reason: str | None = None) -> Alert:
+        with self._lock:
+            tx = self.transaction
+            if tx is None or all(a.alert_id != alert_id for a in tx.alerts):
+                raise ReconcileError(f"alert {alert_id} is not open on this lane")
+            alert = tx.resolve(alert_id, resolution, self.last_frame_s, reason)
+            self._changes([AlertChange("resolved", alert)])
+            return alert
+
+    def tick(self, t: float) -> None:
+        """Time passes: scan-without-item notes, and the idle gap that ends a transaction."""
+        with self._lock:
+            tx = self.transaction
+            if tx is None:
+                return
+            self._changes(tx.tick(t))
+            if not self.pos_driven and t - self.last_activity_s > self.idle_gap_s:
+                self.end_transaction(t, reason="idle")
+
+    # -- transactions -----------------------------------------------------------------------
+    def _transaction(self, t: float) -> TransactionReconciler:
+        self.last_activity_s = max(self.last_activity_s, t)
+        if self.transaction is None:
+            self._start(t, None)
+        assert self.transaction is not None
+        return self.transaction
+
+    def _start(self, t: float, transaction_id: str | None) -> None:
+        self.transaction = TransactionReconciler(
+            transaction_id or f"{self.lane_id}-{uuid.uuid4().hex[:12]}",
+            self.catalog,
+            self.t1,
+            self.t2,
+            self.reconcile_config,
+            started_s=t,
+        )
+        self.pos_driven = False
+        self.last_activity_s = t
+        for stale in list(self.evidence)[:-MAX_EVIDENCE]:
+            del self.evidence[stale]
+        self.publish(
+            {"type": "transaction_started", "transaction_id": self.transaction.transaction_id}
+        )
+
+    def end_transaction(self, t: float, reason: str = "end") -> dict[str, Any] | None:
+        """The final check; the transaction, its alerts and samples go to the outbox."""
+        with self._lock:
+            tx = self.transaction
+            if tx is None:
+                return None
+            outcome, changes = tx.finish(t)
+            self._changes(changes)
+            record = transaction_message(self.lane_id, outcome, tx.started_s, self.clock)
+            samples = sample_messages(self.lane_id, outcome, self.clock)
+            queued = [("transaction", *self._encoded(record))]
+            queued += [("sample", *self._encoded(sample)) for sample in samples]
+            self.outbox.put_many(queued)
+            summary = {
+                "transaction_id": outcome.transaction_id,
+                "honest": outcome.honest,
+                "items": len(outcome.seen),
+                "scans": len(outcome.scans),
+                "alerts": sum(a.status != "withdrawn" for a in outcome.alerts),
+                "ended_by": reason,
+            }
+            self.finished = [summary, *self.finished[:19]]
+            self.transaction = None
+            self.publish({"type": "transaction_ended", **summary})
+            return summary
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _changes(self, changes: list[AlertChange]) -> None:
+        for change in changes:
+            alert = change.alert
+            evidence = self.evidence.get(alert.alert_id) if change.change == "raised" else None
+            message = alert_message(self.lane_id, alert, self.clock, evidence)
+            self.outbox.put("alert", *self._encoded(message))
+            self.publish({"type": "alert", "change": change.change, "alert": self._alert(alert)})
+
+    @staticmethod
+    def _encoded(message: Any) -> tuple[str, bytes]:
+        return message.message_id, message.model_dump_json().encode()
+
+    def _product(self, code: str | None) -> dict[str, Any]:
+        product = self.catalog.lookup(code)
+        if product is None:
+            return {"name": None, "price_minor": None}
+        return {"name": product.name, "price_minor": product.price_minor}
+
+    def _item(self, item: SeenItem) -> dict[str, Any]:
+        return {
+            "track_id": item.track_id,
+            "code": item.code,
+            "band": item.band,
+            "score": round(item.score, 3),
+            "crossed_s": round(item.crossed_s, 3),
+            **self._product(item.code),
+        }
+
+    def _scan(self, scan: Scan) -> dict[str, Any]:
+        return {**scan.to_json(), **self._product(scan.key)}
+
+    def _alert(self, alert: Alert) -> dict[str, Any]:
+        data = alert.to_json()
+        data["seen"] = self._product(alert.seen_code)
+        data["scanned"] = self._product(alert.scanned_code)
+        data["instruction"] = INSTRUCTIONS[alert.type]
+        data["has_evidence"] = alert.alert_id in self.evidence
+        data["customer_prompt_s"] = (
+            self.customer_prompt_s if alert.type == "unscanned_item" else 0.0
+        )
+        return data
+
+    def state(self) -> dict[str, Any]:
+        """Everything the lane screen shows, for a screen that (re)connects."""
+        with self._lock:
+            tx = self.transaction
+            current = None
+            if tx is not None:
+                current = {
+                    "transaction_id": tx.transaction_id,
+                    "seen": [self._item(i) for i in tx.items],
+                    "scanned": [self._scan(s) for s in tx.scans],
+                    "alerts": [self._alert(a) for a in tx.alerts],
+                }
+            return {
+                "type": "state",
+                "lane_id": self.lane_id,
+                "model_version": self.model_version,
+                "transaction": current,
+                "recent": self.finished[:5],
+            }

@@ -1,0 +1,81 @@
+"""A lane's settings: `laneguard node run --config lane.yaml` (and LANEGUARD_LANE_* variables).
+
+Validated at start-up; a bad key or value stops the lane with a message that names it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from product_db import SAMPLE_CATALOG
+
+Point = tuple[float, float]
+
+
+class ZoneSettings(BaseModel):
+    """Polygons in camera pixels: where items are scanned and where they are bagged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scan_area: list[Point]
+    bagging_area: list[Point]
+
+    @field_validator("scan_area", "bagging_area")
+    @classmethod
+    def _polygon(cls, points: list[Point]) -> list[Point]:
+        if len(points) < 3:
+            raise ValueError("a polygon needs at least 3 [x, y] points")
+        return points
+
+
+class ScannerSettings(BaseModel):
+    """One scan input. ``serial``: a serial or USB-CDC scanner (``device`` e.g. /dev/ttyACM0);
+    ``hid``: a keyboard-wedge scanner read through evdev (``device`` under /dev/input);
+    ``imager``: a camera over the scanner glass read with pyzbar (``device`` a camera URI)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["serial", "hid", "imager"]
+    device: str = Field(min_length=1)
+    baudrate: int = Field(default=9600, gt=0)
+    source: Literal["scanner", "keypad", "imager"] | None = None
+
+
+class ReconcileSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scan_before_s: float = Field(default=8.0, gt=0)
+    scan_after_s: float = Field(default=1.5, ge=0)
+    follower_s: float = Field(default=4.0, ge=0)
+
+
+class LaneSettings(BaseSettings):
+    """Everything a lane can be told; each default suits the demo on one computer."""
+
+    model_config = SettingsConfigDict(env_prefix="LANEGUARD_LANE_", extra="forbid")
+
+    lane_id: str = Field(default="lane-1", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    camera: str = Field(
+        default="0", description="device index, V4L2 path, RTSP/HTTP URL or video file"
+    )
+    bundle: Path | None = Field(default=None, description="model bundle; default: shipped")
+    profile: str | None = Field(default=None, description="hardware profile in the bundle")
+    zones: ZoneSettings | None = Field(default=None, description="default: standard layout")
+    catalog: Path = Field(default=SAMPLE_CATALOG, description="catalog file (CSV or JSON)")
+    server_url: str | None = Field(default=None, description="store server; none: keep all")
+    server_token: str | None = None
+    data_dir: Path = Field(default=Path("data/lane"))
+    outbox_cap_mb: int = Field(default=2048, gt=0)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8100, ge=1, le=65535)
+    idle_gap_s: float = Field(default=20.0, gt=0, description="no activity: transaction over")
+    customer_prompt_s: float = Field(
+        default=0.0, ge=0, description="ask the customer to scan before calling staff (0: off)"
+    )
+    heartbeat_s: float = Field(default=5.0, gt=0)
+    scanners: list[ScannerSettings] = Field(default_factory=list)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)

@@ -1,0 +1,162 @@
+// The lane screen: live seen and scanned lists, alert banner with one-tap resolution, and an
+// optional customer prompt before staff are called. Fed by the lane's websocket; reconnects
+// by itself and asks the lane for the whole state whenever it does.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { transaction: null, alerts: new Map(), seen: [], scanned: [] };
+const TITLES = {
+  unscanned_item: "Item not scanned",
+  quantity_mismatch: "Quantity does not match",
+  switch: "Scanned code does not match the item",
+  scan_without_item: "Scan without an item",
+};
+
+function money(minor) {
+  return minor == null ? "" : (minor / 100).toFixed(2);
+}
+
+function li(text, code, cls) {
+  const item = document.createElement("li");
+  if (cls) item.className = cls;
+  const name = document.createElement("span");
+  name.textContent = text;
+  const small = document.createElement("span");
+  small.className = "code";
+  small.textContent = code;
+  item.append(name, small);
+  return item;
+}
+
+function renderLists() {
+  const problemTracks = new Set(
+    [...state.alerts.values()].filter((a) => a.status === "open").map((a) => a.track_id));
+  const seen = $("seen");
+  seen.replaceChildren(...state.seen.map((s) => li(
+    s.name || (s.code ? s.code : "Unknown product"), money(s.price_minor),
+    problemTracks.has(s.track_id) ? "problem" : "")));
+  const scanned = $("scanned");
+  scanned.replaceChildren(...state.scanned.map((s) => li(
+    s.error ? `Invalid code ${s.code}` : (s.name || s.code) + (s.quantity > 1 ? ` ×${s.quantity}` : ""),
+    s.error ? s.error : money(s.price_minor), s.error ? "invalid" : "")));
+  $("seen-count").textContent = state.seen.length;
+  $("scanned-count").textContent = state.scanned.length;
+  $("transaction").textContent = state.transaction ? `transaction ${state.transaction}` : "no transaction";
+}
+
+function openAlerts() {
+  return [...state.alerts.values()].filter((a) => a.status === "open" && a.type !== "scan_without_item");
+}
+
+function renderBanner() {
+  const open = openAlerts();
+  const notes = [...state.alerts.values()].filter((a) => a.status === "open" && a.type === "scan_without_item");
+  $("notes").textContent = notes.length ? `${notes.length} scan(s) with no item seen: please check the basket` : "";
+  const alert = open[0];
+  if (!alert) {
+    $("banner").hidden = true;
+    $("prompt").hidden = true;
+    return;
+  }
+  const crop = alert.has_evidence ? `/api/alerts/${alert.alert_id}/evidence.jpg` : "";
+  const promptUntil = (alert.received_at || 0) + 1000 * (alert.customer_prompt_s || 0);
+  if (Date.now() < promptUntil) {
+    $("prompt").hidden = false;
+    $("banner").hidden = true;
+    $("prompt-crop").src = crop;
+    $("prompt-name").textContent = alert.seen.name || "";
+    setTimeout(renderBanner, promptUntil - Date.now() + 20);
+    return;
+  }
+  $("prompt").hidden = true;
+  const banner = $("banner");
+  banner.hidden = false;
+  banner.className = "banner " + (alert.type === "switch" ? "switch" : "");
+  banner.dataset.alertId = alert.alert_id;
+  $("banner-crop").src = crop;
+  $("banner-crop").hidden = !crop;
+  $("banner-title").textContent = TITLES[alert.type] || alert.type;
+  $("banner-instruction").textContent = alert.instruction;
+  const seen = alert.seen.name ? `Seen: ${alert.seen.name} ${money(alert.seen.price_minor)}` : "Seen: unknown product";
+  const scanned = alert.scanned && alert.scanned.name ? ` · Scanned: ${alert.scanned.name} ${money(alert.scanned.price_minor)}` : "";
+  $("banner-detail").textContent = seen + scanned;
+  $("banner-count").textContent = open.length > 1 ? `1 of ${open.length}` : "";
+  $("banner-error").textContent = "";
+}
+
+function applyState(message) {
+  const tx = message.transaction;
+  state.transaction = tx ? tx.transaction_id : null;
+  state.seen = tx ? tx.seen : [];
+  state.scanned = tx ? tx.scanned : [];
+  state.alerts = new Map((tx ? tx.alerts : []).map((a) => [a.alert_id, { ...a, received_at: Date.now() }]));
+  $("lane").textContent = message.lane_id;
+  renderLists();
+  renderBanner();
+}
+
+function handle(message) {
+  switch (message.type) {
+    case "state": applyState(message); return;
+    case "transaction_started":
+      state.transaction = message.transaction_id; state.seen = []; state.scanned = [];
+      state.alerts = new Map(); break;
+    case "transaction_ended":
+      state.transaction = null; state.seen = []; state.scanned = []; state.alerts = new Map(); break;
+    case "item": state.seen.push(message); break;
+    case "scan": state.scanned.push(message); break;
+    case "alert": {
+      const previous = state.alerts.get(message.alert.alert_id);
+      state.alerts.set(message.alert.alert_id,
+        { ...message.alert, received_at: previous ? previous.received_at : Date.now() });
+      break;
+    }
+    default: return;
+  }
+  renderLists();
+  renderBanner();
+}
+
+async function resolve(resolution, reason) {
+  const id = $("banner").dataset.alertId;
+  const reply = await fetch(`/api/alerts/${id}/resolve`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ resolution, reason }),
+  });
+  if (!reply.ok) {
+    const body = await reply.json().catch(() => ({}));
+    $("banner-error").textContent = body.detail || `could not resolve (${reply.status})`;
+  }
+}
+
+document.querySelectorAll("#banner .actions button").forEach((button) => {
+  button.addEventListener("click", () => {
+    const resolution = button.dataset.resolution;
+    if (resolution === "supervisor_override") {
+      $("override").hidden = false;
+      $("override-reason").focus();
+      return;
+    }
+    resolve(resolution);
+  });
+});
+$("override").addEventListener("submit", (event) => {
+  event.preventDefault();
+  $("override").hidden = true;
+  resolve("supervisor_override", $("override-reason").value);
+  $("override-reason").value = "";
+});
+
+let delay = 250;
+function connect() {
+  const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/screen`);
+  socket.onopen = () => { delay = 250; $("link").className = "link up"; $("link").textContent = "live"; };
+  socket.onmessage = (event) => handle(JSON.parse(event.data));
+  socket.onclose = () => {
+    $("link").className = "link down"; $("link").textContent = "offline";
+    setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 4000);
+  };
+}
+connect();
