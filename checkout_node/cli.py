@@ -157,3 +157,37 @@ def replay_command(
         err=True,
     )
     sys.stdout.flush()
+
+
+@node.command("run")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Lane settings (YAML); LANEGUARD_LANE_* variables override it.",
+)
+@click.option("--camera", default=None, help="Camera: device index, V4L2 path, URL or file.")
+@click.option("--server-url", default=None, help="Store server to deliver to.")
+@click.option("--port", "http_port", type=int, default=None, help="Lane screen / POS API port.")
+def run_command(
+    config_file: Path | None, camera: str | None, server_url: str | None, http_port: int | None
+) -> None:
+    """Run a lane: camera, scanners, till API, the cashier's screen and the outbox."""
+    import logging
+
+    from checkout_node.catalog import CatalogLoadError
+    from checkout_node.service import LaneService
+    from checkout_node.settings import LaneSettings
+    from laneguard.bundle import BundleError
+    from laneguard.settings import ConfigError, load_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(
+            LaneSettings, config_file, camera=camera, server_url=server_url, http_port=http_port
+        )
+        service = LaneService(settings)
+    except (ConfigError, CatalogLoadError, BundleError) as exc:
+        raise click.ClickException(str(exc)) from None
+    service.run()

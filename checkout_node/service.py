@@ -1,0 +1,156 @@
+"""`laneguard node run`: a whole lane in one process.
+
+Threads: the camera loop (newest frame -> pipeline -> lane), one reader per scanner, the
+uploader (outbox -> store server) and the heartbeat; the web server (POS API and lane screen)
+runs in the main thread. The web server and the till integration keep working while the camera
+is down or reconnecting, and the lane keeps working while the store server is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from checkout_node.catalog import LaneCatalog
+from checkout_node.lane import Lane
+from checkout_node.messages import heartbeat_message
+from checkout_node.models import SHIPPED_BUNDLE, load_models
+from checkout_node.outbox import Outbox
+from checkout_node.reconcile.reconciler import ReconcileConfig
+from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
+from checkout_node.settings import LaneSettings
+from checkout_node.sources import LiveSource
+from checkout_node.uploader import Uploader
+from checkout_node.vision.counting import LaneZones
+from checkout_node.vision.pipeline import LanePipeline
+from checkout_node.web.app import create_lane_app
+from checkout_node.web.hub import ScreenHub
+
+log = logging.getLogger("laneguard.node")
+DEFAULT_FRAME = (640, 480)  # the standard zones assume this camera resolution
+
+
+@dataclass
+class LaneService:
+    settings: LaneSettings
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.models = load_models(s.bundle or SHIPPED_BUNDLE, profile=s.profile)
+        zones = (
+            LaneZones(s.zones.scan_area, s.zones.bagging_area)
+            if s.zones is not None
+            else LaneZones.standard(*DEFAULT_FRAME)
+        )
+        self.catalog = LaneCatalog.from_file(s.catalog)
+        self.outbox = Outbox(Path(s.data_dir) / "outbox.sqlite3", cap_bytes=s.outbox_cap_mb << 20)
+        self.hub = ScreenHub()
+        self.lane = Lane(
+            s.lane_id,
+            LanePipeline(self.models, zones),
+            self.catalog,
+            self.outbox,
+            self.hub.publish,
+            ReconcileConfig(**s.reconcile.model_dump()),
+            idle_gap_s=s.idle_gap_s,
+            customer_prompt_s=s.customer_prompt_s,
+        )
+        self.app = create_lane_app(self.lane, self.hub, live_clock=True)
+        self.camera = LiveSource(s.camera)
+        self.uploader = (
+            Uploader(self.outbox, s.server_url, s.server_token) if s.server_url else None
+        )
+        self.scanners = [self._scanner(i) for i in range(len(s.scanners))]
+        self._stop = threading.Event()
+        self._started = time.monotonic()
+
+    def _scanner(self, index: int) -> SerialScanner | HidScanner | ImagerScanner:
+        spec = self.settings.scanners[index]
+        on_scan, clock = self.lane.add_scan, self.lane.now_s
+        if spec.type == "serial":
+            return SerialScanner(
+                spec.device, on_scan, clock, spec.source or "scanner", baudrate=spec.baudrate
+            )
+        if spec.type == "hid":
+            return HidScanner(spec.device, on_scan, clock, spec.source or "scanner")
+        return ImagerScanner(spec.device, on_scan, clock, spec.source or "imager")
+
+    def camera_loop(self) -> None:
+        """Newest frame first; frames are timed on the lane's clock when they arrive."""
+        while not self._stop.is_set():
+            frame = self.camera.read(timeout=1.0)
+            if frame is None:
+                self.lane.tick(self.lane.now_s())
+                continue
+            try:
+                self.lane.process_frame(frame.image, self.lane.now_s())
+            except Exception:  # a bad frame must not stop the lane
+                log.exception("frame %d failed", frame.index)
+
+    def heartbeat_loop(self) -> None:
+        last_frames, last_time = 0, time.monotonic()
+        while not self._stop.wait(self.settings.heartbeat_s):
+            now = time.monotonic()
+            frames = self.lane.pipeline.stats.frames
+            fps = (frames - last_frames) / max(now - last_time, 1e-6)
+            last_frames, last_time = frames, now
+            message = heartbeat_message(
+                self.settings.lane_id,
+                fps,
+                self.camera.dropped,
+                "up" if self.camera.connected else "down",
+                self.lane.model_version,
+                sum(self.outbox.depth().values()),
+                now - self._started,
+            )
+            self.outbox.put("heartbeat", message.message_id, message.model_dump_json().encode())
+
+    def start(self) -> None:
+        self.camera.start()
+        for target in (self.camera_loop, self.heartbeat_loop):
+            thread = threading.Thread(target=target, daemon=True, name=target.__name__)
+            thread.start()
+            self.threads.append(thread)
+        for scanner in self.scanners:
+            scanner.start()
+        if self.uploader is not None:
+            self.uploader.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for scanner in self.scanners:
+            scanner.stop()
+        self.camera.stop()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        if self.uploader is not None:
+            self.uploader.stop()
+        self.lane.end_transaction(self.lane.now_s(), reason="lane stopped")
+        self.outbox.close()
+
+    def run(self) -> None:
+        """Serve until interrupted (Ctrl-C or SIGTERM from systemd)."""
+        import uvicorn
+
+        self.start()
+        log.info(
+            "lane %s: screen at http://%s:%d/, camera %s, models %s",
+            self.settings.lane_id,
+            self.settings.http_host,
+            self.settings.http_port,
+            self.settings.camera,
+            self.lane.model_version,
+        )
+        try:
+            uvicorn.run(
+                self.app,
+                host=self.settings.http_host,
+                port=self.settings.http_port,
+                log_level="warning",
+            )
+        finally:
+            self.stop()
