@@ -33,6 +33,7 @@ from checkout_node.messages import (
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import Alert, AlertChange, Scan, SeenItem
 from checkout_node.reconcile.reconciler import (
+    Outcome,
     ReconcileConfig,
     ReconcileError,
     TransactionReconciler,
@@ -79,6 +80,7 @@ class Lane:
         self.t1, self.t2 = thresholds.t1, thresholds.t2
         self.model_version = pipeline.models.manifest.version
         self.transaction: TransactionReconciler | None = None
+        self.last_outcome: Outcome | None = None
         self.pos_driven = False  # the till told us where this transaction started
         self.last_activity_s = 0.0
         self.last_frame_s = 0.0
@@ -190,6 +192,7 @@ class Lane:
             if tx is None:
                 return None
             outcome, changes = tx.finish(t)
+            self.last_outcome = outcome
             self._changes(changes)
             record = transaction_message(self.lane_id, outcome, tx.started_s, self.clock)
             samples = sample_messages(self.lane_id, outcome, self.clock)

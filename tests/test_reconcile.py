@@ -68,6 +68,16 @@ def test_unscanned_item_alerts_at_once_and_a_rescan_resolves_it() -> None:
     assert final == [] and outcome.seen_codes == [CHEAP.code, DEAR.code]
 
 
+def test_the_next_items_scan_does_not_silence_an_unscanned_alert() -> None:
+    rec = lane()
+    alert = rec.add_item(item(1, 2.0, DEAR.code, band="of_interest", score=0.9))[0].alert
+    assert rec.add_scan(Scan.of(OTHER.display_code, 4.0)) == []  # the next item's scan
+    assert alert.status == "open"
+    assert rec.add_item(item(2, 5.0, OTHER.code)) == []  # ... which pays for the next item
+    resolved = rec.add_scan(Scan.of(DEAR.display_code, 9.0))  # the cashier rescans the first
+    assert [c.alert.alert_id for c in resolved] == [alert.alert_id]
+
+
 def test_ticket_switch_and_plu_swap_are_switches_weighted_by_the_price_difference() -> None:
     rec = lane()
     rec.add_scan(Scan.of(CHEAP.display_code, 1.0))

@@ -164,3 +164,42 @@ def recognition_command(reference: Path, query: Path, bundle: Path | None, preci
     result["bundle"] = manifest.version
     result["embedder"] = model.file
     click.echo(json.dumps(result, indent=2))
+
+
+@evaluate.command("lanes")
+@click.option(
+    "--scenarios", type=click.IntRange(min=1), default=5, show_default=True, help="Per kind."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Model bundle (default: the shipped bootstrap bundle).",
+)
+@click.option("--profile", default=None, help="Hardware profile from the bundle.")
+@PHOTOS
+def lanes_command(
+    scenarios: int,
+    seed: int,
+    fps: float,
+    bundle: Path | None,
+    profile: str | None,
+    produce_photos: Path | None,
+) -> None:
+    """Run N simulated checkouts of every kind through a real lane; print accuracy, alert
+    precision and recall, false alerts and alert latency as JSON."""
+    from checkout_node.models import SHIPPED_BUNDLE, load_models
+    from simulator.checkout_eval import evaluate_lanes
+
+    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
+    result = evaluate_lanes(
+        models,
+        scenarios,
+        seed,
+        fps,
+        produce_photos=produce_photos,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(json.dumps(result, indent=2))

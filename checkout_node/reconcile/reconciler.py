@@ -100,8 +100,9 @@ class TransactionReconciler:
         """Does what the camera saw contradict the scanned product?
 
         Contradiction needs confidence: the recogniser trusts its identity (at or above T1) and
-        the scanned product is not also that close. An unknown or "of interest" item that the
-        scanned product does not fit is unsure: not evidence of a switch.
+        the scanned product is not also that close; or it is fairly sure ("of interest") and
+        the scanned product is not even among its nearest candidates. An unknown item, or one
+        the scanned product fits loosely, is unsure: not evidence of a switch.
         """
         if item.code == key:
             return "agree"
@@ -110,13 +111,23 @@ class TransactionReconciler:
             self.t1 if item.band == "trusted" else self.t2
         ):
             return "agree"
-        return "disagree" if item.band == "trusted" else "unsure"
+        if item.band == "trusted" or (item.band == "of_interest" and similarity is None):
+            return "disagree"
+        return "unsure"
 
     def _window_ok(self, item: SeenItem, unit: _Unit, late_ok: bool) -> bool:
+        """A scan pays for an item crossing up to ``scan_before_s`` after it (longer for the
+        later units of a quantity), or ``scan_after_s`` before it. A scan later still pays only
+        for an item already alerted whose identity it agrees with: the cashier rescanning that
+        item, not the next customer item's scan."""
         cfg = self.config
         earliest = unit.scan.t - cfg.scan_after_s
         latest = unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
-        return item.crossed_s <= latest and (late_ok or item.crossed_s >= earliest)
+        if item.crossed_s > latest:
+            return False
+        if item.crossed_s >= earliest:
+            return True
+        return late_ok and self.agreement(item, unit.key) == "agree"
 
     def _cost(self, item: SeenItem, unit: _Unit, late_ok: bool = False) -> float:
         if unit.voided or not self._window_ok(item, unit, late_ok):
