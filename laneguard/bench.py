@@ -118,12 +118,67 @@ def _markdown_counting(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _node_lanes() -> dict[str, Any]:
+    from checkout_node.models import load_models
+    from simulator.checkout_eval import evaluate_lanes
+
+    photos = os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce")
+    produce = Path(photos) if (Path(photos) / "images").is_dir() else None
+    return evaluate_lanes(
+        load_models(), scenarios=5, produce_photos=produce, progress=lambda line: click.echo(line)
+    )
+
+
+def _markdown_lanes(result: dict[str, Any]) -> list[str]:
+    alerts = result["alerts"]
+
+    def pr(kind: str) -> str:
+        return f"precision {alerts[kind]['precision']}, recall {alerts[kind]['recall']}"
+
+    latency = result["alert_latency_ms"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| checkout accuracy, {result['transactions']} simulated checkouts (every kind) | "
+        f"{result['checkout_accuracy']} (known products only: "
+        f"{result['checkout_accuracy_known_products']}) | >= 0.99 on known products |",
+        f"| skip-scan alerts | {pr('unscanned_item')} | recall >= 0.95 |",
+        f"| switch alerts (ticket and PLU) | {pr('switch')} | recall >= 0.95 |",
+        f"| scan without item | {pr('scan_without_item')} | - |",
+        f"| false alerts per 100 honest transactions | {result['false_alerts_per_100_honest']} | "
+        "<= 1 |",
+        f"| alert latency, bagging to screen websocket | p50 {latency['p50']} ms, p99 "
+        f"{latency['p99']} ms ({latency['n']} alerts) | p99 <= 300 ms |",
+    ]
+
+
+def _node_outage() -> dict[str, Any]:
+    from checkout_node import outage_benchmark
+
+    return outage_benchmark.run(transactions=200, outage_s=600.0)
+
+
+def _markdown_outage(result: dict[str, Any]) -> list[str]:
+    stored = result["stored"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| store server down {result['outage_s']} s during {result['transactions']} "
+        f"transactions | {stored['TransactionRecord']} transactions and {stored['AlertRecord']} of "
+        f"{result['expected']['alerts']} alerts stored once; outbox peaked at "
+        f"{result['max_outbox_depth']} messages, drained {result['drained_after_return_s']} s "
+        "after the server returned | nothing lost |",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, _markdown_row_catalog),
     "sim-render": (_sim_render, _markdown_sim),
     "node-pipeline": (_node_pipeline, _markdown_node),
     "node-counting": (_node_counting, _markdown_counting),
+    "node-lanes": (_node_lanes, _markdown_lanes),
+    "node-outage": (_node_outage, _markdown_outage),
 }
 
 
@@ -151,6 +206,8 @@ DESCRIPTIONS = {
     "sim-render": "Render a minute of simulated lane video on one thread.",
     "node-pipeline": "Lane pipeline speed, overhead, counts and memory, against ultralytics.",
     "node-counting": "Counting accuracy over 50 simulated transactions of 5-40 items.",
+    "node-lanes": "Checkout accuracy, alert precision/recall and latency: 5 checkouts per kind.",
+    "node-outage": "200 transactions with the store server down for 10 minutes: nothing lost.",
 }
 
 
