@@ -50,7 +50,8 @@ def peak_rss_mb(video: Path, profile: str) -> float:
     code = (
         "import sys\n"
         "from laneguard.cli import main\n"
-        f"sys.argv = ['laneguard', 'node', 'replay', {str(video)!r}, '--profile', {profile!r}]\n"
+        f"sys.argv = ['laneguard', 'node', 'replay', {str(video)!r}, '--profile', {profile!r}, "
+        "'--precision', 'int8']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
         "print('VMHWM', int(hwm.split()[1]), file=sys.stderr)\n"

@@ -74,6 +74,12 @@ def _zones(zones_file: Path | None, width: int, height: int) -> LaneZones:
     default=None,
     help="onnxruntime threads (default: the hardware profile's, else 2).",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8"]),
+    default=None,
+    help="Run both models at this precision (overrides the profile's choice).",
+)
 @BUNDLE_OPTION
 @PROFILE_OPTION
 def replay_command(
@@ -83,6 +89,7 @@ def replay_command(
     zones_file: Path | None,
     crops: Path | None,
     threads: int | None,
+    precision: str | None,
     bundle: Path | None,
     profile: str | None,
 ) -> None:
@@ -111,7 +118,12 @@ def replay_command(
                 ) from None
         pending.sort(key=lambda m: m.t)
     try:
-        models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
+        models = load_models(
+            bundle or SHIPPED_BUNDLE,
+            profile=profile,
+            detector_precision=precision,
+            embedder_precision=precision,
+        )
     except (BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     probe = cv2.VideoCapture(str(video))
@@ -124,7 +136,7 @@ def replay_command(
     if width == 0:
         raise click.ClickException(f"{video}: cannot open as a video")
     zones = _zones(zones_file, width, height)
-    pipeline = LanePipeline(models, zones, threads=threads)
+    pipeline = LanePipeline(models, zones, threads=threads, track_hands=annotate_out is not None)
     writer = None
     if annotate_out is not None:
         annotate_out.parent.mkdir(parents=True, exist_ok=True)

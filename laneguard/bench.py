@@ -88,7 +88,7 @@ def _markdown_node(result: dict[str, Any]) -> list[str]:
         f"| speed-up over the peer | {result['speedup_vs_peer_fp32']}x | >= 2x |",
         f"| counts vs {true_items} true items: ours fp32 / int8 / peer | {fp32['count']} / "
         f"{int8['count']} / {peer['count']} | {true_items} |",
-        f"| peak RSS, `node replay`, raspberry-pi-5 profile (int8) | "
+        f"| peak RSS, `node replay`, raspberry-pi-5 profile, int8 detector and embedder | "
         f"{result['peak_rss_mb_int8_profile']} MB | < 400 MB |",
     ]
 

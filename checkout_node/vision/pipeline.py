@@ -94,6 +94,8 @@ class LanePipeline:
     threads: int | None = None  # default: the hardware profile's
     tracker_config: TrackerConfig = field(default_factory=TrackerConfig)
     counting_config: CountingConfig = field(default_factory=CountingConfig)
+    # Hands never count; tracking them only serves pictures of the lane (annotated video).
+    track_hands: bool = False
 
     def __post_init__(self) -> None:
         if self.threads is None:
@@ -121,8 +123,10 @@ class LanePipeline:
         detections = self.detector.detect(frame)
         found = detections.of_classes(PRODUCT, NON_MERCHANDISE)
         objects = self.object_tracker.update(found.boxes, found.scores, found.class_scores)
-        held = detections.of_classes(HAND)
-        hands = self.hand_tracker.update(held.boxes, held.scores)
+        hands: list[Track] = []
+        if self.track_hands:
+            held = detections.of_classes(HAND)
+            hands = self.hand_tracker.update(held.boxes, held.scores)
         for track in objects:
             self.first_seen.setdefault(track.track_id, t)
         crossings = self.counter.update(objects, countable=is_product)
