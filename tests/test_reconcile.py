@@ -93,6 +93,24 @@ def test_ticket_switch_and_plu_swap_are_switches_weighted_by_the_price_differenc
     assert outcome.seen_codes == [DEAR.code, dear_fruit.code]  # what was seen, not what was paid
 
 
+def test_a_close_second_is_no_switch_but_a_product_far_from_the_item_is() -> None:
+    # Look-alike produce: the recogniser trusts PRODUCE[-1], but the scanned PRODUCE[0] is a
+    # close second. Not evidence of a switch.
+    rec = lane()
+    look_alike = SeenItem(
+        1, 2.0, 0.5, PRODUCE[-1].code, "trusted", 0.97,
+        ((PRODUCE[-1].code, 0.97), (PRODUCE[0].code, 0.93)),
+    )  # fmt: skip
+    rec.add_scan(Scan.of(PRODUCE[0].display_code, 1.0, source="keypad"))
+    assert rec.add_item(look_alike) == []
+    far = SeenItem(
+        2, 5.0, 3.5, PRODUCE[-1].code, "of_interest", 0.9,
+        ((PRODUCE[-1].code, 0.9), (PRODUCE[1].code, 0.6)),
+    )  # fmt: skip
+    rec.add_scan(Scan.of(PRODUCE[1].display_code, 4.0, source="keypad"))
+    assert [c.alert.type for c in rec.add_item(far)] == ["switch"]
+
+
 def test_an_unsure_identity_takes_the_scan_and_is_no_switch() -> None:
     # A product the gallery does not know yet (the new-product case): scanned, counted, honest.
     rec = lane()

@@ -99,10 +99,10 @@ class TransactionReconciler:
     def agreement(self, item: SeenItem, key: str) -> Agreement:
         """Does what the camera saw contradict the scanned product?
 
-        Contradiction needs confidence: the recogniser trusts its identity (at or above T1) and
-        the scanned product is not also that close; or it is fairly sure ("of interest") and
-        the scanned product is not even among its nearest candidates. An unknown item, or one
-        the scanned product fits loosely, is unsure: not evidence of a switch.
+        Contradiction needs confidence on both sides: the recogniser names something (trusted
+        or "of interest"), and the scanned product is confidently not it: not among its nearest
+        candidates, or less similar than T2. A scanned product that is a close second (look-alike
+        produce, sister products) is unsure, not a switch; an unknown item is always unsure.
         """
         if item.code == key:
             return "agree"
@@ -111,7 +111,7 @@ class TransactionReconciler:
             self.t1 if item.band == "trusted" else self.t2
         ):
             return "agree"
-        if item.band == "trusted" or (item.band == "of_interest" and similarity is None):
+        if item.band != "unknown" and (similarity is None or similarity < self.t2):
             return "disagree"
         return "unsure"
 

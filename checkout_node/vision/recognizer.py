@@ -20,7 +20,7 @@ from laneguard.embedding import Embedder, l2_normalise
 from laneguard.gallery import Gallery
 
 Band = Literal["trusted", "of_interest", "unknown"]
-CANDIDATES = 5  # gallery codes kept per identified track
+CANDIDATES = 10  # gallery codes kept per identified track
 
 
 def sharpness(crop: np.ndarray) -> float:
