@@ -93,6 +93,17 @@ def test_ticket_switch_and_plu_swap_are_switches_weighted_by_the_price_differenc
     assert outcome.seen_codes == [DEAR.code, dear_fruit.code]  # what was seen, not what was paid
 
 
+def test_a_contradicting_scan_after_the_crossing_is_the_next_items_not_a_switch() -> None:
+    rec = lane()
+    raised = rec.add_item(item(1, 6.6, DEAR.code))  # skip-scanned
+    assert [c.alert.type for c in raised] == ["unscanned_item"]
+    rec.add_scan(Scan.of(CHEAP.display_code, 7.5))  # the next item's scan, 0.9 s later
+    outcome, final = rec.finish(9.5)  # ... and the next item was never seen
+    assert raised[0].alert.status == "open"
+    assert [c.alert.type for c in final] == ["scan_without_item"]
+    assert [a.type for a in outcome.alerts] == ["unscanned_item", "scan_without_item"]
+
+
 def test_a_close_second_is_no_switch_but_a_product_far_from_the_item_is() -> None:
     # Look-alike produce: the recogniser trusts PRODUCE[-1], but the scanned PRODUCE[0] is a
     # close second. Not evidence of a switch.

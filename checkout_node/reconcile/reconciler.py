@@ -117,17 +117,21 @@ class TransactionReconciler:
 
     def _window_ok(self, item: SeenItem, unit: _Unit, late_ok: bool) -> bool:
         """A scan pays for an item crossing up to ``scan_before_s`` after it (longer for the
-        later units of a quantity), or ``scan_after_s`` before it. A scan later still pays only
-        for an item already alerted whose identity it agrees with: the cashier rescanning that
-        item, not the next customer item's scan."""
+        later units of a quantity). A scan up to ``scan_after_s`` after the crossing (scanned at
+        the edge of the scan area) pays only if it does not contradict the item: a switch is a
+        scan made while the item was still being scanned. A scan later still pays only for an
+        item already alerted whose identity it agrees with: the cashier rescanning that item,
+        not the next item's scan."""
         cfg = self.config
-        earliest = unit.scan.t - cfg.scan_after_s
         latest = unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
         if item.crossed_s > latest:
             return False
-        if item.crossed_s >= earliest:
+        if unit.scan.t <= item.crossed_s:
             return True
-        return late_ok and self.agreement(item, unit.key) == "agree"
+        agreement = self.agreement(item, unit.key)
+        if unit.scan.t <= item.crossed_s + cfg.scan_after_s:
+            return agreement != "disagree"
+        return late_ok and agreement == "agree"
 
     def _cost(self, item: SeenItem, unit: _Unit, late_ok: bool = False) -> float:
         if unit.voided or not self._window_ok(item, unit, late_ok):
