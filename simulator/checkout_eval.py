@@ -24,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ class ScreenListener:
 
     def __init__(self, url: str) -> None:
         self.arrived: dict[str, float] = {}
-        self._socket = connect(url)
+        self._stack = ExitStack()
+        self._socket = self._stack.enter_context(connect(url))
         self._socket.recv(timeout=10)  # the state sent on connect
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
@@ -94,7 +96,7 @@ class ScreenListener:
             time.sleep(0.005)
 
     def close(self) -> None:
-        self._socket.close()
+        self._stack.close()
         self._thread.join(timeout=5)
 
 

@@ -152,3 +152,13 @@ def test_imager_reads_rendered_barcodes_once_per_pass() -> None:
     assert imager.new_codes(["4006381333931"], now=10.5) == []  # still on the glass
     assert imager.new_codes([], now=11.0) == []
     assert imager.new_codes(["4006381333931"], now=12.2) == ["4006381333931"]  # a new pass
+
+
+def test_the_example_lane_config_is_valid() -> None:
+    from laneguard.settings import load_settings
+
+    settings = load_settings(
+        LaneSettings, Path(__file__).parent.parent / "hardware/lane.example.yaml"
+    )
+    assert [s.type for s in settings.scanners] == ["serial", "hid", "imager"]
+    assert settings.zones is not None and len(settings.zones.scan_area) == 4
