@@ -4,7 +4,7 @@ The uploader sends the most important messages first (alerts, then transactions,
 samples) in batches to the server's ingest endpoint. Stored and duplicate answers both mean
 delivered. A message the server refuses as invalid goes to the outbox's dead letters. When the
 server cannot be reached, answers 5xx or times out, nothing is removed and the uploader waits,
-doubling the wait each time up to a minute (with jitter, so a store's lanes do not all return at
+doubling the wait each time up to 15 seconds (with jitter, so a store's lanes do not all return at
 once), and starts again at full speed once a delivery succeeds.
 """
 
@@ -39,7 +39,7 @@ class Uploader:
     batch: int = 100
     timeout_s: float = 10.0
     first_backoff_s: float = 0.5
-    max_backoff_s: float = 60.0
+    max_backoff_s: float = 15.0
     idle_s: float = 0.5
 
     def __post_init__(self) -> None:
