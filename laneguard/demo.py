@@ -1,14 +1,21 @@
 """`laneguard demo`: the whole product on one computer, with nothing to configure.
 
 It prepares a demo store in ./data/demo (SQLite database, sample catalog imported), starts the
-store server and prints the address to open. Later stages add simulated lanes to it.
+store server and simulated checkout lanes, and prints the addresses to open. Each lane is the
+real lane software watching a simulated camera (the simulator's live feed, mixing honest
+customers with skip-scans, ticket switches and the rest) whose till sends its scans to the lane;
+lanes deliver transactions and alerts to the store server like lanes in a store.
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
+
+from laneguard.serving import serve_in_thread
 
 
 @click.command()
@@ -21,9 +28,13 @@ import click
 )
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
-def demo(data_dir: Path, host: str, port: int) -> None:
-    """Run the demo store on this computer and print the address to open."""
-    import uvicorn
+@click.option(
+    "--lanes", type=click.IntRange(0, 8), default=2, show_default=True, help="Simulated lanes."
+)
+@click.option("--fps", type=click.FloatRange(5, 30), default=15.0, show_default=True)
+def demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
+    """Run the demo store and its simulated lanes; print the addresses to open."""
+    import threading
 
     from product_db import SAMPLE_CATALOG
     from product_db.catalog import import_records
@@ -44,8 +55,50 @@ def demo(data_dir: Path, host: str, port: int) -> None:
     report = import_records(engine, read_catalog_file(SAMPLE_CATALOG).records, "sample catalog")
     engine.dispose()
     click.echo(f"Demo store ready in {data_dir}: {report.summary()}")
-    click.echo("")
-    click.echo(f"  Open the store console:  http://{host}:{port}/")
-    click.echo("  Stop with Ctrl-C.")
-    click.echo("")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    with ExitStack() as running:
+        store_url = running.enter_context(serve_in_thread(create_app(settings), host, port))
+        screens = [
+            _start_lane(running, n, data_dir, host, port, store_url, fps) for n in range(lanes)
+        ]
+        click.echo("")
+        click.echo(f"  Store console:      {store_url}/")
+        for n, screen in enumerate(screens, start=1):
+            click.echo(f"  Lane {n} screen:      {screen}/")
+        click.echo("  Stop with Ctrl-C.")
+        click.echo("")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            click.echo("Stopping the demo store.")
+
+
+def _start_lane(
+    running: ExitStack, n: int, data_dir: Path, host: str, port: int, store_url: str, fps: float
+) -> str:
+    """Lane n: its software on port+101+n, its simulated camera and till on port+91+n."""
+    from checkout_node.service import LaneService
+    from checkout_node.settings import LaneSettings
+    from simulator.feed import LiveFeed
+    from simulator.world import World
+
+    lane_port, feed_port = port + 101 + n, port + 91 + n
+    lane_url = f"http://{host}:{lane_port}"
+    photos = Path(os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce"))
+    world = World.from_catalog(produce_photos=photos if (photos / "images").is_dir() else None)
+    feed = LiveFeed(world, "mixed", 100 + n, host, feed_port, fps, node_url=lane_url, loop=True)
+    service = LaneService(
+        LaneSettings(
+            lane_id=f"lane-{n + 1}",
+            camera=f"{feed.url}/stream.mjpg",
+            server_url=store_url,
+            data_dir=data_dir / f"lane-{n + 1}",
+            http_host=host,
+            http_port=lane_port,
+        )
+    )
+    service.start()
+    running.callback(service.stop)
+    running.enter_context(serve_in_thread(service.app, host, lane_port))
+    feed.start()
+    running.callback(feed.close)
+    return lane_url
