@@ -24,7 +24,7 @@ import numpy as np
 
 from laneguard.detection import letterbox
 
-CONTAINED_SHARE = 0.85  # a box this much inside a stronger one of its group is a part of it
+CONTAINED_SHARE = 0.6  # a box this much inside a stronger one of its group is a part of it
 
 PROVIDER_PREFERENCE = (
     "TensorrtExecutionProvider",
