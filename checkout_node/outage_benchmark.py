@@ -10,6 +10,7 @@ the end, in the store's database: every transaction and alert exactly once.
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -55,6 +56,31 @@ def _customer(lane: Lane, n: int, t: float, products: list[Any]) -> int:
         )  # fmt: skip
     lane.end_transaction(t + 2.5, reason="transaction_end")
     return int(skip)
+
+
+class _BacklogWatch:
+    """Seconds from the server's return until the outbox holds no more than one customer's
+    messages (the backlog of the outage delivered)."""
+
+    def __init__(self, outbox: Outbox, since: float, steady: int = 5) -> None:
+        self.outbox, self.since, self.steady = outbox, since, steady
+        self.cleared: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            if sum(self.outbox.depth().values()) <= self.steady:
+                self.cleared = time.monotonic() - self.since
+                return
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self.cleared is None and sum(self.outbox.depth().values()) <= self.steady:
+            self.cleared = time.monotonic() - self.since
+        return None if self.cleared is None else round(self.cleared, 1)
 
 
 class _StoreServer:
@@ -108,6 +134,7 @@ def run(
             if down_at and not up_at and time.monotonic() - down_at >= outage_s:
                 server.start()
                 up_at = time.monotonic()
+                watcher = _BacklogWatch(outbox, up_at)
             expected_alerts += _customer(lane, n, 10.0 * n, products)
             max_depth = max(max_depth, sum(outbox.depth().values()))
             time.sleep(pace)
@@ -115,9 +142,11 @@ def run(
             time.sleep(max(0.0, outage_s - (time.monotonic() - down_at)))
             server.start()
             up_at = time.monotonic()
+            watcher = _BacklogWatch(outbox, up_at)
         while any(outbox.depth().values()) and time.monotonic() - up_at < 600:
             time.sleep(0.1)
         drained_s = time.monotonic() - up_at
+        backlog_s = watcher.stop()
         uploader.stop()
         engine = make_engine(database_url)
         with Session(engine) as session:
@@ -139,5 +168,6 @@ def run(
         "lost_alerts": expected_alerts - stored["AlertRecord"],
         "dead_letters": len(dead),
         "max_outbox_depth": max_depth,
+        "backlog_delivered_after_return_s": backlog_s,
         "drained_after_return_s": round(drained_s, 1),
     }

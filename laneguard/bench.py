@@ -166,8 +166,9 @@ def _markdown_outage(result: dict[str, Any]) -> list[str]:
         f"| store server down {result['outage_s']} s during {result['transactions']} "
         f"transactions | {stored['TransactionRecord']} transactions and {stored['AlertRecord']} of "
         f"{result['expected']['alerts']} alerts stored once; outbox peaked at "
-        f"{result['max_outbox_depth']} messages, drained {result['drained_after_return_s']} s "
-        "after the server returned | nothing lost |",
+        f"{result['max_outbox_depth']} messages, its backlog delivered "
+        f"{result['backlog_delivered_after_return_s']} s after the server returned | "
+        "nothing lost |",
     ]
 
 
