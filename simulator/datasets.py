@@ -38,7 +38,7 @@ MIN_VISIBLE = 0.3  # boxes of objects hidden more than this are not labelled
 # With real produce photos, this share of images still uses the drawn produce look, so models
 # work in both simulated worlds (the tests and benchmarks run without the photos).
 DRAWN_PRODUCE_SHARE = 0.3
-STACKED_SHARE = 0.25  # snapshot items placed partly under another item
+STACKED_SHARE = 0.4  # snapshot items placed partly under another item
 TRAINING_KINDS = tuple(k for k in KINDS if k not in ("new_product", "packaging_change", "mixed"))
 
 

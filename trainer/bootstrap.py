@@ -47,11 +47,11 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-2"
-    detect_images: int = 1200
+    version: str = "bootstrap-3"
+    detect_images: int = 1500
     detect_test_images: int = 150
     detector_scale: str = "p"
-    detector_epochs: int = 40
+    detector_epochs: int = 60
     detector_sizes: tuple[int, ...] = (320, 416)
     detector_batch: int = 16
     embed_crops: int = 40
