@@ -6,6 +6,7 @@ the bench command from the trainer package, since the lane itself never imports 
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,7 +64,15 @@ def peak_rss_mb(video: Path, profile: str) -> float:
     return round(int(line.split()[1]) / 1024, 1)
 
 
-def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[str, Any]:
+def run(
+    bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20, rounds: int = 3
+) -> dict[str, Any]:
+    """Ours (fp32 and int8) and the peer, in alternating rounds on the same video.
+
+    This machine's speed drifts from minute to minute (a shared virtual machine: the same
+    detector call takes 2.7 ms in one run and 4.4 ms in the next), so each side runs
+    ``rounds`` times, interleaved, and the medians are reported with every round's figures.
+    """
     from simulator.lane_eval import match_counts
     from simulator.recording import write_scenario
     from simulator.scenario import build_scenario
@@ -72,27 +81,35 @@ def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[s
 
     world = World.from_catalog()
     scenario = build_scenario("honest", seed, world, fps=30.0, n_items=items)
+    models = load_models(bundle, detector_precision="fp32", detector_size=320)
+    zones = LaneZones.standard(640, 480)
+    runs: dict[str, list[dict[str, Any]]] = {"fp32": [], "int8": [], "peer": []}
     with tempfile.TemporaryDirectory(prefix="laneguard-bench-") as tmp:
         video = write_scenario(scenario, world, tmp)["video"]
-        ours = {}
-        for precision in ("fp32", "int8"):
-            result = replay_speed(video, bundle, precision, 320)
-            matched = match_counts(scenario, result.pop("counted"))
-            result.update(
-                count=matched.counted, missed=len(matched.missed), extra=len(matched.extra)
+        for _ in range(rounds):
+            for precision in ("fp32", "int8"):
+                result = replay_speed(video, bundle, precision, 320)
+                matched = match_counts(scenario, result.pop("counted"))
+                result.update(
+                    count=matched.counted, missed=len(matched.missed), extra=len(matched.extra)
+                )
+                runs[precision].append(result)
+            runs["peer"].append(
+                run_object_counter(
+                    video,
+                    models.path(models.detector),
+                    320,
+                    line_x=zones.bagging_area[1][0],
+                    top=zones.scan_area[0][1],
+                    bottom=zones.scan_area[2][1],
+                )
             )
-            ours[precision] = result
         rss = peak_rss_mb(Path(video), "raspberry-pi-5")
-        models = load_models(bundle, detector_precision="fp32", detector_size=320)
-        zones = LaneZones.standard(640, 480)
-        peer = run_object_counter(
-            video,
-            models.path(models.detector),
-            320,
-            line_x=zones.bagging_area[1][0],
-            top=zones.scan_area[0][1],
-            bottom=zones.scan_area[2][1],
-        )
+    ours = {
+        precision: _median_run(runs[precision], "fps_end_to_end") for precision in ("fp32", "int8")
+    }
+    peer = _median_run(runs["peer"], "fps")
+    ratios = [o["fps_end_to_end"] / p["fps"] for o, p in zip(runs["fp32"], runs["peer"])]
     return {
         "video": {
             "frames": scenario.n_frames,
@@ -100,9 +117,22 @@ def run(bundle: Path = SHIPPED_BUNDLE, seed: int = 7, items: int = 20) -> dict[s
             "fps": 30,
             "true_items": len(scenario.true_items),
         },
+        "rounds": rounds,
         "ours": ours,
         "peer_ultralytics_track_objectcounter": peer,
-        "speedup_vs_peer_fp32": round(ours["fp32"]["fps_end_to_end"] / peer["fps"], 2),
+        "speedup_vs_peer_fp32": round(statistics.median(ratios), 2),
+        "speedup_per_round": [round(r, 2) for r in ratios],
+        "fps_per_round": {
+            "fp32": [r["fps_end_to_end"] for r in runs["fp32"]],
+            "int8": [r["fps_end_to_end"] for r in runs["int8"]],
+            "peer": [r["fps"] for r in runs["peer"]],
+        },
         "peak_rss_mb_int8_profile": rss,
         "targets": {"fps": 30, "overhead_share_max": 0.2, "speedup_min": 2.0, "rss_mb_max": 400},
     }
+
+
+def _median_run(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round with the median value of ``key`` (a real run, not a blend of several)."""
+    ordered = sorted(results, key=lambda r: r[key])
+    return ordered[len(ordered) // 2]
