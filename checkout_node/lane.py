@@ -81,6 +81,9 @@ class Lane:
         self.model_version = pipeline.models.manifest.version
         self.transaction: TransactionReconciler | None = None
         self.last_outcome: Outcome | None = None
+        # Ended transactions whose alerts may still be open on the screen: the final check runs
+        # before payment, and what it raises stays until the cashier resolves it.
+        self.ended: list[TransactionReconciler] = []
         self.pos_driven = False  # the till told us where this transaction started
         self.last_activity_s = 0.0
         self.last_frame_s = 0.0
@@ -143,8 +146,9 @@ class Lane:
 
     def resolve(self, alert_id: str, resolution: str, reason: str | None = None) -> Alert:
         with self._lock:
-            tx = self.transaction
-            if tx is None or all(a.alert_id != alert_id for a in tx.alerts):
+            owners = [self.transaction, *self.ended] if self.transaction else self.ended
+            tx = next((o for o in owners if any(a.alert_id == alert_id for a in o.alerts)), None)
+            if tx is None:
                 raise ReconcileError(f"alert {alert_id} is not open on this lane")
             alert = tx.resolve(alert_id, resolution, self.last_frame_s, reason)
             self._changes([AlertChange("resolved", alert)])
@@ -209,6 +213,7 @@ class Lane:
             }
             self.finished = [summary, *self.finished[:19]]
             self.transaction = None
+            self.ended = [tx, *self.ended[:2]]
             self.publish({"type": "transaction_ended", **summary})
             return summary
 
@@ -272,5 +277,15 @@ class Lane:
                 "lane_id": self.lane_id,
                 "model_version": self.model_version,
                 "transaction": current,
+                "held_alerts": [self._alert(a) for a in self.held_alerts()],
                 "recent": self.finished[:5],
             }
+
+    def held_alerts(self) -> list[Alert]:
+        """Open alerts of ended transactions (not notes), still waiting for the cashier."""
+        return [
+            a
+            for tx in self.ended
+            for a in tx.alerts
+            if a.status == "open" and a.type != "scan_without_item"
+        ]

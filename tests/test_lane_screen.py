@@ -192,3 +192,27 @@ def test_pos_api_validates_and_the_websocket_acknowledges(running: RunningLane) 
         running.lane.add_item(SeenItem(1, 9.0, 8.0, "4011", "trusted", 0.99, (("4011", 0.99),)))
         kinds = [json.loads(socket.recv(timeout=5))["type"] for _ in range(2)]
         assert kinds == ["item", "alert"] and time.monotonic() - started < 5
+
+
+def test_an_alert_open_at_the_end_of_its_transaction_stays_until_resolved(
+    running: RunningLane, browser: Browser, artifacts_dir: Path
+) -> None:
+    product = next(p for p in CATALOG.products.values() if p.price_minor >= 300)
+    running.lane.add_item(
+        SeenItem(4, 3.0, 1.0, product.code, "trusted", 0.98, ((product.code, 0.98),))
+    )
+    end = {"type": "transaction_end", "event_id": "e", "t": 6.0, "transaction_id": "x"}
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+        assert client.post("/api/pos/events", json=end).status_code == 202
+    assert running.lane.transaction is None
+    page = browser.new_page(viewport={"width": 800, "height": 480})
+    page.goto(running.url + "/")  # a screen connecting now still gets the open alert
+    page.wait_for_selector("#banner:not([hidden])")
+    assert page.locator("#seen li").count() == 0
+    page.screenshot(path=str(artifacts_dir / "lane-screen-held-alert.png"))
+    page.locator("#banner button[data-resolution='customer_declined']").click()
+    page.wait_for_selector("#banner", state="hidden")
+    alert = running.lane.ended[0].alerts[0]
+    assert alert.status == "resolved" and alert.resolution == "customer_declined"
+    assert running.lane.state()["held_alerts"] == []
+    page.close()

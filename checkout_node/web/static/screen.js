@@ -89,10 +89,18 @@ function applyState(message) {
   state.transaction = tx ? tx.transaction_id : null;
   state.seen = tx ? tx.seen : [];
   state.scanned = tx ? tx.scanned : [];
-  state.alerts = new Map((tx ? tx.alerts : []).map((a) => [a.alert_id, { ...a, received_at: Date.now() }]));
+  const alerts = [...(message.held_alerts || []), ...(tx ? tx.alerts : [])];
+  state.alerts = new Map(alerts.map((a) => [a.alert_id, { ...a, received_at: Date.now() }]));
   $("lane").textContent = message.lane_id;
   renderLists();
   renderBanner();
+}
+
+// Alerts still open when their transaction ends (the final check runs before payment) stay
+// on the screen until the cashier resolves them; notes go with their transaction.
+function keepHeldAlerts() {
+  state.alerts = new Map([...state.alerts].filter(
+    ([, a]) => a.status === "open" && a.type !== "scan_without_item"));
 }
 
 function handle(message) {
@@ -100,9 +108,9 @@ function handle(message) {
     case "state": applyState(message); return;
     case "transaction_started":
       state.transaction = message.transaction_id; state.seen = []; state.scanned = [];
-      state.alerts = new Map(); break;
+      keepHeldAlerts(); break;
     case "transaction_ended":
-      state.transaction = null; state.seen = []; state.scanned = []; state.alerts = new Map(); break;
+      state.transaction = null; state.seen = []; state.scanned = []; keepHeldAlerts(); break;
     case "item": state.seen.push(message); break;
     case "scan": state.scanned.push(message); break;
     case "alert": {
