@@ -34,6 +34,7 @@ from laneguard.serving import serve_in_thread
 @click.option("--fps", type=click.FloatRange(5, 30), default=15.0, show_default=True)
 def demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
     """Run the demo store and its simulated lanes; print the addresses to open."""
+    import signal
     import threading
 
     from product_db import SAMPLE_CATALOG
@@ -66,10 +67,11 @@ def demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
             click.echo(f"  Lane {n} screen:      {screen}/")
         click.echo("  Stop with Ctrl-C.")
         click.echo("")
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            click.echo("Stopping the demo store.")
+        stopping = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager
+            signal.signal(signum, lambda *_: stopping.set())
+        stopping.wait()
+        click.echo("Stopping the demo store.")
 
 
 def _start_lane(
@@ -97,8 +99,12 @@ def _start_lane(
         )
     )
     service.start()
-    running.callback(service.stop)
     running.enter_context(serve_in_thread(service.app, host, lane_port))
     feed.start()
-    running.callback(feed.close)
+
+    def stop() -> None:  # the lane first, while its camera still streams; then the camera
+        service.stop()
+        feed.close()
+
+    running.callback(stop)
     return lane_url

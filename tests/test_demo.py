@@ -45,7 +45,7 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
         state = httpx.get(lane_url + "/api/state").json()
         assert state["lane_id"] == "lane-1" and state["model_version"].startswith("bootstrap")
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
     assert f"Store console:      http://127.0.0.1:{port}/" in output
     assert f"Lane 1 screen:      {lane_url}/" in output
