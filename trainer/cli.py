@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -81,6 +82,27 @@ def compare_embedders_command(work: Path, epochs: int, out: Path | None) -> None
     click.echo(text)
 
 
+def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Options shared by the evaluations that run simulated video through a real lane."""
+    for option in reversed(
+        (
+            click.option(
+                "--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True
+            ),
+            click.option(
+                "--bundle",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                default=None,
+                help="Model bundle (default: the shipped bootstrap bundle).",
+            ),
+            click.option("--profile", default=None, help="Hardware profile from the bundle."),
+            PHOTOS,
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @click.group("eval")
 def evaluate() -> None:
     """Measure recognition and lanes against ground truth."""
@@ -89,15 +111,7 @@ def evaluate() -> None:
 @evaluate.command("counting")
 @click.option("--transactions", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--seed", type=int, default=1000, show_default=True)
-@click.option("--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="Model bundle (default: the shipped bootstrap bundle).",
-)
-@click.option("--profile", default=None, help="Hardware profile from the bundle.")
-@PHOTOS
+@lane_run_options
 def counting_command(
     transactions: int,
     seed: int,
@@ -171,15 +185,7 @@ def recognition_command(reference: Path, query: Path, bundle: Path | None, preci
     "--scenarios", type=click.IntRange(min=1), default=5, show_default=True, help="Per kind."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="Model bundle (default: the shipped bootstrap bundle).",
-)
-@click.option("--profile", default=None, help="Hardware profile from the bundle.")
-@PHOTOS
+@lane_run_options
 def lanes_command(
     scenarios: int,
     seed: int,

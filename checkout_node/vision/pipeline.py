@@ -132,6 +132,7 @@ class LanePipeline:
         crossings = self.counter.update(objects, countable=is_product)
         counted = [self._counted(c.track_id, t) for c in crossings]
         products = [track for track in objects if is_product(track)]
+        non_merchandise = [track for track in objects if not is_product(track)]
         for track in objects:  # the counter has placed each track in its zone this frame
             zone = self.counter.states[track.track_id].zone
             if track.detected_box is not None and zone != "bagging":
@@ -147,7 +148,7 @@ class LanePipeline:
             t,
             detections,
             products,
-            {HAND: hands, NON_MERCHANDISE: [t for t in objects if not is_product(t)]},
+            {HAND: hands, NON_MERCHANDISE: non_merchandise},
             counted,
             elapsed,
             self.detector.last_inference_s,
