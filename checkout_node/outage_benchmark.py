@@ -25,7 +25,7 @@ from checkout_node.lane import Lane
 from checkout_node.models import SHIPPED_BUNDLE, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import Scan, SeenItem
-from checkout_node.uploader import Uploader
+from checkout_node.uploader import Enrolment, Uploader
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
 from laneguard.serving import free_port, serve_in_thread
@@ -104,6 +104,8 @@ def run(
     transactions: int = 200, outage_s: float = 600.0, pace_s: float | None = None
 ) -> dict[str, Any]:
     from store_server.app import create_app
+    from store_server.db import migrate
+    from store_server.lanes import issue_enrolment_token
     from store_server.models import AlertRecord, SampleRecord, TransactionRecord
     from store_server.settings import StoreSettings
 
@@ -119,7 +121,12 @@ def run(
         port = free_port()
         outbox = Outbox(root / "lane" / "outbox.sqlite3")
         lane = Lane("lane-bench", LanePipeline(models, LaneZones.standard()), catalog, outbox)
-        uploader = Uploader(outbox, f"http://127.0.0.1:{port}", timeout_s=5.0)
+        engine = make_engine(database_url)
+        migrate(engine)
+        token = issue_enrolment_token(engine, "lane-bench", created_by="bench")
+        engine.dispose()
+        enrolment = Enrolment(token, root / "lane", "lane-bench")
+        uploader = Uploader(outbox, f"http://127.0.0.1:{port}", timeout_s=5.0, enrolment=enrolment)
         uploader.start()
         expected_alerts = 0
         max_depth = 0

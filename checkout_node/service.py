@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from checkout_node.catalog import LaneCatalog
+from checkout_node.enrolment import EnrolmentFailed, load_credential
 from checkout_node.lane import Lane
 from checkout_node.messages import heartbeat_message
 from checkout_node.models import SHIPPED_BUNDLE, load_models
@@ -23,7 +24,7 @@ from checkout_node.reconcile.reconciler import ReconcileConfig
 from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
 from checkout_node.settings import LaneSettings
 from checkout_node.sources import LiveSource
-from checkout_node.uploader import Uploader
+from checkout_node.uploader import Enrolment, Uploader
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
 from checkout_node.web.app import create_lane_app
@@ -61,12 +62,32 @@ class LaneService:
         )
         self.app = create_lane_app(self.lane, self.hub, live_clock=True)
         self.camera = LiveSource(s.camera)
-        self.uploader = (
-            Uploader(self.outbox, s.server_url, s.server_token) if s.server_url else None
-        )
+        self.uploader = self._uploader()
         self.scanners = [self._scanner(i) for i in range(len(s.scanners))]
         self._stop = threading.Event()
         self._started = time.monotonic()
+
+    def _uploader(self) -> Uploader | None:
+        """The store server's credential: configured, kept from an earlier enrolment, or
+        obtained with the one-time enrolment token when the server first answers."""
+        s = self.settings
+        if not s.server_url:
+            return None
+        token = s.server_token
+        kept = load_credential(s.data_dir)
+        if token is None and kept is not None:
+            if kept.lane_id != s.lane_id:
+                raise EnrolmentFailed(
+                    f"{s.data_dir}/credential.json is lane {kept.lane_id!r}'s, but this lane is "
+                    f"configured as {s.lane_id!r}"
+                )
+            token = kept.credential
+        enrolment = (
+            Enrolment(s.enrolment_token, Path(s.data_dir), s.lane_id)
+            if token is None and s.enrolment_token
+            else None
+        )
+        return Uploader(self.outbox, s.server_url, token, enrolment=enrolment)
 
     def _scanner(self, index: int) -> SerialScanner | HidScanner | ImagerScanner:
         spec = self.settings.scanners[index]

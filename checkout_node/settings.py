@@ -67,7 +67,10 @@ class LaneSettings(BaseSettings):
     zones: ZoneSettings | None = Field(default=None, description="default: standard layout")
     catalog: Path = Field(default=SAMPLE_CATALOG, description="catalog file (CSV or JSON)")
     server_url: str | None = Field(default=None, description="store server; none: keep all")
-    server_token: str | None = None
+    server_token: str | None = Field(default=None, description="lane credential, if given out")
+    enrolment_token: str | None = Field(
+        default=None, description="one-time token from the store's IT admin (zero-touch)"
+    )
     data_dir: Path = Field(default=Path("data/lane"))
     outbox_cap_mb: int = Field(default=2048, gt=0)
     http_host: str = "127.0.0.1"

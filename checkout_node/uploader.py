@@ -14,9 +14,11 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from checkout_node.enrolment import EnrolmentFailed, enrol
 from checkout_node.outbox import Entry, Outbox
 
 log = logging.getLogger("laneguard.node.uploader")
@@ -31,6 +33,13 @@ class DeliveryReport:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Enrolment:
+    token: str
+    data_dir: Path
+    lane_id: str
+
+
 @dataclass
 class Uploader:
     outbox: Outbox
@@ -42,11 +51,12 @@ class Uploader:
     max_backoff_s: float = 15.0
     idle_s: float = 0.5
 
+    enrolment: Enrolment | None = None  # how to get a credential when there is none yet
+
     def __post_init__(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        self.client = httpx.Client(
-            base_url=self.server_url.rstrip("/"), timeout=self.timeout_s, headers=headers
-        )
+        self.client = httpx.Client(base_url=self.server_url.rstrip("/"), timeout=self.timeout_s)
+        if self.token:
+            self.client.headers["Authorization"] = f"Bearer {self.token}"
         self.failures = 0  # consecutive failed attempts
         self.last_error: str | None = None
         self._stop = threading.Event()
@@ -62,6 +72,12 @@ class Uploader:
         report = DeliveryReport(sent=len(entries))
         if not entries:
             return report
+        if not self.token and self.enrolment is not None:
+            try:
+                self._enrol(self.enrolment)
+            except (httpx.HTTPError, EnrolmentFailed) as error:
+                ids = [e.message_id for e in entries]
+                return self._failed(ids, f"enrolment: {type(error).__name__}: {error}", report)
         body = b'{"messages":[' + b",".join(e.payload for e in entries) + b"]}"
         ids = [e.message_id for e in entries]
         try:
@@ -94,6 +110,12 @@ class Uploader:
         report.delivered = len(delivered)
         self.failures, self.last_error = 0, None
         return report
+
+    def _enrol(self, enrolment: Enrolment) -> None:
+        credential = enrol(self.client, enrolment.token, enrolment.data_dir, enrolment.lane_id)
+        log.info("enrolled as %s", credential.lane_id)
+        self.token = credential.credential
+        self.client.headers["Authorization"] = f"Bearer {self.token}"
 
     def _one_by_one(self, entries: list[Entry], report: DeliveryReport) -> DeliveryReport:
         batch, self.batch = self.batch, 1

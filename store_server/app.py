@@ -4,27 +4,34 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from product_db.db import create_tables, make_engine
+from product_db.db import make_engine
 from store_server import models  # noqa: F401  (registers the store tables)
 from store_server.api import catalog as catalog_api
 from store_server.api import ingest as ingest_api
-from store_server.console import pages
+from store_server.api import lanes as lanes_api
+from store_server.auth import AuthError
+from store_server.console import alerts, pages, records, session_pages
+from store_server.console.templating import STATIC_DIR, render
+from store_server.db import migrate
+from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.settings import StoreSettings
 
 
 def create_app(settings: StoreSettings | None = None) -> FastAPI:
-    """Build the app for ``settings``; tables are created on start-up if missing."""
+    """Build the app for ``settings``; the database is migrated to the newest schema on start."""
     settings = settings or StoreSettings()
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        create_tables(engine)
+        migrate(engine)
         yield
         engine.dispose()
 
@@ -32,10 +39,22 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.media = MediaStore(settings.data_dir / "media")
+    app.state.feed = AlertFeed()
     app.include_router(catalog_api.router)
+    app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)
+    app.include_router(session_pages.router)
+    app.include_router(alerts.router)
+    app.include_router(records.router)
     app.include_router(pages.router)
-    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(AuthError)
+    def not_signed_in(request: Request, error: AuthError) -> Response:
+        if error.status == 401 and request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+        return render(request, "forbidden.html", None, error.status, message=str(error))
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

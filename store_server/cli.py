@@ -42,3 +42,74 @@ def run_command(
         raise click.ClickException(str(exc)) from None
     click.echo(f"LaneGuard store server: console at http://{settings.host}:{settings.port}/")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+def _settings(config_file: Path | None, database_url: str | None) -> StoreSettings:
+    try:
+        return load_settings(StoreSettings, config_file, database_url=database_url)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_config_option = click.option(
+    "--config", "config_file", type=click.Path(path_type=Path), default=None, help="YAML settings."
+)
+_db_option = click.option("--db", "database_url", default=None, metavar="URL", help="Database URL.")
+
+
+@server.command("migrate")
+@_config_option
+@_db_option
+def migrate_command(config_file: Path | None, database_url: str | None) -> None:
+    """Bring the database to the newest schema (the server also does this on start)."""
+    from product_db.db import make_engine
+    from store_server.db import migrate
+
+    engine = make_engine(_settings(config_file, database_url).database_url)
+    click.echo(f"database at revision {migrate(engine)}")
+
+
+@server.command("add-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["manager", "it_admin"]), default="manager")
+@click.password_option("--password", help="Asked for when not given.")
+@_config_option
+@_db_option
+def add_user_command(
+    username: str, role: str, password: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Create a console user (store manager or IT admin)."""
+    from product_db.db import make_engine
+    from store_server.auth import UserError, create_user
+    from store_server.db import migrate
+
+    engine = make_engine(_settings(config_file, database_url).database_url)
+    migrate(engine)
+    try:
+        create_user(engine, username, password, role)
+    except UserError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {username} ({role}) created")
+
+
+@server.command("enrolment-token")
+@click.argument("lane_id")
+@click.option("--name", default="", help="A name people recognise, e.g. 'Lane 3 (express)'.")
+@click.option("--hours", type=click.FloatRange(min=0.1), default=72.0, show_default=True)
+@_config_option
+@_db_option
+def enrolment_token_command(
+    lane_id: str, name: str, hours: float, config_file: Path | None, database_url: str | None
+) -> None:
+    """Print a one-time token a new lane enrols with (lane.yaml: enrolment_token)."""
+    from product_db.db import make_engine
+    from store_server.db import migrate
+    from store_server.lanes import EnrolmentError, issue_enrolment_token
+
+    engine = make_engine(_settings(config_file, database_url).database_url)
+    migrate(engine)
+    try:
+        token = issue_enrolment_token(engine, lane_id, name, "cli", hours)
+    except EnrolmentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.settings import StoreSettings
 
@@ -22,3 +23,8 @@ def get_settings(request: Request) -> StoreSettings:
 def get_media(request: Request) -> MediaStore:
     media: MediaStore = request.app.state.media
     return media
+
+
+def get_feed(request: Request) -> AlertFeed:
+    feed: AlertFeed = request.app.state.feed
+    return feed

@@ -63,6 +63,11 @@ class AlertRecord(SQLModel, table=True):
     closed_at: datetime | None = None
     evidence: str | None = Field(default=None, max_length=80, description="media name")
     updated_at: datetime = Field(default_factory=utcnow)
+    # The manager's review in the console, apart from how the lane closed it.
+    review: str | None = Field(default=None, max_length=16, index=True)
+    review_note: str | None = Field(default=None, max_length=500)
+    reviewed_by: str | None = Field(default=None, max_length=64)
+    reviewed_at: datetime | None = None
 
 
 class SampleRecord(SQLModel, table=True):
@@ -80,7 +85,9 @@ class SampleRecord(SQLModel, table=True):
     reason: str = Field(max_length=12)
     image: str = Field(max_length=80, description="media name")
     captured_at: datetime
-    review: str = Field(default="pending", max_length=12)
+    review: str = Field(default="pending", max_length=12, index=True)
+    label: str | None = Field(default=None, max_length=64, description="code after review")
+    reviewed_by: str | None = Field(default=None, max_length=64)
     received_at: datetime = Field(default_factory=utcnow)
 
 
@@ -98,3 +105,70 @@ class LaneHealth(SQLModel, table=True):
     outbox_depth: int
     uptime_s: float
     last_seen: datetime = Field(default_factory=utcnow)
+
+
+class Lane(SQLModel, table=True):
+    """An enrolled lane. Its credential is stored as a SHA-256 digest: the secret is 256 random
+    bits, so a slow password hash adds nothing but latency to every ingest."""
+
+    __tablename__ = "lane"
+
+    lane_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=120)
+    credential_sha256: str = Field(max_length=64, unique=True)
+    config: dict[str, object] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    active: bool = True
+    enrolled_at: datetime = Field(default_factory=utcnow)
+    hardware: dict[str, object] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+
+
+class EnrolmentToken(SQLModel, table=True):
+    """A one-time token an IT admin hands to a new lane (printed, or in its first-boot file)."""
+
+    __tablename__ = "enrolment_token"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    lane_id: str = Field(max_length=64, description="the id the lane will get")
+    lane_name: str = Field(max_length=120)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    used_at: datetime | None = None
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "console_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=200, description="argon2id")
+    role: str = Field(max_length=16, description="manager or it_admin")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; the table its SHA-256."""
+
+    __tablename__ = "console_session"
+
+    token_sha256: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="console_user.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class AuditEntry(SQLModel, table=True):
+    """Every manager or IT admin action that changes something, and every sign-in."""
+
+    __tablename__ = "audit_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    username: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=48)
+    target: str = Field(default="", max_length=128)
+    detail: dict[str, object] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -2,7 +2,49 @@
 
 from __future__ import annotations
 
+import re
+
+import httpx
+
 from laneguard.serving import free_port
 from laneguard.serving import serve_in_thread as serve
 
-__all__ = ["free_port", "serve"]
+__all__ = ["enrol", "enrolment_token", "free_port", "serve", "sign_in"]
+
+
+def enrolment_token(database_url: str, lane_id: str) -> str:
+    """A one-time enrolment token for ``lane_id`` in the store database (migrated first)."""
+    from product_db.db import make_engine
+    from store_server.db import migrate
+    from store_server.lanes import issue_enrolment_token
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    token = issue_enrolment_token(engine, lane_id, created_by="test")
+    engine.dispose()
+    return token
+
+
+def enrol(base_url: str, database_url: str, lane_id: str) -> str:
+    """Enrol ``lane_id`` through the real API; returns its credential."""
+    token = enrolment_token(database_url, lane_id)
+    reply = httpx.post(f"{base_url}/api/v1/enrol", json={"token": token}, timeout=10)
+    reply.raise_for_status()
+    credential: str = reply.json()["credential"]
+    return credential
+
+
+def sign_in(client: httpx.Client, username: str, password: str) -> str:
+    """Sign in through the login form like a browser; returns the session's CSRF token."""
+    form = client.get("/login")
+    login_csrf = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+    assert login_csrf is not None, form.text[:500]
+    reply = client.post(
+        "/login",
+        data={"username": username, "password": password, "login_csrf": login_csrf.group(1)},
+    )
+    assert reply.status_code in (200, 303), reply.text[:500]
+    page = client.get("/alerts")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None, "not signed in"
+    return token.group(1)

@@ -30,7 +30,7 @@ from simulator.world import World
 from store_server.app import create_app
 from store_server.models import AlertRecord, TransactionRecord
 from store_server.settings import StoreSettings
-from tests.live_server import free_port, serve
+from tests.live_server import enrolment_token, free_port, serve
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def test_lane_on_the_live_feed_alerts_and_delivers_to_the_store(
         lane_id="lane-5",
         camera=f"{feed.url}/stream.mjpg",
         server_url=store_url,
+        enrolment_token=enrolment_token(database_url, "lane-5"),  # zero-touch: enrols itself
         data_dir=tmp_path / "lane",
         http_port=lane_port,
         heartbeat_s=1.0,

@@ -18,13 +18,14 @@ import pytest
 from sqlmodel import Session, func, select
 
 from checkout_node.outbox import Outbox, OutboxError
-from checkout_node.uploader import Uploader
+from checkout_node.uploader import Enrolment, Uploader
 from laneguard.wire import AlertMessage, HeartbeatMessage, SampleMessage, TransactionMessage
 from product_db.db import make_engine
 from store_server.app import create_app
+from store_server.lanes import retire
 from store_server.models import AlertRecord, LaneHealth, SampleRecord, TransactionRecord
 from store_server.settings import StoreSettings
-from tests.live_server import free_port, serve
+from tests.live_server import enrol, enrolment_token, free_port, serve
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 
@@ -124,10 +125,11 @@ def as_json(message: object) -> dict[str, object]:
 
 
 @pytest.fixture
-def store(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+def store(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Path, str]]:
+    """A running store server with lane-1 enrolled; yields its credential last."""
     settings = StoreSettings(database_url=database_url, data_dir=tmp_path / "store")
     with serve(create_app(settings)) as url:
-        yield url, database_url, tmp_path / "store"
+        yield url, database_url, tmp_path / "store", enrol(url, database_url, "lane-1")
 
 
 def count(database_url: str, table: type) -> int:
@@ -139,9 +141,9 @@ def count(database_url: str, table: type) -> int:
 
 
 def test_ingest_stores_each_kind_once_and_refuses_bad_messages_alone(
-    store: tuple[str, str, Path],
+    store: tuple[str, str, Path, str],
 ) -> None:
-    url, database_url, data_dir = store
+    url, database_url, data_dir, credential = store
     crop = jpeg(1)
     png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     good = [
@@ -154,7 +156,8 @@ def test_ingest_stores_each_kind_once_and_refuses_bad_messages_alone(
     bad_image["crop_jpeg_b64"] = b64(png)
     bad_id = as_json(transaction("lane-1", 3))
     bad_id["message_id"] = "../../etc/passwd"
-    with httpx.Client(base_url=url, timeout=10) as client:
+    lane = {"Authorization": f"Bearer {credential}"}
+    with httpx.Client(base_url=url, timeout=10, headers=lane) as client:
         reply = client.post("/api/v1/ingest", json={"messages": [*good, bad_image, bad_id]})
         assert reply.status_code == 200, reply.text
         body = reply.json()
@@ -186,6 +189,40 @@ def test_ingest_stores_each_kind_once_and_refuses_bad_messages_alone(
         assert health is not None and health.fps == 29.5
     engine.dispose()
     assert count(database_url, TransactionRecord) == 1
+
+
+def test_a_lane_credential_speaks_for_its_own_lane_only(
+    store: tuple[str, str, Path, str],
+) -> None:
+    url, database_url, _data_dir, credential = store
+    message = {"messages": [as_json(transaction("lane-1", 9))]}
+    assert httpx.post(f"{url}/api/v1/ingest", json=message).status_code == 401
+    wrong = httpx.post(
+        f"{url}/api/v1/ingest", json=message, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401 and "not recognised" in wrong.text
+    other = enrol(url, database_url, "lane-2")
+    reply = httpx.post(
+        f"{url}/api/v1/ingest", json=message, headers={"Authorization": f"Bearer {other}"}
+    ).json()
+    assert reply["rejected"] == 1 and "credential is lane 'lane-2'" in reply["results"][0]["error"]
+    assert count(database_url, TransactionRecord) == 0
+    config = httpx.get(f"{url}/api/v1/lane/config", headers={"Authorization": f"Bearer {other}"})
+    assert config.json()["lane_id"] == "lane-2" and config.json()["config"]["currency"] == "EUR"
+
+    token = enrolment_token(database_url, "lane-3")
+    assert httpx.post(f"{url}/api/v1/enrol", json={"token": token}).status_code == 200
+    again = httpx.post(f"{url}/api/v1/enrol", json={"token": token})
+    assert again.status_code == 403 and "already used" in again.text
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        retire(session, "lane-1")
+        session.commit()
+    engine.dispose()
+    retired = httpx.post(
+        f"{url}/api/v1/ingest", json=message, headers={"Authorization": f"Bearer {credential}"}
+    )
+    assert retired.status_code == 401
 
 
 def test_outbox_orders_by_importance_and_survives_reopening(tmp_path: Path) -> None:
@@ -230,7 +267,14 @@ def test_store_server_down_mid_run_loses_nothing(tmp_path: Path) -> None:
     settings = StoreSettings(database_url=database_url, data_dir=tmp_path / "store")
     port = free_port()
     box = Outbox(tmp_path / "lane" / "outbox.sqlite3")
-    uploader = Uploader(box, f"http://127.0.0.1:{port}", batch=50, max_backoff_s=1.0, timeout_s=2.0)
+    uploader = Uploader(
+        box,
+        f"http://127.0.0.1:{port}",
+        batch=50,
+        max_backoff_s=1.0,
+        timeout_s=2.0,
+        enrolment=Enrolment(enrolment_token(database_url, "lane-7"), tmp_path / "lane", "lane-7"),
+    )
     crop = jpeg(2)
     produced = threading.Event()
 

@@ -13,8 +13,9 @@ from product_db.catalog import import_records
 from product_db.catalog_io import read_catalog_file
 from product_db.db import create_tables, make_engine
 from store_server.app import create_app
+from store_server.auth import create_user
 from store_server.settings import StoreSettings
-from tests.live_server import serve
+from tests.live_server import serve, sign_in
 
 
 @pytest.fixture
@@ -44,9 +45,14 @@ def test_catalog_api(server_url: str) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_console_catalog_pages(server_url: str) -> None:
+def test_console_catalog_pages(server_url: str, database_url: str) -> None:
+    engine = make_engine(database_url)
+    create_user(engine, "mia", "correct horse", "manager")
+    engine.dispose()
     with httpx.Client(base_url=server_url, timeout=10, follow_redirects=True) as client:
-        page = client.get("/")
+        assert "Sign in" in client.get("/catalog").text  # nothing without signing in
+        sign_in(client, "mia", "correct horse")
+        page = client.get("/catalog")
         assert page.status_code == 200 and "Catalog" in page.text
         assert "Granny Smith apple" in client.get("/catalog", params={"q": "granny"}).text
         detail = client.get("/catalog/4011")

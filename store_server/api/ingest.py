@@ -8,6 +8,7 @@ A message id seen before is answered "duplicate" and changes nothing.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,9 @@ from laneguard.wire import (
     SampleMessage,
     TransactionMessage,
 )
-from store_server.deps import get_engine, get_media
+from store_server.deps import get_engine, get_feed, get_media
+from store_server.lanes import current_lane
+from store_server.live import AlertFeed
 from store_server.media import ImageError, MediaStore, decode_jpeg_b64
 from store_server.models import (
     AlertRecord,
@@ -39,6 +42,10 @@ MAX_BATCH = 500
 MAX_BODY_BYTES = 64 * 1024**2
 STATUS_ORDER = {"open": 0, "resolved": 1, "withdrawn": 1}
 _message = TypeAdapter(LaneOutput)
+
+
+class WrongLaneError(ValueError):
+    """A message for a lane other than the one whose credential sent it."""
 
 
 class IngestBatch(BaseModel):
@@ -79,32 +86,67 @@ def ingest(
     batch: IngestBatch,
     engine: Annotated[Engine, Depends(get_engine)],
     media: Annotated[MediaStore, Depends(get_media)],
+    lane_id: Annotated[str, Depends(current_lane)],
+    feed: Annotated[AlertFeed, Depends(get_feed)],
 ) -> IngestResponse:
+    """Store a batch from the lane whose credential the request carries. A message naming
+    another lane is refused: a lane's credential speaks for that lane only."""
     results: list[IngestResult] = []
+    events: list[dict[str, Any]] = []
     with Session(engine) as session:
         for raw in batch.messages:
             message_id = raw.get("message_id") if isinstance(raw.get("message_id"), str) else None
             try:
                 message = _message.validate_python(raw)
+                if message.lane_id != lane_id:
+                    raise WrongLaneError(
+                        f"lane_id {message.lane_id!r} is not this lane: the credential is "
+                        f"lane {lane_id!r}'s"
+                    )
                 images = _images(message)
             except ValidationError as error:
                 results.append(
                     IngestResult(message_id=message_id, status="rejected", error=_describe(error))
                 )
                 continue
-            except ImageError as error:
+            except (ImageError, WrongLaneError) as error:
                 results.append(
                     IngestResult(message_id=message_id, status="rejected", error=str(error))
                 )
                 continue
-            results.append(_store(session, message, images, media))
+            result = _store(session, message, images, media)
+            results.append(result)
+            if isinstance(message, AlertMessage) and result.status == "stored":
+                events.append(_alert_event(message))
         session.commit()
+    for event in events:
+        feed.publish(event)
     return IngestResponse(
         stored=sum(r.status == "stored" for r in results),
         duplicates=sum(r.status == "duplicate" for r in results),
         rejected=sum(r.status == "rejected" for r in results),
         results=results,
     )
+
+
+def _alert_event(message: AlertMessage) -> dict[str, Any]:
+    """What the consoles' live feed shows of a new or updated alert."""
+    return {
+        "type": "alert",
+        "alert_id": message.alert_id,
+        "lane_id": message.lane_id,
+        "alert_type": message.alert_type,
+        "subtype": message.subtype,
+        "severity": message.severity,
+        "value_minor": message.value_minor,
+        "seen_code": message.seen_code,
+        "scanned_code": message.scanned_code,
+        "status": message.status,
+        "resolution": message.resolution,
+        "raised_at": message.raised_at.isoformat(),
+        "has_evidence": bool(message.evidence_jpeg_b64),
+        "ingested_unix": time.time(),
+    }
 
 
 def _images(message: Any) -> bytes | None:

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from product_db.catalog import ProductNotFoundError, get_product, list_products
+from product_db.catalog import (
+    ProductNotFoundError,
+    get_product,
+    import_records,
+    list_products,
+)
+from product_db.catalog_io import CatalogFileError, parse_csv_text
 from product_db.codes import InvalidCodeError
 from product_db.models import Product
-from product_db.money import format_price
+from product_db.money import parse_price_minor
+from store_server.auth import SignedIn, audit, check_csrf, current_user
+from store_server.console.templating import STATIC_DIR, render
 from store_server.deps import get_engine, get_settings
 from store_server.settings import StoreSettings
 
-HERE = Path(__file__).parent
-STATIC_DIR = HERE / "static"
-templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["price"] = lambda minor, currency: format_price(minor, currency)
+__all__ = ["STATIC_DIR", "router"]
+MAX_IMPORT_BYTES = 20 * 1024**2
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -30,7 +35,7 @@ PAGE_SIZE = 50
 
 @router.get("/")
 def home() -> RedirectResponse:
-    return RedirectResponse("/catalog", status_code=303)
+    return RedirectResponse("/alerts", status_code=303)
 
 
 def _categories(engine: Engine) -> list[str]:
@@ -44,11 +49,23 @@ def _categories(engine: Engine) -> list[str]:
 @router.get("/catalog", response_class=HTMLResponse)
 def catalog_page(
     request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[StoreSettings, Depends(get_settings)],
     q: Annotated[str, Query(max_length=100)] = "",
     category: Annotated[str, Query(max_length=80)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    return _catalog(request, user, engine, q, category, page)
+
+
+def _catalog(
+    request: Request,
+    user: SignedIn,
+    engine: Engine,
+    q: str = "",
+    category: str = "",
+    page: int = 1,
+    **extra: Any,
 ) -> Response:
     records = list_products(
         engine,
@@ -57,18 +74,56 @@ def catalog_page(
         limit=PAGE_SIZE + 1,
         offset=(page - 1) * PAGE_SIZE,
     )
-    return templates.TemplateResponse(
+    return render(
         request,
         "catalog.html",
-        {
-            "store_name": settings.store_name,
-            "products": records[:PAGE_SIZE],
-            "has_next": len(records) > PAGE_SIZE,
-            "page": page,
-            "q": q,
-            "category": category,
-            "categories": _categories(engine),
-        },
+        user,
+        products=records[:PAGE_SIZE],
+        has_next=len(records) > PAGE_SIZE,
+        page=page,
+        q=q,
+        category=category,
+        categories=_categories(engine),
+        **extra,
+    )
+
+
+@router.post("/catalog/import", response_class=HTMLResponse)
+async def import_catalog(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    settings: Annotated[StoreSettings, Depends(get_settings)],
+    file: Annotated[UploadFile, File()],
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """A CSV in the export format: new products added, changed prices recorded; rows with
+    problems are listed by line and the rest imported."""
+    check_csrf(user, csrf_token)
+    data = await file.read(MAX_IMPORT_BYTES + 1)
+    name = file.filename or "upload.csv"
+    try:
+        if len(data) > MAX_IMPORT_BYTES:
+            raise CatalogFileError(name, f"file is over {MAX_IMPORT_BYTES >> 20} MB")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise CatalogFileError(name, "file is not UTF-8 text (save it as CSV UTF-8)") from None
+        parsed = parse_csv_text(text, name, settings.currency)
+    except CatalogFileError as error:
+        return _catalog(request, user, engine, import_error=str(error))
+    report = import_records(
+        engine, parsed.records, f"console:{user.username}", rejected=len(parsed.rejected)
+    )
+    with Session(engine) as session:
+        audit(session, user.username, "catalog.import", name, summary=report.summary())
+        session.commit()
+    return _catalog(
+        request,
+        user,
+        engine,
+        import_report=report.summary(),
+        import_rejections=parsed.describe_rejections(),
     )
 
 
@@ -76,18 +131,47 @@ def catalog_page(
 def product_page(
     code: str,
     request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[StoreSettings, Depends(get_settings)],
 ) -> Response:
     try:
         detail = get_product(engine, code)
     except (InvalidCodeError, ProductNotFoundError) as exc:
-        return templates.TemplateResponse(
-            request,
-            "not_found.html",
-            {"store_name": settings.store_name, "message": str(exc)},
-            status_code=404,
+        return render(request, "not_found.html", user, 404, message=str(exc))
+    return render(request, "product.html", user, detail=detail)
+
+
+@router.post("/catalog/{code}", response_class=HTMLResponse)
+def edit_product(
+    code: str,
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    price: Annotated[str, Form(max_length=20)],
+    active: Annotated[bool, Form()] = False,
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Change a product's price or take it off sale; the price history keeps the old one."""
+    check_csrf(user, csrf_token)
+    try:
+        detail = get_product(engine, code)
+    except (InvalidCodeError, ProductNotFoundError) as exc:
+        return render(request, "not_found.html", user, 404, message=str(exc))
+    record = detail.record
+    try:
+        price_minor = parse_price_minor(price.strip(), record.currency)
+    except ValueError as error:
+        return render(request, "product.html", user, 422, detail=detail, error=f"price: {error}")
+    changed = replace(record, price_minor=price_minor, active=active, packaging_version=None)
+    import_records(engine, [changed], f"console:{user.username}")
+    with Session(engine) as session:
+        audit(
+            session,
+            user.username,
+            "catalog.edit",
+            record.code,
+            price_minor=[record.price_minor, price_minor],
+            active=[record.active, active],
         )
-    return templates.TemplateResponse(
-        request, "product.html", {"store_name": settings.store_name, "detail": detail}
-    )
+        session.commit()
+    return RedirectResponse(f"/catalog/{record.code}", status_code=303)

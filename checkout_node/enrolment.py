@@ -1,0 +1,80 @@
+"""Zero-touch enrolment: a new lane trades its one-time token for its own credential.
+
+The credential is kept in the lane's data folder (``credential.json``, readable by the lane's
+user only), so a restart never needs the token again. Enrolment happens when the uploader first
+needs a credential: a lane that boots while its store server is away keeps working and enrols
+as soon as the server answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+CREDENTIAL_FILE = "credential.json"
+
+
+class EnrolmentFailed(RuntimeError):
+    """The server refused the token, or gave a lane id other than the one configured."""
+
+
+@dataclass(frozen=True)
+class LaneCredential:
+    lane_id: str
+    credential: str
+
+
+def load_credential(data_dir: Path) -> LaneCredential | None:
+    path = Path(data_dir) / CREDENTIAL_FILE
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return LaneCredential(data["lane_id"], data["credential"])
+
+
+def save_credential(data_dir: Path, credential: LaneCredential) -> Path:
+    path = Path(data_dir) / CREDENTIAL_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"lane_id": credential.lane_id, "credential": credential.credential}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    return path
+
+
+def hardware_facts() -> dict[str, str | int]:
+    return {
+        "machine": platform.machine(),
+        "system": platform.system(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count() or 0,
+        "hostname": platform.node(),
+    }
+
+
+def enrol(
+    client: httpx.Client, token: str, data_dir: Path, expected_lane_id: str
+) -> LaneCredential:
+    """Present ``token``; keep and return the credential. Raises httpx errors when the server
+    cannot be reached (the caller retries) and EnrolmentFailed when it says no."""
+    response = client.post("/api/v1/enrol", json={"token": token, "hardware": hardware_facts()})
+    if response.status_code in (401, 403, 404, 422):
+        raise EnrolmentFailed(f"store server refused enrolment: {response.text[:300]}")
+    response.raise_for_status()
+    body = response.json()
+    if body["lane_id"] != expected_lane_id:
+        raise EnrolmentFailed(
+            f"the enrolment token is for lane {body['lane_id']!r} but this lane is configured "
+            f"as {expected_lane_id!r}: set lane_id: {body['lane_id']} in its config"
+        )
+    credential = LaneCredential(body["lane_id"], body["credential"])
+    save_credential(data_dir, credential)
+    return credential

@@ -1,0 +1,79 @@
+"""Lane enrolment (zero-touch) and what an enrolled lane may ask of its store server."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from store_server.auth import audit
+from store_server.deps import get_engine, get_settings
+from store_server.lanes import EnrolmentError, current_lane, enrol
+from store_server.models import Lane
+from store_server.settings import StoreSettings
+
+router = APIRouter(prefix="/api/v1", tags=["lanes"])
+
+
+class EnrolRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=8, max_length=128)
+    hardware: dict[str, str | int | float | bool | None] = Field(
+        default_factory=dict, max_length=32, description="what the board reports about itself"
+    )
+
+
+class EnrolResponse(BaseModel):
+    lane_id: str
+    name: str
+    credential: str = Field(description="send as 'Authorization: Bearer ...'; shown once")
+    config: dict[str, Any]
+
+
+class LaneConfigOut(BaseModel):
+    lane_id: str
+    name: str
+    config: dict[str, Any]
+
+
+def lane_config(settings: StoreSettings) -> dict[str, Any]:
+    """What every lane of this store is told at enrolment."""
+    return {"store_name": settings.store_name, "currency": settings.currency, "heartbeat_s": 5.0}
+
+
+@router.post("/enrol", response_model=EnrolResponse, responses={403: {"description": "refused"}})
+def enrol_lane(
+    request: EnrolRequest,
+    engine: Annotated[Engine, Depends(get_engine)],
+    settings: Annotated[StoreSettings, Depends(get_settings)],
+) -> EnrolResponse:
+    """A new lane presents its one-time token and gets its id, config and credential."""
+    with Session(engine) as session:
+        try:
+            enrolled = enrol(session, request.token, dict(request.hardware), lane_config(settings))
+        except EnrolmentError as error:
+            raise HTTPException(403, str(error)) from None
+        audit(session, f"lane:{enrolled.lane_id}", "lane.enrolled", enrolled.lane_id)
+        session.commit()
+    return EnrolResponse(
+        lane_id=enrolled.lane_id,
+        name=enrolled.name,
+        credential=enrolled.credential,
+        config=enrolled.config,
+    )
+
+
+@router.get("/lane/config", response_model=LaneConfigOut)
+def my_config(
+    lane_id: Annotated[str, Depends(current_lane)],
+    engine: Annotated[Engine, Depends(get_engine)],
+) -> LaneConfigOut:
+    """The calling lane's own configuration (its credential says which lane it is)."""
+    with Session(engine) as session:
+        lane = session.get(Lane, lane_id)
+        assert lane is not None
+        return LaneConfigOut(lane_id=lane.lane_id, name=lane.name, config=lane.config)

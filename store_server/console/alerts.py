@@ -1,0 +1,175 @@
+"""Console: the alert feed (live over a websocket), alert review with evidence, media."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from product_db.models import utcnow
+from store_server.analytics import outcome_of
+from store_server.auth import SESSION_COOKIE, SignedIn, audit, check_csrf, current_user
+from store_server.auth import signed_in_user as session_user
+from store_server.console.templating import render
+from store_server.deps import get_engine, get_media
+from store_server.live import AlertFeed
+from store_server.media import ImageError, MediaStore
+from store_server.models import AlertRecord, TransactionRecord
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+REVIEWS = {
+    "confirmed_loss": "Confirmed: the item left unpaid",
+    "recovered": "Recovered: paid for or left in store",
+    "false_alarm": "False alarm: nothing was wrong",
+}
+STATUSES = ("open", "resolved", "withdrawn")
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    status: Annotated[str, Query(max_length=12)] = "",
+    lane: Annotated[str, Query(max_length=64)] = "",
+    alert_type: Annotated[str, Query(max_length=24)] = "",
+    unreviewed: bool = False,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    query = select(AlertRecord).order_by(col(AlertRecord.raised_at).desc())
+    if status:
+        query = query.where(AlertRecord.status == status)
+    if lane:
+        query = query.where(AlertRecord.lane_id == lane)
+    if alert_type:
+        query = query.where(AlertRecord.alert_type == alert_type)
+    if unreviewed:
+        query = query.where(col(AlertRecord.review).is_(None))
+    with Session(engine) as session:
+        rows = list(session.exec(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
+        lanes = sorted(set(session.exec(select(AlertRecord.lane_id).distinct())))
+    return render(
+        request,
+        "alerts.html",
+        user,
+        alerts=rows[:PAGE_SIZE],
+        has_next=len(rows) > PAGE_SIZE,
+        page=page,
+        filters={"status": status, "lane": lane, "alert_type": alert_type},
+        unreviewed=unreviewed,
+        lanes=lanes,
+        statuses=STATUSES,
+        outcome_of=outcome_of,
+    )
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_page(
+    alert_id: str,
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+) -> Response:
+    with Session(engine) as session:
+        alert = session.get(AlertRecord, alert_id)
+        if alert is None:
+            return render(request, "not_found.html", user, 404, message=f"no alert {alert_id!r}")
+        transaction = session.exec(
+            select(TransactionRecord).where(
+                TransactionRecord.lane_id == alert.lane_id,
+                TransactionRecord.transaction_id == alert.transaction_id,
+            )
+        ).first()
+    return render(
+        request,
+        "alert.html",
+        user,
+        alert=alert,
+        transaction=transaction,
+        reviews=REVIEWS,
+        outcome=outcome_of(alert),
+    )
+
+
+@router.post("/alerts/{alert_id}/review")
+def review_alert(
+    alert_id: str,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    review: Annotated[str, Form(max_length=16)],
+    note: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    check_csrf(user, csrf_token)
+    if review not in REVIEWS:
+        return Response(f"review must be one of {', '.join(REVIEWS)}", status_code=422)
+    with Session(engine) as session:
+        alert = session.get(AlertRecord, alert_id)
+        if alert is None:
+            return Response(f"no alert {alert_id!r}", status_code=404)
+        alert.review, alert.review_note = review, note.strip() or None
+        alert.reviewed_by, alert.reviewed_at = user.username, utcnow()
+        session.add(alert)
+        audit(session, user.username, "alert.review", alert_id, review=review, note=note)
+        session.commit()
+    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+
+@router.get("/media/{name}")
+def media_file(
+    name: str,
+    _user: Annotated[SignedIn, Depends(current_user)],
+    media: Annotated[MediaStore, Depends(get_media)],
+) -> Response:
+    """Evidence and sample crops, for signed-in users only (they show customers' items)."""
+    try:
+        path = media.path(name)
+    except ImageError:
+        return Response("not a media name", status_code=404)
+    if not path.is_file():
+        return Response("no such image", status_code=404)
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private"})
+
+
+@router.websocket("/ws/alerts")
+async def live_alerts(websocket: WebSocket) -> None:
+    """Every alert stored from now on, as JSON, to a signed-in console on this site."""
+    origin = websocket.headers.get("origin")
+    host = websocket.headers.get("host", "")
+    engine: Engine = websocket.app.state.engine
+    user = await asyncio.to_thread(session_user, engine, websocket.cookies.get(SESSION_COOKIE))
+    if user is None or (origin is not None and origin.split("://", 1)[-1] != host):
+        await websocket.close(code=4401, reason="sign in to the console first")
+        return
+    feed: AlertFeed = websocket.app.state.feed
+    await websocket.accept()
+    async with feed.subscribe() as queue:
+        await websocket.send_json({"type": "hello", "user": user.username})
+        receiver = asyncio.create_task(_until_closed(websocket))
+        try:
+            while not receiver.done():
+                getter = asyncio.create_task(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    await websocket.send_json(getter.result())
+                else:
+                    getter.cancel()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            receiver.cancel()
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,108 @@
+"""Signing in and out of the console."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from store_server.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    SESSION_HOURS,
+    SignedIn,
+    audit,
+    authenticate,
+    check_csrf,
+    current_user,
+    end_session,
+    start_session,
+)
+from store_server.console.templating import render
+from store_server.deps import get_engine
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site: never an open redirect to somewhere else."""
+    return target if target.startswith("/") and not target.startswith("//") else "/alerts"
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/alerts") -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", None, next=_safe_next(next), login_csrf=token)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(
+    request: Request,
+    engine: Annotated[Engine, Depends(get_engine)],
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=256)],
+    login_csrf: Annotated[str, Form(max_length=64)] = "",
+    next: Annotated[str, Form(max_length=300)] = "/alerts",
+) -> Response:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, login_csrf):
+        return _login_again(request, next, "Your sign-in form expired. Please try again.", 403)
+    with Session(engine) as session:
+        user = authenticate(session, username, password)
+        if user is None:
+            audit(session, username[:64], "login.failed")
+            session.commit()
+            return _login_again(request, next, "Wrong user name or password.", 401)
+        token = start_session(session, user)
+        audit(session, user.username, "login")
+        session.commit()
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=SESSION_HOURS * 3600,
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE)
+    return response
+
+
+def _login_again(request: Request, next: str, error: str, status: int) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        None,
+        status_code=status,
+        next=_safe_next(next),
+        login_csrf=token,
+        error=error,
+    )
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    check_csrf(user, csrf_token)
+    with Session(engine) as session:
+        end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+        audit(session, user.username, "logout")
+        session.commit()
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response

@@ -1,0 +1,66 @@
+"""Shared rendering for the console pages: one Jinja environment, and the context every page
+needs (store name, currency, who is signed in, the CSRF token for its forms)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from product_db.money import format_price
+from store_server.auth import SignedIn
+from store_server.settings import StoreSettings
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "–"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _money(minor: int | None, currency: str) -> str:
+    return "–" if minor is None else f"{format_price(minor, currency)} {currency}"
+
+
+def _make_templates() -> Any:
+    from fastapi.templating import Jinja2Templates
+
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["price"] = lambda minor, currency: format_price(minor, currency)
+    templates.env.filters["money"] = _money
+    templates.env.filters["when"] = _when
+    return templates
+
+
+templates = _make_templates()
+
+
+def render(
+    request: Request,
+    template: str,
+    user: SignedIn | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    settings: StoreSettings = request.app.state.settings
+    response: HTMLResponse = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "store_name": settings.store_name,
+            "currency": settings.currency,
+            "user": user,
+            "csrf_token": user.csrf_token if user else "",
+            **context,
+        },
+        status_code=status_code,
+    )
+    return response

@@ -1,0 +1,52 @@
+"""The store database's schema, kept by alembic migrations from the first table on.
+
+``migrate`` brings any database to the newest revision at start-up. A database made before
+migrations existed (tables created directly, e.g. by `laneguard catalog import`) is recognised
+by its tables and stamped with the first revision, then upgraded like any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BASELINE = "0001"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def migrate(engine: Engine) -> str:
+    """Upgrade the database behind ``engine`` to the newest revision; return it."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        tables = set(inspect(connection).get_table_names())
+        if "alembic_version" not in tables and "product" in tables:
+            command.stamp(config, BASELINE)
+        command.upgrade(config, "head")
+    return head_revision()
