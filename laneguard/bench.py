@@ -174,6 +174,42 @@ def _markdown_outage(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _server_ingest() -> dict[str, Any]:
+    from store_server import benchmark
+
+    return benchmark.run_ingest()
+
+
+def _markdown_ingest(result: dict[str, Any]) -> list[str]:
+    rows = ["| benchmark | measured | target |", "|---|---|---|"]
+    for label, run in (("one", result["1_per_request"]), ("ten", result["10_per_request"])):
+        latency = run["latency_ms"]
+        rows.append(
+            f"| ingest, {run['lanes']} concurrent lanes, {label} transaction(s) per request, "
+            f"SQLite | {run['transactions_per_s']} transactions/s over {run['seconds']} s "
+            f"({run['errors']} errors), request latency p50 {latency['p50']} ms, p99 "
+            f"{latency['p99']} ms | >= 500/s, p99 < 100 ms |"
+        )
+    return rows
+
+
+def _server_fanout() -> dict[str, Any]:
+    from store_server import benchmark
+
+    return benchmark.run_fanout()
+
+
+def _markdown_fanout(result: dict[str, Any]) -> list[str]:
+    delay = result["ingest_to_console_ms"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| live alert fan-out to {result['consoles']} consoles, {result['alerts']} alerts | "
+        f"{result['deliveries']}/{result['expected_deliveries']} delivered, ingest to console "
+        f"p50 {delay['p50']} ms, p99 {delay['p99']} ms | p99 < 100 ms |",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, _markdown_row_catalog),
@@ -182,6 +218,8 @@ BENCHMARKS = {
     "node-counting": (_node_counting, _markdown_counting),
     "node-lanes": (_node_lanes, _markdown_lanes),
     "node-outage": (_node_outage, _markdown_outage),
+    "server-ingest": (_server_ingest, _markdown_ingest),
+    "server-fanout": (_server_fanout, _markdown_fanout),
 }
 
 
@@ -211,6 +249,8 @@ DESCRIPTIONS = {
     "node-counting": "Counting accuracy over 50 simulated transactions of 5-40 items.",
     "node-lanes": "Checkout accuracy, alert precision/recall and latency: 5 checkouts per kind.",
     "node-outage": "200 transactions with the store server down for 10 minutes: nothing lost.",
+    "server-ingest": "Store server ingest: 50 concurrent lanes, transactions/s and latency.",
+    "server-fanout": "Live alert fan-out to 50 open consoles: ingest-to-console latency.",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -40,6 +42,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.media = MediaStore(settings.data_dir / "media")
     app.state.feed = AlertFeed()
+    sqlite = engine.url.get_backend_name() == "sqlite"
+    app.state.write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
     app.include_router(catalog_api.router)
     app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)

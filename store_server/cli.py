@@ -26,8 +26,13 @@ def server() -> None:
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8000).")
 @click.option("--db", "database_url", default=None, metavar="URL", help="Database URL.")
+@click.option("--access-log/--no-access-log", default=True, help="Log every HTTP request.")
 def run_command(
-    config_file: Path | None, host: str | None, port: int | None, database_url: str | None
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    database_url: str | None,
+    access_log: bool,
 ) -> None:
     """Start the store server and console; stop with Ctrl-C."""
     import uvicorn
@@ -41,7 +46,13 @@ def run_command(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"LaneGuard store server: console at http://{settings.host}:{settings.port}/")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=access_log,
+    )
 
 
 def _settings(config_file: Path | None, database_url: str | None) -> StoreSettings:

@@ -1,6 +1,10 @@
-"""FastAPI dependencies shared by the routers."""
+"""FastAPI dependencies shared by the routers. They are ``async`` because they only read
+app.state: a plain ``def`` dependency costs a hop to the thread pool on every request."""
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy.engine import Engine
@@ -10,21 +14,29 @@ from store_server.media import MediaStore
 from store_server.settings import StoreSettings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_settings(request: Request) -> StoreSettings:
+async def get_settings(request: Request) -> StoreSettings:
     settings: StoreSettings = request.app.state.settings
     return settings
 
 
-def get_media(request: Request) -> MediaStore:
+async def get_media(request: Request) -> MediaStore:
     media: MediaStore = request.app.state.media
     return media
 
 
-def get_feed(request: Request) -> AlertFeed:
+async def get_feed(request: Request) -> AlertFeed:
     feed: AlertFeed = request.app.state.feed
     return feed
+
+
+async def get_write_lock(request: Request) -> AbstractContextManager[Any]:
+    """Held while a request writes. SQLite has one writer at a time and, under many threads,
+    answers "database is locked" rather than queueing them; the lock queues them here instead.
+    PostgreSQL handles concurrent writers itself (a no-op context)."""
+    lock: AbstractContextManager[Any] = request.app.state.write_lock
+    return lock

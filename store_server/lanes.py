@@ -9,6 +9,7 @@ accepts messages only for the lane the credential belongs to.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import threading
@@ -119,6 +120,10 @@ class CredentialCache:
         self._lanes: dict[str, str] = {}
         self._lock = threading.Lock()
 
+    def cached(self, credential: str) -> str | None:
+        with self._lock:
+            return self._lanes.get(sha256(credential))
+
     def lane_for(self, engine: Engine, credential: str) -> str | None:
         digest = sha256(credential)
         with self._lock:
@@ -143,7 +148,7 @@ class CredentialCache:
 credentials = CredentialCache()
 
 
-def current_lane(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -> str:
+async def current_lane(request: Request, engine: Annotated[Engine, Depends(get_engine)]) -> str:
     """The lane whose credential this request carries (``Authorization: Bearer ...``)."""
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential:
@@ -153,7 +158,9 @@ def current_lane(request: Request, engine: Annotated[Engine, Depends(get_engine)
             "(a lane gets one by enrolling at /api/v1/enrol)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    lane_id = credentials.lane_for(engine, credential.strip())
+    lane_id = credentials.cached(credential.strip())
+    if lane_id is None:
+        lane_id = await asyncio.to_thread(credentials.lane_for, engine, credential.strip())
     if lane_id is None:
         raise HTTPException(
             401, "lane credential not recognised or retired", {"WWW-Authenticate": "Bearer"}

@@ -9,6 +9,7 @@ A message id seen before is answered "duplicate" and changes nothing.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -25,7 +26,7 @@ from laneguard.wire import (
     SampleMessage,
     TransactionMessage,
 )
-from store_server.deps import get_engine, get_feed, get_media
+from store_server.deps import get_engine, get_feed, get_media, get_write_lock
 from store_server.lanes import current_lane
 from store_server.live import AlertFeed
 from store_server.media import ImageError, MediaStore, decode_jpeg_b64
@@ -88,44 +89,45 @@ def ingest(
     media: Annotated[MediaStore, Depends(get_media)],
     lane_id: Annotated[str, Depends(current_lane)],
     feed: Annotated[AlertFeed, Depends(get_feed)],
+    writing: Annotated[AbstractContextManager[Any], Depends(get_write_lock)],
 ) -> IngestResponse:
     """Store a batch from the lane whose credential the request carries. A message naming
     another lane is refused: a lane's credential speaks for that lane only."""
-    results: list[IngestResult] = []
+    results: list[IngestResult | None] = []
+    accepted: list[tuple[int, Any, bytes | None]] = []
+    for raw in batch.messages:  # checked before the database is touched
+        message_id = raw.get("message_id") if isinstance(raw.get("message_id"), str) else None
+        try:
+            message = _message.validate_python(raw)
+            if message.lane_id != lane_id:
+                raise WrongLaneError(
+                    f"lane_id {message.lane_id!r} is not this lane: the credential is "
+                    f"lane {lane_id!r}'s"
+                )
+            accepted.append((len(results), message, _images(message)))
+            results.append(None)
+        except ValidationError as error:
+            results.append(
+                IngestResult(message_id=message_id, status="rejected", error=_describe(error))
+            )
+        except (ImageError, WrongLaneError) as error:
+            results.append(IngestResult(message_id=message_id, status="rejected", error=str(error)))
     events: list[dict[str, Any]] = []
-    with Session(engine) as session:
-        for raw in batch.messages:
-            message_id = raw.get("message_id") if isinstance(raw.get("message_id"), str) else None
-            try:
-                message = _message.validate_python(raw)
-                if message.lane_id != lane_id:
-                    raise WrongLaneError(
-                        f"lane_id {message.lane_id!r} is not this lane: the credential is "
-                        f"lane {lane_id!r}'s"
-                    )
-                images = _images(message)
-            except ValidationError as error:
-                results.append(
-                    IngestResult(message_id=message_id, status="rejected", error=_describe(error))
-                )
-                continue
-            except (ImageError, WrongLaneError) as error:
-                results.append(
-                    IngestResult(message_id=message_id, status="rejected", error=str(error))
-                )
-                continue
+    with writing, Session(engine) as session:
+        for index, message, images in accepted:
             result = _store(session, message, images, media)
-            results.append(result)
+            results[index] = result
             if isinstance(message, AlertMessage) and result.status == "stored":
                 events.append(_alert_event(message))
         session.commit()
     for event in events:
         feed.publish(event)
+    done = [r for r in results if r is not None]
     return IngestResponse(
-        stored=sum(r.status == "stored" for r in results),
-        duplicates=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
-        results=results,
+        stored=sum(r.status == "stored" for r in done),
+        duplicates=sum(r.status == "duplicate" for r in done),
+        rejected=sum(r.status == "rejected" for r in done),
+        results=done,
     )
 
 

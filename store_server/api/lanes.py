@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -10,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from store_server.auth import audit
-from store_server.deps import get_engine, get_settings
+from store_server.deps import get_engine, get_settings, get_write_lock
 from store_server.lanes import EnrolmentError, current_lane, enrol
 from store_server.models import Lane
 from store_server.settings import StoreSettings
@@ -50,9 +51,10 @@ def enrol_lane(
     request: EnrolRequest,
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[StoreSettings, Depends(get_settings)],
+    writing: Annotated[AbstractContextManager[Any], Depends(get_write_lock)],
 ) -> EnrolResponse:
     """A new lane presents its one-time token and gets its id, config and credential."""
-    with Session(engine) as session:
+    with writing, Session(engine) as session:
         try:
             enrolled = enrol(session, request.token, dict(request.hardware), lane_config(settings))
         except EnrolmentError as error:

@@ -1,0 +1,305 @@
+"""`laneguard bench server-ingest` and `server-fanout`: the store server under a store's load.
+
+The server runs as its own process (`laneguard server run`, SQLite in a temporary folder), as in
+a store; the lanes and consoles are asyncio clients in this process.
+
+- ingest: 50 enrolled lanes, each sending its transactions one request per transaction (the
+  worst case for the server: no batching) as fast as answers come, for a fixed time. Reports
+  transactions stored per second and the request latency percentiles.
+- fan-out: 50 signed-in consoles hold the live alert websocket open; one lane delivers alerts at
+  a steady pace. Reports, over every (alert, console) pair, the time from the ingest request
+  being sent to the alert arriving at that console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from websockets.asyncio.client import connect
+
+from laneguard.serving import free_port
+
+SERVER_COMMAND = [sys.executable, "-m", "laneguard.cli", "server", "run"]
+
+
+@contextmanager
+def store_process(root: Path, lanes: int) -> Iterator[tuple[str, list[str]]]:
+    """A store server process with ``lanes`` enrolment tokens and a console user."""
+    from product_db.db import make_engine
+    from store_server.auth import create_user
+    from store_server.db import migrate
+    from store_server.lanes import issue_enrolment_token
+
+    url = f"sqlite:///{root / 'store.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    tokens = [issue_enrolment_token(engine, f"lane-{n}", created_by="bench") for n in range(lanes)]
+    create_user(engine, "bench", "bench-password", "manager")
+    engine.dispose()
+    port = free_port()
+    env = {**os.environ, "LANEGUARD_DATA_DIR": str(root / "data")}
+    log = (root / "server.log").open("wb")  # a file: a full pipe would stall the server
+    process = subprocess.Popen(
+        [*SERVER_COMMAND, "--db", url, "--port", str(port), "--no-access-log"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("store server did not start within 60 s")
+        yield base, tokens
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _transaction(lane: str, n: int) -> dict[str, Any]:
+    now = datetime.now(timezone.utc).isoformat()
+    return {
+        "type": "transaction",
+        "message_id": f"{lane}:tx:{n}",
+        "lane_id": lane,
+        "transaction_id": f"{lane}-{n}",
+        "started_at": now,
+        "ended_at": now,
+        "honest": True,
+        "seen": [
+            {
+                "track_id": i,
+                "code": "4011",
+                "vision_code": "4011",
+                "band": "trusted",
+                "score": 0.95,
+                "crossed_s": float(i),
+                "decided_by": "scan (agree)",
+            }
+            for i in range(8)
+        ],
+        "scanned": [
+            {
+                "event_id": f"s{i}",
+                "t": float(i),
+                "code": "4011",
+                "key": "4011",
+                "quantity": 1,
+                "source": "keypad",
+                "weight_g": 400,
+            }
+            for i in range(8)
+        ],
+        "alert_ids": [],
+    }
+
+
+def _alert(lane: str, n: int) -> dict[str, Any]:
+    return {
+        "type": "alert",
+        "message_id": f"{lane}:alert:{n}",
+        "lane_id": lane,
+        "alert_id": f"{lane}-a{n}",
+        "transaction_id": f"{lane}-{n}",
+        "alert_type": "unscanned_item",
+        "severity": "medium",
+        "value_minor": 199,
+        "status": "open",
+        "raised_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+async def _enrol(client: httpx.AsyncClient, token: str) -> str:
+    reply = await client.post("/api/v1/enrol", json={"token": token})
+    reply.raise_for_status()
+    credential: str = reply.json()["credential"]
+    return credential
+
+
+def _percentiles(values_ms: list[float]) -> dict[str, float]:
+    data = np.array(values_ms)
+    return {
+        "p50": round(float(np.percentile(data, 50)), 1),
+        "p99": round(float(np.percentile(data, 99)), 1),
+        "max": round(float(data.max()), 1),
+        "n": len(values_ms),
+    }
+
+
+class _LaneConnection:
+    """One lane's keep-alive HTTP/1.1 connection, written by hand: the load generator shares
+    this machine's two cores with the server, and httpx costs ~5 ms of CPU per request, which
+    would measure the client rather than the server."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, base: str) -> _LaneConnection:
+        host, port = base.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def post(self, path: str, body: bytes, credential: str) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: store\r\nAuthorization: Bearer {credential}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _ingest_load(
+    base: str, tokens: list[str], seconds: float, per_request: int = 1
+) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        credentials = [await _enrol(client, t) for t in tokens]
+    latencies: list[float] = []
+    errors = 0
+    stored = 0
+    stop_at = time.monotonic() + seconds
+
+    async def lane(index: int, credential: str) -> None:
+        nonlocal errors, stored
+        connection = await _LaneConnection.open(base)
+        n = 0
+        while time.monotonic() < stop_at:
+            batch = [_transaction(f"lane-{index}", n + i) for i in range(per_request)]
+            body = json.dumps({"messages": batch}).encode()
+            started = time.perf_counter()
+            status, reply = await connection.post("/api/v1/ingest", body, credential)
+            latencies.append(1000 * (time.perf_counter() - started))
+            if status == 200 and f'"stored":{per_request}'.encode() in reply:
+                stored += per_request
+            else:
+                errors += 1
+            n += per_request
+        connection.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(lane(i, c) for i, c in enumerate(credentials)))
+    elapsed = time.monotonic() - started
+    return {
+        "lanes": len(tokens),
+        "seconds": round(elapsed, 1),
+        "transactions_stored": stored,
+        "errors": errors,
+        "transactions_per_s": round(stored / elapsed, 1),
+        "latency_ms": _percentiles(latencies),
+    }
+
+
+def run_ingest(lanes: int = 50, seconds: float = 20.0) -> dict[str, Any]:
+    """Two runs on fresh stores: one transaction per request (each lane sending every
+    transaction as it ends), then ten per request (a lane's uploader working off a backlog)."""
+    runs = {}
+    for per_request in (1, 10):
+        with (
+            tempfile.TemporaryDirectory(prefix="laneguard-ingest-") as tmp,
+            store_process(Path(tmp), lanes) as (base, tokens),
+        ):
+            runs[f"{per_request}_per_request"] = asyncio.run(
+                _ingest_load(base, tokens, seconds, per_request)
+            )
+    return {
+        "database": "SQLite (WAL), server in its own process, 1 worker",
+        "transaction": "8 items seen and 8 scanned",
+        **runs,
+    }
+
+
+def _session_cookie(base: str) -> str:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        form = client.get("/login").text
+        match = re.search(r'name="login_csrf" value="([^"]+)"', form)
+        assert match is not None
+        client.post(
+            "/login",
+            data={"username": "bench", "password": "bench-password", "login_csrf": match[1]},
+        )
+        return client.cookies["lg_session"]
+
+
+async def _fanout(base: str, token: str, consoles: int, alerts: int, pace_s: float) -> Any:
+    cookie = await asyncio.to_thread(_session_cookie, base)
+    ws_url = base.replace("http://", "ws://") + "/ws/alerts"
+    sent_at: dict[str, float] = {}
+    delays: list[float] = []
+    received = 0
+
+    async def console(ready: asyncio.Event, done: asyncio.Event) -> None:
+        nonlocal received
+        async with connect(ws_url, additional_headers={"Cookie": f"lg_session={cookie}"}) as ws:
+            json.loads(await ws.recv())  # hello
+            ready.set()
+            got = 0
+            while got < alerts:
+                event = json.loads(await ws.recv())
+                if event.get("type") != "alert":
+                    continue
+                delays.append(1000 * (time.perf_counter() - sent_at[event["alert_id"]]))
+                got += 1
+                received += 1
+        done.set()
+
+    readies = [asyncio.Event() for _ in range(consoles)]
+    dones = [asyncio.Event() for _ in range(consoles)]
+    tasks = [asyncio.create_task(console(r, d)) for r, d in zip(readies, dones)]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 30)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        credential = await _enrol(client, token)
+        headers = {"Authorization": f"Bearer {credential}"}
+        for n in range(alerts):
+            message = _alert("lane-0", n)
+            sent_at[message["alert_id"]] = time.perf_counter()
+            reply = await client.post(
+                "/api/v1/ingest", json={"messages": [message]}, headers=headers
+            )
+            reply.raise_for_status()
+            await asyncio.sleep(pace_s)
+    await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    return delays, received
+
+
+def run_fanout(consoles: int = 50, alerts: int = 100, pace_s: float = 0.1) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="laneguard-fanout-") as tmp,
+        store_process(Path(tmp), 1) as (base, tokens),
+    ):
+        delays, received = asyncio.run(_fanout(base, tokens[0], consoles, alerts, pace_s))
+    return {
+        "consoles": consoles,
+        "alerts": alerts,
+        "deliveries": received,
+        "expected_deliveries": consoles * alerts,
+        "ingest_to_console_ms": _percentiles(delays),
+    }
