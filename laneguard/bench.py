@@ -180,15 +180,27 @@ def _server_ingest() -> dict[str, Any]:
     return benchmark.run_ingest()
 
 
+INGEST_TARGET = ">= 500/s, p99 < 100 ms"
+
+
 def _markdown_ingest(result: dict[str, Any]) -> list[str]:
     rows = ["| benchmark | measured | target |", "|---|---|---|"]
-    for label, run in (("one", result["1_per_request"]), ("ten", result["10_per_request"])):
+    for label, key, target in (
+        (
+            "500 transactions/s offered, one per request",
+            "paced_500_per_s",
+            ">= 500/s, p99 < 100 ms",
+        ),
+        ("as fast as answered, one per request", "flat_out_1_per_request", "-"),
+        ("as fast as answered, ten per request", "flat_out_10_per_request", "-"),
+    ):
+        run = result[key]
         latency = run["latency_ms"]
         rows.append(
-            f"| ingest, {run['lanes']} concurrent lanes, {label} transaction(s) per request, "
-            f"SQLite | {run['transactions_per_s']} transactions/s over {run['seconds']} s "
+            f"| ingest, {run['lanes']} concurrent lanes, {label}, SQLite | "
+            f"{run['transactions_per_s']} transactions/s over {run['seconds']} s "
             f"({run['errors']} errors), request latency p50 {latency['p50']} ms, p99 "
-            f"{latency['p99']} ms | >= 500/s, p99 < 100 ms |"
+            f"{latency['p99']} ms | {target} |"
         )
     return rows
 

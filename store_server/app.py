@@ -21,6 +21,7 @@ from store_server.auth import AuthError
 from store_server.console import alerts, pages, records, session_pages
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
+from store_server.ingest_store import IngestWriter
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.settings import StoreSettings
@@ -35,6 +36,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
         yield
+        app.state.ingest_writer.close()
         engine.dispose()
 
     app = FastAPI(title="LaneGuard store server", version="0.1.0", lifespan=lifespan)
@@ -44,6 +46,9 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.feed = AlertFeed()
     sqlite = engine.url.get_backend_name() == "sqlite"
     app.state.write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
+    app.state.ingest_writer = IngestWriter(
+        engine, app.state.media, app.state.feed, app.state.write_lock
+    )
     app.include_router(catalog_api.router)
     app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)

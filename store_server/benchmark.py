@@ -179,8 +179,15 @@ class _LaneConnection:
 
 
 async def _ingest_load(
-    base: str, tokens: list[str], seconds: float, per_request: int = 1
+    base: str,
+    tokens: list[str],
+    seconds: float,
+    per_request: int = 1,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """Each lane sends requests back to back, or when ``rate`` (transactions/s for all lanes
+    together) is given, on its own schedule: a lane late on its schedule sends at once, so a
+    server that cannot keep up shows it in the rate achieved."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         credentials = [await _enrol(client, t) for t in tokens]
     latencies: list[float] = []
@@ -192,7 +199,12 @@ async def _ingest_load(
         nonlocal errors, stored
         connection = await _LaneConnection.open(base)
         n = 0
+        interval = per_request * len(tokens) / rate if rate else 0.0
+        due = time.monotonic() + interval * index / len(tokens)  # lanes spread over a period
         while time.monotonic() < stop_at:
+            if interval:
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                due += interval
             batch = [_transaction(f"lane-{index}", n + i) for i in range(per_request)]
             body = json.dumps({"messages": batch}).encode()
             started = time.perf_counter()
@@ -219,17 +231,20 @@ async def _ingest_load(
 
 
 def run_ingest(lanes: int = 50, seconds: float = 20.0) -> dict[str, Any]:
-    """Two runs on fresh stores: one transaction per request (each lane sending every
-    transaction as it ends), then ten per request (a lane's uploader working off a backlog)."""
+    """Three runs, each on a fresh store: 500 transactions/s spread over the lanes, one per
+    request (each lane sending every transaction as it ends: the target); then as fast as the
+    server answers, one per request and ten per request (an uploader working off a backlog)."""
     runs = {}
-    for per_request in (1, 10):
+    for name, per_request, rate in (
+        ("paced_500_per_s", 1, 500.0),
+        ("flat_out_1_per_request", 1, None),
+        ("flat_out_10_per_request", 10, None),
+    ):
         with (
             tempfile.TemporaryDirectory(prefix="laneguard-ingest-") as tmp,
             store_process(Path(tmp), lanes) as (base, tokens),
         ):
-            runs[f"{per_request}_per_request"] = asyncio.run(
-                _ingest_load(base, tokens, seconds, per_request)
-            )
+            runs[name] = asyncio.run(_ingest_load(base, tokens, seconds, per_request, rate))
     return {
         "database": "SQLite (WAL), server in its own process, 1 worker",
         "transaction": "8 items seen and 8 scanned",

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
+from store_server.ingest_store import IngestWriter
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.settings import StoreSettings
@@ -40,3 +41,8 @@ async def get_write_lock(request: Request) -> AbstractContextManager[Any]:
     PostgreSQL handles concurrent writers itself (a no-op context)."""
     lock: AbstractContextManager[Any] = request.app.state.write_lock
     return lock
+
+
+async def get_ingest_writer(request: Request) -> IngestWriter:
+    writer: IngestWriter = request.app.state.ingest_writer
+    return writer

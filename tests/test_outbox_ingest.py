@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -311,3 +312,62 @@ def test_store_server_down_mid_run_loses_nothing(tmp_path: Path) -> None:
     assert count(database_url, AlertRecord) == 20
     assert count(database_url, SampleRecord) == 200
     box.close()
+
+
+def test_concurrent_lanes_are_stored_once_through_grouped_writes(
+    store: tuple[str, str, Path, str],
+) -> None:
+    """Twenty requests at once, overlapping: the writer groups them into shared database
+    transactions and each message is still stored exactly once."""
+    url, database_url, _data_dir, credential = store
+    lane = {"Authorization": f"Bearer {credential}"}
+    batches = [
+        [as_json(transaction("lane-1", n)) for n in range(start, start + 10)]
+        for start in range(0, 100, 5)  # each batch overlaps the next by half
+    ]
+    replies: list[dict[str, Any]] = []
+
+    def send(batch: list[dict[str, Any]]) -> None:
+        reply = httpx.post(f"{url}/api/v1/ingest", json={"messages": batch}, headers=lane)
+        replies.append(reply.json())
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r["stored"] for r in replies) == 105
+    assert count(database_url, TransactionRecord) == 105
+    assert sum(r["duplicates"] for r in replies) == 200 - 105
+
+
+@pytest.mark.postgres
+def test_two_store_server_processes_clash_and_still_store_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one PostgreSQL database take the same messages at the same moment:
+    unique keys clash, the losing group falls back to one-by-one and answers duplicates."""
+    apps = [
+        create_app(StoreSettings(database_url=postgres_url, data_dir=tmp_path / f"s{n}"))
+        for n in range(2)
+    ]
+    with serve(apps[0]) as first, serve(apps[1]) as second:
+        credential = enrol(first, postgres_url, "lane-1")
+        lane = {"Authorization": f"Bearer {credential}"}
+        batch = [as_json(transaction("lane-1", n)) for n in range(200)]
+        replies: list[dict[str, Any]] = []
+
+        def send(base: str) -> None:
+            reply = httpx.post(
+                f"{base}/api/v1/ingest", json={"messages": batch}, headers=lane, timeout=30
+            )
+            replies.append(reply.json())
+
+        threads = [threading.Thread(target=send, args=(b,)) for b in (first, second) * 2]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sum(r["stored"] for r in replies) == 200
+    assert sum(r["duplicates"] for r in replies) == 600
+    assert count(postgres_url, TransactionRecord) == 200
