@@ -31,6 +31,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
+    dbapi_connection.isolation_level = None  # transactions begin in _begin_immediate
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Every transaction takes SQLite's write lock when it begins. A transaction that read
+    first and wrote later would fail at once with "database is locked" whenever another
+    connection committed in between (its snapshot is stale; SQLite does not wait then).
+    Taken at the start, the lock is waited for (busy_timeout) instead. Readers of other
+    connections are never blocked (WAL); transactions here are short."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -47,6 +57,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
         kwargs.setdefault("connect_args", {"check_same_thread": False})
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(parsed, **kwargs)

@@ -196,13 +196,13 @@ def new_enrolment_token(
     csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     check_csrf(user, csrf_token)
-    with Session(engine) as session:
-        try:
+    try:
+        with Session(engine) as session:
             token = create_enrolment_token(session, lane_id.strip(), name.strip(), user.username)
-        except EnrolmentError as error:
-            return _lanes(request, user, engine, error=str(error))
-        audit(session, user.username, "lane.token_created", lane_id)
-        session.commit()
+            audit(session, user.username, "lane.token_created", lane_id)
+            session.commit()
+    except EnrolmentError as error:
+        return _lanes(request, user, engine, error=str(error))
     return _lanes(request, user, engine, token=(lane_id.strip(), token))
 
 
