@@ -137,6 +137,16 @@ async def _enrol(client: httpx.AsyncClient, token: str) -> str:
     return credential
 
 
+def _slowest_at(timeline: list[tuple[float, float]]) -> list[float]:
+    """When (seconds into the run) the slowest 1% of requests were sent, rounded: stalls
+    show as clusters, warm-up as early times."""
+    if not timeline:
+        return []
+    first = min(t for t, _ in timeline)
+    slowest = sorted(timeline, key=lambda entry: entry[1])[-max(1, len(timeline) // 100) :]
+    return sorted({round(t - first, 1) for t, _ in slowest})
+
+
 def _percentiles(values_ms: list[float]) -> dict[str, float]:
     data = np.array(values_ms)
     return {
@@ -191,6 +201,8 @@ async def _ingest_load(
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         credentials = [await _enrol(client, t) for t in tokens]
     latencies: list[float] = []
+    resets: list[str] = []  # connections the server dropped (counted as errors too)
+    timeline: list[tuple[float, float]] = []  # (sent, latency ms), for finding stalls
     errors = 0
     stored = 0
     stop_at = time.monotonic() + seconds
@@ -208,8 +220,15 @@ async def _ingest_load(
             batch = [_transaction(f"lane-{index}", n + i) for i in range(per_request)]
             body = json.dumps({"messages": batch}).encode()
             started = time.perf_counter()
-            status, reply = await connection.post("/api/v1/ingest", body, credential)
+            try:
+                status, reply = await connection.post("/api/v1/ingest", body, credential)
+            except (ConnectionError, asyncio.IncompleteReadError) as error:
+                resets.append(f"{type(error).__name__}: {error}")
+                connection.close()
+                connection = await _LaneConnection.open(base)
+                status, reply = 0, b""
             latencies.append(1000 * (time.perf_counter() - started))
+            timeline.append((started, latencies[-1]))
             if status == 200 and f'"stored":{per_request}'.encode() in reply:
                 stored += per_request
             else:
@@ -225,8 +244,10 @@ async def _ingest_load(
         "seconds": round(elapsed, 1),
         "transactions_stored": stored,
         "errors": errors,
+        "connections_dropped": len(resets),
         "transactions_per_s": round(stored / elapsed, 1),
         "latency_ms": _percentiles(latencies),
+        "slowest_1pct_at_s": _slowest_at(timeline),
     }
 
 
