@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
 from checkout_node.enrolment import EnrolmentFailed, load_credential
 from checkout_node.lane import Lane
@@ -41,7 +42,15 @@ class LaneService:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.models = load_models(s.bundle or SHIPPED_BUNDLE, profile=s.profile)
+        bundle = s.bundle or SHIPPED_BUNDLE
+        verified = (
+            verify_bundle(bundle, s.bundle_keys, Path(s.data_dir), s.pinned_bundle)
+            if s.bundle_keys
+            else None
+        )
+        self.models = load_models(bundle, profile=s.profile)
+        if verified is not None:
+            remember_release(Path(s.data_dir), verified)
         zones = (
             LaneZones(s.zones.scan_area, s.zones.bagging_area)
             if s.zones is not None

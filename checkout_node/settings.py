@@ -64,6 +64,13 @@ class LaneSettings(BaseSettings):
     )
     bundle: Path | None = Field(default=None, description="model bundle; default: shipped")
     profile: str | None = Field(default=None, description="hardware profile in the bundle")
+    bundle_keys: list[Path] = Field(
+        default_factory=list,
+        description="public keys (laneguard keys new); when set, a bundle must be signed by one",
+    )
+    pinned_bundle: str | None = Field(
+        default=None, description="IT admin's pin: this version may be older (anti-rollback)"
+    )
     zones: ZoneSettings | None = Field(default=None, description="default: standard layout")
     catalog: Path = Field(default=SAMPLE_CATALOG, description="catalog file (CSV or JSON)")
     server_url: str | None = Field(default=None, description="store server; none: keep all")

@@ -8,7 +8,7 @@
     class_map.json       product codes and names the gallery knows
 
 Reading verifies every member's hash and refuses anything the manifest does not list (or a
-path that would escape the target folder). Signing is added on top of this by the rollout.
+path that would escape the target folder). laneguard.signing adds and checks the signature.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MANIFEST = "manifest.json"
+SIGNATURE = "signature.json"  # added by laneguard.signing; covers the manifest's bytes
 BUNDLE_FORMAT = 1
 
 
@@ -68,6 +69,7 @@ class Manifest(BaseModel):
 
     format: Literal[1] = 1
     version: str
+    release: int = Field(default=0, ge=0, description="monotonic; anti-rollback compares it")
     parent_version: str | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     detector_classes: list[str]
@@ -144,7 +146,7 @@ def extract_bundle(bundle: Path, target: Path) -> Manifest:
         with tarfile.open(bundle, "r:gz") as tar:
             for member in tar.getmembers():
                 name = member.name
-                if name == MANIFEST:
+                if name in (MANIFEST, SIGNATURE):
                     continue
                 if (
                     name not in manifest.files

@@ -40,6 +40,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "laneguard.bench:bench",
         "Benchmarks: measure speed targets and write JSON and markdown results.",
     ),
+    "keys": (
+        "laneguard.keys_cli:keys",
+        "Signing keys for model bundles: make keys, sign a bundle, verify one.",
+    ),
     "demo": (
         "laneguard.demo:demo",
         "Run the demo store on this computer and print the address to open.",

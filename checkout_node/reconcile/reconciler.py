@@ -37,6 +37,10 @@ from product_db.codes import PLU, parse_code
 AGREEMENT_COST = {"agree": 0.0, "unsure": 0.6, "disagree": 2.0}
 
 
+def _is_plu(code: str | None) -> bool:
+    return code is not None and isinstance(parse_code(code), PLU)
+
+
 class ReconcileError(ValueError):
     """A call that does not fit the transaction's state (e.g. an item after it ended)."""
 
@@ -112,6 +116,8 @@ class TransactionReconciler:
         ):
             return "agree"
         if item.band != "unknown" and (similarity is None or similarity < self.t2):
+            if item.band != "trusted" and _is_plu(key) and _is_plu(item.code):
+                return "unsure"  # one fruit for another needs a trusted identity
             return "disagree"
         return "unsure"
 
