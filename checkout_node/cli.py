@@ -203,3 +203,37 @@ def run_command(
     except (ConfigError, CatalogLoadError, BundleError) as exc:
         raise click.ClickException(str(exc)) from None
     service.run()
+
+
+@node.command("doctor")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Lane settings (YAML) to check against this board.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+def doctor_command(config_file: Path | None, as_json: bool) -> None:
+    """Say what this board has (CPU, memory, accelerators, cameras, scanners) and what the lane
+    will use on it; exits 1 when something would stop the lane."""
+    import json
+
+    from checkout_node.doctor import as_dicts, examine
+    from checkout_node.settings import LaneSettings
+    from laneguard.settings import ConfigError, load_settings
+
+    try:
+        settings = load_settings(LaneSettings, config_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    findings = examine(settings)
+    if as_json:
+        click.echo(json.dumps(as_dicts(findings), indent=2))
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        width = max(len(f.topic) for f in findings)
+        for finding in findings:
+            click.echo(f"{marks[finding.status]}  {finding.topic:<{width}}  {finding.detail}")
+    if any(f.status == "fail" for f in findings):
+        raise SystemExit(1)

@@ -1,0 +1,172 @@
+"""`laneguard node doctor`: what this board has, and what the lane will use on it.
+
+Everything here is looked up on the machine itself (no network): the CPU and memory, the board
+model when the device tree names one (Raspberry Pi, Jetson), onnxruntime's execution providers
+and the one the detector will pick, the cameras, serial ports and input devices present, the
+hardware profile that fits, and whether the configured bundle and store server settings hold
+together. Each finding is ok, warn or fail, so IT sees at a glance what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from checkout_node.settings import LaneSettings
+
+Status = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    topic: str
+    status: Status
+    detail: str
+
+
+def board_model(root: Path = Path("/")) -> str | None:
+    """The device tree's model string (Raspberry Pi, Jetson), None on a PC."""
+    path = root / "proc/device-tree/model"
+    if path.is_file():
+        return path.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
+    return None
+
+
+def memory_mb(root: Path = Path("/")) -> int | None:
+    meminfo = root / "proc/meminfo"
+    if not meminfo.is_file():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
+def suggested_profile(model: str | None, providers: list[str]) -> str:
+    """The bundle's hardware profile for this board."""
+    text = (model or "").lower()
+    if "jetson" in text or "TensorrtExecutionProvider" in providers:
+        return "jetson-orin-nano"
+    if "raspberry pi" in text or platform.machine() in ("aarch64", "arm64"):
+        return "raspberry-pi-5"
+    return "x86-2core"
+
+
+def devices(pattern: str, root: Path = Path("/")) -> list[str]:
+    return sorted(str(p) for p in (root / "dev").glob(pattern))
+
+
+def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
+    import onnxruntime as ort
+
+    from checkout_node.models import SHIPPED_BUNDLE
+    from checkout_node.vision.detector import choose_providers
+    from laneguard.bundle import BundleError, read_manifest
+
+    findings: list[Finding] = []
+    model = board_model(root)
+    cpus = os.cpu_count() or 0
+    memory = memory_mb(root)
+    findings.append(
+        Finding(
+            "board",
+            "ok",
+            f"{model or platform.node()} ({platform.machine()}, {cpus} CPUs, "
+            f"{memory if memory is not None else '?'} MB memory)",
+        )
+    )
+    if memory is not None and memory < 1024:
+        findings.append(Finding("memory", "warn", f"{memory} MB; the lane needs about 400 MB"))
+    available = list(ort.get_available_providers())
+    chosen = choose_providers(available)
+    findings.append(
+        Finding(
+            "inference",
+            "ok",
+            f"onnxruntime {ort.__version__}; providers present: {', '.join(available)}; "
+            f"the detector will use {chosen[0]}",
+        )
+    )
+    profile = settings.profile or suggested_profile(model, available)
+    bundle = settings.bundle or SHIPPED_BUNDLE
+    try:
+        manifest = read_manifest(bundle)
+    except BundleError as error:
+        findings.append(Finding("bundle", "fail", str(error)))
+    else:
+        names = [p.name for p in manifest.profiles]
+        status: Status = "ok" if profile in names else "fail"
+        findings.append(
+            Finding(
+                "bundle",
+                status,
+                f"{bundle.name}: {manifest.version} (release {manifest.release}); profile "
+                f"{profile}" + ("" if status == "ok" else f" not in it (has {', '.join(names)})"),
+            )
+        )
+    if settings.bundle_keys:
+        missing = [str(k) for k in settings.bundle_keys if not Path(k).is_file()]
+        findings.append(
+            Finding(
+                "signatures",
+                "fail" if missing else "ok",
+                f"missing key files: {', '.join(missing)}"
+                if missing
+                else f"bundles must be signed by one of {len(settings.bundle_keys)} key(s)",
+            )
+        )
+    else:
+        findings.append(Finding("signatures", "warn", "no bundle_keys: bundles are not verified"))
+    cameras = devices("video*", root)
+    camera = settings.camera
+    if camera.isdigit() or camera.startswith("/dev/"):
+        wanted = camera if camera.startswith("/dev/") else f"/dev/video{camera}"
+        present = str(root / wanted.lstrip("/")) in cameras
+        findings.append(
+            Finding(
+                "camera",
+                "ok" if present else "fail",
+                f"{wanted} {'present' if present else 'not found'}; cameras here: "
+                f"{', '.join(cameras) or 'none'}",
+            )
+        )
+    else:
+        findings.append(Finding("camera", "ok", f"stream or file {camera}"))
+    for spec in settings.scanners:
+        if not spec.device.startswith("/dev/") and spec.type == "imager":
+            findings.append(Finding("scanner (imager)", "ok", f"stream {spec.device}"))
+            continue
+        present = (root / spec.device.lstrip("/")).exists()
+        findings.append(
+            Finding(
+                f"scanner ({spec.type})",
+                "ok" if present else "fail",
+                f"{spec.device} {'present' if present else 'not found'}",
+            )
+        )
+    serial = devices("ttyACM*", root) + devices("ttyUSB*", root)
+    findings.append(Finding("serial ports", "ok", ", ".join(serial) or "none"))
+    if settings.server_url is None:
+        findings.append(Finding("store server", "warn", "no server_url: nothing is delivered"))
+    else:
+        enrolled = (Path(settings.data_dir) / "credential.json").is_file()
+        how = (
+            "enrolled"
+            if enrolled or settings.server_token
+            else ("will enrol with its token" if settings.enrolment_token else "no credential")
+        )
+        findings.append(
+            Finding(
+                "store server",
+                "ok" if how != "no credential" else "fail",
+                f"{settings.server_url}: {how}",
+            )
+        )
+    return findings
+
+
+def as_dicts(findings: list[Finding]) -> list[dict[str, str]]:
+    return [asdict(f) for f in findings]
