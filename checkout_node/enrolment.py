@@ -27,6 +27,7 @@ class EnrolmentFailed(RuntimeError):
 class LaneCredential:
     lane_id: str
     credential: str
+    gallery_key: str | None = None  # PEM: the store's key for signed gallery updates
 
 
 def load_credential(data_dir: Path) -> LaneCredential | None:
@@ -34,7 +35,7 @@ def load_credential(data_dir: Path) -> LaneCredential | None:
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
-    return LaneCredential(data["lane_id"], data["credential"])
+    return LaneCredential(data["lane_id"], data["credential"], data.get("gallery_key"))
 
 
 def save_credential(data_dir: Path, credential: LaneCredential) -> Path:
@@ -43,7 +44,14 @@ def save_credential(data_dir: Path, credential: LaneCredential) -> Path:
     partial = path.with_suffix(".part")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"lane_id": credential.lane_id, "credential": credential.credential}, handle)
+        json.dump(
+            {
+                "lane_id": credential.lane_id,
+                "credential": credential.credential,
+                "gallery_key": credential.gallery_key,
+            },
+            handle,
+        )
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, path)
@@ -75,6 +83,8 @@ def enrol(
             f"the enrolment token is for lane {body['lane_id']!r} but this lane is configured "
             f"as {expected_lane_id!r}: set lane_id: {body['lane_id']} in its config"
         )
-    credential = LaneCredential(body["lane_id"], body["credential"])
+    credential = LaneCredential(
+        body["lane_id"], body["credential"], body.get("config", {}).get("gallery_key")
+    )
     save_credential(data_dir, credential)
     return credential

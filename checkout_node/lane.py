@@ -39,6 +39,7 @@ from checkout_node.reconcile.reconciler import (
     TransactionReconciler,
 )
 from checkout_node.vision.pipeline import FrameResult, LanePipeline
+from laneguard.gallery import Gallery
 from laneguard.wire import PosMessage, ScanMessage
 
 log = logging.getLogger("laneguard.node.lane")
@@ -91,6 +92,7 @@ class Lane:
         self.finished: list[dict[str, Any]] = []  # summaries of recent transactions
         self._lock = threading.RLock()
         self._started = time.monotonic()
+        self._next_gallery: Gallery | None = None
 
     # -- clock ------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -98,7 +100,26 @@ class Lane:
         return time.monotonic() - self._started
 
     # -- inputs -----------------------------------------------------------------------------
+    def stage_gallery(self, gallery: Gallery) -> None:
+        """A newer gallery (learned entries from the store): used from the next transaction,
+        so one transaction's items are all identified against the same references."""
+        with self._lock:
+            self._next_gallery = gallery
+            self._switch_gallery()
+
+    def _switch_gallery(self) -> None:
+        if self._next_gallery is not None and self.transaction is None:
+            self.pipeline.recogniser.gallery = self._next_gallery
+            self._next_gallery = None
+
+    @property
+    def gallery_version(self) -> str:
+        return self.pipeline.recogniser.gallery.version
+
     def process_frame(self, image: np.ndarray, t: float) -> FrameResult:
+        if self._next_gallery is not None:
+            with self._lock:
+                self._switch_gallery()
         result = self.pipeline.process(image, t)
         with self._lock:
             self.last_frame_s = t

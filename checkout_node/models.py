@@ -7,10 +7,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from laneguard.bundle import Manifest, ModelFile, extract_bundle, sha256_file
+from laneguard.bundle import (
+    BUNDLE_CACHE,
+    SHIPPED_BUNDLE,
+    Manifest,
+    ModelFile,
+    extract_bundle,
+    sha256_file,
+)
 from laneguard.gallery import Gallery
-
-SHIPPED_BUNDLE = Path(__file__).resolve().parent / "models" / "bootstrap.tar.gz"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def load_models(
     size override it. Without either: the most accurate detector at the smallest input size.
     """
     digest = sha256_file(bundle)[:16]
-    folder = (cache or Path.home() / ".cache" / "laneguard" / "bundles") / digest
+    folder = (cache or BUNDLE_CACHE) / digest
     manifest_path = folder / "manifest.json"
     if manifest_path.exists():
         manifest = Manifest.model_validate_json(manifest_path.read_text("utf-8"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
 from checkout_node.enrolment import EnrolmentFailed, load_credential
+from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
 from checkout_node.messages import heartbeat_message
 from checkout_node.models import SHIPPED_BUNDLE, load_models
@@ -72,6 +73,7 @@ class LaneService:
         self.app = create_lane_app(self.lane, self.hub, live_clock=True)
         self.camera = LiveSource(s.camera)
         self.uploader = self._uploader()
+        self.gallery = self._gallery_follower()
         self.scanners = [self._scanner(i) for i in range(len(s.scanners))]
         self._stop = threading.Event()
         self._started = time.monotonic()
@@ -97,6 +99,27 @@ class LaneService:
             else None
         )
         return Uploader(self.outbox, s.server_url, token, enrolment=enrolment)
+
+    def _gallery_follower(self) -> GalleryFollower | None:
+        """Learned gallery entries from the store, once the lane has enrolled (the store's
+        signing key comes with enrolment)."""
+        s, uploader = self.settings, self.uploader
+        if uploader is None:
+            return None
+
+        def store_key() -> str | None:
+            kept = load_credential(Path(s.data_dir))
+            return kept.gallery_key if kept is not None else None
+
+        return GalleryFollower(
+            uploader.server_url,
+            lambda: uploader.token,
+            store_key,
+            self.models.gallery,
+            self.lane.stage_gallery,
+            Path(s.data_dir),
+            poll_s=s.gallery_poll_s,
+        )
 
     def _scanner(self, index: int) -> SerialScanner | HidScanner | ImagerScanner:
         spec = self.settings.scanners[index]
@@ -149,6 +172,8 @@ class LaneService:
             scanner.start()
         if self.uploader is not None:
             self.uploader.start()
+        if self.gallery is not None:
+            self.gallery.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -159,6 +184,8 @@ class LaneService:
             thread.join(timeout=5)
         if self.uploader is not None:
             self.uploader.stop()
+        if self.gallery is not None:
+            self.gallery.stop()
         self.lane.end_transaction(self.lane.now_s(), reason="lane stopped")
         self.outbox.close()
 

@@ -87,5 +87,8 @@ class LaneSettings(BaseSettings):
         default=0.0, ge=0, description="ask the customer to scan before calling staff (0: off)"
     )
     heartbeat_s: float = Field(default=5.0, gt=0)
+    gallery_poll_s: float = Field(
+        default=5.0, gt=0, description="how often to ask the store for learned gallery entries"
+    )
     scanners: list[ScannerSettings] = Field(default_factory=list)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)

@@ -222,6 +222,26 @@ def _markdown_fanout(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _learning() -> dict[str, Any]:
+    from laneguard import learning_eval
+
+    return learning_eval.run(progress=lambda line: click.echo(line))
+
+
+def _markdown_learning(result: dict[str, Any]) -> list[str]:
+    product = result["product"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| new product ({product['name']}) learned from honest transactions, real lane + store "
+        f"server | recognised after {result['recognised_after_honest_transactions']} honest "
+        f"transactions (minimum {result['min_transactions']}); gallery at the lane "
+        f"{result['seconds_from_delivery_to_lane_gallery']} s after the teaching transaction "
+        f"was delivered; skip-scan alert names it: {result['skip_scan_alert_names_product']} | "
+        "within 60 s |",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, _markdown_row_catalog),
@@ -232,6 +252,7 @@ BENCHMARKS = {
     "node-outage": (_node_outage, _markdown_outage),
     "server-ingest": (_server_ingest, _markdown_ingest),
     "server-fanout": (_server_fanout, _markdown_fanout),
+    "learning": (_learning, _markdown_learning),
 }
 
 
@@ -263,6 +284,7 @@ DESCRIPTIONS = {
     "node-outage": "200 transactions with the store server down for 10 minutes: nothing lost.",
     "server-ingest": "Store server ingest: 50 concurrent lanes, transactions/s and latency.",
     "server-fanout": "Live alert fan-out to 50 open consoles: ingest-to-console latency.",
+    "learning": "A product no model has seen, learned from honest transactions, end to end.",
 }
 
 

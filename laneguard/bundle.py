@@ -22,6 +22,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# The bootstrap bundle shipped with LaneGuard (made by `laneguard train bootstrap`), and where
+# bundles are extracted after their hashes are checked (shared by lanes and the store server).
+SHIPPED_BUNDLE = (
+    Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
+)
+BUNDLE_CACHE = Path.home() / ".cache" / "laneguard" / "bundles"
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"  # added by laneguard.signing; covers the manifest's bytes
 BUNDLE_FORMAT = 1

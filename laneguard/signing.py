@@ -189,3 +189,33 @@ class BundleTrust:
         """Verify the signature, then every member's hash, then extract."""
         self.check_signature(bundle)
         return extract_bundle(bundle, target)
+
+
+def canonical_json(body: dict[str, object]) -> bytes:
+    """The bytes a signed JSON document's signature covers: every key but ``signature`` and
+    ``key_id``, sorted, without spaces (the same on the server that signs and the lane)."""
+    content = {k: v for k, v in body.items() if k not in ("signature", "key_id")}
+    return json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_json(body: dict[str, object], key: Ed25519PrivateKey) -> dict[str, object]:
+    signed = dict(body)
+    signed["key_id"] = key_id(key.public_key())
+    signed["signature"] = base64.b64encode(key.sign(canonical_json(body))).decode()
+    return signed
+
+
+def verify_json(body: dict[str, object], key: Ed25519PublicKey) -> None:
+    """Raises SignatureError unless ``body`` carries a valid signature by ``key``."""
+    if body.get("key_id") != key_id(key):
+        raise SignatureError(f"signed by key {body.get('key_id')!r}, not the store's")
+    try:
+        key.verify(
+            base64.b64decode(str(body.get("signature", "")), validate=True), canonical_json(body)
+        )
+    except (InvalidSignature, ValueError):
+        raise SignatureError("signature does not match the content (tampered)") from None
+
+
+class SignatureError(ValueError):
+    """A signed document that is not what its signer signed."""

@@ -12,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from laneguard.bundle import SHIPPED_BUNDLE
 from product_db.db import make_engine
 from store_server import models  # noqa: F401  (registers the store tables)
 from store_server.api import catalog as catalog_api
+from store_server.api import gallery as gallery_api
 from store_server.api import ingest as ingest_api
 from store_server.api import lanes as lanes_api
 from store_server.auth import AuthError
@@ -22,6 +24,7 @@ from store_server.console import alerts, pages, records, session_pages
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
 from store_server.ingest_store import IngestWriter
+from store_server.learning import GalleryLearner, LearnConfig, LearningLoop, store_signing_key
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.settings import StoreSettings
@@ -35,8 +38,11 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
+        app.state.learning.start()
+        app.state.learning.poke()  # samples that arrived while the server was down
         yield
         app.state.ingest_writer.close()
+        app.state.learning.stop()
         engine.dispose()
 
     app = FastAPI(title="LaneGuard store server", version="0.1.0", lifespan=lifespan)
@@ -46,12 +52,25 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.feed = AlertFeed()
     sqlite = engine.url.get_backend_name() == "sqlite"
     app.state.write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
+    app.state.signing_key = store_signing_key(settings)
+    learner = GalleryLearner(
+        engine,
+        app.state.media,
+        settings.bundle or SHIPPED_BUNDLE,
+        LearnConfig(min_transactions=settings.learn_min_transactions),
+    )
+    app.state.learning = LearningLoop(learner)
     app.state.ingest_writer = IngestWriter(
-        engine, app.state.media, app.state.feed, app.state.write_lock
+        engine,
+        app.state.media,
+        app.state.feed,
+        app.state.write_lock,
+        on_honest_samples=app.state.learning.poke,
     )
     app.include_router(catalog_api.router)
     app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)
+    app.include_router(gallery_api.router)
     app.include_router(session_pages.router)
     app.include_router(alerts.router)
     app.include_router(records.router)

@@ -2,7 +2,8 @@
 
 ``migrate`` brings any database to the newest revision at start-up. A database made before
 migrations existed (tables created directly, e.g. by `laneguard catalog import`) is recognised
-by its tables and stamped with the first revision, then upgraded like any other.
+by its tables and stamped (the newest revision when it has every table, else the first), then
+upgraded like any other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel
+
+import store_server.models  # noqa: F401  (every table on the metadata)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
@@ -47,6 +51,8 @@ def migrate(engine: Engine) -> str:
         config.attributes["connection"] = connection
         tables = set(inspect(connection).get_table_names())
         if "alembic_version" not in tables and "product" in tables:
-            command.stamp(config, BASELINE)
+            # Made by create_all: as new as the models it was made with, if all are there.
+            complete = set(SQLModel.metadata.tables) <= tables
+            command.stamp(config, "head" if complete else BASELINE)
         command.upgrade(config, "head")
     return head_revision()

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -327,8 +328,10 @@ class IngestWriter:
         media: MediaStore,
         feed: AlertFeed,
         write_lock: AbstractContextManager[Any],
+        on_honest_samples: Callable[[], None] | None = None,
     ) -> None:
         self.engine, self.media, self.feed, self.write_lock = engine, media, feed, write_lock
+        self.on_honest_samples = on_honest_samples
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -387,9 +390,13 @@ class IngestWriter:
         for job in jobs:
             job.future.set_result(results[start : start + len(job.items)])
             start += len(job.items)
+        honest = False
         for (message, _), result in zip(items, results):
             if isinstance(message, AlertMessage) and result.status == "stored":
                 self.feed.publish(alert_event(message))
+            honest |= isinstance(message, SampleMessage) and message.reason == "honest"
+        if honest and self.on_honest_samples is not None:
+            self.on_honest_samples()
 
     def _store(self, items: list[Item]) -> list[IngestResult]:
         with self.write_lock:

@@ -172,3 +172,23 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=48)
     target: str = Field(default="", max_length=128)
     detail: dict[str, object] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class GalleryEntry(SQLModel, table=True):
+    """A reference vector learned from an honest transaction's crop. Its id orders the
+    store's gallery updates: a lane asks for the entries after the last id it has."""
+
+    __tablename__ = "gallery_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, index=True)
+    vector_b64: str = Field(description="float32 little-endian, L2-normalised, base64")
+    embedder_sha256: str = Field(max_length=64)
+    sample_id: int | None = Field(default=None, foreign_key="training_sample.id", unique=True)
+    transaction_id: str = Field(max_length=64)
+    lane_id: str = Field(max_length=64)
+    added_at: datetime = Field(default_factory=utcnow)
+    withdrawn: bool = Field(default=False, description="removed after review (poisoning)")
+    withdraws: int | None = Field(
+        default=None, description="this row takes back that entry (lanes drop it)"
+    )

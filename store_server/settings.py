@@ -24,3 +24,12 @@ class StoreSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     store_name: str = Field(default="LaneGuard demo store")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
+    bundle: Path | None = Field(
+        default=None, description="the model bundle the lanes run (default: the shipped one)"
+    )
+    signing_key: Path | None = Field(
+        default=None, description="Ed25519 key that signs gallery updates (default: made once)"
+    )
+    learn_min_transactions: int = Field(
+        default=3, ge=1, description="honest transactions before a crop joins the gallery"
+    )

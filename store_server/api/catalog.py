@@ -57,7 +57,7 @@ def products(
     category: Annotated[str | None, Query(max_length=80)] = None,
     include_inactive: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> list[ProductOut]:
     records = list_products(
         engine,

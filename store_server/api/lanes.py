@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -13,6 +13,7 @@ from sqlmodel import Session
 from store_server.auth import audit
 from store_server.deps import get_engine, get_settings, get_write_lock
 from store_server.lanes import EnrolmentError, current_lane, enrol
+from store_server.learning import public_pem
 from store_server.models import Lane
 from store_server.settings import StoreSettings
 
@@ -41,14 +42,21 @@ class LaneConfigOut(BaseModel):
     config: dict[str, Any]
 
 
-def lane_config(settings: StoreSettings) -> dict[str, Any]:
-    """What every lane of this store is told at enrolment."""
-    return {"store_name": settings.store_name, "currency": settings.currency, "heartbeat_s": 5.0}
+def lane_config(settings: StoreSettings, gallery_key: str) -> dict[str, Any]:
+    """What every lane of this store is told at enrolment, including the public key its
+    gallery updates are signed with."""
+    return {
+        "store_name": settings.store_name,
+        "currency": settings.currency,
+        "heartbeat_s": 5.0,
+        "gallery_key": gallery_key,
+    }
 
 
 @router.post("/enrol", response_model=EnrolResponse, responses={403: {"description": "refused"}})
 def enrol_lane(
     request: EnrolRequest,
+    http: Request,
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[StoreSettings, Depends(get_settings)],
     writing: Annotated[AbstractContextManager[Any], Depends(get_write_lock)],
@@ -56,7 +64,8 @@ def enrol_lane(
     """A new lane presents its one-time token and gets its id, config and credential."""
     with writing, Session(engine) as session:
         try:
-            enrolled = enrol(session, request.token, dict(request.hardware), lane_config(settings))
+            config = lane_config(settings, public_pem(http.app.state.signing_key))
+            enrolled = enrol(session, request.token, dict(request.hardware), config)
         except EnrolmentError as error:
             raise HTTPException(403, str(error)) from None
         audit(session, f"lane:{enrolled.lane_id}", "lane.enrolled", enrolled.lane_id)

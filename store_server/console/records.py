@@ -19,6 +19,7 @@ from store_server.auth import SignedIn, audit, check_csrf, current_user, require
 from store_server.console.templating import render
 from store_server.deps import get_engine
 from store_server.lanes import EnrolmentError, create_enrolment_token, retire
+from store_server.learning import audit_sample, withdraw
 from store_server.models import (
     AlertRecord,
     AuditEntry,
@@ -245,6 +246,7 @@ def samples_page(
         request,
         "samples.html",
         user,
+        learned=audit_sample(engine),
         samples=rows[:PAGE_SIZE],
         has_next=len(rows) > PAGE_SIZE,
         page=page,
@@ -288,6 +290,25 @@ def review_sample(
         session.commit()
     target = back if back.startswith("/samples") else "/samples"
     return RedirectResponse(target, status_code=303)
+
+
+@router.post("/gallery/{entry_id}/withdraw")
+def withdraw_entry(
+    entry_id: int,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Take a learned gallery entry back; the lanes drop it at their next update."""
+    check_csrf(user, csrf_token)
+    try:
+        with Session(engine) as session:
+            entry = withdraw(session, entry_id)
+            audit(session, user.username, "gallery.withdraw", str(entry_id), code=entry.code)
+            session.commit()
+    except ValueError as error:
+        return Response(str(error), status_code=404)
+    return RedirectResponse("/samples", status_code=303)
 
 
 # -- audit log ---------------------------------------------------------------------------------

@@ -1,0 +1,323 @@
+"""The fast path of learning: honest transactions' crops become gallery entries, no retraining.
+
+A lane sends the crops of every item in an honest transaction (every item matched a scan with
+agreeing identity), labelled with the scanned code. When the lanes did not already recognise
+such an item (it was "unknown", "of interest", or named as another product), its crop is
+evidence of a new product or a new packaging. The learner embeds those crops with the bundle's
+embedder and adds them to the store's gallery once a code has them from enough different
+honest transactions (default 3), so no single transaction, cashier or customer can teach the
+lanes something.
+
+Guards against poisoning: only crops of honest transactions; a crop a manager rejected never
+joins; the crops of a code must agree with one another (each within ``consistency`` cosine
+similarity of their medoid) and only the agreeing ones join; and the console's samples page shows
+a random audit sample of what joined, where a manager can withdraw an entry.
+
+Lanes fetch the entries after the last one they have, signed by the store's key
+(``GET /api/v1/gallery/updates``), and use them from their next transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from laneguard.bundle import BUNDLE_CACHE, Manifest, extract_bundle, sha256_file
+from laneguard.embedding import Embedder
+from laneguard.signing import load_private_key, new_keypair, sign_json
+from store_server.media import MediaStore
+from store_server.models import GalleryEntry, SampleRecord
+from store_server.settings import StoreSettings
+
+log = logging.getLogger("laneguard.server.learning")
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    min_transactions: int = 3  # distinct honest transactions before a code's crops join
+    # Each joining crop's cosine similarity to its code's medoid. Crops of one product from
+    # lanes measure 0.9 and more; different products measured up to 0.81 with this embedder.
+    consistency: float = 0.85
+    max_entries_per_code: int = 16
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4")
+
+
+@dataclass
+class ModelForLearning:
+    """The bundle's float embedder, and the id (sha256) lanes know it by."""
+
+    embedder: Embedder
+    embedder_sha256: str
+    version: str
+
+    @classmethod
+    def from_bundle(cls, bundle: Path, cache: Path = BUNDLE_CACHE) -> ModelForLearning:
+        """Extracted (after its hashes are checked) into the same cache the lanes use."""
+        folder = cache / sha256_file(bundle)[:16]
+        manifest_path = folder / "manifest.json"
+        manifest = (
+            Manifest.model_validate_json(manifest_path.read_text("utf-8"))
+            if manifest_path.exists()
+            else extract_bundle(bundle, folder)
+        )
+        fp32 = next(m for m in manifest.models if m.role == "embedder" and m.precision == "fp32")
+        return cls(Embedder(folder / fp32.file), manifest.files[fp32.file], manifest.version)
+
+
+@dataclass
+class GalleryLearner:
+    engine: Engine
+    media: MediaStore
+    bundle: Path  # the bundle the lanes run: its embedder makes the vectors
+    config: LearnConfig = field(default_factory=LearnConfig)
+    _model: ModelForLearning | None = field(default=None, repr=False)
+    _vectors: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def learn(self) -> list[GalleryEntry]:
+        """One pass over the honest samples not yet in the gallery; returns what joined."""
+        with self._lock:
+            return self._learn()
+
+    @property
+    def model(self) -> ModelForLearning:
+        """Loaded on first use: a store with no samples yet never pays for it."""
+        if self._model is None:
+            self._model = ModelForLearning.from_bundle(self.bundle)
+        return self._model
+
+    def _learn(self) -> list[GalleryEntry]:
+        with Session(self.engine) as session:
+            joined = set(session.exec(select(GalleryEntry.sample_id)))
+            counts: dict[str, int] = defaultdict(int)
+            for code in session.exec(
+                select(GalleryEntry.code).where(GalleryEntry.withdrawn == False)  # noqa: E712
+            ):
+                counts[code] += 1
+            samples = [
+                s
+                for s in session.exec(
+                    select(SampleRecord).where(
+                        SampleRecord.reason == "honest",
+                        col(SampleRecord.code).is_not(None),
+                        SampleRecord.review != "rejected",
+                    )
+                )
+                if s.id not in joined and not (s.band == "trusted" and s.vision_code == s.code)
+            ]
+        by_code: dict[str, list[SampleRecord]] = defaultdict(list)
+        for sample in samples:
+            assert sample.code is not None
+            by_code[sample.label or sample.code].append(sample)
+        added: list[GalleryEntry] = []
+        for code, group in by_code.items():
+            if len({(s.lane_id, s.transaction_id) for s in group}) < self.config.min_transactions:
+                continue
+            room = self.config.max_entries_per_code - counts[code]
+            added += self._join(code, group, room)
+        if added:
+            with Session(self.engine) as session:
+                session.add_all(added)
+                session.commit()
+                for entry in added:
+                    session.refresh(entry)
+            log.info(
+                "gallery: %d entries joined for %s", len(added), sorted({e.code for e in added})
+            )
+        return added
+
+    def _join(self, code: str, group: list[SampleRecord], room: int) -> list[GalleryEntry]:
+        vectors = np.stack([self._vector(s) for s in group])
+        # The medoid (the crop most like all the others), not the mean: a mislabelled crop
+        # pulls a mean towards itself, but cannot become the medoid while most crops agree.
+        medoid = vectors[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
+        agreeing = [
+            (s, v) for s, v in zip(group, vectors) if float(v @ medoid) >= self.config.consistency
+        ]
+        transactions = {(s.lane_id, s.transaction_id) for s, _ in agreeing}
+        if len(transactions) < self.config.min_transactions or room <= 0:
+            return []
+        agreeing.sort(key=lambda pair: -float(pair[1] @ medoid))  # the most typical first
+        return [
+            GalleryEntry(
+                code=code,
+                vector_b64=encode_vector(vector),
+                embedder_sha256=self.model.embedder_sha256,
+                sample_id=sample.id or 0,
+                transaction_id=sample.transaction_id,
+                lane_id=sample.lane_id,
+            )
+            for sample, vector in agreeing[:room]
+        ]
+
+    def _vector(self, sample: SampleRecord) -> np.ndarray:
+        assert sample.id is not None
+        cached = self._vectors.get(sample.id)
+        if cached is None:
+            image = cv2.imread(str(self.media.path(sample.image)), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"sample {sample.id}: its crop {sample.image} is unreadable")
+            cached = self.model.embedder.embed([image])[0]
+            self._vectors[sample.id] = cached
+        return cached
+
+
+def signed_updates(
+    engine: Engine, since: int, key: Ed25519PrivateKey, limit: int = 1000
+) -> dict[str, Any]:
+    """Entries after ``since``, signed by the store's key (covering the canonical JSON of
+    everything but the signature). A row with ``withdraws`` takes back an earlier entry."""
+    with Session(engine) as session:
+        entries = list(
+            session.exec(
+                select(GalleryEntry)
+                .where(col(GalleryEntry.id) > since)
+                .order_by(col(GalleryEntry.id))
+                .limit(limit)
+            )
+        )
+    body: dict[str, Any] = {
+        "since": since,
+        "latest": entries[-1].id if entries else since,
+        "entries": [
+            {
+                "id": e.id,
+                "code": e.code,
+                "vector": e.vector_b64,
+                "embedder_sha256": e.embedder_sha256,
+                "withdraws": e.withdraws,
+            }
+            for e in entries
+        ],
+    }
+    return sign_json(body, key)
+
+
+class LearningLoop:
+    """Runs the learner whenever new samples have arrived, at most every ``interval_s``."""
+
+    def __init__(self, learner: GalleryLearner, interval_s: float = 2.0) -> None:
+        self.learner, self.interval_s = learner, interval_s
+        self._stop = threading.Event()
+        self._poke = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start (again, after a stop: an app's lifespan may run more than once in tests)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gallery-learner", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """New honest samples were stored."""
+        self._poke.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poke.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._poke.wait()
+            if self._stop.is_set():
+                return
+            self._poke.clear()
+            try:
+                self.learner.learn()
+            except Exception:  # a bad crop must not stop learning for good
+                log.exception("gallery learning failed")
+            self._stop.wait(self.interval_s)
+
+
+def store_signing_key(settings: StoreSettings) -> Ed25519PrivateKey:
+    """The store's own key for gallery updates: the configured one, or one made on the first
+    start in the data folder. Lanes receive its public half when they enrol."""
+    path = settings.signing_key or settings.data_dir / "keys" / "store.key"
+    if not path.exists():
+        new_keypair(path.parent, path.stem)
+    return load_private_key(path)
+
+
+def public_pem(key: Ed25519PrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def withdraw(session: Session, entry_id: int) -> GalleryEntry:
+    """Take an entry back (a manager found it wrong): lanes drop it at their next update, and
+    its sample is marked rejected so it never joins again."""
+    entry = session.get(GalleryEntry, entry_id)
+    if entry is None or entry.withdraws is not None:
+        raise ValueError(f"no gallery entry {entry_id}")
+    if entry.withdrawn:
+        return entry
+    entry.withdrawn = True
+    session.add(entry)
+    session.add(
+        GalleryEntry(
+            code=entry.code,
+            vector_b64="",
+            embedder_sha256=entry.embedder_sha256,
+            transaction_id=entry.transaction_id,
+            lane_id=entry.lane_id,
+            withdrawn=True,
+            withdraws=entry.id,
+        )
+    )
+    sample = session.get(SampleRecord, entry.sample_id) if entry.sample_id else None
+    if sample is not None:
+        sample.review = "rejected"
+        session.add(sample)
+    return entry
+
+
+def audit_sample(engine: Engine, size: int = 8, seed: int | None = None) -> list[dict[str, Any]]:
+    """A random sample of the entries lanes use now, with their crops, for a person to check."""
+    import random
+
+    with Session(engine) as session:
+        rows = list(
+            session.exec(
+                select(GalleryEntry, SampleRecord)
+                .join(SampleRecord, col(SampleRecord.id) == col(GalleryEntry.sample_id))
+                .where(GalleryEntry.withdrawn == False)  # noqa: E712
+            )
+        )
+    chosen = random.Random(seed).sample(rows, min(size, len(rows)))
+    return [
+        {
+            "id": e.id,
+            "code": e.code,
+            "lane_id": e.lane_id,
+            "transaction_id": e.transaction_id,
+            "image": sample.image,
+            "added_at": e.added_at,
+        }
+        for e, sample in sorted(chosen, key=lambda pair: pair[0].id or 0)
+    ]
