@@ -104,7 +104,7 @@ def test_a_contradicting_scan_after_the_crossing_is_the_next_items_not_a_switch(
     assert [a.type for a in outcome.alerts] == ["unscanned_item", "scan_without_item"]
 
 
-def test_a_close_second_is_no_switch_but_a_product_far_from_the_item_is() -> None:
+def test_a_close_second_is_no_switch_but_a_product_far_from_a_trusted_item_is() -> None:
     # Look-alike produce: the recogniser trusts PRODUCE[-1], but the scanned PRODUCE[0] is a
     # close second. Not evidence of a switch.
     rec = lane()
@@ -114,11 +114,19 @@ def test_a_close_second_is_no_switch_but_a_product_far_from_the_item_is() -> Non
     )  # fmt: skip
     rec.add_scan(Scan.of(PRODUCE[0].display_code, 1.0, source="keypad"))
     assert rec.add_item(look_alike) == []
-    far = SeenItem(
+    # Produce keyed as other produce: only a trusted identity makes it a switch; one merely
+    # "of interest" is not sure enough (real produce is told apart only moderately).
+    unsure = SeenItem(
         2, 5.0, 3.5, PRODUCE[-1].code, "of_interest", 0.9,
         ((PRODUCE[-1].code, 0.9), (PRODUCE[1].code, 0.6)),
     )  # fmt: skip
     rec.add_scan(Scan.of(PRODUCE[1].display_code, 4.0, source="keypad"))
+    assert rec.add_item(unsure) == []
+    far = SeenItem(
+        3, 9.0, 7.5, PRODUCE[-1].code, "trusted", 0.97,
+        ((PRODUCE[-1].code, 0.97), (PRODUCE[1].code, 0.6)),
+    )  # fmt: skip
+    rec.add_scan(Scan.of(PRODUCE[1].display_code, 8.0, source="keypad"))
     assert [c.alert.type for c in rec.add_item(far)] == ["switch"]
 
 
