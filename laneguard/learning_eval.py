@@ -1,4 +1,5 @@
-"""`laneguard bench learning`: a product no model has seen, learned from honest transactions.
+"""`laneguard bench learning`: a product no model has seen (or a known product in new
+packaging), learned from honest transactions.
 
 End to end with the real parts: a store server (SQLite, its learner and signed gallery
 updates), one enrolled lane (real pipeline, reconciliation, outbox, uploader and gallery
@@ -21,15 +22,22 @@ from typing import Any
 
 from laneguard.serving import serve_in_thread
 
+KINDS = ("new_product", "packaging_change")
 
-def _scenarios_with(product_code: str, world: Any, fps: float) -> Iterator[Any]:
-    """Honest "new product" checkouts (seeds in order) whose new product is ``product_code``."""
+
+def _featured(scenario: Any, kind: str) -> list[str]:
+    return list(scenario.new_products if kind == "new_product" else scenario.packaging_changes)
+
+
+def _scenarios_with(product_code: str, world: Any, fps: float, kind: str) -> Iterator[Any]:
+    """Honest checkouts of ``kind`` (seeds in order) that feature ``product_code``: a product
+    no model has seen, or a known product in its redesigned packaging."""
     from simulator.scenario import build_scenario
 
     seed = 0
     while True:
-        scenario = build_scenario("new_product", seed, world, fps=fps)
-        if product_code in scenario.new_products:
+        scenario = build_scenario(kind, seed, world, fps=fps)
+        if product_code in _featured(scenario, kind):
             yield scenario
         seed += 1
 
@@ -59,8 +67,13 @@ def _play(lane: Any, scenario: Any, world: Any, drop_code: str | None = None) ->
 
 
 def run(
-    max_transactions: int = 8, fps: float = 15.0, progress: Callable[[str], None] = print
+    max_transactions: int = 8,
+    fps: float = 15.0,
+    progress: Callable[[str], None] = print,
+    kind: str = "new_product",
 ) -> dict[str, Any]:
+    """``kind``: "new_product" (a product the models never saw) or "packaging_change" (a known
+    product in packaging the models never saw)."""
     from checkout_node.catalog import LaneCatalog
     from checkout_node.enrolment import load_credential
     from checkout_node.gallery_follower import GalleryFollower
@@ -71,14 +84,18 @@ def run(
     from checkout_node.vision.counting import LaneZones
     from checkout_node.vision.pipeline import LanePipeline
     from product_db.db import make_engine
+    from simulator.scenario import build_scenario
     from simulator.world import World
     from store_server.app import create_app
     from store_server.db import migrate
     from store_server.lanes import issue_enrolment_token
     from store_server.settings import StoreSettings
 
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     world = World.from_catalog()
-    product = world.new_products[0]
+    featured = _featured(build_scenario(kind, 0, world, fps=fps), kind)[0]
+    product = next(p for p in world.products if p.code == featured)
     models = load_models()
     catalog = LaneCatalog.from_file()
     with tempfile.TemporaryDirectory(prefix="laneguard-learning-") as tmp:
@@ -108,7 +125,7 @@ def run(
                 lane.stage_gallery,
                 root / "lane",
             )
-            scenarios = _scenarios_with(product.code, world, fps)
+            scenarios = _scenarios_with(product.code, world, fps, kind)
             history: list[dict[str, Any]] = []
             learned_after: int | None = None
             gallery_seconds: float | None = None
@@ -147,6 +164,7 @@ def run(
             follower.stop()
             outbox.close()
     return {
+        "kind": kind,
         "product": {"code": product.code, "name": product.name},
         "min_transactions": settings.learn_min_transactions,
         "transactions": history,

@@ -172,3 +172,12 @@ def test_a_new_product_is_learned_from_honest_transactions_end_to_end() -> None:
     assert result["recognised_after_honest_transactions"] == 3
     assert result["seconds_from_delivery_to_lane_gallery"] < 60
     assert result["skip_scan_alert_names_product"]
+
+
+@pytest.mark.timeout(600)
+def test_a_packaging_change_is_learned_from_honest_transactions_end_to_end() -> None:
+    result = learning_eval.run(kind="packaging_change", max_transactions=6, progress=print)
+    assert not result["transactions"][0]["recognised"]  # the new look is not known at first
+    assert result["recognised_after_honest_transactions"] is not None
+    assert result["recognised_after_honest_transactions"] <= 5
+    assert result["skip_scan_alert_names_product"]
