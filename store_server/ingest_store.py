@@ -195,21 +195,7 @@ def _apply(session: Session, message: Any, image: str | None) -> bool:
         return _alert(session, message, image)
     if isinstance(message, SampleMessage):
         assert image is not None
-        session.add(
-            SampleRecord(
-                message_id=message.message_id,
-                lane_id=message.lane_id,
-                transaction_id=message.transaction_id,
-                track_id=message.track_id,
-                code=message.code,
-                vision_code=message.vision_code,
-                band=message.band,
-                score=message.score,
-                reason=message.reason,
-                image=image,
-                captured_at=message.captured_at,
-            )
-        )
+        session.add(SampleRecord(**_sample_row(message, image, utcnow())))
         return True
     assert isinstance(message, HeartbeatMessage)
     return _heartbeat(session, message)
@@ -224,20 +210,7 @@ def _transaction(session: Session, message: TransactionMessage) -> bool:
     ).first()
     if existing is not None:
         return False
-    session.add(
-        TransactionRecord(
-            lane_id=message.lane_id,
-            transaction_id=message.transaction_id,
-            started_at=message.started_at,
-            ended_at=message.ended_at,
-            honest=message.honest,
-            n_seen=len(message.seen),
-            n_scanned=len(message.scanned),
-            seen=[e.model_dump() for e in message.seen],
-            scanned=[e.model_dump() for e in message.scanned],
-            alert_ids=list(message.alert_ids),
-        )
-    )
+    session.add(TransactionRecord(**_transaction_row(message, utcnow())))
     return True
 
 
