@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from laneguard.bundle import (
-    BUNDLE_CACHE,
     SHIPPED_BUNDLE,
     Manifest,
     ModelFile,
-    extract_bundle,
-    sha256_file,
+    extracted,
 )
 from laneguard.gallery import Gallery
 
@@ -44,18 +40,7 @@ def load_models(
     A hardware profile named in the manifest picks both models; explicit precision or input
     size override it. Without either: the most accurate detector at the smallest input size.
     """
-    digest = sha256_file(bundle)[:16]
-    folder = (cache or BUNDLE_CACHE) / digest
-    manifest_path = folder / "manifest.json"
-    if manifest_path.exists():
-        manifest = Manifest.model_validate_json(manifest_path.read_text("utf-8"))
-    else:  # extract beside, then rename: a crash never leaves a half-extracted cache entry
-        staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-        manifest = extract_bundle(bundle, staging)
-        try:
-            staging.rename(folder)
-        except OSError:  # another process extracted it first
-            shutil.rmtree(staging, ignore_errors=True)
+    folder, manifest = extracted(bundle, cache)
     detectors = [m for m in manifest.models if m.role == "detector"]
     embedders = [m for m in manifest.models if m.role == "embedder"]
     chosen_profile = next((p for p in manifest.profiles if p.name == profile), None)

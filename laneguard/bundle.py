@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import shutil
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -177,3 +179,20 @@ def extract_bundle(bundle: Path, target: Path) -> Manifest:
         raise BundleError(f"{bundle}: members missing: {sorted(absent)}")
     (target / MANIFEST).write_text(manifest.model_dump_json(indent=2), "utf-8")
     return manifest
+
+
+def extracted(bundle: Path, cache: Path | None = None) -> tuple[Path, Manifest]:
+    """``bundle`` verified and extracted into the shared cache, keyed by its hash; returns the
+    folder and manifest. Extraction goes beside and is renamed into place, so a crash never
+    leaves a half-extracted entry and another process extracting the same bundle is harmless."""
+    folder = (cache or BUNDLE_CACHE) / sha256_file(bundle)[:16]
+    manifest_path = folder / MANIFEST
+    if manifest_path.exists():
+        return folder, Manifest.model_validate_json(manifest_path.read_text("utf-8"))
+    staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    manifest = extract_bundle(bundle, staging)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process extracted it first
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder, manifest

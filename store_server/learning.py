@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from laneguard.bundle import BUNDLE_CACHE, Manifest, extract_bundle, sha256_file
+from laneguard.bundle import extracted
 from laneguard.embedding import Embedder
 from laneguard.signing import load_private_key, new_keypair, sign_json
 from store_server.media import MediaStore
@@ -70,15 +70,9 @@ class ModelForLearning:
     version: str
 
     @classmethod
-    def from_bundle(cls, bundle: Path, cache: Path = BUNDLE_CACHE) -> ModelForLearning:
-        """Extracted (after its hashes are checked) into the same cache the lanes use."""
-        folder = cache / sha256_file(bundle)[:16]
-        manifest_path = folder / "manifest.json"
-        manifest = (
-            Manifest.model_validate_json(manifest_path.read_text("utf-8"))
-            if manifest_path.exists()
-            else extract_bundle(bundle, folder)
-        )
+    def from_bundle(cls, bundle: Path) -> ModelForLearning:
+        """From the same verified extraction the lanes use."""
+        folder, manifest = extracted(bundle)
         fp32 = next(m for m in manifest.models if m.role == "embedder" and m.precision == "fp32")
         return cls(Embedder(folder / fp32.file), manifest.files[fp32.file], manifest.version)
 
