@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import and_, func, not_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -100,24 +101,32 @@ class GalleryLearner:
         return self._model
 
     def _learn(self) -> list[GalleryEntry]:
+        # Only what could still join, filtered in the database: honest, labelled, not rejected,
+        # not already an entry, and not an item the lane already recognised as its code.
+        already_joined = select(GalleryEntry.sample_id).where(
+            col(GalleryEntry.sample_id).is_not(None)
+        )
+        recognised = and_(
+            col(SampleRecord.band) == "trusted",
+            func.coalesce(col(SampleRecord.vision_code), "") == col(SampleRecord.code),
+        )
         with Session(self.engine) as session:
-            joined = set(session.exec(select(GalleryEntry.sample_id)))
             counts: dict[str, int] = defaultdict(int)
             for code in session.exec(
                 select(GalleryEntry.code).where(GalleryEntry.withdrawn == False)  # noqa: E712
             ):
                 counts[code] += 1
-            samples = [
-                s
-                for s in session.exec(
+            samples = list(
+                session.exec(
                     select(SampleRecord).where(
                         SampleRecord.reason == "honest",
                         col(SampleRecord.code).is_not(None),
                         SampleRecord.review != "rejected",
+                        col(SampleRecord.id).not_in(already_joined),
+                        not_(recognised),
                     )
                 )
-                if s.id not in joined and not (s.band == "trusted" and s.vision_code == s.code)
-            ]
+            )
         by_code: dict[str, list[SampleRecord]] = defaultdict(list)
         for sample in samples:
             assert sample.code is not None
@@ -128,6 +137,8 @@ class GalleryLearner:
                 continue
             room = self.config.max_entries_per_code - counts[code]
             added += self._join(code, group, room)
+        for entry in added:  # a joined sample is never read again
+            self._vectors.pop(entry.sample_id or 0, None)
         if added:
             with Session(self.engine) as session:
                 session.add_all(added)
