@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -50,8 +48,6 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.media = MediaStore(settings.data_dir / "media")
     app.state.feed = AlertFeed()
-    sqlite = engine.url.get_backend_name() == "sqlite"
-    app.state.write_lock = threading.Lock() if sqlite else contextlib.nullcontext()
     app.state.signing_key = store_signing_key(settings)
     learner = GalleryLearner(
         engine,
@@ -64,7 +60,6 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         engine,
         app.state.media,
         app.state.feed,
-        app.state.write_lock,
         on_honest_samples=app.state.learning.poke,
     )
     app.include_router(catalog_api.router)

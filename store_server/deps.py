@@ -3,9 +3,6 @@ app.state: a plain ``def`` dependency costs a hop to the thread pool on every re
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Any
-
 from fastapi import Request
 from sqlalchemy.engine import Engine
 
@@ -33,14 +30,6 @@ async def get_media(request: Request) -> MediaStore:
 async def get_feed(request: Request) -> AlertFeed:
     feed: AlertFeed = request.app.state.feed
     return feed
-
-
-async def get_write_lock(request: Request) -> AbstractContextManager[Any]:
-    """Held while a request writes. SQLite has one writer at a time and, under many threads,
-    answers "database is locked" rather than queueing them; the lock queues them here instead.
-    PostgreSQL handles concurrent writers itself (a no-op context)."""
-    lock: AbstractContextManager[Any] = request.app.state.write_lock
-    return lock
 
 
 async def get_ingest_writer(request: Request) -> IngestWriter:

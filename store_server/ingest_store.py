@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -300,10 +299,9 @@ class IngestWriter:
         engine: Engine,
         media: MediaStore,
         feed: AlertFeed,
-        write_lock: AbstractContextManager[Any],
         on_honest_samples: Callable[[], None] | None = None,
     ) -> None:
-        self.engine, self.media, self.feed, self.write_lock = engine, media, feed, write_lock
+        self.engine, self.media, self.feed = engine, media, feed
         self.on_honest_samples = on_honest_samples
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -372,17 +370,16 @@ class IngestWriter:
             self.on_honest_samples()
 
     def _store(self, items: list[Item]) -> list[IngestResult]:
-        with self.write_lock:
-            try:
-                with Session(self.engine) as session:
-                    results = store_group(session, items, self.media)
-                    session.commit()
-                    return results
-            except IntegrityError:  # another server process stored some of these meanwhile
-                with Session(self.engine) as session:
-                    results = store_one_by_one(session, items, self.media)
-                    session.commit()
-                    return results
+        try:
+            with Session(self.engine) as session:
+                results = store_group(session, items, self.media)
+                session.commit()
+                return results
+        except IntegrityError:  # another server process stored some of these meanwhile
+            with Session(self.engine) as session:
+                results = store_one_by_one(session, items, self.media)
+                session.commit()
+                return results
 
 
 def _aware(moment: datetime) -> datetime:

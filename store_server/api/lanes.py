@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -11,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from store_server.auth import audit
-from store_server.deps import get_engine, get_settings, get_write_lock
+from store_server.deps import get_engine, get_settings
 from store_server.lanes import EnrolmentError, current_lane, enrol
 from store_server.learning import public_pem
 from store_server.models import Lane
@@ -59,10 +58,9 @@ def enrol_lane(
     http: Request,
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[StoreSettings, Depends(get_settings)],
-    writing: Annotated[AbstractContextManager[Any], Depends(get_write_lock)],
 ) -> EnrolResponse:
     """A new lane presents its one-time token and gets its id, config and credential."""
-    with writing, Session(engine) as session:
+    with Session(engine) as session:
         try:
             config = lane_config(settings, public_pem(http.app.state.signing_key))
             enrolled = enrol(session, request.token, dict(request.hardware), config)

@@ -22,11 +22,10 @@ from product_db.codes import InvalidCodeError
 from product_db.models import Product
 from product_db.money import parse_price_minor
 from store_server.auth import SignedIn, audit, check_csrf, current_user
-from store_server.console.templating import STATIC_DIR, render
+from store_server.console.templating import render
 from store_server.deps import get_engine, get_settings
 from store_server.settings import StoreSettings
 
-__all__ = ["STATIC_DIR", "router"]
 MAX_IMPORT_BYTES = 20 * 1024**2
 
 router = APIRouter(include_in_schema=False)
