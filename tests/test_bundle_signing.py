@@ -19,6 +19,7 @@ from laneguard.bundle import BundleError, read_manifest
 from laneguard.cli import main as cli
 from laneguard.signing import (
     BundleTrust,
+    key_id,
     load_private_key,
     load_public_key,
     new_keypair,
@@ -136,4 +137,4 @@ def test_keys_command_line(tmp_path: Path) -> None:
         cli, ["keys", "verify", str(SHIPPED_BUNDLE), "--trust", str(tmp_path / "release.pub")]
     )
     assert unsigned.exit_code != 0 and "unsigned" in unsigned.output
-    assert load_public_key(tmp_path / "release.pub") is not None
+    assert key_id(load_public_key(tmp_path / "release.pub")) in made.output
