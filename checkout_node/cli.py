@@ -75,6 +75,13 @@ def _zones(zones_file: Path | None, width: int, height: int) -> LaneZones:
     help="onnxruntime threads (default: the hardware profile's, else 2).",
 )
 @click.option(
+    "--detect-interval",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="Run the detector on every Nth frame; the tracker carries boxes between.",
+)
+@click.option(
     "--precision",
     type=click.Choice(["fp32", "int8"]),
     default=None,
@@ -89,6 +96,7 @@ def replay_command(
     zones_file: Path | None,
     crops: Path | None,
     threads: int | None,
+    detect_interval: int,
     precision: str | None,
     bundle: Path | None,
     profile: str | None,
@@ -136,7 +144,13 @@ def replay_command(
     if width == 0:
         raise click.ClickException(f"{video}: cannot open as a video")
     zones = _zones(zones_file, width, height)
-    pipeline = LanePipeline(models, zones, threads=threads, track_hands=annotate_out is not None)
+    pipeline = LanePipeline(
+        models,
+        zones,
+        threads=threads,
+        track_hands=annotate_out is not None,
+        detect_interval=detect_interval,
+    )
     writer = None
     if annotate_out is not None:
         annotate_out.parent.mkdir(parents=True, exist_ok=True)

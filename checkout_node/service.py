@@ -62,7 +62,7 @@ class LaneService:
         self.hub = ScreenHub()
         self.lane = Lane(
             s.lane_id,
-            LanePipeline(self.models, zones),
+            LanePipeline(self.models, zones, detect_interval=s.detect_interval),
             self.catalog,
             self.outbox,
             self.hub.publish,

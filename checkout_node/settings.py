@@ -64,6 +64,12 @@ class LaneSettings(BaseSettings):
     )
     bundle: Path | None = Field(default=None, description="model bundle; default: shipped")
     profile: str | None = Field(default=None, description="hardware profile in the bundle")
+    detect_interval: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="run the detector on every Nth camera frame (2 halves its load; see bench)",
+    )
     bundle_keys: list[Path] = Field(
         default_factory=list,
         description="public keys (laneguard keys new); when set, a bundle must be signed by one",

@@ -37,6 +37,7 @@ class TransactionResult:
     frames: int = 0
     seconds: float = 0.0
     detector_seconds: float = 0.0
+    detected_frames: int = 0
 
     @property
     def exact(self) -> bool:
@@ -82,11 +83,18 @@ def match_counts(scenario: Scenario, counted: list[CountedItem]) -> TransactionR
 
 
 def run_transaction(
-    scenario: Scenario, world: World, models: LaneModels, threads: int = 2
+    scenario: Scenario,
+    world: World,
+    models: LaneModels,
+    threads: int = 2,
+    detect_interval: int = 1,
 ) -> TransactionResult:
     layout = scenario.layout
     pipeline = LanePipeline(
-        models, LaneZones.standard(layout.width, layout.height), threads=threads
+        models,
+        LaneZones.standard(layout.width, layout.height),
+        threads=threads,
+        detect_interval=detect_interval,
     )
     counted: list[CountedItem] = []
     renderer = SceneRenderer(scenario, world, photo_splits=("test",))
@@ -97,6 +105,7 @@ def run_transaction(
     result.frames = pipeline.stats.frames
     result.seconds = pipeline.stats.seconds
     result.detector_seconds = pipeline.stats.detector_seconds
+    result.detected_frames = pipeline.stats.detected_frames
     return result
 
 
@@ -108,6 +117,7 @@ def evaluate_counting(
     kind: str = "mixed",
     produce_photos: Path | None = None,
     progress: Callable[[str], None] = print,
+    detect_interval: int = 1,
 ) -> dict[str, Any]:
     """Counting accuracy over ``transactions`` simulated transactions of 5-40 items.
 
@@ -119,7 +129,7 @@ def evaluate_counting(
     start = time.perf_counter()
     for i in range(transactions):
         scenario = build_scenario(kind, seed + i, world, fps=fps)
-        result = run_transaction(scenario, world, models)
+        result = run_transaction(scenario, world, models, detect_interval=detect_interval)
         results.append(result)
         progress(
             f"transaction {i + 1}/{transactions} ({kind} seed {seed + i}): "
@@ -135,6 +145,7 @@ def evaluate_counting(
     return {
         "transactions": transactions,
         "fps_of_video": fps,
+        "detect_interval": detect_interval,
         "true_items": true_total,
         "counted": sum(r.counted for r in results),
         "missed": missed,

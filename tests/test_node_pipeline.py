@@ -85,13 +85,18 @@ def test_replay_prints_counted_items_and_events_and_annotates(
     assert "items counted" in done.stderr
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-def test_counts_match_ground_truth_in_mixed_transactions(produce_photos: Path, seed: int) -> None:
-    # A regression check on transactions the shipped models count exactly; the accuracy over
-    # many transactions is measured by `laneguard bench node-counting`.
+@pytest.mark.parametrize(("seed", "detect_interval"), [(11, 1), (12, 1), (11, 2), (12, 2)])
+def test_counts_match_ground_truth_in_mixed_transactions(
+    produce_photos: Path, seed: int, detect_interval: int
+) -> None:
+    # A regression check on transactions the shipped models count exactly, detecting on every
+    # frame and on every other frame; the accuracy over many transactions is measured by
+    # `laneguard bench node-counting`.
     world = World.from_catalog(produce_photos=produce_photos)
     scenario = build_scenario("mixed", seed, world, fps=30.0, n_items=8)
-    result = run_transaction(scenario, world, load_models())
+    result = run_transaction(scenario, world, load_models(), detect_interval=detect_interval)
+    if detect_interval > 1:
+        assert result.detected_frames == -(-result.frames // detect_interval)
     visible_missed = [m for m in result.missed if m["behaviour"] != "stacked"]
     assert not visible_missed, f"missed: {visible_missed}"
     assert not result.extra, f"counted twice or counted nothing: {result.extra}"

@@ -81,6 +81,7 @@ class _TrackState:
     scan_frames: int = 0
     bagging_run: int = 0
     counted: bool = False
+    born_frame: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class ZoneCounter:
             state = self.states.get(track.track_id)
             if state is None:
                 earlier = self._earlier_sighting(track, live={t.track_id for t in tracks})
-                state = _TrackState(born_in=zone, zone=zone)
+                state = _TrackState(born_in=zone, zone=zone, born_frame=self.frame)
                 if earlier is not None:  # the same item: keep its history, and its count
                     state.born_in, state.counted = earlier.born_in, earlier.counted
                     state.scan_frames = earlier.scan_frames
@@ -133,7 +134,42 @@ class ZoneCounter:
             if eligible:
                 state.counted = True
                 crossings.append(Crossing(track.track_id, self.frame))
+        self._hand_over_vanished(live={t.track_id for t in tracks})
         return crossings
+
+    def _hand_over_vanished(self, live: set[int]) -> None:
+        """An item in the scan area whose track ends just as a new track starts beside it in
+        the bagging area crossed on a fast move: the tracker took the item's box for another
+        one at the boundary and started it afresh. The new track continues the item (so it
+        counts, once); the vanished one is spent, so it cannot count again if found later.
+        A new track that took up the history of a flicker (fewer frames in the scan area than
+        the vanished item) is an heir too."""
+        for vanished in self.states.values():
+            if (
+                vanished.last_frame != self.frame - 1
+                or vanished.zone != "scan"
+                or vanished.counted
+                or vanished.born_in == "bagging"
+                or vanished.scan_frames < self.config.min_scan_frames
+            ):
+                continue
+            reach = self.config.alias_radius * max(vanished.size, 1.0)
+            heirs = [
+                (_distance(state.centre, vanished.centre), track_id)
+                for track_id, state in self.states.items()
+                if track_id in live
+                and not state.counted
+                and state.zone == "bagging"
+                and (state.born_in == "bagging" or state.scan_frames < vanished.scan_frames)
+                and self.frame - state.born_frame <= self.config.bagging_frames + 1
+            ]
+            heirs = [(d, track_id) for d, track_id in heirs if d <= reach]
+            if not heirs:
+                continue
+            heir = self.states[min(heirs)[1]]
+            heir.born_in, heir.scan_frames = vanished.born_in, vanished.scan_frames
+            vanished.counted = True
+            vanished.last_frame = -(10**9)
 
     def _earlier_sighting(self, track: Track, live: set[int]) -> _TrackState | None:
         """The state of an item that vanished near here moments ago, if any: the tracker lost it
@@ -144,7 +180,7 @@ class ZoneCounter:
         for track_id, state in self.states.items():
             if track_id in live or self.frame - state.last_frame > self.config.alias_frames:
                 continue
-            distance = ((state.centre[0] - cx) ** 2 + (state.centre[1] - cy) ** 2) ** 0.5
+            distance = _distance(state.centre, (cx, cy))
             reach = self.config.alias_radius * max(state.size, 1.0)
             if distance <= reach and distance < best_distance:
                 best, best_distance = state, distance
@@ -157,3 +193,7 @@ class ZoneCounter:
         for track_id in [t for t in self.states if t not in live_ids]:
             if self.frame - self.states[track_id].last_frame > horizon:
                 del self.states[track_id]
+
+
+def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:
+    return float(((a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2) ** 0.5)

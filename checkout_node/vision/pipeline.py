@@ -1,5 +1,11 @@
 """The lane's per-frame loop: detect -> track -> count -> (on count) recognise.
 
+With ``detect_interval`` N > 1 the detector runs on every Nth frame only, as NVIDIA DeepStream's
+``interval`` does: the frames between are coasted (each track moves on by its Kalman motion
+model), and tracking, counting and recognition work on the detected frames. On a small board
+this is the difference between a detector that keeps up with the camera and one that does not;
+the counting benchmark measures what it costs in counts.
+
 Everything but the detector's session.run is the pipeline's overhead, kept small on purpose:
 tracking is a few small matrix operations, counting a point-in-polygon test per track, and the
 embedder runs only when an item counts, on its few sharpest crops.
@@ -8,7 +14,7 @@ embedder runs only when an item counts, on its few sharpest crops.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -76,6 +82,7 @@ class PipelineStats:
     seconds: float = 0.0
     detector_seconds: float = 0.0
     embeds: int = 0
+    detected_frames: int = 0
 
     @property
     def fps(self) -> float:
@@ -96,10 +103,21 @@ class LanePipeline:
     counting_config: CountingConfig = field(default_factory=CountingConfig)
     # Hands never count; tracking them only serves pictures of the lane (annotated video).
     track_hands: bool = False
+    detect_interval: int = 1  # run the detector on every Nth frame (see the module's doc)
 
     def __post_init__(self) -> None:
+        if self.detect_interval < 1:
+            raise ValueError(f"detect_interval must be 1 or more, got {self.detect_interval}")
         if self.threads is None:
             self.threads = self.models.threads
+        # The tracker and counter count detected frames; their waits are kept in seconds.
+        every = self.detect_interval
+        self.tracker_config = replace(
+            self.tracker_config, max_missed=-(-self.tracker_config.max_missed // every)
+        )
+        self.counting_config = replace(
+            self.counting_config, alias_frames=-(-self.counting_config.alias_frames // every)
+        )
         self.detector = Detector(
             self.models.path(self.models.detector),
             self.threads,
@@ -117,9 +135,12 @@ class LanePipeline:
         self.first_seen: dict[int, float] = {}
         self.stats = PipelineStats()
         self._index = 0
+        self._last_detections = Detections.empty()
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         start = time.perf_counter()
+        if self._index % self.detect_interval:
+            return self._coast(t, start)
         detections = self.detector.detect(frame)
         found = detections.of_classes(PRODUCT, NON_MERCHANDISE)
         objects = self.object_tracker.update(found.boxes, found.scores, found.class_scores)
@@ -131,27 +152,45 @@ class LanePipeline:
             self.first_seen.setdefault(track.track_id, t)
         crossings = self.counter.update(objects, countable=is_product)
         counted = [self._counted(c.track_id, t) for c in crossings]
-        products = [track for track in objects if is_product(track)]
-        non_merchandise = [track for track in objects if not is_product(track)]
         for track in objects:  # the counter has placed each track in its zone this frame
             zone = self.counter.states[track.track_id].zone
             if track.detected_box is not None and zone != "bagging":
                 self.recogniser.observe(frame, track.track_id, track.detected_box)
         self._forget_gone()
+        self._last_detections = detections
+        self.stats.detected_frames += 1
+        self.stats.detector_seconds += self.detector.last_inference_s
+        self.stats.embeds = self.recogniser.embeds
+        return self._result(t, start, detections, objects, hands, counted)
+
+    def _coast(self, t: float, start: float) -> FrameResult:
+        """A frame between detections: tracks move on by their motion; nothing counts."""
+        objects = self.object_tracker.coast()
+        hands = self.hand_tracker.coast() if self.track_hands else []
+        return self._result(t, start, self._last_detections, objects, hands, [], detected=False)
+
+    def _result(
+        self,
+        t: float,
+        start: float,
+        detections: Detections,
+        objects: list[Track],
+        hands: list[Track],
+        counted: list[CountedItem],
+        detected: bool = True,
+    ) -> FrameResult:
         elapsed = time.perf_counter() - start
         self.stats.frames += 1
         self.stats.seconds += elapsed
-        self.stats.detector_seconds += self.detector.last_inference_s
-        self.stats.embeds = self.recogniser.embeds
         result = FrameResult(
             self._index,
             t,
             detections,
-            products,
-            {HAND: hands, NON_MERCHANDISE: non_merchandise},
+            [track for track in objects if is_product(track)],
+            {HAND: hands, NON_MERCHANDISE: [track for track in objects if not is_product(track)]},
             counted,
             elapsed,
-            self.detector.last_inference_s,
+            self.detector.last_inference_s if detected else 0.0,
         )
         self._index += 1
         return result

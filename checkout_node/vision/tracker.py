@@ -213,6 +213,18 @@ class ByteTracker:
         ]
         return [t for t in self.tracks if t.missed == 0]
 
+    def coast(self) -> list[Track]:
+        """A frame the detector skipped: every track moves on by its motion model alone.
+
+        Nothing is matched, so no track gains a hit or a miss; the live tracks come back with
+        their predicted boxes (``detected_box`` None) for whoever draws or follows the lane.
+        """
+        for track in self.tracks:
+            track.box = track.kalman.predict()
+            track.detected_box = None
+            track.age += 1
+        return [t for t in self.tracks if t.missed == 0]
+
     def _associate(
         self, track_indices: list[int], boxes: np.ndarray, min_iou: float
     ) -> tuple[list[tuple[int, int]], list[int]]:
