@@ -104,6 +104,14 @@ class GalleryFollower:
             log.info("gallery: %d learned entries (up to %d)", len(self.entries), self.latest)
         return changed
 
+    def rebase(self, base: Gallery) -> Gallery:
+        """A new bundle went live: its gallery plus what was learned for its embedder (entries
+        made for another embedder are dropped and asked for again from the start)."""
+        if base.embedder_sha256 != self.base.embedder_sha256:
+            self.entries, self.latest = {}, 0
+        self.base = base
+        return with_entries(base, self.entries)
+
     def run(self) -> None:
         while not self._stop.is_set():
             try:

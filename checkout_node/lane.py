@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,15 @@ INSTRUCTIONS = {
 
 Publish = Callable[[dict[str, Any]], None]
 MAX_EVIDENCE = 200  # crops kept for the screen's recent alerts
+
+
+@dataclass
+class BundleHealth:
+    """What the running bundle has done since it went live (a staged rollout judges by it)."""
+
+    frame_errors: int = 0
+    alerts_raised: int = 0
+    transactions: int = 0
 
 
 class Lane:
@@ -92,6 +102,9 @@ class Lane:
         self.finished: list[dict[str, Any]] = []  # summaries of recent transactions
         self._lock = threading.RLock()
         self._started = time.monotonic()
+        self.health = BundleHealth()
+        # A new bundle's pipeline waiting for the transaction to end, and who to tell.
+        self._next_pipeline: tuple[LanePipeline, Callable[[], None]] | None = None
         self._next_gallery: Gallery | None = None
 
     # -- clock ------------------------------------------------------------------------------
@@ -107,6 +120,30 @@ class Lane:
             self._next_gallery = gallery
             self._switch_gallery()
 
+    def stage_pipeline(self, pipeline: LanePipeline, on_live: Callable[[], None]) -> None:
+        """A new bundle's pipeline: it goes live between transactions, never during one, so a
+        transaction's items are all seen by one model. ``on_live`` runs once it has."""
+        with self._lock:
+            self._next_pipeline = (pipeline, on_live)
+            self._switch_pipeline()
+
+    def _switch_pipeline(self) -> None:
+        if self._next_pipeline is None or self.transaction is not None:
+            return
+        pipeline, on_live = self._next_pipeline
+        self._next_pipeline = None
+        self._next_gallery = None  # made for the old bundle
+        self.pipeline = pipeline
+        thresholds = pipeline.models.manifest.thresholds
+        self.t1, self.t2 = thresholds.t1, thresholds.t2
+        self.model_version = pipeline.models.manifest.version
+        self.health = BundleHealth()
+        on_live()
+
+    def frame_failed(self) -> None:
+        with self._lock:
+            self.health.frame_errors += 1
+
     def _switch_gallery(self) -> None:
         if self._next_gallery is not None and self.transaction is None:
             self.pipeline.recogniser.gallery = self._next_gallery
@@ -117,8 +154,9 @@ class Lane:
         return self.pipeline.recogniser.gallery.version
 
     def process_frame(self, image: np.ndarray, t: float) -> FrameResult:
-        if self._next_gallery is not None:
+        if self._next_pipeline is not None or self._next_gallery is not None:
             with self._lock:
+                self._switch_pipeline()
                 self._switch_gallery()
         result = self.pipeline.process(image, t)
         with self._lock:
@@ -234,8 +272,10 @@ class Lane:
             }
             self.finished = [summary, *self.finished[:19]]
             self.transaction = None
+            self.health.transactions += 1
             self.ended = [tx, *self.ended[:2]]
             self.publish({"type": "transaction_ended", **summary})
+            self._switch_pipeline()
             return summary
 
     # -- outputs ----------------------------------------------------------------------------
@@ -243,6 +283,7 @@ class Lane:
         for change in changes:
             alert = change.alert
             evidence = self.evidence.get(alert.alert_id) if change.change == "raised" else None
+            self.health.alerts_raised += change.change == "raised"
             message = alert_message(self.lane_id, alert, self.clock, evidence)
             self.outbox.put("alert", *self._encoded(message))
             self.publish({"type": "alert", "change": change.change, "alert": self._alert(alert)})

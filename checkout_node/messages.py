@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import Any, Literal
 
 from checkout_node.reconcile.model import Alert, SeenItem
 from checkout_node.reconcile.reconciler import Outcome
@@ -121,7 +121,10 @@ def heartbeat_message(
     model_version: str,
     outbox_depth: int,
     uptime_s: float,
+    bundle: dict[str, Any] | None = None,
 ) -> HeartbeatMessage:
+    """``bundle``: bundle_sha256, frame_errors, alerts_raised, transactions and the updater's
+    update report, for the store's rollout judgement."""
     now = datetime.now(timezone.utc)
     return HeartbeatMessage(
         message_id=f"{lane_id}:hb:{int(now.timestamp() * 1000)}",
@@ -133,4 +136,5 @@ def heartbeat_message(
         model_version=model_version,
         outbox_depth=outbox_depth,
         uptime_s=round(uptime_s, 1),
+        **(bundle or {}),
     )

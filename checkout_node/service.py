@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
@@ -26,11 +28,13 @@ from checkout_node.reconcile.reconciler import ReconcileConfig
 from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
 from checkout_node.settings import LaneSettings
 from checkout_node.sources import LiveSource
+from checkout_node.updater import LaneUpdater, UpdaterConfig, bundle_at_start
 from checkout_node.uploader import Enrolment, Uploader
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
+from laneguard.bundle import sha256_file
 
 log = logging.getLogger("laneguard.node")
 DEFAULT_FRAME = (640, 480)  # the standard zones assume this camera resolution
@@ -43,7 +47,9 @@ class LaneService:
 
     def __post_init__(self) -> None:
         s = self.settings
-        bundle = s.bundle or SHIPPED_BUNDLE
+        self.base_bundle = s.bundle or SHIPPED_BUNDLE
+        # The updater's current bundle, if it took one and it has not crashed the lane.
+        bundle, self.running_slot = bundle_at_start(self.updates_dir, self.base_bundle)
         verified = (
             verify_bundle(bundle, s.bundle_keys, Path(s.data_dir), s.pinned_bundle)
             if s.bundle_keys
@@ -52,7 +58,7 @@ class LaneService:
         self.models = load_models(bundle, profile=s.profile)
         if verified is not None:
             remember_release(Path(s.data_dir), verified)
-        zones = (
+        self.zones = (
             LaneZones(s.zones.scan_area, s.zones.bagging_area)
             if s.zones is not None
             else LaneZones.standard(*DEFAULT_FRAME)
@@ -62,7 +68,7 @@ class LaneService:
         self.hub = ScreenHub()
         self.lane = Lane(
             s.lane_id,
-            LanePipeline(self.models, zones, detect_interval=s.detect_interval),
+            LanePipeline(self.models, self.zones, detect_interval=s.detect_interval),
             self.catalog,
             self.outbox,
             self.hub.publish,
@@ -74,6 +80,10 @@ class LaneService:
         self.camera = LiveSource(s.camera)
         self.uploader = self._uploader()
         self.gallery = self._gallery_follower()
+        self.updater = self._updater()
+        self.bundle_sha256 = (
+            self.updater.running_sha256 if self.updater else sha256_file(self.base_bundle)
+        )
         self.scanners = [self._scanner(i) for i in range(len(s.scanners))]
         self._stop = threading.Event()
         self._started = time.monotonic()
@@ -121,6 +131,46 @@ class LaneService:
             poll_s=s.gallery_poll_s,
         )
 
+    @property
+    def updates_dir(self) -> Path:
+        return Path(self.settings.data_dir) / "updates"
+
+    def _updater(self) -> LaneUpdater | None:
+        """The bundle this lane should run comes from its store server, once enrolled."""
+        s, uploader = self.settings, self.uploader
+        if uploader is None:
+            return None
+        return LaneUpdater(
+            uploader.server_url,
+            lambda: uploader.token,
+            self.updates_dir,
+            Path(s.data_dir),
+            self.base_bundle,
+            self.running_slot,
+            self.stage_bundle,
+            lambda: self.lane.health.frame_errors,
+            list(s.bundle_keys),
+            s.profile,
+            UpdaterConfig(poll_s=s.update_poll_s, trial_s=s.update_trial_s),
+            s.pinned_bundle,
+        )
+
+    def stage_bundle(self, bundle: Path, on_live: Callable[[], None]) -> None:
+        """Load ``bundle`` now; the lane swaps to it between transactions."""
+        s = self.settings
+        models = load_models(bundle, profile=s.profile)
+        pipeline = LanePipeline(models, self.zones, detect_interval=s.detect_interval)
+
+        def live() -> None:
+            self.models = models
+            if self.gallery is not None:  # what the store learned, for the new embedder
+                pipeline.recogniser.gallery = self.gallery.rebase(models.gallery)
+            if self.updater is not None:
+                self.bundle_sha256 = sha256_file(bundle)
+            on_live()
+
+        self.lane.stage_pipeline(pipeline, live)
+
     def _scanner(self, index: int) -> SerialScanner | HidScanner | ImagerScanner:
         spec = self.settings.scanners[index]
         on_scan, clock = self.lane.add_scan, self.lane.now_s
@@ -143,6 +193,7 @@ class LaneService:
                 self.lane.process_frame(frame.image, self.lane.now_s())
             except Exception:  # a bad frame must not stop the lane
                 log.exception("frame %d failed", frame.index)
+                self.lane.frame_failed()
 
     def heartbeat_loop(self) -> None:
         last_frames, last_time = 0, time.monotonic()
@@ -151,16 +202,31 @@ class LaneService:
             frames = self.lane.pipeline.stats.frames
             fps = (frames - last_frames) / max(now - last_time, 1e-6)
             last_frames, last_time = frames, now
-            message = heartbeat_message(
-                self.settings.lane_id,
-                fps,
-                self.camera.dropped,
-                "up" if self.camera.connected else "down",
-                self.lane.model_version,
-                sum(self.outbox.depth().values()),
-                now - self._started,
-            )
-            self.outbox.put("heartbeat", message.message_id, message.model_dump_json().encode())
+            self.queue_heartbeat(fps)
+
+    def queue_heartbeat(self, fps: float) -> None:
+        """The lane's health (and its bundle's) into the outbox for the store server."""
+        message = heartbeat_message(
+            self.settings.lane_id,
+            fps,
+            self.camera.dropped,
+            "up" if self.camera.connected else "down",
+            self.lane.model_version,
+            sum(self.outbox.depth().values()),
+            time.monotonic() - self._started,
+            self._bundle_health(),
+        )
+        self.outbox.put("heartbeat", message.message_id, message.model_dump_json().encode())
+
+    def _bundle_health(self) -> dict[str, Any]:
+        health = self.lane.health
+        return {
+            "bundle_sha256": self.bundle_sha256,
+            "frame_errors": health.frame_errors,
+            "alerts_raised": health.alerts_raised,
+            "transactions": health.transactions,
+            "update": self.updater.report() if self.updater is not None else None,
+        }
 
     def start(self) -> None:
         self.camera.start()
@@ -174,6 +240,8 @@ class LaneService:
             self.uploader.start()
         if self.gallery is not None:
             self.gallery.start()
+        if self.updater is not None:
+            self.updater.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -186,6 +254,8 @@ class LaneService:
             self.uploader.stop()
         if self.gallery is not None:
             self.gallery.stop()
+        if self.updater is not None:
+            self.updater.stop()
         self.lane.end_transaction(self.lane.now_s(), reason="lane stopped")
         self.outbox.close()
 

@@ -93,6 +93,12 @@ class LaneSettings(BaseSettings):
         default=0.0, ge=0, description="ask the customer to scan before calling staff (0: off)"
     )
     heartbeat_s: float = Field(default=5.0, gt=0)
+    update_poll_s: float = Field(
+        default=30.0, gt=0, description="how often to ask the store which bundle to run"
+    )
+    update_trial_s: float = Field(
+        default=300.0, gt=0, description="a new bundle healthy this long is kept"
+    )
     gallery_poll_s: float = Field(
         default=5.0, gt=0, description="how often to ask the store for learned gallery entries"
     )

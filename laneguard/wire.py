@@ -140,6 +140,16 @@ class SampleMessage(LaneMessage):
     crop_jpeg_b64: str = Field(min_length=4, max_length=MAX_IMAGE_B64)
 
 
+class UpdateReport(BaseModel):
+    """The lane updater's last verdict on a bundle the store offered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    state: Literal["running", "refused", "smoke_failed", "rolled_back", "crashed"]
+    detail: str = Field(default="", max_length=500)
+
+
 class HeartbeatMessage(LaneMessage):
     """The lane's health, every few seconds."""
 
@@ -151,6 +161,13 @@ class HeartbeatMessage(LaneMessage):
     model_version: str = Field(max_length=64)
     outbox_depth: int = Field(ge=0)
     uptime_s: float = Field(ge=0)
+    # What a staged rollout judges a bundle by (absent from lanes older than the updater).
+    bundle_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    # Counted since the running bundle went live (or the lane started).
+    frame_errors: int = Field(default=0, ge=0, description="frames that failed")
+    alerts_raised: int = Field(default=0, ge=0, description="alerts raised")
+    transactions: int = Field(default=0, ge=0, description="transactions ended")
+    update: UpdateReport | None = None
 
 
 LaneOutput = Annotated[

@@ -13,18 +13,20 @@ from fastapi.staticfiles import StaticFiles
 from laneguard.bundle import SHIPPED_BUNDLE
 from product_db.db import make_engine
 from store_server import models  # noqa: F401  (registers the store tables)
+from store_server.api import bundles as bundles_api
 from store_server.api import catalog as catalog_api
 from store_server.api import gallery as gallery_api
 from store_server.api import ingest as ingest_api
 from store_server.api import lanes as lanes_api
 from store_server.auth import AuthError
-from store_server.console import alerts, pages, records, session_pages
+from store_server.console import alerts, pages, records, rollout_pages, session_pages
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
 from store_server.ingest_store import IngestWriter
 from store_server.learning import GalleryLearner, LearnConfig, LearningLoop, store_signing_key
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
+from store_server.rollouts import HealthLimits, RolloutLoop
 from store_server.settings import StoreSettings
 
 
@@ -38,7 +40,9 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         migrate(engine)
         app.state.learning.start()
         app.state.learning.poke()  # samples that arrived while the server was down
+        app.state.rollouts.start()
         yield
+        app.state.rollouts.stop()
         app.state.ingest_writer.close()
         app.state.learning.stop()
         engine.dispose()
@@ -56,6 +60,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         LearnConfig(min_transactions=settings.learn_min_transactions),
     )
     app.state.learning = LearningLoop(learner)
+    app.state.rollouts = RolloutLoop(engine, HealthLimits(), every_s=settings.rollout_check_s)
     app.state.ingest_writer = IngestWriter(
         engine,
         app.state.media,
@@ -66,10 +71,12 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)
     app.include_router(gallery_api.router)
+    app.include_router(bundles_api.router)
     app.include_router(session_pages.router)
     app.include_router(alerts.router)
     app.include_router(records.router)
     app.include_router(pages.router)
+    app.include_router(rollout_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(AuthError)

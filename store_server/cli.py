@@ -136,3 +136,56 @@ def enrolment_token_command(
     except EnrolmentError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)
+
+
+@server.command("publish-bundle")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--notes", default="", help="What changed, shown in the console.")
+@click.option(
+    "--gate-report",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="The trainer's gate report (JSON) to keep with it.",
+)
+@_config_option
+@_db_option
+def publish_bundle_command(
+    bundle: Path,
+    notes: str,
+    gate_report: Path | None,
+    config_file: Path | None,
+    database_url: str | None,
+) -> None:
+    """Make BUNDLE available to this store's lanes (roll it out from the console's Rollouts)."""
+    import json
+
+    from sqlmodel import Session
+
+    from laneguard.bundle import BundleError
+    from laneguard.signing import SigningKeyError
+    from product_db.db import make_engine
+    from store_server.db import migrate
+    from store_server.rollouts import publish_bundle
+
+    settings = _settings(config_file, database_url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    report = json.loads(gate_report.read_text("utf-8")) if gate_report else None
+    try:
+        with Session(engine) as session:
+            release = publish_bundle(
+                session,
+                settings.data_dir,
+                bundle,
+                "cli",
+                notes,
+                settings.bundle_keys,
+                report,
+            )
+            session.commit()
+            click.echo(
+                f"published {release.version} (release {release.release}, id {release.id}, "
+                f"sha256 {release.sha256})"
+            )
+    except (BundleError, SigningKeyError) as exc:
+        raise click.ClickException(str(exc)) from None

@@ -105,6 +105,11 @@ class LaneHealth(SQLModel, table=True):
     outbox_depth: int
     uptime_s: float
     last_seen: datetime = Field(default_factory=utcnow)
+    bundle_sha256: str | None = Field(default=None, max_length=64)
+    frame_errors: int = 0
+    alerts_raised: int = 0
+    transactions: int = 0
+    update: dict[str, object] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Lane(SQLModel, table=True):
@@ -192,3 +197,47 @@ class GalleryEntry(SQLModel, table=True):
     withdraws: int | None = Field(
         default=None, description="this row takes back that entry (lanes drop it)"
     )
+
+
+class BundleRelease(SQLModel, table=True):
+    """A model bundle published to this store's lanes (the file lives in data_dir/bundles)."""
+
+    __tablename__ = "bundle_release"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=64)
+    release: int = Field(description="the manifest's release number (anti-rollback)")
+    sha256: str = Field(max_length=64, unique=True)
+    size: int
+    signed_by: str | None = Field(default=None, max_length=64, description="key id, if signed")
+    published_by: str = Field(max_length=64)
+    published_at: datetime = Field(default_factory=utcnow)
+    notes: str = Field(default="", max_length=500)
+    gate_report: dict[str, object] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+
+
+class Rollout(SQLModel, table=True):
+    """A bundle going out in stages: canary lanes first, then shares of the rest.
+
+    ``stages`` is a list of {"name", "lanes": [...]} or {"name", "share": 0..1}; a lane in an
+    earlier stage stays in. ``previous_id`` is what the lanes go back to on a rollback (None:
+    the bundle they shipped with)."""
+
+    __tablename__ = "rollout"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="bundle_release.id", index=True)
+    previous_id: int | None = Field(default=None, foreign_key="bundle_release.id")
+    stages: list[dict[str, object]] = Field(sa_column=Column(JSON, nullable=False))
+    stage: int = 0
+    state: str = Field(
+        default="running", max_length=16, description="running, paused, completed, rolled_back"
+    )
+    soak_s: float = Field(default=1800.0, description="healthy time before the next stage")
+    stage_started_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    reason: str = Field(default="", max_length=500, description="why it halted or ended")

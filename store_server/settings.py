@@ -30,6 +30,13 @@ class StoreSettings(BaseSettings):
     signing_key: Path | None = Field(
         default=None, description="Ed25519 key that signs gallery updates (default: made once)"
     )
+    bundle_keys: list[Path] = Field(
+        default_factory=list,
+        description="public keys; when set, a bundle is published only if signed by one",
+    )
+    rollout_check_s: float = Field(
+        default=5.0, gt=0, description="how often the active rollout's lanes are judged"
+    )
     learn_min_transactions: int = Field(
         default=3, ge=1, description="honest transactions before a crop joins the gallery"
     )

@@ -97,6 +97,12 @@ class Detector:
         spec = self.session.get_inputs()[0]
         self.input_name = spec.name
         self.size = int(spec.shape[-1])
+        output = self.session.get_outputs()[0].shape
+        if len(output) != 3 or not isinstance(output[1], int) or output[1] < 5:
+            raise ValueError(
+                f"{model}: not a detector: output shape {output}, expected (1, 4 + classes, "
+                "anchors)"
+            )
         self.confidence = confidence
         self.iou = iou
         self.nms_groups = None if nms_groups is None else np.asarray(nms_groups, np.int32)

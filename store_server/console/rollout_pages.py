@@ -1,0 +1,123 @@
+"""Console: published bundles and their staged rollouts (IT admins start, pause, promote and
+roll back; every role can see where a rollout stands and why it stopped)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from store_server.auth import SignedIn, check_csrf, current_user, require_admin
+from store_server.console.templating import render
+from store_server.deps import get_engine
+from store_server.models import BundleRelease, Lane, Rollout
+from store_server.rollouts import (
+    HealthLimits,
+    RolloutError,
+    active_rollout,
+    pause,
+    production,
+    promote,
+    roll_back,
+    stage_health,
+    start_rollout,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/rollouts", response_class=HTMLResponse)
+def rollouts_page(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+) -> Response:
+    return _page(request, user, engine)
+
+
+def _page(request: Request, user: SignedIn, engine: Engine, error: str | None = None) -> Response:
+    with Session(engine) as session:
+        releases = list(session.exec(select(BundleRelease).order_by(col(BundleRelease.id).desc())))
+        rollouts = list(session.exec(select(Rollout).order_by(col(Rollout.id).desc()).limit(20)))
+        active = active_rollout(session)
+        health = stage_health(session, active, HealthLimits()) if active is not None else None
+        lanes = list(session.exec(select(Lane.lane_id).where(Lane.active).order_by(Lane.lane_id)))
+        current = production(session)
+    by_id = {r.id: r for r in releases}
+    return render(
+        request,
+        "rollouts.html",
+        user,
+        releases=releases,
+        rollouts=rollouts,
+        by_id=by_id,
+        active=active,
+        health=health,
+        lanes=lanes,
+        production=current,
+        error=error,
+    )
+
+
+@router.post("/rollouts", response_class=HTMLResponse)
+def new_rollout(
+    request: Request,
+    user: Annotated[SignedIn, Depends(require_admin)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    release_id: Annotated[int, Form(ge=1)],
+    canary: Annotated[list[str], Form(max_length=64)],
+    shares: Annotated[str, Form(max_length=64)] = "50,100",
+    soak_minutes: Annotated[float, Form(ge=0, le=10_080)] = 30.0,
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    check_csrf(user, csrf_token)
+    try:
+        stages = [float(part) / 100 for part in shares.replace(" ", "").split(",") if part]
+    except ValueError:
+        return _page(request, user, engine, f"stages: {shares!r} is not a list of percentages")
+    try:
+        with Session(engine) as session:
+            start_rollout(session, release_id, canary, user.username, stages, soak_minutes * 60)
+            session.commit()
+    except RolloutError as error:
+        return _page(request, user, engine, str(error))
+    return RedirectResponse("/rollouts", status_code=303)
+
+
+@router.post("/rollouts/{rollout_id}/{action}", response_class=HTMLResponse)
+def change_rollout(
+    request: Request,
+    rollout_id: int,
+    action: str,
+    user: Annotated[SignedIn, Depends(require_admin)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    reason: Annotated[str, Form(max_length=400)] = "",
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """pause, resume, promote or rollback."""
+    check_csrf(user, csrf_token)
+    try:
+        with Session(engine) as session:
+            rollout = session.get(Rollout, rollout_id)
+            if rollout is None:
+                raise RolloutError(f"no rollout {rollout_id}")
+            if action in ("pause", "resume"):
+                pause(session, rollout, user.username, paused=action == "pause")
+            elif action == "promote":
+                promote(session, rollout, user.username)
+            elif action == "rollback":
+                roll_back(
+                    session,
+                    rollout,
+                    user.username,
+                    f"rolled back by {user.username}" + (f": {reason}" if reason else ""),
+                )
+            else:
+                raise RolloutError(f"unknown action {action!r}")
+            session.commit()
+    except RolloutError as error:
+        return _page(request, user, engine, str(error))
+    return RedirectResponse("/rollouts", status_code=303)
