@@ -9,6 +9,7 @@ together. Each finding is ok, warn or fail, so IT sees at a glance what to fix.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from dataclasses import asdict, dataclass
@@ -158,12 +159,16 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
             if enrolled or settings.server_token
             else ("will enrol with its token" if settings.enrolment_token else "no credential")
         )
-        findings.append(
-            Finding(
-                "store server",
-                "ok" if how != "no credential" else "fail",
-                f"{settings.server_url}: {how}",
+        where = settings.server_url
+        if where == "discover":
+            found = Path(settings.data_dir) / "server.json"
+            where = (
+                f"found at {json.loads(found.read_text('utf-8'))['url']}"
+                if found.is_file()
+                else f"to be found on the store's network (UDP {settings.discovery_port})"
             )
+        findings.append(
+            Finding("store server", "ok" if how != "no credential" else "fail", f"{where}: {how}")
         )
     return findings
 

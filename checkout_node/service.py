@@ -8,7 +8,9 @@ is down or reconnecting, and the lane keeps working while the store server is aw
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,9 +37,11 @@ from checkout_node.vision.pipeline import LanePipeline
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import sha256_file
+from laneguard.discovery import discover_store
 
 log = logging.getLogger("laneguard.node")
 DEFAULT_FRAME = (640, 480)  # the standard zones assume this camera resolution
+SERVER_FILE = "server.json"  # the store server discovery found
 
 
 @dataclass
@@ -78,21 +82,52 @@ class LaneService:
         )
         self.app = create_lane_app(self.lane, self.hub, live_clock=True)
         self.camera = LiveSource(s.camera)
-        self.uploader = self._uploader()
-        self.gallery = self._gallery_follower()
-        self.updater = self._updater()
         self.bundle_sha256 = (
-            self.updater.running_sha256 if self.updater else sha256_file(self.base_bundle)
+            self.running_slot.sha256 if self.running_slot else sha256_file(self.base_bundle)
         )
+        self.server_url = self._known_server_url()
+        self._connect()
         self.scanners = [self._scanner(i) for i in range(len(s.scanners))]
         self._stop = threading.Event()
         self._started = time.monotonic()
+
+    def _known_server_url(self) -> str | None:
+        """The configured store server, or the one discovery found at an earlier boot."""
+        if self.settings.server_url != "discover":
+            return self.settings.server_url
+        path = Path(self.settings.data_dir) / SERVER_FILE
+        return str(json.loads(path.read_text("utf-8"))["url"]) if path.is_file() else None
+
+    def _connect(self) -> None:
+        """Everything that talks to the store server, once its URL is known."""
+        self.uploader = self._uploader()
+        self.gallery = self._gallery_follower()
+        self.updater = self._updater()
+
+    def discovery_loop(self) -> None:
+        """First boot with ``server_url: discover``: ask the network until a store answers,
+        keep its URL, then start delivering (the outbox has kept everything meanwhile)."""
+        s = self.settings
+        while not self._stop.is_set():
+            found = discover_store(s.discovery_port, timeout_s=2.0)
+            if found is not None:
+                log.info("found store server %r at %s", found.store_name, found.url)
+                data_dir = Path(s.data_dir)
+                data_dir.mkdir(parents=True, exist_ok=True)
+                partial = data_dir / f"{SERVER_FILE}.partial"
+                partial.write_text(json.dumps({"url": found.url, "store": found.store_name}))
+                os.replace(partial, data_dir / SERVER_FILE)
+                self.server_url = found.url
+                self._connect()
+                self._start_store_clients()
+                return
+            self._stop.wait(10.0)
 
     def _uploader(self) -> Uploader | None:
         """The store server's credential: configured, kept from an earlier enrolment, or
         obtained with the one-time enrolment token when the server first answers."""
         s = self.settings
-        if not s.server_url:
+        if not self.server_url:
             return None
         token = s.server_token
         kept = load_credential(s.data_dir)
@@ -108,7 +143,7 @@ class LaneService:
             if token is None and s.enrolment_token
             else None
         )
-        return Uploader(self.outbox, s.server_url, token, enrolment=enrolment)
+        return Uploader(self.outbox, self.server_url, token, enrolment=enrolment)
 
     def _gallery_follower(self) -> GalleryFollower | None:
         """Learned gallery entries from the store, once the lane has enrolled (the store's
@@ -165,8 +200,7 @@ class LaneService:
             self.models = models
             if self.gallery is not None:  # what the store learned, for the new embedder
                 pipeline.recogniser.gallery = self.gallery.rebase(models.gallery)
-            if self.updater is not None:
-                self.bundle_sha256 = sha256_file(bundle)
+            self.bundle_sha256 = sha256_file(bundle)
             on_live()
 
         self.lane.stage_pipeline(pipeline, live)
@@ -236,12 +270,16 @@ class LaneService:
             self.threads.append(thread)
         for scanner in self.scanners:
             scanner.start()
-        if self.uploader is not None:
-            self.uploader.start()
-        if self.gallery is not None:
-            self.gallery.start()
-        if self.updater is not None:
-            self.updater.start()
+        if self.server_url is None and self.settings.server_url == "discover":
+            thread = threading.Thread(target=self.discovery_loop, daemon=True, name="discovery")
+            thread.start()
+            self.threads.append(thread)
+        self._start_store_clients()
+
+    def _start_store_clients(self) -> None:
+        for client in (self.uploader, self.gallery, self.updater):
+            if client is not None:
+                client.start()
 
     def stop(self) -> None:
         self._stop.set()

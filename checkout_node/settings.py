@@ -79,7 +79,12 @@ class LaneSettings(BaseSettings):
     )
     zones: ZoneSettings | None = Field(default=None, description="default: standard layout")
     catalog: Path = Field(default=SAMPLE_CATALOG, description="catalog file (CSV or JSON)")
-    server_url: str | None = Field(default=None, description="store server; none: keep all")
+    server_url: str | None = Field(
+        default=None,
+        description="store server URL; 'discover': find it on the store's network at first "
+        "boot; none: keep everything on the lane",
+    )
+    discovery_port: int = Field(default=47800, ge=1, le=65535, description="UDP, see server")
     server_token: str | None = Field(default=None, description="lane credential, if given out")
     enrolment_token: str | None = Field(
         default=None, description="one-time token from the store's IT admin (zero-touch)"

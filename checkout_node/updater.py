@@ -164,6 +164,15 @@ def download(
     return target
 
 
+def prune(folder: Path, state: UpdateState) -> None:
+    """Delete downloaded bundles the lane can no longer go back to (current and previous stay),
+    once the state file no longer names them."""
+    keep = {Path(slot.path).name for slot in (state.current, state.previous) if slot}
+    for path in folder.glob("*.tar.gz"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+
+
 def _sha256_of(path: Path) -> str:
     hasher = hashlib.sha256()
     with path.open("rb") as handle:
@@ -297,6 +306,7 @@ class LaneUpdater:
         state.trial, state.boots_on_trial = slot is not None, 0
         state.report = {"sha256": sha, "state": "running", "detail": str(smoke.metrics)[:400]}
         state.save(self.folder)
+        prune(self.folder, state)
         self.running = slot
         self._trial_started = time.monotonic()
         self._step("idle")
@@ -329,6 +339,7 @@ class LaneUpdater:
             state.trial, state.boots_on_trial = False, 0
             state.report = {"sha256": bad.sha256, "state": "rolled_back", "detail": detail}
             state.save(self.folder)
+            prune(self.folder, state)
             self.running = state.current
             log.error("rolled back from %s: %s", bad.version, detail)
             return f"rolled back: {detail}"

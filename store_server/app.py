@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -11,6 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from laneguard.bundle import SHIPPED_BUNDLE
+from laneguard.discovery import DiscoveryResponder
 from product_db.db import make_engine
 from store_server import models  # noqa: F401  (registers the store tables)
 from store_server.api import bundles as bundles_api
@@ -29,6 +31,27 @@ from store_server.media import MediaStore
 from store_server.rollouts import HealthLimits, RolloutLoop
 from store_server.settings import StoreSettings
 
+log = logging.getLogger("laneguard.server")
+
+
+def _discovery(settings: StoreSettings) -> DiscoveryResponder | None:
+    """Answer lanes looking for their store server (first boot); off when the port is 0."""
+    if not settings.discovery_port:
+        return None
+    try:
+        responder = DiscoveryResponder(
+            settings.discovery_port,
+            settings.host,
+            settings.port,
+            settings.store_name,
+            settings.public_url,
+        )
+    except OSError as error:
+        log.warning("lane discovery off: UDP port %d: %s", settings.discovery_port, error)
+        return None
+    responder.start()
+    return responder
+
 
 def create_app(settings: StoreSettings | None = None) -> FastAPI:
     """Build the app for ``settings``; the database is migrated to the newest schema on start."""
@@ -41,7 +64,10 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         app.state.learning.start()
         app.state.learning.poke()  # samples that arrived while the server was down
         app.state.rollouts.start()
+        responder = _discovery(settings)
         yield
+        if responder is not None:
+            responder.stop()
         app.state.rollouts.stop()
         app.state.ingest_writer.close()
         app.state.learning.stop()

@@ -34,6 +34,12 @@ class StoreSettings(BaseSettings):
         default_factory=list,
         description="public keys; when set, a bundle is published only if signed by one",
     )
+    discovery_port: int = Field(
+        default=47800, ge=0, le=65535, description="UDP port lanes find the server on (0: off)"
+    )
+    public_url: str | None = Field(
+        default=None, description="the URL lanes should use, when not http://<address>:<port>"
+    )
     rollout_check_s: float = Field(
         default=5.0, gt=0, description="how often the active rollout's lanes are judged"
     )

@@ -227,6 +227,9 @@ def test_staged_rollout_reaches_every_lane_swapping_between_transactions(
     assert canary.lane.model_version == "store-2"
     state = UpdateState.load(canary.updates_dir)
     assert state.current is not None and state.current.version == "store-2" and state.trial
+    assert [p.name for p in canary.updates_dir.glob("*.tar.gz")] == [
+        f"{state.current.sha256}.tar.gz"
+    ], "nothing else kept"
 
     beat(canary)
     store.judge()  # canary healthy for the soak time: next stage, every lane
@@ -396,7 +399,55 @@ def test_frames_failing_on_a_new_bundle_roll_the_lane_back_by_itself(
     assert canary.updater.poll_once() == "rolled back: 4 frames failed on it"
     assert canary.lane.model_version == "store-1"
     assert UpdateState.load(canary.updates_dir).current is None
+    assert not list(canary.updates_dir.glob("*.tar.gz")), "the bad bundle is deleted"
     beat(canary)
     store.judge()
     rollout = store.rollout()
     assert rollout.state == "rolled_back" and "4 frames failed" in rollout.reason
+
+
+def test_first_boot_finds_the_store_server_enrols_and_remembers_it(
+    keys: tuple[Path, Path], bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    from laneguard.discovery import discover_store
+    from laneguard.serving import free_port
+
+    database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    http_port, udp_port = free_port(), free_port()
+    settings = StoreSettings(
+        database_url=database_url,
+        data_dir=tmp_path / "store",
+        port=http_port,
+        discovery_port=udp_port,
+        store_name="Store 12",
+    )
+    with serve(create_app(settings), port=http_port) as base:
+        found = discover_store(udp_port, timeout_s=5.0)
+        assert found is not None and found.url == base and found.store_name == "Store 12"
+        assert discover_store(free_port(), timeout_s=0.5) is None, "nobody on that port"
+        service = LaneService(
+            LaneSettings(
+                lane_id="lane-7",
+                camera="/dev/null",
+                bundle=bundles["base"],
+                bundle_keys=[keys[1]],
+                server_url="discover",
+                discovery_port=udp_port,
+                enrolment_token=enrolment_token(database_url, "lane-7"),
+                data_dir=tmp_path / "lane-7",
+                heartbeat_s=0.5,
+                update_poll_s=3600,
+            )
+        )
+        assert service.uploader is None, "nothing to deliver to yet"
+        service.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "lane-7" / "credential.json").is_file():
+                assert time.monotonic() < deadline, "the lane never enrolled"
+                time.sleep(0.2)
+        finally:
+            service.stop()
+        again = LaneService(service.settings)  # the next boot asks no one
+        assert again.server_url == base and again.uploader is not None
+        again.outbox.close()

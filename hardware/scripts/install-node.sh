@@ -9,7 +9,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 TOKEN="${1:-}"
-SERVER="${2:-http://laneguard-store.local:8000}"
+SERVER="${2:-discover}"   # default: find the store server on the network at first boot
 
 [ "$(id -u)" = 0 ] || { echo "run as root (sudo)"; exit 1; }
 bash "$HERE/scripts/ensure-apt-packages.sh" libzbar0:libzbar.so.0 python3-venv:/usr/share/doc/python3-venv
