@@ -121,6 +121,7 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
         )
     else:
         findings.append(Finding("signatures", "warn", "no bundle_keys: bundles are not verified"))
+    findings.append(_updates(Path(settings.data_dir) / "updates"))
     cameras = devices("video*", root)
     camera = settings.camera
     if camera.isdigit() or camera.startswith("/dev/"):
@@ -171,6 +172,25 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
             Finding("store server", "ok" if how != "no credential" else "fail", f"{where}: {how}")
         )
     return findings
+
+
+def _updates(folder: Path) -> Finding:
+    """What the updater took from the store: the bundle it runs, on trial or kept, and the
+    last bundle it refused."""
+    from checkout_node.updater import UpdateState
+
+    state = UpdateState.load(folder)
+    if state.current is None:
+        text = "running the configured bundle"
+    else:
+        trial = " (on trial)" if state.trial else ""
+        text = f"running {state.current.version} from the store{trial}"
+    report = state.report or {}
+    if report.get("state") not in (None, "running"):
+        return Finding(
+            "updates", "warn", f"{text}; last offer {report['state']}: {report.get('detail', '')}"
+        )
+    return Finding("updates", "ok", text)
 
 
 def as_dicts(findings: list[Finding]) -> list[dict[str, str]]:

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from checkout_node.doctor import examine
 from checkout_node.service import LaneService
 from checkout_node.settings import LaneSettings
 from checkout_node.updater import UpdateError, UpdateState, bundle_at_start, download
@@ -255,6 +256,8 @@ def test_bundle_failing_its_smoke_test_never_goes_live_and_halts_the_rollout(
     assert outcome.startswith("smoke_failed") and "not a detector" in outcome, outcome
     assert canary.lane.model_version == "store-1", "it never went live"
     assert canary.updater.poll_once().startswith("skipped: smoke_failed"), "not tried again"
+    doctor = {f.topic: f for f in examine(canary.settings)}["updates"]
+    assert doctor.status == "warn" and "smoke_failed" in doctor.detail
     beat(canary)
     store.judge()
     rollout = store.rollout()
@@ -306,7 +309,8 @@ def test_killed_at_any_step_the_lane_starts_and_finishes_the_update(
     script = textwrap.dedent(
         f"""
         import logging, sys
-        from checkout_node.service import LaneService
+        from checkout_node.doctor import examine
+from checkout_node.service import LaneService
         from checkout_node.settings import LaneSettings
         logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
         for handler in logging.getLogger().handlers:
