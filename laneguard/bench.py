@@ -263,6 +263,25 @@ def _markdown_learning(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _lane_update() -> dict[str, Any]:
+    from checkout_node import update_benchmark
+
+    return update_benchmark.run()
+
+
+def _markdown_update(result: dict[str, Any]) -> list[str]:
+    steps = ", ".join(f"{k} {v} s" for k, v in result["seconds_per_step"].items())
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| lane takes a new {result['bundle_mb']} MB bundle from its store server | "
+        f"{result['seconds_to_live']} s to live ({steps}) | - |",
+        f"| canary offered a bundle that fails its smoke test | {result['broken_bundle'][:60]}; "
+        f"rollout {result['broken_rollout_result']} {result['seconds_from_offer_to_rollback']} s "
+        "after the offer | never live, halted |",
+    ]
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, _markdown_row_catalog),
@@ -274,6 +293,7 @@ BENCHMARKS = {
     "server-ingest": (_server_ingest, _markdown_ingest),
     "server-fanout": (_server_fanout, _markdown_fanout),
     "learning": (_learning, _markdown_learning),
+    "lane-update": (_lane_update, _markdown_update),
 }
 
 
@@ -306,6 +326,7 @@ DESCRIPTIONS = {
     "server-ingest": "Store server ingest: 50 concurrent lanes, transactions/s and latency.",
     "server-fanout": "Live alert fan-out to 50 open consoles: ingest-to-console latency.",
     "learning": "New product and new packaging learned from honest transactions, end to end.",
+    "lane-update": "A lane takes a bundle from its store (download, checks, smoke test, swap).",
 }
 
 

@@ -196,3 +196,44 @@ def extracted(bundle: Path, cache: Path | None = None) -> tuple[Path, Manifest]:
     except OSError:  # another process extracted it first
         shutil.rmtree(staging, ignore_errors=True)
     return folder, manifest
+
+
+def derive_bundle(
+    source: Path,
+    out: Path,
+    version: str | None = None,
+    release: int | None = None,
+    replace: dict[str, bytes] | None = None,
+) -> Path:
+    """A copy of ``source`` (unsigned) under another version or release, with some members'
+    bytes replaced; the manifest's hashes follow. For new galleries, and for drills with a
+    bundle the lanes must refuse."""
+    with tarfile.open(source, "r:gz") as tar:
+        members = {}
+        for info in tar.getmembers():
+            handle = tar.extractfile(info) if info.isfile() else None
+            if handle is not None and info.name not in (MANIFEST, SIGNATURE):
+                members[info.name] = handle.read()
+        manifest_file = tar.extractfile(MANIFEST)
+        if manifest_file is None:
+            raise BundleError(f"{source}: no {MANIFEST}")
+        manifest = Manifest.model_validate_json(manifest_file.read())
+    for name, data in (replace or {}).items():
+        if name not in members:
+            raise BundleError(f"{source}: no member {name!r} to replace")
+        members[name] = data
+    update: dict[str, Any] = {
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())}
+    }
+    if version is not None:
+        update["version"] = version
+    if release is not None:
+        update["release"] = release
+    manifest_bytes = manifest.model_copy(update=update).model_dump_json(indent=2).encode()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out, "w:gz", compresslevel=6) as tar:
+        for name, data in [(MANIFEST, manifest_bytes), *sorted(members.items())]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return out

@@ -6,12 +6,10 @@ in heartbeats, by which the server promotes a stage or halts and rolls back."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import textwrap
 import threading
 import time
@@ -26,8 +24,9 @@ from sqlmodel import Session, select
 from checkout_node.doctor import examine
 from checkout_node.service import LaneService
 from checkout_node.settings import LaneSettings
+from checkout_node.update_benchmark import not_a_detector
 from checkout_node.updater import UpdateError, UpdateState, bundle_at_start, download
-from laneguard.bundle import MANIFEST, SHIPPED_BUNDLE, Manifest, read_manifest
+from laneguard.bundle import SHIPPED_BUNDLE, derive_bundle, read_manifest
 from laneguard.signing import load_private_key, new_keypair, sign_bundle
 from laneguard.wire import PosMessage
 from product_db.db import make_engine
@@ -46,31 +45,10 @@ def make_bundle(
 ) -> Path:
     """The shipped bundle under another version and release, signed; with ``broken_detector``
     its detectors are replaced by a model that loads but is not a detector."""
-    with tarfile.open(SHIPPED_BUNDLE, "r:gz") as tar:
-        members = {
-            info.name: tar.extractfile(info).read()  # type: ignore[union-attr]
-            for info in tar.getmembers()
-            if info.isfile()
-        }
-    manifest = Manifest.model_validate_json(members.pop(MANIFEST))
-    members.pop("signature.json", None)
-    files = dict(manifest.files)
-    if broken_detector:
-        embedder = next(m.file for m in manifest.models if m.role == "embedder")
-        for model in manifest.models:
-            if model.role == "detector":
-                members[model.file] = members[embedder]
-                files[model.file] = hashlib.sha256(members[embedder]).hexdigest()
-    manifest = manifest.model_copy(update={"version": version, "release": release, "files": files})
-    unsigned = out.with_name(out.name + ".unsigned")
-    with tarfile.open(unsigned, "w:gz", compresslevel=1) as tar:
-        for name, data in [
-            (MANIFEST, manifest.model_dump_json(indent=2).encode()),
-            *members.items(),
-        ]:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+    replace = not_a_detector(SHIPPED_BUNDLE) if broken_detector else None
+    unsigned = derive_bundle(
+        SHIPPED_BUNDLE, out.with_suffix(".unsigned"), version, release, replace
+    )
     signed = sign_bundle(unsigned, load_private_key(key), out)
     unsigned.unlink()
     return signed
