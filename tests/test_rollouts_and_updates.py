@@ -287,8 +287,7 @@ def test_killed_at_any_step_the_lane_starts_and_finishes_the_update(
     script = textwrap.dedent(
         f"""
         import logging, sys
-        from checkout_node.doctor import examine
-from checkout_node.service import LaneService
+        from checkout_node.service import LaneService
         from checkout_node.settings import LaneSettings
         logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
         for handler in logging.getLogger().handlers:
