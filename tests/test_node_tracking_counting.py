@@ -225,3 +225,22 @@ def test_coasting_moves_tracks_without_hits_or_misses() -> None:
     assert coasted.centre[0] < 370, "moved on by its velocity"
     (found,) = tracker.update(box_at(350, 240)[None], np.array([0.9], np.float32))
     assert found.track_id == track.track_id and found.hits == hits + 1
+
+
+def test_a_product_and_a_phone_crossing_paths_keep_their_own_ids() -> None:
+    # The product comes fast and stops at the scanner just where the phone lay, as the phone is
+    # picked up and moved away: by motion and overlap alone the two swap ids (and the product,
+    # carrying the phone's history, never counts). Their class histories keep them apart.
+    tracker = ByteTracker()
+    product = list(np.linspace(560, 380, 10)) + [340.0] * 12
+    phone = [320.0] * 10 + list(np.linspace(360, 560, 12))
+    classes = np.array([[0.9, 0.0, 0.05], [0.05, 0.0, 0.9]], np.float32)
+    ids: dict[str, set[int]] = {"product": set(), "phone": set()}
+    for x_product, x_phone in zip(product, phone):
+        boxes = np.stack([box_at(x_product, 240), box_at(x_phone, 250)])
+        for track in tracker.update(boxes, np.array([0.9, 0.9], np.float32), classes):
+            assert track.detected_box is not None
+            centre = float(track.detected_box[0] + track.detected_box[2]) / 2
+            ids["product" if abs(centre - x_product) < 1 else "phone"].add(track.track_id)
+    assert len(ids["product"]) == 1 and len(ids["phone"]) == 1
+    assert ids["product"] != ids["phone"]

@@ -56,6 +56,21 @@ def association_scores(tracks: list[Track], boxes: np.ndarray) -> np.ndarray:
     return np.maximum(scores, 0.5 * proximity).astype(np.float32)
 
 
+def class_agreement(tracks: list[Track], class_scores: np.ndarray) -> np.ndarray:
+    """(T, D) factor 0.5..1: how well each detection's class scores agree with what each track
+    has been over its lifetime. Where a product and a phone cross paths, overlap alone can swap
+    their ids (and the product, now carrying the phone's history, never counts); a detector
+    that flips one object's class from frame to frame still matches, at a mild discount."""
+    factor = np.ones((len(tracks), len(class_scores)), np.float32)
+    detections = class_scores / np.maximum(class_scores.sum(axis=1, keepdims=True), 1e-6)
+    for row, track in enumerate(tracks):
+        if track.evidence is None or track.evidence.sum() <= 0:
+            continue
+        lifetime = track.evidence / track.evidence.sum()
+        factor[row] = 0.5 + 0.5 * (detections @ lifetime)
+    return factor
+
+
 def greedy_assignment(scores: np.ndarray, minimum: float) -> list[tuple[int, int]]:
     """Pairs (row, col) by descending score, each row and column used once, score >= minimum.
 
@@ -187,7 +202,7 @@ class ByteTracker:
         low = (scores >= cfg.low_score) & ~high
         unmatched_tracks = list(range(len(self.tracks)))
         matched_high, unmatched_tracks = self._associate(
-            unmatched_tracks, boxes[high], cfg.match_iou
+            unmatched_tracks, boxes[high], cfg.match_iou, self._classes_of(high)
         )
         high_index = np.flatnonzero(high)
         for t, d in matched_high:
@@ -195,7 +210,9 @@ class ByteTracker:
             self._hit(self.tracks[t], index, boxes[index], float(scores[index]))
         # Second round: low-confidence boxes only continue tracks that were alive last frame.
         alive = [t for t in unmatched_tracks if self.tracks[t].missed == 0]
-        matched_low, _ = self._associate(alive, boxes[low], cfg.low_match_iou)
+        matched_low, _ = self._associate(
+            alive, boxes[low], cfg.low_match_iou, self._classes_of(low)
+        )
         low_index = np.flatnonzero(low)
         for t, d in matched_low:
             index = int(low_index[d])
@@ -225,13 +242,23 @@ class ByteTracker:
             track.age += 1
         return [t for t in self.tracks if t.missed == 0]
 
+    def _classes_of(self, mask: np.ndarray) -> np.ndarray | None:
+        return None if self._class_scores is None else self._class_scores[mask]
+
     def _associate(
-        self, track_indices: list[int], boxes: np.ndarray, min_iou: float
+        self,
+        track_indices: list[int],
+        boxes: np.ndarray,
+        min_iou: float,
+        class_scores: np.ndarray | None = None,
     ) -> tuple[list[tuple[int, int]], list[int]]:
         if not track_indices or len(boxes) == 0:
             return [], track_indices
         tracks = [self.tracks[t] for t in track_indices]
-        pairs = greedy_assignment(association_scores(tracks, boxes), min_iou)
+        scores = association_scores(tracks, boxes)
+        if class_scores is not None:
+            scores = scores * class_agreement(tracks, class_scores)
+        pairs = greedy_assignment(scores, min_iou)
         matched_rows = {r for r, _ in pairs}
         matches = [(track_indices[r], c) for r, c in pairs]
         rest = [t for i, t in enumerate(track_indices) if i not in matched_rows]
