@@ -19,7 +19,6 @@ A bundle that failed anywhere is not tried again until the store offers a differ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -155,7 +154,7 @@ def download(
                 os.fsync(handle.fileno())
     if have != size:
         raise UpdateError(f"download {url}: got {have} bytes, expected {size}")
-    digest = _sha256_of(partial)
+    digest = sha256_file(partial)
     if digest != sha256:
         partial.unlink()
         raise UpdateError(f"download {url}: sha256 {digest} does not match {sha256}")
@@ -171,14 +170,6 @@ def prune(folder: Path, state: UpdateState) -> None:
     for path in folder.glob("*.tar.gz"):
         if path.name not in keep:
             path.unlink(missing_ok=True)
-
-
-def _sha256_of(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 @dataclass

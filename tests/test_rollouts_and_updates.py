@@ -77,6 +77,12 @@ class Store:
             assert found is not None
             return found
 
+    def roll_out(self, release_id: int, canary: list[str], soak_s: float) -> None:
+        """Canary lanes, then every lane."""
+        with self.session() as session:
+            start_rollout(session, release_id, canary, "test", shares=(1.0,), soak_s=soak_s)
+            session.commit()
+
     def judge(self) -> None:
         """One pass of the server's rollout loop (it also runs every few seconds by itself)."""
         httpx.get(f"{self.url}/healthz").raise_for_status()
@@ -181,9 +187,7 @@ def test_staged_rollout_reaches_every_lane_swapping_between_transactions(
     canary = lane(store, "lane-1", tmp_path, keys, bundles["base"])
     other = lane(store, "lane-2", tmp_path, keys, bundles["base"])
     good = store.publish(bundles["good"])
-    with store.session() as session:
-        start_rollout(session, good, ["lane-1"], "test", shares=(1.0,), soak_s=0)
-        session.commit()
+    store.roll_out(good, ["lane-1"], soak_s=0)
     assert canary.updater is not None and other.updater is not None
     assert other.updater.poll_once() == "up to date", "not in the canary stage"
 
@@ -226,9 +230,7 @@ def test_bundle_failing_its_smoke_test_never_goes_live_and_halts_the_rollout(
     canary = lane(store, "lane-1", tmp_path, keys, bundles["base"])
     other = lane(store, "lane-2", tmp_path, keys, bundles["base"])
     broken = store.publish(bundles["broken"])
-    with store.session() as session:
-        start_rollout(session, broken, ["lane-1"], "test", shares=(1.0,), soak_s=0)
-        session.commit()
+    store.roll_out(broken, ["lane-1"], soak_s=0)
     assert canary.updater is not None and other.updater is not None
     outcome = canary.updater.poll_once()
     assert outcome.startswith("smoke_failed") and "not a detector" in outcome, outcome
@@ -248,9 +250,7 @@ def test_a_bundle_that_crashes_the_lane_is_rolled_back_there_and_everywhere(
 ) -> None:
     canary = lane(store, "lane-1", tmp_path, keys, bundles["base"])
     good = store.publish(bundles["good"])
-    with store.session() as session:
-        start_rollout(session, good, ["lane-1"], "test", shares=(1.0,), soak_s=3600)
-        session.commit()
+    store.roll_out(good, ["lane-1"], soak_s=3600)
     assert canary.updater is not None
     assert canary.updater.poll_once() == "running store-2"
     settings = canary.settings
@@ -279,9 +279,7 @@ def test_killed_at_any_step_the_lane_starts_and_finishes_the_update(
 ) -> None:
     service = lane(store, "lane-1", tmp_path, keys, bundles["base"])
     good = store.publish(bundles["good"])
-    with store.session() as session:
-        start_rollout(session, good, ["lane-1"], "test", shares=(1.0,), soak_s=3600)
-        session.commit()
+    store.roll_out(good, ["lane-1"], soak_s=3600)
     settings_json = service.settings.model_dump_json()
     service.outbox.close()
     script = textwrap.dedent(
@@ -370,9 +368,7 @@ def test_frames_failing_on_a_new_bundle_roll_the_lane_back_by_itself(
 ) -> None:
     canary = lane(store, "lane-1", tmp_path, keys, bundles["base"])
     good = store.publish(bundles["good"])
-    with store.session() as session:
-        start_rollout(session, good, ["lane-1"], "test", shares=(1.0,), soak_s=3600)
-        session.commit()
+    store.roll_out(good, ["lane-1"], soak_s=3600)
     assert canary.updater is not None
     assert canary.updater.poll_once() == "running store-2"
     for _ in range(4):  # the camera loop counts each frame the pipeline failed on
