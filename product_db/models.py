@@ -25,6 +25,12 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime) -> datetime:
+    """A stored timestamp, timezone-aware: SQLite hands back naive datetimes for what was
+    stored as UTC (PostgreSQL keeps the zone)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
 class SoldBy(str, Enum):
     unit = "unit"
     weight = "weight"

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from argon2 import PasswordHasher
@@ -22,7 +22,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from product_db.models import utcnow
+from product_db.models import as_utc, utcnow
 from store_server.deps import get_engine
 from store_server.models import AuditEntry, ConsoleSession, User
 
@@ -50,10 +50,6 @@ class UserError(ValueError):
 
 def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
 
 
 def create_user(engine: Engine, username: str, password: str, role: str) -> User:
@@ -120,7 +116,7 @@ def signed_in_user(engine: Engine, token: str | None) -> SignedIn | None:
         return None
     with Session(engine) as session:
         record = session.get(ConsoleSession, sha256(token))
-        if record is None or _aware(record.expires_at) < utcnow():
+        if record is None or as_utc(record.expires_at) < utcnow():
             return None
         user = session.get(User, record.user_id)
         if user is None or not user.active:

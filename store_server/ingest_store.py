@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -37,7 +37,7 @@ from laneguard.wire import (
     SampleMessage,
     TransactionMessage,
 )
-from product_db.models import utcnow
+from product_db.models import as_utc, utcnow
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.models import (
@@ -257,7 +257,7 @@ def _heartbeat(session: Session, message: HeartbeatMessage) -> bool:
     if record is None:
         session.add(LaneHealth(**values))
         return True
-    if _aware(record.at) > message.at:
+    if as_utc(record.at) > message.at:
         return True  # an older heartbeat delivered late
     for key, value in values.items():
         setattr(record, key, value)
@@ -380,8 +380,3 @@ class IngestWriter:
                 results = store_one_by_one(session, items, self.media)
                 session.commit()
                 return results
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes for what was stored as UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment

@@ -14,14 +14,14 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from product_db.models import utcnow
+from product_db.models import as_utc, utcnow
 from store_server.auth import sha256
 from store_server.deps import get_engine
 from store_server.models import EnrolmentToken, Lane
@@ -88,8 +88,7 @@ def enrol(
         raise EnrolmentError("enrolment token not recognised")
     if record.used_at is not None:
         raise EnrolmentError("enrolment token was already used; ask for a new one")
-    expires = record.expires_at
-    if (expires.replace(tzinfo=timezone.utc) if expires.tzinfo is None else expires) < utcnow():
+    if as_utc(record.expires_at) < utcnow():
         raise EnrolmentError("enrolment token has expired; ask for a new one")
     credential = secrets.token_urlsafe(32)
     lane = session.get(Lane, record.lane_id)

@@ -29,7 +29,7 @@ from sqlmodel import Session, col, select
 
 from laneguard.bundle import SIGNATURE, read_manifest, sha256_file
 from laneguard.signing import BundleTrust
-from product_db.models import utcnow
+from product_db.models import as_utc, utcnow
 from store_server.auth import audit
 from store_server.models import BundleRelease, Lane, LaneHealth, Rollout
 
@@ -259,7 +259,7 @@ def _lane_problem(
         return f"{update.get('state')}: {update.get('detail', '')}".strip(": ")
     if not on_bundle:
         return None
-    seen = h.last_seen if h.last_seen.tzinfo else h.last_seen.replace(tzinfo=now.tzinfo)
+    seen = as_utc(h.last_seen)
     if (now - seen).total_seconds() > limits.silent_s:
         return f"silent for {round((now - seen).total_seconds())} s on the new bundle"
     if h.frame_errors > limits.max_frame_errors:
@@ -291,9 +291,7 @@ def evaluate(
         return rollout, "rolled_back"
     if rollout.state != "running" or not report["all_on_bundle"]:
         return None
-    started = rollout.stage_started_at
-    started = started if started.tzinfo else started.replace(tzinfo=now.tzinfo)
-    if now - started < timedelta(seconds=rollout.soak_s):
+    if now - as_utc(rollout.stage_started_at) < timedelta(seconds=rollout.soak_s):
         return None
     promote(session, rollout, "laneguard")
     return rollout, rollout.state

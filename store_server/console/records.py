@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
-from product_db.models import utcnow
+from product_db.models import as_utc, utcnow
 from store_server.analytics import compute
 from store_server.auth import SignedIn, audit, check_csrf, current_user, require_admin
 from store_server.console.templating import render
@@ -163,9 +163,7 @@ def _lanes(
     rows = []
     for lane_id in sorted(set(lanes) | set(health)):
         beat = health.get(lane_id)
-        seen = beat.last_seen if beat else None
-        if seen is not None and seen.tzinfo is None:
-            seen = seen.replace(tzinfo=timezone.utc)
+        seen = as_utc(beat.last_seen) if beat else None
         age = (now - seen).total_seconds() if seen else None
         rows.append(
             {

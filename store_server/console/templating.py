@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from product_db.models import as_utc
 from product_db.money import format_price
 from store_server.auth import SignedIn
 from store_server.settings import StoreSettings
@@ -21,9 +22,7 @@ STATIC_DIR = HERE / "static"
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "–"
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return as_utc(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _money(minor: int | None, currency: str) -> str:
