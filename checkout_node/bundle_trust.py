@@ -7,10 +7,10 @@ The highest release this lane has run is kept in ``bundle-state.json`` in its da
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from laneguard.bundle import Manifest
+from laneguard.files import write_json_atomic
 from laneguard.signing import BundleTrust
 
 STATE_FILE = "bundle-state.json"
@@ -26,10 +26,9 @@ def min_release(data_dir: Path) -> int:
 def remember_release(data_dir: Path, manifest: Manifest) -> None:
     if manifest.release <= min_release(data_dir):
         return
-    data_dir.mkdir(parents=True, exist_ok=True)
-    partial = data_dir / f"{STATE_FILE}.partial"
-    partial.write_text(json.dumps({"min_release": manifest.release, "version": manifest.version}))
-    os.replace(partial, data_dir / STATE_FILE)
+    write_json_atomic(
+        data_dir / STATE_FILE, {"min_release": manifest.release, "version": manifest.version}
+    )
 
 
 def verify_bundle(

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from laneguard.files import write_json_atomic
+
 CREDENTIAL_FILE = "credential.json"
 
 
@@ -39,23 +41,12 @@ def load_credential(data_dir: Path) -> LaneCredential | None:
 
 
 def save_credential(data_dir: Path, credential: LaneCredential) -> Path:
-    path = Path(data_dir) / CREDENTIAL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(
-            {
-                "lane_id": credential.lane_id,
-                "credential": credential.credential,
-                "gallery_key": credential.gallery_key,
-            },
-            handle,
-        )
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    return path
+    body = {
+        "lane_id": credential.lane_id,
+        "credential": credential.credential,
+        "gallery_key": credential.gallery_key,
+    }
+    return write_json_atomic(Path(data_dir) / CREDENTIAL_FILE, body, mode=0o600)
 
 
 def hardware_facts() -> dict[str, str | int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from laneguard.files import write_json_atomic
 from laneguard.gallery import Gallery
 from laneguard.signing import SignatureError, verify_json
 
@@ -139,11 +139,7 @@ class GalleryFollower:
                 for i, (code, v) in self.entries.items()
             },
         }
-        path = self.data_dir / STATE_FILE
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps(state))
-        os.replace(partial, path)
+        write_json_atomic(self.data_dir / STATE_FILE, state)
 
     def _load(self) -> None:
         path = self.data_dir / STATE_FILE

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import sha256_file
 from laneguard.discovery import discover_store
+from laneguard.files import write_json_atomic
 
 log = logging.getLogger("laneguard.node")
 DEFAULT_FRAME = (640, 480)  # the standard zones assume this camera resolution
@@ -112,11 +112,9 @@ class LaneService:
             found = discover_store(s.discovery_port, timeout_s=2.0)
             if found is not None:
                 log.info("found store server %r at %s", found.store_name, found.url)
-                data_dir = Path(s.data_dir)
-                data_dir.mkdir(parents=True, exist_ok=True)
-                partial = data_dir / f"{SERVER_FILE}.partial"
-                partial.write_text(json.dumps({"url": found.url, "store": found.store_name}))
-                os.replace(partial, data_dir / SERVER_FILE)
+                write_json_atomic(
+                    Path(s.data_dir) / SERVER_FILE, {"url": found.url, "store": found.store_name}
+                )
                 self.server_url = found.url
                 self._connect()
                 self._start_store_clients()

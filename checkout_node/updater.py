@@ -34,6 +34,7 @@ import httpx
 from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.smoke_test import SmokeResult, run_smoke_test
 from laneguard.bundle import BundleError, read_manifest, sha256_file
+from laneguard.files import sync_dir, write_json_atomic
 from laneguard.signing import SigningKeyError
 
 log = logging.getLogger("laneguard.node.updater")
@@ -73,23 +74,7 @@ class UpdateState:
         return cls(**raw)
 
     def save(self, folder: Path) -> None:
-        """Written whole to a temporary file, synced, then renamed over the old one."""
-        folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f"{STATE_FILE}.partial"
-        with partial.open("w", encoding="utf-8") as handle:
-            json.dump(asdict(self), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, folder / STATE_FILE)
-        _sync_dir(folder)
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        write_json_atomic(folder / STATE_FILE, asdict(self))
 
 
 def bundle_at_start(folder: Path, base: Path) -> tuple[Path, Slot | None]:
@@ -159,7 +144,7 @@ def download(
         partial.unlink()
         raise UpdateError(f"download {url}: sha256 {digest} does not match {sha256}")
     os.replace(partial, target)
-    _sync_dir(folder)
+    sync_dir(folder)
     return target
 
 
