@@ -82,9 +82,7 @@ class LaneService:
         )
         self.app = create_lane_app(self.lane, self.hub, live_clock=True)
         self.camera = LiveSource(s.camera)
-        self.bundle_sha256 = (
-            self.running_slot.sha256 if self.running_slot else sha256_file(self.base_bundle)
-        )
+        self.base_sha256 = sha256_file(self.base_bundle)
         self.server_url = self._known_server_url()
         self._connect()
         self.scanners = [self._scanner(i) for i in range(len(s.scanners))]
@@ -179,6 +177,7 @@ class LaneService:
             self.updates_dir,
             Path(s.data_dir),
             self.base_bundle,
+            self.base_sha256,
             self.running_slot,
             self.stage_bundle,
             lambda: self.lane.health.frame_errors,
@@ -198,7 +197,6 @@ class LaneService:
             self.models = models
             if self.gallery is not None:  # what the store learned, for the new embedder
                 pipeline.recogniser.gallery = self.gallery.rebase(models.gallery)
-            self.bundle_sha256 = sha256_file(bundle)
             on_live()
 
         self.lane.stage_pipeline(pipeline, live)
@@ -249,6 +247,13 @@ class LaneService:
             self._bundle_health(),
         )
         self.outbox.put("heartbeat", message.message_id, message.model_dump_json().encode())
+
+    @property
+    def bundle_sha256(self) -> str:
+        """The bundle this lane runs (the updater follows every swap)."""
+        if self.updater is not None:
+            return self.updater.running_sha256
+        return self.running_slot.sha256 if self.running_slot else self.base_sha256
 
     def _bundle_health(self) -> dict[str, Any]:
         health = self.lane.health

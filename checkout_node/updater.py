@@ -73,6 +73,20 @@ class UpdateState:
             raw[key] = Slot(**raw[key]) if raw.get(key) else None
         return cls(**raw)
 
+    def record(self, sha256: str, verdict: str, detail: str) -> None:
+        """A bundle that failed here: the verdict for the heartbeat, and never again."""
+        self.failed[sha256] = f"{verdict}: {detail}"[:480]
+        self.report = {"sha256": sha256, "state": verdict, "detail": detail[:480]}
+
+    def give_up_current(self, verdict: str, detail: str) -> Slot:
+        """Back to the previous bundle (None: the configured one); returns the one given up."""
+        bad = self.current
+        assert bad is not None
+        self.record(bad.sha256, verdict, detail)
+        self.current, self.previous = self.previous, None
+        self.trial, self.boots_on_trial = False, 0
+        return bad
+
     def save(self, folder: Path) -> None:
         write_json_atomic(folder / STATE_FILE, asdict(self))
 
@@ -86,12 +100,8 @@ def bundle_at_start(folder: Path, base: Path) -> tuple[Path, Slot | None]:
     if state.trial and state.current is not None:
         state.boots_on_trial += 1
         if state.boots_on_trial >= CRASH_BOOTS:
-            bad = state.current
             reason = f"the lane stopped {CRASH_BOOTS} times while running it"
-            state.failed[bad.sha256] = f"crashed: {reason}"
-            state.report = {"sha256": bad.sha256, "state": "crashed", "detail": reason}
-            state.current, state.previous = state.previous, None
-            state.trial, state.boots_on_trial = False, 0
+            bad = state.give_up_current("crashed", reason)
             log.error("bundle %s crashed the lane; starting on the previous one", bad.version)
     state.save(folder)
     current = state.current
@@ -180,6 +190,7 @@ class LaneUpdater:
         folder: Path,
         data_dir: Path,
         base_bundle: Path,
+        base_sha256: str,
         running: Slot | None,
         stage: StageBundle,
         frame_errors: Callable[[], int],
@@ -194,7 +205,7 @@ class LaneUpdater:
         self.bundle_keys, self.profile, self.pinned_version = bundle_keys, profile, pinned_version
         self.config = config or UpdaterConfig()
         self.running = running
-        self.base_sha256 = sha256_file(base_bundle)
+        self.base_sha256 = base_sha256
         self._trial_started = time.monotonic()
         self._live = threading.Event()
         self._stop = threading.Event()
@@ -269,14 +280,12 @@ class LaneUpdater:
         if not smoke.passed:
             return self._fail(state, sha, "smoke_failed", "; ".join(smoke.reasons))
         self._step("waiting for the transaction to end")
-        self._live.clear()
         try:
-            self.stage(path, self._live.set)
+            live = self._swap_to(path)
         except Exception as error:  # a bundle the lane cannot load is a failed bundle
             return self._fail(state, sha, "smoke_failed", f"could not load: {error}")
-        while not self._live.wait(0.5):
-            if self._stop.is_set():
-                return "stopped before the swap"
+        if not live:
+            return "stopped before the swap"
         state = UpdateState.load(self.folder)
         state.previous, state.current = state.current, slot
         state.trial, state.boots_on_trial = slot is not None, 0
@@ -290,9 +299,18 @@ class LaneUpdater:
         log.info("now running %s", version)
         return f"running {version}"
 
+    def _swap_to(self, path: Path) -> bool:
+        """Hand ``path`` to the lane and wait until it is live (the transaction has ended);
+        False if the updater is stopped first."""
+        self._live.clear()
+        self.stage(path, self._live.set)
+        while not self._live.wait(0.5):
+            if self._stop.is_set():
+                return False
+        return True
+
     def _fail(self, state: UpdateState, sha: str, verdict: str, detail: str) -> str:
-        state.failed[sha] = f"{verdict}: {detail}"[:480]
-        state.report = {"sha256": sha, "state": verdict, "detail": detail[:480]}
+        state.record(sha, verdict, detail)
         state.save(self.folder)
         self._step("idle")
         log.error("bundle %s %s: %s", sha[:12], verdict, detail)
@@ -304,16 +322,10 @@ class LaneUpdater:
             return None
         errors = self.frame_errors()
         if errors > self.config.max_frame_errors:
-            bad = state.current
             detail = f"{errors} frames failed on it"
             back = Path(state.previous.path) if state.previous else self.base_bundle
-            state.failed[bad.sha256] = f"rolled_back: {detail}"
-            self._live.clear()
-            self.stage(back, self._live.set)
-            self._live.wait(60)
-            state.current, state.previous = state.previous, None
-            state.trial, state.boots_on_trial = False, 0
-            state.report = {"sha256": bad.sha256, "state": "rolled_back", "detail": detail}
+            self._swap_to(back)
+            bad = state.give_up_current("rolled_back", detail)
             state.save(self.folder)
             prune(self.folder, state)
             self.running = state.current
