@@ -94,6 +94,7 @@ def check(bundle: Path, profile: str | None, data_dir: Path, limits: SmokeLimits
     detector.detect(frames[0])  # first run pays for memory allocation
     latencies, found, total, identity_hits, identity_checked = [], 0, 0, 0, 0
     nonfinite = 0
+    known = set(models.gallery.codes)
     for frame, items in zip(frames, labels):
         start = time.perf_counter()
         detections = detector.detect(frame)
@@ -106,9 +107,9 @@ def check(bundle: Path, profile: str | None, data_dir: Path, limits: SmokeLimits
         vectors = embedder.embed(crops)
         finite = np.isfinite(vectors).all(axis=1)
         nonfinite += int((~finite).sum())
-        known = set(models.gallery.codes)
-        checked = [(item, v) for item, v, ok in zip(items, vectors, finite) if ok]
-        checked = [(item, v) for item, v in checked if item["code"] in known]
+        checked = [
+            (item, v) for item, v, ok in zip(items, vectors, finite) if ok and item["code"] in known
+        ]
         if checked:
             matches = models.gallery.identify(np.stack([v for _, v in checked]), k=1)
             identity_checked += len(checked)

@@ -9,7 +9,6 @@ to it as the canary of a second rollout, which the store's rollout judgement the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tarfile
 import tempfile
@@ -21,7 +20,7 @@ from sqlmodel import Session
 
 from checkout_node.service import LaneService
 from checkout_node.settings import LaneSettings
-from laneguard.bundle import SHIPPED_BUNDLE, derive_bundle, read_manifest
+from laneguard.bundle import SHIPPED_BUNDLE, derive_bundle, read_manifest, sha256_file
 from laneguard.serving import serve_in_thread
 from laneguard.signing import load_private_key, new_keypair, sign_bundle
 from product_db.db import make_engine
@@ -138,7 +137,7 @@ def run() -> dict[str, Any]:
         engine.dispose()
         return {
             "bundle_mb": round(good.stat().st_size / 2**20, 2),
-            "bundle_sha256": hashlib.sha256(good.read_bytes()).hexdigest()[:16],
+            "bundle_sha256": sha256_file(good)[:16],
             "outcome": outcome,
             "seconds_to_live": round(took, 2),
             "seconds_per_step": durations,

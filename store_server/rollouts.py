@@ -178,12 +178,12 @@ def _rank(lane_id: str) -> str:
     return hashlib.sha256(lane_id.encode()).hexdigest()
 
 
-def stage_lanes(rollout: Rollout, lanes: Sequence[str], stage: int | None = None) -> set[str]:
-    """The lanes that have the new bundle once ``stage`` (default: the current) is reached."""
-    stage = rollout.stage if stage is None else stage
+def stage_lanes(rollout: Rollout, lanes: Sequence[str]) -> set[str]:
+    """The lanes that have the new bundle at the rollout's current stage (earlier stages'
+    lanes stay in)."""
     ordered = sorted(lanes, key=_rank)
     chosen: set[str] = set()
-    for spec in rollout.stages[: stage + 1]:
+    for spec in rollout.stages[: rollout.stage + 1]:
         if "lanes" in spec:
             chosen |= {str(lane) for lane in spec["lanes"]}  # type: ignore[attr-defined]
         else:

@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from checkout_node.doctor import examine
@@ -33,7 +35,7 @@ from product_db.db import make_engine
 from store_server.app import create_app
 from store_server.auth import create_user
 from store_server.models import Rollout
-from store_server.rollouts import publish_bundle, start_rollout
+from store_server.rollouts import HealthLimits, RolloutLoop, publish_bundle, start_rollout
 from store_server.settings import StoreSettings
 from tests.live_server import enrolment_token, serve, sign_in
 
@@ -60,8 +62,12 @@ class Store:
     database_url: str
     data_dir: Path
 
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.database_url)
+
     def session(self) -> Session:
-        return Session(make_engine(self.database_url))
+        return Session(self.engine)
 
     def publish(self, bundle: Path) -> int:
         with self.session() as session:
@@ -84,11 +90,8 @@ class Store:
             session.commit()
 
     def judge(self) -> None:
-        """One pass of the server's rollout loop (it also runs every few seconds by itself)."""
-        httpx.get(f"{self.url}/healthz").raise_for_status()
-        from store_server.rollouts import HealthLimits, RolloutLoop
-
-        RolloutLoop(make_engine(self.database_url), HealthLimits()).run_once()
+        """One pass of the server's rollout loop (its own runs only once an hour here)."""
+        RolloutLoop(self.engine, HealthLimits()).run_once()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +117,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
         database_url=database_url, data_dir=tmp_path / "store", rollout_check_s=3600
     )
     with serve(create_app(settings)) as base:
-        yield Store(base, database_url, tmp_path / "store")
+        store = Store(base, database_url, tmp_path / "store")
+        yield store
+        store.engine.dispose()
 
 
 def lane(
@@ -147,8 +152,7 @@ def beat(service: LaneService) -> None:
 def test_download_resumes_where_it_stopped_and_checks_the_hash(
     store: Store, bundles: dict[str, Path], tmp_path: Path
 ) -> None:
-    release_id = store.publish(bundles["good"])
-    del release_id
+    store.publish(bundles["good"])
     sha = hashlib.sha256(bundles["good"].read_bytes()).hexdigest()
     size = bundles["good"].stat().st_size
     credential = httpx.post(
@@ -326,7 +330,7 @@ def test_it_admin_pauses_promotes_and_rolls_back_from_the_console(
     lane(store, "lane-1", tmp_path, keys, bundles["base"])
     lane(store, "lane-2", tmp_path, keys, bundles["base"])
     good = store.publish(bundles["good"])
-    create_user(make_engine(store.database_url), "it", "it-admin-password", "it_admin")
+    create_user(store.engine, "it", "it-admin-password", "it_admin")
     with httpx.Client(base_url=store.url) as browser:
         csrf = sign_in(browser, "it", "it-admin-password")
         page = browser.get("/rollouts")

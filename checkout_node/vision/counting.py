@@ -105,11 +105,12 @@ class ZoneCounter:
         ``countable`` says whether a track is merchandise (default: all are)."""
         self.frame += 1
         crossings = []
+        live = {t.track_id for t in tracks}
         for track in tracks:
             zone = self.zones.zone_of(track.centre)
             state = self.states.get(track.track_id)
             if state is None:
-                earlier = self._earlier_sighting(track, live={t.track_id for t in tracks})
+                earlier = self._earlier_sighting(track, live)
                 state = _TrackState(born_in=zone, zone=zone, born_frame=self.frame)
                 if earlier is not None:  # the same item: keep its history, and its count
                     state.born_in, state.counted = earlier.born_in, earlier.counted
@@ -134,7 +135,7 @@ class ZoneCounter:
             if eligible:
                 state.counted = True
                 crossings.append(Crossing(track.track_id, self.frame))
-        self._hand_over_vanished(live={t.track_id for t in tracks})
+        self._hand_over_vanished(live)
         return crossings
 
     def _hand_over_vanished(self, live: set[int]) -> None:

@@ -61,14 +61,14 @@ def class_agreement(tracks: list[Track], class_scores: np.ndarray) -> np.ndarray
     has been over its lifetime. Where a product and a phone cross paths, overlap alone can swap
     their ids (and the product, now carrying the phone's history, never counts); a detector
     that flips one object's class from frame to frame still matches, at a mild discount."""
-    factor = np.ones((len(tracks), len(class_scores)), np.float32)
     detections = class_scores / np.maximum(class_scores.sum(axis=1, keepdims=True), 1e-6)
-    for row, track in enumerate(tracks):
-        if track.evidence is None or track.evidence.sum() <= 0:
-            continue
-        lifetime = track.evidence / track.evidence.sum()
-        factor[row] = 0.5 + 0.5 * (detections @ lifetime)
-    return factor
+    evidence = np.stack(
+        [t.evidence if t.evidence is not None else np.zeros(class_scores.shape[1]) for t in tracks]
+    )
+    totals = evidence.sum(axis=1, keepdims=True)
+    agreement = (evidence / np.maximum(totals, 1e-12)) @ detections.T
+    # A track with no class history yet matches on overlap alone.
+    return np.where(totals > 0, 0.5 + 0.5 * agreement, 1.0).astype(np.float32)
 
 
 def greedy_assignment(scores: np.ndarray, minimum: float) -> list[tuple[int, int]]:
@@ -194,10 +194,7 @@ class ByteTracker:
         cfg = self.config
         self._class_scores = class_scores
         self.frame += 1
-        for track in self.tracks:
-            track.box = track.kalman.predict()
-            track.detected_box = None
-            track.age += 1
+        self._predict()
         high = scores >= cfg.high_score
         low = (scores >= cfg.low_score) & ~high
         unmatched_tracks = list(range(len(self.tracks)))
@@ -236,11 +233,15 @@ class ByteTracker:
         Nothing is matched, so no track gains a hit or a miss; the live tracks come back with
         their predicted boxes (``detected_box`` None) for whoever draws or follows the lane.
         """
+        self._predict()
+        return [t for t in self.tracks if t.missed == 0]
+
+    def _predict(self) -> None:
+        """Every track one frame on by its motion model, not yet seen this frame."""
         for track in self.tracks:
             track.box = track.kalman.predict()
             track.detected_box = None
             track.age += 1
-        return [t for t in self.tracks if t.missed == 0]
 
     def _classes_of(self, mask: np.ndarray) -> np.ndarray | None:
         return None if self._class_scores is None else self._class_scores[mask]
