@@ -22,6 +22,7 @@ import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from checkout_node.polling import poll_until_stopped
 from laneguard.files import write_json_atomic
 from laneguard.gallery import Gallery
 from laneguard.signing import SignatureError, verify_json
@@ -113,12 +114,8 @@ class GalleryFollower:
         return with_entries(base, self.entries)
 
     def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except (httpx.HTTPError, SignatureError, ValueError, KeyError) as error:
-                log.warning("gallery update failed: %s", error)
-            self._stop.wait(self.poll_s)
+        errors = (httpx.HTTPError, SignatureError, ValueError, KeyError)
+        poll_until_stopped(self._stop, self.poll_once, self.poll_s, errors, "gallery update")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="gallery", daemon=True)

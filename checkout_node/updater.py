@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 from checkout_node.bundle_trust import remember_release, verify_bundle
+from checkout_node.polling import poll_until_stopped
 from checkout_node.smoke_test import SmokeResult, run_smoke_test
 from laneguard.bundle import BundleError, read_manifest, sha256_file
 from laneguard.files import sync_dir, write_json_atomic
@@ -339,13 +340,8 @@ class LaneUpdater:
 
     # -- thread ------------------------------------------------------------------------------
     def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                outcome = self.poll_once()
-                log.debug("updater: %s", outcome)
-            except (httpx.HTTPError, BundleError, ValueError, KeyError, OSError) as error:
-                log.warning("update check failed: %s", error)
-            self._stop.wait(self.config.poll_s)
+        errors = (httpx.HTTPError, BundleError, ValueError, KeyError, OSError)
+        poll_until_stopped(self._stop, self.poll_once, self.config.poll_s, errors, "update check")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="updater", daemon=True)
