@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
+from laneguard.bundle import Manifest
 from product_db.db import create_tables, make_engine
 
 POSTGRES_URL = os.environ.get(
@@ -106,3 +110,49 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+
+
+@contextmanager
+def network_blocked() -> Iterator[list[str]]:
+    """Make every non-loopback connection or name lookup fail, and record who tried."""
+    attempts: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def guarded_connect(self: socket.socket, address: Any) -> Any:
+        host = str(address[0] if isinstance(address, tuple) else address)
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not host.startswith(LOOPBACK):
+            attempts.append(f"connect {address}")
+            raise OSError("network disabled in this test")
+        return real_connect(self, address)
+
+    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host is not None and not str(host).startswith(LOOPBACK):
+            attempts.append(f"resolve {host}")
+            raise socket.gaierror("network disabled in this test")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(socket.socket, "connect", guarded_connect)
+    patch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    try:
+        yield attempts
+    finally:
+        patch.undo()
+
+
+@pytest.fixture(scope="session")
+def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest, list[str]]:
+    """One tiny bootstrap run (with training weights) for the session, network cut off."""
+    from trainer.bootstrap import BootstrapConfig, run_bootstrap
+
+    work = tmp_path_factory.mktemp("bootstrap")
+    lines: list[str] = []
+    with network_blocked() as attempts:
+        manifest = run_bootstrap(
+            BootstrapConfig.quick(), work / "work", work / "quick.tar.gz", progress=lines.append
+        )
+    assert not attempts, f"training or export reached for the network: {attempts}"
+    return work / "quick.tar.gz", manifest, lines

@@ -3,65 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
 from laneguard.bundle import Manifest, extract_bundle, read_manifest
 from laneguard.embedding import Embedder
-
-LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
-
-
-@contextmanager
-def network_blocked() -> Iterator[list[str]]:
-    """Make every non-loopback connection or name lookup fail, and record who tried."""
-    attempts: list[str] = []
-    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
-
-    def guarded_connect(self: socket.socket, address: Any) -> Any:
-        host = str(address[0] if isinstance(address, tuple) else address)
-        if self.family in (socket.AF_INET, socket.AF_INET6) and not host.startswith(LOOPBACK):
-            attempts.append(f"connect {address}")
-            raise OSError("network disabled in this test")
-        return real_connect(self, address)
-
-    def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if host is not None and not str(host).startswith(LOOPBACK):
-            attempts.append(f"resolve {host}")
-            raise socket.gaierror("network disabled in this test")
-        return real_getaddrinfo(host, *args, **kwargs)
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(socket.socket, "connect", guarded_connect)
-    patch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
-    try:
-        yield attempts
-    finally:
-        patch.undo()
-
-
-@pytest.fixture(scope="module")
-def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest, list[str]]:
-    """One tiny bootstrap run for the module, with the network cut off."""
-    from trainer.bootstrap import BootstrapConfig, run_bootstrap
-
-    work = tmp_path_factory.mktemp("bootstrap")
-    lines: list[str] = []
-    with network_blocked() as attempts:
-        manifest = run_bootstrap(
-            BootstrapConfig.quick(), work / "work", work / "quick.tar.gz", progress=lines.append
-        )
-    assert not attempts, f"training or export reached for the network: {attempts}"
-    return work / "quick.tar.gz", manifest, lines
 
 
 def test_bootstrap_runs_offline_and_reports_progress(

@@ -34,6 +34,7 @@ from laneguard.gallery import Gallery
 from trainer.detector import DetectorRun
 from trainer.embedder import read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
+from trainer.weights import TRAINING_WEIGHTS, training_weights
 
 SHIPPED_BUNDLE = (
     Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
@@ -47,8 +48,9 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-3"
+    version: str = "bootstrap-4"
     detect_images: int = 1500
+    riding_share: float = 0.2
     detect_test_images: int = 150
     detector_scale: str = "p"
     detector_epochs: int = 60
@@ -112,7 +114,6 @@ def run_bootstrap(
         CLASS_NAMES,
         evaluate_detector,
         export_detector_onnx,
-        train_detector,
     )
     from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
     from trainer.quantize import median_latency_ms, quantize_int8
@@ -126,7 +127,9 @@ def run_bootstrap(
     seed = config.seed
 
     progress("1/4 simulator data")
-    detect = write_detect_dataset(world, work / "detect", config.detect_images, seed)
+    detect = write_detect_dataset(
+        world, work / "detect", config.detect_images, seed, riding_share=config.riding_share
+    )
     detect_test = write_detect_dataset(
         world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
     )
@@ -144,15 +147,7 @@ def run_bootstrap(
     )
 
     progress("2/4 detector")
-    det = train_detector(
-        work / "detect" / "data.yaml",
-        work / "runs",
-        epochs=config.detector_epochs,
-        imgsz=config.detector_sizes[0],
-        batch=config.detector_batch,
-        scale=config.detector_scale,
-        seed=seed,
-    )
+    det = _trained_detector(config, work, progress)
     test_yaml = work / "detect-test" / "data.yaml"
     models: list[ModelFile] = []
     members: dict[str, Path] = {}
@@ -300,6 +295,7 @@ def run_bootstrap(
     )
     members["gallery.npz"] = gallery_path
     members["class_map.json"] = class_map_path
+    members.update(training_weights(det.weights, run, models_dir))
     manifest = Manifest(
         version=config.version,
         parent_version=None,
@@ -318,6 +314,7 @@ def run_bootstrap(
             "embedder_classes": len(run.classes),
             "holdout_products": sorted(world.holdout),
             "packaging_versions": [1],
+            "weights": dict(TRAINING_WEIGHTS),
             "recipe": {
                 k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
             },
@@ -340,6 +337,7 @@ def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
     return {
         "seed": config.seed,
         "detect_images": config.detect_images,
+        "riding_share": config.riding_share,
         "detector_scale": config.detector_scale,
         "detector_epochs": config.detector_epochs,
         "imgsz": config.detector_sizes[0],
@@ -357,10 +355,10 @@ def _trained_detector(
     """
     from trainer.detector import evaluate_detector, train_detector
 
+    data_yaml = work / "detect" / "data.yaml"
     stamp = work / "runs" / "detector-recipe.json"
     weights = work / "runs" / "detector" / "weights" / "best.pt"
     recipe = _detector_recipe(config)
-    data_yaml = work / "detect" / "data.yaml"
     if weights.exists() and stamp.exists() and json.loads(stamp.read_text("utf-8")) == recipe:
         progress(f"reusing the detector this recipe trained earlier: {weights}")
         metrics = evaluate_detector(weights, data_yaml, config.detector_sizes[0])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,13 +50,167 @@ def bootstrap_command(
         seed=seed, produce_photos=produce_photos
     )
     target = out or SHIPPED_BUNDLE
-    manifest = run_bootstrap(config, work, target, progress=lambda line: click.echo(line, err=True))
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result
+        manifest = run_bootstrap(
+            config, work, target, progress=lambda line: click.echo(line, err=True)
+        )
     click.echo(
         json.dumps(
             {"bundle": str(target), "version": manifest.version, "metrics": manifest.metrics},
             indent=2,
         )
     )
+
+
+def _store_trainer(
+    config_file: Path | None,
+    database_url: str | None,
+    work: Path,
+    key: Path | None,
+    publish: bool,
+    options: dict[str, Any],
+) -> Any:
+    from product_db.db import make_engine
+    from store_server.cli import _settings
+    from store_server.db import migrate
+    from trainer.finetune import TrainRunConfig
+    from trainer.gate import GatePolicy
+    from trainer.store_training import StoreTrainer
+
+    settings = _settings(config_file, database_url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    policy = GatePolicy(options.pop("tolerance"), options.pop("new_product_min"))
+    base = TrainRunConfig.quick if options.pop("quick") else TrainRunConfig
+    chosen = {k: v for k, v in options.items() if v is not None}
+    return StoreTrainer(engine, settings, base(policy=policy, **chosen), work, key, publish)
+
+
+def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The store to learn from and how hard to train: shared by `train run` and `train watch`."""
+    for option in reversed(
+        [
+            click.option(
+                "--config",
+                "config_file",
+                type=click.Path(path_type=Path),
+                default=None,
+                help="The store server's YAML settings (database, data folder, bundle keys).",
+            ),
+            click.option("--db", "database_url", default=None, metavar="URL", help="Database URL."),
+            click.option(
+                "--work",
+                type=click.Path(path_type=Path, file_okay=False),
+                default=Path("data/training-work"),
+                show_default=True,
+                help="Scratch folder (the candidate bundle is written here).",
+            ),
+            click.option(
+                "--key",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                default=None,
+                help="Ed25519 private key that signs the candidate (`laneguard keys`).",
+            ),
+            click.option(
+                "--publish/--no-publish",
+                default=True,
+                show_default=True,
+                help="Publish a candidate that passes the gate (rolled out from the console).",
+            ),
+            click.option("--embed-epochs", type=click.IntRange(min=1), default=None),
+            click.option(
+                "--detector-epochs",
+                type=click.IntRange(min=0),
+                default=None,
+                help="0 keeps production's detector.",
+            ),
+            click.option(
+                "--tolerance",
+                type=click.FloatRange(0, 1),
+                default=0.01,
+                show_default=True,
+                help="How much worse than production any gate metric may be.",
+            ),
+            click.option(
+                "--new-product-min",
+                type=click.FloatRange(0, 1),
+                default=0.8,
+                show_default=True,
+                help="Held-out identity every product new to production must reach.",
+            ),
+            click.option("--quick", is_flag=True, help="Tiny simulator sets, 1-2 epochs (tests)."),
+            PHOTOS,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@train.command("run")
+@store_training_options
+def run_command(
+    config_file: Path | None,
+    database_url: str | None,
+    work: Path,
+    key: Path | None,
+    publish: bool,
+    **options: Any,
+) -> None:
+    """Fine-tune from the store's production bundle on its harvested crops, gate, publish.
+
+    Prints the gate report as JSON; exits 3 when the gate refused the candidate."""
+    from laneguard.bundle import BundleError
+    from trainer.finetune import TrainingError
+
+    trainer = _store_trainer(config_file, database_url, work, key, publish, options)
+    try:
+        # ultralytics draws its progress bars on stdout, where the report goes
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.run_once(progress=lambda line: click.echo(line, err=True))
+    except (TrainingError, BundleError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"bundle": str(result.bundle), **result.report}, indent=2))
+    if not result.passed:
+        raise SystemExit(3)
+
+
+@train.command("watch")
+@store_training_options
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    help="Seconds between checks for new crops.",
+)
+@click.option(
+    "--min-new",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="New harvested crops that start a pass.",
+)
+def watch_command(
+    config_file: Path | None,
+    database_url: str | None,
+    work: Path,
+    key: Path | None,
+    publish: bool,
+    every: float,
+    min_new: int,
+    **options: Any,
+) -> None:
+    """The training service: a `train run` pass whenever enough new crops were harvested."""
+    import signal
+    import threading
+
+    trainer = _store_trainer(config_file, database_url, work, key, publish, options)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"watching for {min_new} new crops every {every:.0f} s", err=True)
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.watch(stop, every, min_new, progress=lambda line: click.echo(line, err=True))
 
 
 @train.command("compare-embedders")

@@ -45,6 +45,18 @@ def configure_offline(config_dir: Path | None = None) -> None:
 
     SETTINGS.update(_INTEGRATIONS_OFF)
     _provide_fonts(Path(USER_CONFIG_DIR))
+    _log_to_stderr()
+
+
+def _log_to_stderr() -> None:
+    """ultralytics logs to stdout; our commands print their results (JSON) there, so its
+    progress goes to stderr with ours."""
+    import logging
+    import sys
+
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
 
 
 def _provide_fonts(user_config_dir: Path) -> None:

@@ -1,0 +1,142 @@
+"""The gate between a fine-tuned candidate and production: same held-out data, both models.
+
+Measured for each side with its own embedder, gallery and thresholds:
+- ``harvest_top1``: identity of the held-out harvested crops (the newest transactions);
+- ``replay_clean``: the held-out honest transactions replayed as a lane would judge them: a
+  transaction is clean when no crop gets a trusted identity other than its scanned code (that
+  would be a false switch alert on an honest customer);
+- ``replay_recognised``: share of replayed crops trusted with their scanned code;
+- ``known_top1``: identity of simulator crops of every catalog product (nothing forgotten);
+- ``detector_mAP50``: the detector on the same simulator test scenes.
+The candidate passes when no metric is worse than production's by more than the tolerance and
+every product production did not know (``new_codes``) is identified at least
+``new_product_min_top1`` of the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laneguard.bundle import Thresholds
+from laneguard.embedding import Embedder
+from laneguard.gallery import Gallery
+from trainer.embedder import embed_paths
+from trainer.evaluate import recognition_metrics
+from trainer.harvest import HarvestDataset
+
+HIGHER_IS_BETTER = (
+    "harvest_top1",
+    "replay_clean",
+    "replay_recognised",
+    "known_top1",
+    "detector_mAP50",
+)
+
+
+@dataclass
+class GateSide:
+    """One model set under test."""
+
+    name: str
+    embedder: Path
+    gallery: Gallery
+    thresholds: Thresholds
+    detector_mAP50: float | None = None
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    tolerance: float = 0.01
+    new_product_min_top1: float = 0.8
+
+
+def _vectors(embedder: Embedder, folders: Mapping[str, Sequence[Path]]) -> dict[str, np.ndarray]:
+    return {code: embed_paths(embedder, list(paths)) for code, paths in folders.items() if paths}
+
+
+def measure(
+    side: GateSide, harvest: HarvestDataset, known: dict[str, list[Path]]
+) -> dict[str, Any]:
+    embedder = Embedder(side.embedder)
+    held_out = _vectors(
+        embedder, {c: [x.image for x in crops] for c, crops in harvest.test.items()}
+    )
+    harvest_result = recognition_metrics(side.gallery, held_out)
+    clean = recognised = crops_total = 0
+    transactions = harvest.test_transactions()
+    for crops in transactions.values():
+        vectors = embedder.embed([_read(c.image) for c in crops])
+        best = [m[0] for m in side.gallery.identify(vectors, k=1)]
+        trusted = [
+            (crop.code, match)
+            for crop, match in zip(crops, best)
+            if match.score >= side.thresholds.t1
+        ]
+        clean += all(match.code == code for code, match in trusted)
+        recognised += sum(match.code == code for code, match in trusted)
+        crops_total += len(crops)
+    known_result = recognition_metrics(side.gallery, _vectors(embedder, known))
+    return {
+        "harvest_top1": harvest_result["top1"],
+        "harvest_per_code": harvest_result["per_class"],
+        "replay_transactions": len(transactions),
+        "replay_clean": round(clean / len(transactions), 4) if transactions else None,
+        "replay_recognised": round(recognised / crops_total, 4) if crops_total else None,
+        "known_top1": known_result["top1"],
+        "detector_mAP50": side.detector_mAP50,
+    }
+
+
+def _read(path: Path) -> np.ndarray:
+    from trainer.embedder import read_image
+
+    return read_image(path)
+
+
+def judge(
+    production: dict[str, Any],
+    candidate: dict[str, Any],
+    new_codes: Sequence[str],
+    policy: GatePolicy,
+) -> dict[str, Any]:
+    """Checks, each with both values and its verdict, and the overall one."""
+    checks = []
+    for metric in HIGHER_IS_BETTER:
+        before, after = production.get(metric), candidate.get(metric)
+        if before is None or after is None:
+            continue
+        checks.append(
+            {
+                "check": f"{metric} not worse than production by more than {policy.tolerance}",
+                "production": before,
+                "candidate": after,
+                "passed": after >= before - policy.tolerance,
+            }
+        )
+    per_code = candidate.get("harvest_per_code", {})
+    for code in new_codes:
+        if code not in per_code:
+            continue
+        checks.append(
+            {
+                "check": f"new product {code} identified at least {policy.new_product_min_top1}",
+                "production": production.get("harvest_per_code", {}).get(code, 0.0),
+                "candidate": per_code[code],
+                "passed": per_code[code] >= policy.new_product_min_top1,
+            }
+        )
+    failed = [c["check"] for c in checks if not c["passed"]]
+    return {
+        "passed": bool(checks) and not failed,
+        "failed": failed if checks else ["nothing to compare: no held-out data"],
+        "checks": checks,
+        "tolerance": policy.tolerance,
+        "production": production,
+        "candidate": candidate,
+        "new_codes": list(new_codes),
+    }
