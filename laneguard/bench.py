@@ -282,6 +282,38 @@ def _markdown_update(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _retraining() -> dict[str, Any]:
+    from trainer import retraining_benchmark
+
+    photos = os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce")
+    produce = Path(photos) if (Path(photos) / "images").is_dir() else None
+    return retraining_benchmark.run(produce, progress=lambda line: click.echo(line))
+
+
+def _markdown_retraining(result: dict[str, Any]) -> list[str]:
+    def mean(rows: dict[str, dict[str, float | None]], side: str) -> str:
+        values = [float(x) for x in (v[side] for v in rows.values()) if x is not None]
+        return f"{sum(values) / len(values):.2f}" if values else "-"
+
+    rows = ["| benchmark | production | candidate | target |", "|---|---|---|---|"]
+    for kind in ("new_products", "packaging_changes"):
+        group = result[kind]
+        rows.append(
+            f"| held-out crops of {len(group)} {kind.replace('_', ' ')}: top-1 (mean) | "
+            f"{mean(group, 'production')} | {mean(group, 'candidate')} | learned (>= 0.8) |"
+        )
+    for check in result["checks"]:
+        if check["check"].startswith("new product"):
+            continue
+        rows.append(
+            f"| {check['check'].split(' ')[0]} | {check['production']} | {check['candidate']} | "
+            "no regression |"
+        )
+    verdict = "passed" if result["passed"] else "refused: " + "; ".join(result["failed"])
+    rows.append(f"| gate, one `train run` pass | | {verdict} in {result['seconds']} s | - |")
+    return rows
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, _markdown_row_catalog),
@@ -294,6 +326,7 @@ BENCHMARKS = {
     "server-fanout": (_server_fanout, _markdown_fanout),
     "learning": (_learning, _markdown_learning),
     "lane-update": (_lane_update, _markdown_update),
+    "retraining": (_retraining, _markdown_retraining),
 }
 
 
@@ -327,6 +360,7 @@ DESCRIPTIONS = {
     "server-fanout": "Live alert fan-out to 50 open consoles: ingest-to-console latency.",
     "learning": "New product and new packaging learned from honest transactions, end to end.",
     "lane-update": "A lane takes a bundle from its store (download, checks, smoke test, swap).",
+    "retraining": "The slow path: fine-tune from the shipped bundle on harvested crops, gated.",
 }
 
 

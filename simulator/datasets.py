@@ -13,6 +13,7 @@ unless asked for, so the "new product" and "packaging change" cases stay unseen 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
@@ -241,13 +242,15 @@ def write_embed_dataset(
     version: int = TRAINING_PACKAGING_VERSION,
     photo_splits: tuple[str, ...] = ("train",),
     layout: LaneLayout | None = None,
+    codes: Collection[str] | None = None,
 ) -> DatasetReport:
-    """Write ``per_product`` crops of every selected product into ``out/<code>/``."""
+    """Write ``per_product`` crops of every selected product (only ``codes`` when given) into
+    ``out/<code>/``."""
     folder = Path(out)
     layout = layout or LaneLayout()
     rng = Random(f"embed:{seed}:{version}")
     report = DatasetReport(folder)
-    pool = _products(world, selection)
+    pool = [p for p in _products(world, selection) if codes is None or p.code in codes]
     drawn = world.without_photos() if world.photos is not None else world
     for product in pool:
         target = folder / product.code

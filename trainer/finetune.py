@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,12 +153,13 @@ def run_training(
     config: TrainRunConfig,
     progress: Callable[[str], None] = print,
     names: dict[str, str] | None = None,
-    learned: Callable[[str], dict[int, tuple[str, np.ndarray]]] | None = None,
+    learned: Callable[[str, set[int]], dict[int, tuple[str, np.ndarray]]] | None = None,
 ) -> TrainRunResult:
     """Fine-tune a candidate from ``production`` on ``dataset``, gate it, write it to ``out``.
 
-    ``learned(embedder_sha256)`` gives the store's fast-path entries production lanes add to
-    the bundle's gallery (``store_entries``); ``names`` the product names for the class map."""
+    ``learned(embedder_sha256, held_out_sample_ids)`` gives the store's fast-path entries
+    production lanes add to the bundle's gallery (``store_entries``); ``names`` the product
+    names for the class map."""
     from simulator.datasets import write_detect_dataset, write_embed_dataset
     from simulator.world import World
     from trainer.detector import evaluate_detector, export_detector_onnx, train_detector
@@ -309,7 +310,10 @@ def run_training(
     bundle_gallery = Gallery.load(parent_folder / parent.gallery)
     production_gallery = bundle_gallery
     if learned is not None:
-        production_gallery = with_entries(bundle_gallery, learned(parent.files[parent_fp32]))
+        held_out = {crop.sample_id for crops in dataset.test.values() for crop in crops}
+        production_gallery = with_entries(
+            bundle_gallery, learned(parent.files[parent_fp32], held_out)
+        )
     production_side = GateSide(
         "production",
         parent_folder / parent_fp32,
@@ -366,9 +370,13 @@ def run_training(
     return TrainRunResult(out, report)
 
 
-def store_entries(engine: Any, embedder_sha256: str) -> dict[int, tuple[str, np.ndarray]]:
+def store_entries(
+    engine: Any, embedder_sha256: str, held_out: Collection[int] = ()
+) -> dict[int, tuple[str, np.ndarray]]:
     """The store's fast-path gallery entries for that embedder, not withdrawn: with the bundle's
-    gallery they are what production lanes identify with, so the gate compares against both."""
+    gallery they are what production lanes identify with, so the gate compares against both.
+    Entries made from ``held_out`` samples are left out: the gate tests on those crops, and a
+    gallery holding the very crop it is asked about would flatter production."""
     from sqlmodel import Session, select
 
     from store_server.learning import decode_vector
@@ -380,7 +388,9 @@ def store_entries(engine: Any, embedder_sha256: str) -> dict[int, tuple[str, np.
             select(GalleryEntry).where(GalleryEntry.embedder_sha256 == embedder_sha256)
         )
         for row in rows:  # a withdrawal is a row of its own, marked withdrawn like its target
-            if row.id is not None and not row.withdrawn and row.withdraws is None:
+            if row.id is None or row.withdrawn or row.withdraws is not None:
+                continue
+            if row.sample_id not in held_out:
                 entries[row.id] = (row.code, decode_vector(row.vector_b64))
     return entries
 

@@ -82,7 +82,7 @@ class StoreTrainer:
             self.config,
             progress,
             names=_names(self.engine, dataset.codes),
-            learned=lambda sha: store_entries(self.engine, sha),
+            learned=lambda sha, held_out: store_entries(self.engine, sha, held_out),
         )
         if self.signing_key is not None:
             from laneguard.signing import load_private_key, sign_bundle
