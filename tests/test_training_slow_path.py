@@ -10,7 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,10 +29,11 @@ from product_db.models import utcnow
 from simulator.datasets import write_embed_dataset
 from simulator.world import World
 from store_server.app import create_app
+from store_server.auth import create_user
 from store_server.media import MediaStore
 from store_server.models import AuditEntry, BundleRelease, GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
-from tests.live_server import enrol, serve
+from tests.live_server import enrol, serve, sign_in
 from trainer.finetune import TrainRunConfig, store_entries
 from trainer.gate import GatePolicy, judge
 from trainer.harvest import HarvestConfig, build_dataset, harvested_crops
@@ -73,10 +74,17 @@ def sample(lane: str, n: int, transaction: str, code: str, crop: bytes, minutes:
     ).model_dump(mode="json")
 
 
+@dataclass
+class Store:
+    settings: StoreSettings
+    crops: dict[str, list[bytes]]  # code -> JPEG crops the lane sent
+    url: str
+
+
 @pytest.fixture
 def store(
     tmp_path: Path, crops: dict[str, list[bytes]], quick_bundle: tuple[Path, Manifest, list[str]]
-) -> Iterator[tuple[StoreSettings, dict[str, list[bytes]]]]:
+) -> Iterator[Store]:
     """A running store server whose lane sent honest crops of both products, two per
     transaction, the oldest transactions first; production is the quick bootstrap bundle."""
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
@@ -97,13 +105,13 @@ def store(
             timeout=30,
         )
         assert reply.json()["rejected"] == 0, reply.text
-        yield settings, crops
+        yield Store(settings, crops, base)
 
 
 def test_harvest_dedupes_splits_by_transaction_and_time_and_skips_rejected(
-    store: tuple[StoreSettings, dict[str, list[bytes]]],
+    store: Store,
 ) -> None:
-    settings, crops = store
+    settings, crops = store.settings, store.crops
     engine = make_engine(settings.database_url)
     media = MediaStore(settings.data_dir / "media")
     new_code, known_code = list(crops)
@@ -166,11 +174,11 @@ def test_gate_refuses_a_regression_or_an_unlearned_new_product() -> None:
 
 
 def test_train_run_fine_tunes_from_production_and_publishes_what_passes(
-    store: tuple[StoreSettings, dict[str, list[bytes]]],
+    store: Store,
     quick_bundle: tuple[Path, Manifest, list[str]],
     tmp_path: Path,
 ) -> None:
-    settings, crops = store
+    settings, crops = store.settings, store.crops
     new_code = next(iter(crops))
     parent = read_manifest(quick_bundle[0])
     engine = make_engine(settings.database_url)
@@ -234,13 +242,23 @@ def test_train_run_fine_tunes_from_production_and_publishes_what_passes(
         assert release.gate_report is not None and release.gate_report["passed"]
         actions = [a.action for a in session.exec(select(AuditEntry))]
         assert "training.gate_passed" in actions and "bundle.published" in actions
+
+    # The console shows the pass and the published bundle, each with the gate's checks.
+    create_user(engine, "manager", "manager-password", "manager")
+    with httpx.Client(base_url=store.url, timeout=10) as console:
+        sign_in(console, "manager", "manager-password")
+        page = console.get("/rollouts").text
+    passes = page[page.index('id="training-passes"') :]
+    assert manifest.version in passes and "passed" in passes
+    assert "known_top1 not worse than production" in passes
+    assert page.count("replay_clean not worse than production") == 2  # pass and release
     engine.dispose()
 
 
 def test_a_refused_candidate_is_audited_not_published_and_watch_trains_on_new_crops(
-    store: tuple[StoreSettings, dict[str, list[bytes]]], tmp_path: Path
+    store: Store, tmp_path: Path
 ) -> None:
-    settings, _ = store
+    settings = store.settings
     engine = make_engine(settings.database_url)
     impossible = GatePolicy(tolerance=0.0, new_product_min_top1=1.01)
     trainer = StoreTrainer(

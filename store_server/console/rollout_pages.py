@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from store_server.auth import SignedIn, check_csrf, current_user, require_admin
 from store_server.console.templating import render
 from store_server.deps import get_engine
-from store_server.models import BundleRelease, Lane, Rollout
+from store_server.models import AuditEntry, BundleRelease, Lane, Rollout
 from store_server.rollouts import (
     HealthLimits,
     RolloutError,
@@ -46,6 +46,14 @@ def _page(request: Request, user: SignedIn, engine: Engine, error: str | None = 
         health = stage_health(session, active, HealthLimits()) if active is not None else None
         lanes = list(session.exec(select(Lane.lane_id).where(Lane.active).order_by(Lane.lane_id)))
         current = production(session)
+        training = list(
+            session.exec(
+                select(AuditEntry)
+                .where(col(AuditEntry.action).startswith("training."))
+                .order_by(col(AuditEntry.id).desc())
+                .limit(10)
+            )
+        )
     by_id = {r.id: r for r in releases}
     return render(
         request,
@@ -59,6 +67,7 @@ def _page(request: Request, user: SignedIn, engine: Engine, error: str | None = 
         lanes=lanes,
         production=current,
         error=error,
+        training=training,
     )
 
 
