@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -103,6 +104,14 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_class_map(path: Path, codes: list[str], names: dict[str, str]) -> Path:
+    """The bundle's class map: the gallery's codes and a display name for each (the code when
+    no name is known)."""
+    body = {"codes": codes, "names": {code: names.get(code, code) for code in codes}}
+    path.write_text(json.dumps(body, indent=2, ensure_ascii=False), "utf-8")
+    return path
 
 
 def write_bundle(manifest: Manifest, members: dict[str, Path], out: Path) -> Path:

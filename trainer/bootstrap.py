@@ -27,6 +27,7 @@ from laneguard.bundle import (
     Thresholds,
     sha256_file,
     write_bundle,
+    write_class_map,
 )
 from laneguard.detection import letterbox
 from laneguard.embedding import Embedder, preprocess
@@ -284,15 +285,7 @@ def run_bootstrap(
         far_t2=0.10,
     )
     names = {p.code: p.name for p in world.products}
-    class_map_path = models_dir / "class_map.json"
-    class_map_path.write_text(
-        json.dumps(
-            {"codes": gallery.codes, "names": {c: names.get(c, c) for c in gallery.codes}},
-            indent=2,
-            ensure_ascii=False,
-        ),
-        "utf-8",
-    )
+    class_map_path = write_class_map(models_dir / "class_map.json", gallery.codes, names)
     members["gallery.npz"] = gallery_path
     members["class_map.json"] = class_map_path
     members.update(training_weights(det.weights, run, models_dir))

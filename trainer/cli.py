@@ -6,7 +6,7 @@ import contextlib
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +86,19 @@ def _store_trainer(
     return StoreTrainer(engine, settings, base(policy=policy, **chosen), work, key, publish)
 
 
+def with_options(
+    command: Callable[..., None], options: Sequence[Callable[[Any], Any]]
+) -> Callable[..., None]:
+    """``command`` with ``options`` applied, the first listed shown first in --help."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
     """The store to learn from and how hard to train: shared by `train run` and `train watch`."""
-    for option in reversed(
+    return with_options(
+        command,
         [
             click.option(
                 "--config",
@@ -140,10 +150,8 @@ def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--quick", is_flag=True, help="Tiny simulator sets, 1-2 epochs (tests)."),
             PHOTOS,
-        ]
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 @train.command("run")
@@ -241,8 +249,9 @@ def compare_embedders_command(work: Path, epochs: int, out: Path | None) -> None
 
 def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
     """Options shared by the evaluations that run simulated video through a real lane."""
-    for option in reversed(
-        (
+    return with_options(
+        command,
+        [
             click.option(
                 "--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True
             ),
@@ -254,10 +263,8 @@ def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
             ),
             click.option("--profile", default=None, help="Hardware profile from the bundle."),
             PHOTOS,
-        )
-    ):
-        command = option(command)
-    return command
+        ],
+    )
 
 
 @click.group("eval")

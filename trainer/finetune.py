@@ -27,7 +27,14 @@ import cv2
 import numpy as np
 
 from checkout_node.gallery_follower import with_entries
-from laneguard.bundle import Manifest, ModelFile, extracted, sha256_file, write_bundle
+from laneguard.bundle import (
+    Manifest,
+    ModelFile,
+    extracted,
+    sha256_file,
+    write_bundle,
+    write_class_map,
+)
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
 from trainer.embedder import read_image
@@ -292,17 +299,9 @@ def run_training(
     gallery = Gallery.build(references, embedder_sha, config.gallery_per_code, version)
     members["gallery.npz"] = gallery.save(models_dir / "gallery.npz")
     parent_names = json.loads((parent_folder / parent.class_map).read_text("utf-8"))["names"]
-    known_names = {**parent_names, **(names or {})}
-    class_map = models_dir / "class_map.json"
-    class_map.write_text(
-        json.dumps(
-            {"codes": gallery.codes, "names": {c: known_names.get(c, c) for c in gallery.codes}},
-            indent=2,
-            ensure_ascii=False,
-        ),
-        "utf-8",
+    members["class_map.json"] = write_class_map(
+        models_dir / "class_map.json", gallery.codes, {**parent_names, **(names or {})}
     )
-    members["class_map.json"] = class_map
     members.update(training_weights(detector_pt, run, models_dir))
 
     progress("5/5 gate")
