@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from random import Random
 
 import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import Engine
@@ -23,6 +25,7 @@ from sqlmodel import Session, select
 from checkout_node.models import load_models
 from laneguard.bundle import Manifest, extract_bundle, read_manifest
 from laneguard.cli import main as laneguard_cli
+from laneguard.embedding import Embedder
 from laneguard.wire import SampleMessage
 from product_db.db import make_engine
 from product_db.models import utcnow
@@ -34,6 +37,7 @@ from store_server.media import MediaStore
 from store_server.models import AuditEntry, BundleRelease, GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
 from tests.live_server import enrol, serve, sign_in
+from trainer.embedder import EmbedderRun, export_embedder_onnx
 from trainer.finetune import TrainRunConfig, store_entries
 from trainer.gate import GatePolicy, judge
 from trainer.harvest import HarvestConfig, build_dataset, harvested_crops
@@ -308,3 +312,26 @@ def sample_id(engine: Engine, entry_id: int) -> int:
         entry = session.get(GalleryEntry, entry_id)
         assert entry is not None and entry.sample_id is not None
         return entry.sample_id
+
+
+def test_the_shipped_bundle_can_be_fine_tuned_from(tmp_path: Path) -> None:
+    """The shipped bundle carries its embedder's weights (what new products are learned in);
+    without its detector's, a candidate keeps the shipped detector."""
+    from laneguard.bundle import extracted
+    from trainer.bootstrap import SHIPPED_BUNDLE
+    from trainer.weights import load_embedder, parent_weights
+
+    folder, manifest = extracted(SHIPPED_BUNDLE, tmp_path)
+    weights = parent_weights(folder, manifest)
+    assert weights.detector is None
+    model, meta = load_embedder(weights.embedder)
+    exported = tmp_path / "re-exported.onnx"
+    export_embedder_onnx(
+        EmbedderRun(model, meta["classes"], meta["arch"], meta["input_size"], 0, 0, 0.0, []),
+        exported,
+    )
+    shipped = next(m for m in manifest.models if m.role == "embedder" and m.precision == "fp32")
+    world = World.from_catalog()
+    probe = [world.sprite(product, 1, Random(7)).bgr for product in world.known[:4]]
+    same = Embedder(exported).embed(probe) @ Embedder(folder / shipped.file).embed(probe).T
+    assert np.allclose(np.diag(same), 1.0, atol=1e-4)  # the weights are the shipped embedder's

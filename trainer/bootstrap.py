@@ -35,7 +35,7 @@ from laneguard.gallery import Gallery
 from trainer.detector import DetectorRun
 from trainer.embedder import read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
-from trainer.weights import TRAINING_WEIGHTS, training_weights
+from trainer.weights import training_weights, weights_named
 
 SHIPPED_BUNDLE = (
     Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
@@ -49,9 +49,9 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-4"
+    version: str = "bootstrap-3"
     detect_images: int = 1500
-    riding_share: float = 0.2
+    riding_share: float = 0.0  # see simulator.datasets: tried at 0.2, not kept
     detect_test_images: int = 150
     detector_scale: str = "p"
     detector_epochs: int = 60
@@ -307,7 +307,7 @@ def run_bootstrap(
             "embedder_classes": len(run.classes),
             "holdout_products": sorted(world.holdout),
             "packaging_versions": [1],
-            "weights": dict(TRAINING_WEIGHTS),
+            "weights": weights_named(members),
             "recipe": {
                 k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
             },

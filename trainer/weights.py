@@ -22,8 +22,8 @@ TRAINING_WEIGHTS = {"detector": "detector-weights.pt", "embedder": "embedder-wei
 class ParentWeights:
     """Where a bundle's training weights were extracted to."""
 
-    detector: Path  # an ultralytics checkpoint
     embedder: Path  # architecture, input size, classes and state dict
+    detector: Path | None  # an ultralytics checkpoint; None: the bundle has none, keep its ONNX
 
 
 def save_embedder(run: EmbedderRun, path: Path) -> Path:
@@ -55,27 +55,39 @@ def load_embedder(path: Path) -> tuple[Any, dict[str, Any]]:
     return model, {k: saved[k] for k in ("arch", "input_size", "classes")}
 
 
-def training_weights(detector_pt: Path, embedder: EmbedderRun, folder: Path) -> dict[str, Path]:
-    """Bundle members for the weights of a training run, written into ``folder``."""
-    detector = folder / TRAINING_WEIGHTS["detector"]
-    shutil.copyfile(detector_pt, detector)
-    return {
-        detector.name: detector,
-        TRAINING_WEIGHTS["embedder"]: save_embedder(
-            embedder, folder / TRAINING_WEIGHTS["embedder"]
-        ),
+def training_weights(
+    detector_pt: Path | None, embedder: EmbedderRun, folder: Path
+) -> dict[str, Path]:
+    """Bundle members for the weights of a training run, written into ``folder`` (no detector
+    member when ``detector_pt`` is None: the run kept a detector it has no weights of)."""
+    members = {
+        TRAINING_WEIGHTS["embedder"]: save_embedder(embedder, folder / TRAINING_WEIGHTS["embedder"])
     }
+    if detector_pt is not None:
+        detector = folder / TRAINING_WEIGHTS["detector"]
+        shutil.copyfile(detector_pt, detector)
+        members[detector.name] = detector
+    return members
+
+
+def weights_named(members: dict[str, Path]) -> dict[str, str]:
+    """``training_data["weights"]`` for a bundle with these members."""
+    return {role: name for role, name in TRAINING_WEIGHTS.items() if name in members}
 
 
 def parent_weights(folder: Path, manifest: Manifest) -> ParentWeights:
-    """The training weights of an extracted bundle, or an error saying the bundle has none."""
+    """The training weights of an extracted bundle. The embedder's are required (new products
+    are learned there); without the detector's, the candidate keeps the bundle's detector."""
     named = manifest.training_data.get("weights") or {}
-    paths = {role: folder / str(named.get(role, "")) for role in TRAINING_WEIGHTS}
-    missing = [role for role, path in paths.items() if not named.get(role) or not path.is_file()]
-    if missing:
+    paths = {role: folder / str(named[role]) for role in TRAINING_WEIGHTS if named.get(role)}
+    embedder = paths.get("embedder")
+    if embedder is None or not embedder.is_file():
         raise BundleError(
-            f"bundle {manifest.version} carries no training weights for {', '.join(missing)} "
-            "(bundles made before bootstrap-4 hold ONNX only); make one with "
-            "`laneguard train bootstrap` to fine-tune from"
+            f"bundle {manifest.version} carries no embedder training weights (bundles made "
+            "before they were kept hold ONNX only); make one with `laneguard train bootstrap` "
+            "to fine-tune from"
         )
-    return ParentWeights(detector=paths["detector"], embedder=paths["embedder"])
+    detector = paths.get("detector")
+    return ParentWeights(
+        embedder=embedder, detector=detector if detector and detector.is_file() else None
+    )
