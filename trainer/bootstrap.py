@@ -93,14 +93,14 @@ def _listing(folder: Path) -> dict[str, list[Path]]:
     return image_folder(folder)
 
 
-def _detector_calibration(images: Path, size: int, count: int) -> list[np.ndarray]:
+def detector_calibration(images: Path, size: int, count: int) -> list[np.ndarray]:
+    """int8 calibration inputs for a detector: the first ``count`` images, letterboxed."""
     paths = sorted(images.glob("*.jpg"))[:count]
     return [letterbox(read_image(p), size)[0] for p in paths]
 
 
-def _embedder_calibration(
-    samples: dict[str, list[Path]], size: int, count: int
-) -> list[np.ndarray]:
+def embedder_calibration(samples: dict[str, list[Path]], size: int, count: int) -> list[np.ndarray]:
+    """int8 calibration inputs for an embedder: two crops of each code, up to ``count``."""
     paths = [p for code in sorted(samples) for p in samples[code][:2]][:count]
     return [preprocess([read_image(p)], size) for p in paths]
 
@@ -161,7 +161,7 @@ def run_bootstrap(
         int8 = quantize_int8(
             fp32,
             models_dir / f"detector-{size}-int8.onnx",
-            _detector_calibration(calibration_images, size, config.calibration_samples),
+            detector_calibration(calibration_images, size, config.calibration_samples),
         )
         float_metrics = evaluate_detector(fp32, test_yaml, size)
         float_latency = median_latency_ms(fp32)
@@ -209,7 +209,7 @@ def run_bootstrap(
     emb_int8 = quantize_int8(
         emb_fp32,
         models_dir / "embedder-int8.onnx",
-        _embedder_calibration(calibration, run.input_size, max(config.calibration_samples, 16)),
+        embedder_calibration(calibration, run.input_size, max(config.calibration_samples, 16)),
     )
     embedder = Embedder(emb_fp32)
     embedder_sha = sha256_file(emb_fp32)

@@ -37,6 +37,7 @@ from laneguard.bundle import (
 )
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
+from trainer.bootstrap import detector_calibration, embedder_calibration
 from trainer.embedder import read_image
 from trainer.gate import GatePolicy, GateSide, judge, measure
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
@@ -224,7 +225,7 @@ def run_training(
     embedder = Embedder(emb_fp32)
     models: list[ModelFile] = []
     members: dict[str, Path] = {emb_fp32.name: emb_fp32}
-    calibration = [embedder_input(p, run.input_size) for p in _first(combined, 2)][:64]
+    calibration = embedder_calibration(combined, run.input_size, 64)
     for precision, entry in parent_embedders.items():
         path = emb_fp32
         if precision == "int8":
@@ -280,11 +281,10 @@ def run_training(
                         det.weights, work / f"detector-{entry.input_size}.onnx", entry.input_size
                     )
                 )
-                images = sorted((detect.out / "images" / "train").glob("*.jpg"))[:32]
                 path = quantize_int8(
                     fp32,
                     models_dir / entry.file,
-                    [letterbox_input(p, entry.input_size) for p in images],
+                    detector_calibration(detect.out / "images" / "train", entry.input_size, 32),
                 )
             members[path.name] = path
             models.append(
@@ -397,21 +397,3 @@ def store_entries(
             if row.sample_id not in held_out:
                 entries[row.id] = (row.code, decode_vector(row.vector_b64))
     return entries
-
-
-def _first(samples: dict[str, list[Path]], per_code: int) -> list[Path]:
-    return [p for code in sorted(samples) for p in samples[code][:per_code]]
-
-
-def embedder_input(path: Path, size: int) -> np.ndarray:
-    from laneguard.embedding import preprocess
-    from trainer.embedder import read_image
-
-    return preprocess([read_image(path)], size)
-
-
-def letterbox_input(path: Path, size: int) -> np.ndarray:
-    from laneguard.detection import letterbox
-    from trainer.embedder import read_image
-
-    return letterbox(read_image(path), size)[0]

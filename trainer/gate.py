@@ -25,7 +25,7 @@ import numpy as np
 from laneguard.bundle import Thresholds
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
-from trainer.embedder import embed_paths
+from trainer.embedder import embed_paths, read_image
 from trainer.evaluate import recognition_metrics
 from trainer.harvest import HarvestDataset
 
@@ -70,7 +70,7 @@ def measure(
     clean = recognised = crops_total = 0
     transactions = harvest.test_transactions()
     for crops in transactions.values():
-        vectors = embedder.embed([_read(c.image) for c in crops])
+        vectors = embedder.embed([read_image(c.image) for c in crops])
         best = [m[0] for m in side.gallery.identify(vectors, k=1)]
         trusted = [
             (crop.code, match)
@@ -90,12 +90,6 @@ def measure(
         "known_top1": known_result["top1"],
         "detector_mAP50": side.detector_mAP50,
     }
-
-
-def _read(path: Path) -> np.ndarray:
-    from trainer.embedder import read_image
-
-    return read_image(path)
 
 
 def judge(
