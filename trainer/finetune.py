@@ -38,7 +38,7 @@ from laneguard.bundle import (
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
 from trainer.bootstrap import detector_calibration, embedder_calibration
-from trainer.embedder import read_image
+from trainer.embedder import image_folder, read_image
 from trainer.gate import GatePolicy, GateSide, judge, measure
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
 from trainer.weights import parent_weights, training_weights, weights_named
@@ -150,10 +150,71 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _folder_listing(folder: Path) -> dict[str, list[Path]]:
-    from trainer.embedder import image_folder
+@dataclass
+class _TunedDetector:
+    weights: Path  # the .pt the ONNX files were exported from
+    models: list[ModelFile]
+    members: dict[str, Path]  # bundle member name -> file
 
-    return image_folder(folder)
+
+def _fine_tune_detector(
+    world: Any,
+    dataset: HarvestDataset,
+    parent_pt: Path,
+    parent: Manifest,
+    work: Path,
+    models_dir: Path,
+    config: TrainRunConfig,
+    progress: Callable[[str], None],
+) -> _TunedDetector:
+    """Production's detector trained further on simulator scenes with harvested crops pasted
+    in, exported at each of production's detector sizes and precisions (same file names)."""
+    from simulator.datasets import write_detect_dataset
+    from trainer.detector import export_detector_onnx, train_detector
+    from trainer.quantize import median_latency_ms, quantize_int8
+
+    primary = next(m for m in parent.models if m.role == "detector" and m.precision == "fp32")
+    detect = write_detect_dataset(
+        world, work / "detect", config.detector_images, config.seed, riding_share=0.2
+    )
+    train_crops = [c for crops in dataset.train.values() for c in crops]
+    images = detect.out / "images" / "train"
+    pasted = paste_crops(
+        images,
+        detect.out / "labels" / "train",
+        train_crops,
+        config.pasted_share,
+        Random(config.seed),
+    )
+    progress(f"detector data: {detect.images} simulator images, {pasted} harvested crops pasted")
+    det = train_detector(
+        detect.out / "data.yaml",
+        work / "runs",
+        epochs=config.detector_epochs,
+        imgsz=primary.input_size,
+        batch=16,
+        seed=config.seed,
+        parent_weights=parent_pt,
+    )
+    fp32_path = export_detector_onnx(det.weights, models_dir / primary.file, primary.input_size)
+    tuned = _TunedDetector(det.weights, [], {})
+    for entry in (m for m in parent.models if m.role == "detector"):
+        path = fp32_path
+        if entry.precision == "int8":
+            fp32 = (
+                fp32_path
+                if entry.input_size == primary.input_size
+                else export_detector_onnx(
+                    det.weights, work / f"detector-{entry.input_size}.onnx", entry.input_size
+                )
+            )
+            calibration = detector_calibration(images, entry.input_size, 32)
+            path = quantize_int8(fp32, models_dir / entry.file, calibration)
+        tuned.members[path.name] = path
+        tuned.models.append(
+            entry.model_copy(update={"latency_ms": median_latency_ms(path), "metrics": {}})
+        )
+    return tuned
 
 
 def run_training(
@@ -173,7 +234,7 @@ def run_training(
     names for the class map."""
     from simulator.datasets import write_detect_dataset, write_embed_dataset
     from simulator.world import World
-    from trainer.detector import evaluate_detector, export_detector_onnx, train_detector
+    from trainer.detector import evaluate_detector
     from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
     from trainer.quantize import median_latency_ms, quantize_int8
     from trainer.weights import load_embedder
@@ -199,13 +260,13 @@ def run_training(
     write_embed_dataset(
         world, work / "known-test", config.known_test_crops, seed + 1, photo_splits=("test",)
     )
-    rehearsal = _folder_listing(work / "rehearsal")
-    harvest_train = _folder_listing(harvest_dir / "train")
+    rehearsal = image_folder(work / "rehearsal")
+    harvest_train = image_folder(harvest_dir / "train")
     combined = {
         code: rehearsal.get(code, []) + harvest_train.get(code, [])
         for code in sorted(set(rehearsal) | set(harvest_train))
     }
-    known_test = _folder_listing(work / "known-test")
+    known_test = image_folder(work / "known-test")
     progress(f"harvest: {json.dumps(dataset.stats)}")
 
     progress("2/5 embedder")
@@ -246,51 +307,15 @@ def run_training(
     if config.detector_epochs > 0 and weights.detector is None:
         progress("production carries no detector weights: its detector is kept")
     if config.detector_epochs > 0 and weights.detector is not None:
-        detect = write_detect_dataset(
-            world, work / "detect", config.detector_images, seed, riding_share=0.2
+        tuned = _fine_tune_detector(
+            world, dataset, weights.detector, parent, work, models_dir, config, progress
         )
-        train_crops = [c for crops in dataset.train.values() for c in crops]
-        pasted = paste_crops(
-            detect.out / "images" / "train",
-            detect.out / "labels" / "train",
-            train_crops,
-            config.pasted_share,
-            Random(seed),
+        detector_pt = tuned.weights
+        models += tuned.models
+        members.update(tuned.members)
+        candidate_map = evaluate_detector(
+            tuned.members[primary.file], test_yaml, primary.input_size
         )
-        progress(
-            f"detector data: {detect.images} simulator images, {pasted} harvested crops pasted"
-        )
-        det = train_detector(
-            detect.out / "data.yaml",
-            work / "runs",
-            epochs=config.detector_epochs,
-            imgsz=primary.input_size,
-            batch=16,
-            seed=seed,
-            parent_weights=weights.detector,
-        )
-        detector_pt = det.weights
-        fp32_path = export_detector_onnx(det.weights, models_dir / primary.file, primary.input_size)
-        for entry in (m for m in parent.models if m.role == "detector"):
-            path = fp32_path
-            if entry.precision == "int8":
-                fp32 = (
-                    fp32_path
-                    if entry.input_size == primary.input_size
-                    else export_detector_onnx(
-                        det.weights, work / f"detector-{entry.input_size}.onnx", entry.input_size
-                    )
-                )
-                path = quantize_int8(
-                    fp32,
-                    models_dir / entry.file,
-                    detector_calibration(detect.out / "images" / "train", entry.input_size, 32),
-                )
-            members[path.name] = path
-            models.append(
-                entry.model_copy(update={"latency_ms": median_latency_ms(path), "metrics": {}})
-            )
-        candidate_map = evaluate_detector(fp32_path, test_yaml, primary.input_size)
     else:
         for entry in (m for m in parent.models if m.role == "detector"):
             members[entry.file] = parent_folder / entry.file

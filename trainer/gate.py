@@ -25,7 +25,7 @@ import numpy as np
 from laneguard.bundle import Thresholds
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
-from trainer.embedder import embed_paths, read_image
+from trainer.embedder import embed_paths
 from trainer.evaluate import recognition_metrics
 from trainer.harvest import HarvestDataset
 
@@ -67,10 +67,16 @@ def measure(
         embedder, {c: [x.image for x in crops] for c, crops in harvest.test.items()}
     )
     harvest_result = recognition_metrics(side.gallery, held_out)
+    # The replay reads the same crops again, grouped by transaction: their vectors are reused.
+    vector_of = {
+        crop.sample_id: vector
+        for code, crops in harvest.test.items()
+        for crop, vector in zip(crops, held_out.get(code, []))
+    }
     clean = recognised = crops_total = 0
     transactions = harvest.test_transactions()
     for crops in transactions.values():
-        vectors = embedder.embed([read_image(c.image) for c in crops])
+        vectors = np.stack([vector_of[c.sample_id] for c in crops])
         best = [m[0] for m in side.gallery.identify(vectors, k=1)]
         trusted = [
             (crop.code, match)

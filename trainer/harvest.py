@@ -13,7 +13,7 @@ review, never one a manager rejected, labelled with the scanned (or reviewed) co
 from __future__ import annotations
 
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ class HarvestedCrop:
 @dataclass(frozen=True)
 class HarvestConfig:
     min_transactions: int = 3  # a code needs crops from this many transactions to be taught
-    test_fraction: float = 0.25  # newest share of each code's transactions held out
+    test_fraction: float = 0.25  # newest share of the transactions held out (see split)
     max_per_code: int = 60  # training crops per code, spread over its transactions
     duplicate_bits: int = 4  # difference hashes this close are the same picture
 
@@ -165,14 +165,14 @@ def split_transactions(
     ordered = sorted(first_seen, key=lambda t: (first_seen[t], t))
     n_test = round(len(ordered) * test_fraction)
     train, test = set(ordered[: len(ordered) - n_test]), ordered[len(ordered) - n_test :]
+    in_train = Counter(code for t in train for code in codes_of[t])
+    in_test = Counter(code for t in test for code in codes_of[t])
     for transaction in list(test):
-        for code in codes_of[transaction]:
-            in_train = sum(code in codes_of[t] for t in train)
-            in_test = sum(code in codes_of[t] for t in test)
-            if in_train < in_test:
-                train.add(transaction)
-                test.remove(transaction)
-                break
+        if any(in_train[code] < in_test[code] for code in codes_of[transaction]):
+            train.add(transaction)
+            test.remove(transaction)
+            in_train.update(codes_of[transaction])
+            in_test.subtract(codes_of[transaction])
     return train, set(test)
 
 

@@ -9,6 +9,7 @@ out by the trainer: an IT admin starts the staged rollout.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -113,8 +114,6 @@ class StoreTrainer:
         """Honest crops received since the last pass."""
         last = 0
         if self.state_path.exists():
-            import json
-
             last = int(json.loads(self.state_path.read_text("utf-8")).get("max_sample_id", 0))
         with Session(self.engine) as session:
             count = session.exec(
