@@ -174,9 +174,7 @@ def _fine_tune_detector(
     from trainer.quantize import median_latency_ms, quantize_int8
 
     primary = next(m for m in parent.models if m.role == "detector" and m.precision == "fp32")
-    detect = write_detect_dataset(
-        world, work / "detect", config.detector_images, config.seed, riding_share=0.2
-    )
+    detect = write_detect_dataset(world, work / "detect", config.detector_images, config.seed)
     train_crops = [c for crops in dataset.train.values() for c in crops]
     images = detect.out / "images" / "train"
     pasted = paste_crops(
