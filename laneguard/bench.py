@@ -131,6 +131,10 @@ def _markdown_counting(result: dict[str, Any]) -> list[str]:
             f"{run['extra_counts']} double/extra counts, "
             f"{run['missed_hidden_under_other_items']} missed hidden under other items "
             "| 0 and 0 |",
+            f"| riding item's own box / one box around the pair ({name}, "
+            f"{run['riding_pair_frames']['frames']} detected frames) | "
+            f"{run['riding_pair_frames']['riding_item_own_box']} / "
+            f"{run['riding_pair_frames']['one_box_around_both']} | - |",
             f"| identity top-1 of counted known items ({name}) | {run['identity_top1']} | - |",
         ]
     return rows

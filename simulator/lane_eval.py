@@ -13,14 +13,89 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from checkout_node.models import LaneModels
 from checkout_node.vision.counting import LaneZones
-from checkout_node.vision.pipeline import CountedItem, LanePipeline
-from simulator.scenario import Scenario, build_scenario
-from simulator.scene import SceneRenderer
+from checkout_node.vision.detector import Detections
+from checkout_node.vision.pipeline import NMS_GROUPS, PRODUCT, CountedItem, LanePipeline
+from simulator.scenario import Actor, Scenario, build_scenario
+from simulator.scene import Box, SceneRenderer
 from simulator.world import World
 
 MATCH_WINDOW_S = 0.8
+PAIR_MIN_VISIBLE = 0.3  # a riding item shows at least this share of itself in a judged frame
+PAIR_BOX_IOU = 0.5  # a detection this close to the riding item's box is its own box
+PAIR_COVER = 0.8  # a detection holding this much of both items' boxes is one box around both
+
+
+@dataclass
+class RidingPairFrames:
+    """What the detector made of an item riding with another, frame by frame.
+
+    Counting can only count what the detector boxes separately: a frame where one box is drawn
+    around the pair is a frame where the riding item does not exist for the tracker.
+    """
+
+    frames: int = 0  # detected frames with the riding item and its carrier in view
+    own_box: int = 0  # the riding item had a box of its own
+    one_box_around_both: int = 0  # it was inside a box that also held its carrier
+
+    def add(self, other: RidingPairFrames) -> None:
+        self.frames += other.frames
+        self.own_box += other.own_box
+        self.one_box_around_both += other.one_box_around_both
+
+    def to_json(self) -> dict[str, Any]:
+        share = (lambda n: round(n / self.frames, 3)) if self.frames else (lambda n: None)
+        return {
+            "frames": self.frames,
+            "riding_item_own_box": share(self.own_box),
+            "one_box_around_both": share(self.one_box_around_both),
+        }
+
+
+def _box_array(box: Box) -> np.ndarray:
+    return np.array([box.x1, box.y1, box.x2, box.y2], np.float32)
+
+
+def _held_share(inner: np.ndarray, outers: np.ndarray) -> np.ndarray:
+    """Share of ``inner``'s area lying inside each of ``outers`` (N, 4)."""
+    x1 = np.maximum(inner[0], outers[:, 0])
+    y1 = np.maximum(inner[1], outers[:, 1])
+    x2 = np.minimum(inner[2], outers[:, 2])
+    y2 = np.minimum(inner[3], outers[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    return inter / max(float((inner[2] - inner[0]) * (inner[3] - inner[1])), 1e-6)
+
+
+def judge_pair_frame(riding: Box, carrier: Box, detections: Detections) -> tuple[bool, bool]:
+    """(the riding item has its own box, one box holds both) for one detected frame."""
+    group = NMS_GROUPS[PRODUCT]
+    objects = detections.of_classes(*(c for c, g in NMS_GROUPS.items() if g == group))
+    if len(objects) == 0:
+        return False, False
+    mine = _box_array(riding)
+    held_riding = _held_share(mine, objects.boxes)
+    held_carrier = _held_share(_box_array(carrier), objects.boxes)
+    area = (objects.boxes[:, 2] - objects.boxes[:, 0]) * (objects.boxes[:, 3] - objects.boxes[:, 1])
+    mine_area = (mine[2] - mine[0]) * (mine[3] - mine[1])
+    inter = held_riding * mine_area
+    iou = inter / np.maximum(area + mine_area - inter, 1e-6)
+    both = (held_riding >= PAIR_COVER) & (held_carrier >= PAIR_COVER)
+    return bool((iou >= PAIR_BOX_IOU).any()), bool(both.any())
+
+
+def riding_pairs(scenario: Scenario) -> dict[int, int]:
+    """Riding item's actor id -> its carrier's (the product staged just before it)."""
+    pairs = {}
+    for actor in scenario.actors:
+        if actor.behaviour == "stacked":
+            carriers: list[Actor] = [
+                a for a in scenario.actors if a.role == "product" and a.actor_id < actor.actor_id
+            ]
+            pairs[actor.actor_id] = max(carriers, key=lambda a: a.actor_id).actor_id
+    return pairs
 
 
 @dataclass
@@ -34,6 +109,7 @@ class TransactionResult:
     identity_correct: int = 0
     identity_checked: int = 0
     hidden_missed: int = 0
+    riding: RidingPairFrames = field(default_factory=RidingPairFrames)
     frames: int = 0
     seconds: float = 0.0
     detector_seconds: float = 0.0
@@ -98,10 +174,25 @@ def run_transaction(
     )
     counted: list[CountedItem] = []
     renderer = SceneRenderer(scenario, world, photo_splits=("test",))
+    pairs = riding_pairs(scenario)
+    riding = RidingPairFrames()
     for index in range(scenario.n_frames):
-        frame, _ = renderer.render(index)
-        counted.extend(pipeline.process(frame, index / scenario.fps).counted)
+        frame, boxes = renderer.render(index)
+        before = pipeline.stats.detected_frames
+        step = pipeline.process(frame, index / scenario.fps)
+        counted.extend(step.counted)
+        if pairs and pipeline.stats.detected_frames > before:
+            by_id = {box.track_id: box for box in boxes}
+            for riding_id, carrier_id in pairs.items():
+                item, carrier = by_id.get(riding_id), by_id.get(carrier_id)
+                if item is None or carrier is None or item.visible < PAIR_MIN_VISIBLE:
+                    continue
+                own, merged = judge_pair_frame(item, carrier, step.detections)
+                riding.frames += 1
+                riding.own_box += own
+                riding.one_box_around_both += merged
     result = match_counts(scenario, counted)
+    result.riding = riding
     result.frames = pipeline.stats.frames
     result.seconds = pipeline.stats.seconds
     result.detector_seconds = pipeline.stats.detector_seconds
@@ -138,6 +229,9 @@ def evaluate_counting(
             f"{len(result.extra)} extra"
         )
     true_total = sum(r.true_items for r in results)
+    riding = RidingPairFrames()
+    for r in results:
+        riding.add(r.riding)
     hidden = sum(r.hidden_missed for r in results)
     missed = sum(len(r.missed) for r in results)
     checked = sum(r.identity_checked for r in results)
@@ -152,6 +246,7 @@ def evaluate_counting(
         "missed_visible": missed - hidden,
         "missed_hidden_under_other_items": hidden,
         "extra_counts": sum(len(r.extra) for r in results),
+        "riding_pair_frames": riding.to_json(),
         "exact_transactions": sum(r.exact for r in results),
         "identity_top1": round(sum(r.identity_correct for r in results) / checked, 4)
         if checked
