@@ -38,7 +38,7 @@ class RidingPairFrames:
     """
 
     frames: int = 0  # detected frames with the riding item and its carrier in view
-    own_box: int = 0  # the riding item had a box of its own
+    own_box: int = 0  # the riding item had a box of its own (not one holding its carrier)
     one_box_around_both: int = 0  # it was inside a box that also held its carrier
 
     def add(self, other: RidingPairFrames) -> None:
@@ -83,7 +83,8 @@ def judge_pair_frame(riding: Box, carrier: Box, detections: Detections) -> tuple
     inter = held_riding * mine_area
     iou = inter / np.maximum(area + mine_area - inter, 1e-6)
     both = (held_riding >= PAIR_COVER) & (held_carrier >= PAIR_COVER)
-    return bool((iou >= PAIR_BOX_IOU).any()), bool(both.any())
+    # A box around both can overlap a large riding item enough to pass for its own: it is not.
+    return bool(((iou >= PAIR_BOX_IOU) & ~both).any()), bool(both.any())
 
 
 def riding_pairs(scenario: Scenario) -> dict[int, int]:

@@ -33,6 +33,10 @@ def test_a_box_of_its_own_and_one_box_around_both_are_told_apart() -> None:
 
     assert judge(detections((100, 100, 200, 180), (182, 148, 252, 203))) == (True, False)
     assert judge(detections((98, 98, 252, 202))) == (False, True)
+    # A riding item nearly as large as its carrier: the box around both overlaps it by more
+    # than half, and is still not its own.
+    large = Box(2, 0, 150, 100, 250, 190, 0.6, "riding")
+    assert judge_pair_frame(large, CARRIER, detections((100, 98, 252, 190))) == (False, True)
     assert judge(detections((100, 100, 200, 180))) == (False, False)
     # A hand over the pair is not a product box; non-merchandise shares the products' group.
     assert judge(detections((98, 98, 252, 202), cls=1)) == (False, False)
