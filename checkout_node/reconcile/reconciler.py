@@ -49,6 +49,9 @@ class ReconcileError(ValueError):
 class ReconcileConfig:
     scan_before_s: float = 8.0  # a scan may come this long before its item reaches bagging
     scan_after_s: float = 1.5  # ... or this long after (a scan at the edge of the scan area)
+    # ... but no more than this after, for an item the recogniser cannot confirm it is: a scan
+    # a second after an unknown item crossed is the next item's far more often than its own.
+    scan_after_unsure_s: float = 0.5
     follower_s: float = 4.0  # each further unit of a quantity scan waits this much longer
     unmatched_cost: float = 1.6  # per item or unit left alone; a pair costs 0..3
     high_value_minor: int = 500  # at or above: high severity
@@ -125,9 +128,10 @@ class TransactionReconciler:
         """A scan pays for an item crossing up to ``scan_before_s`` after it (longer for the
         later units of a quantity). A scan up to ``scan_after_s`` after the crossing (scanned at
         the edge of the scan area) pays only if it does not contradict the item: a switch is a
-        scan made while the item was still being scanned. A scan later still pays only for an
-        item already alerted whose identity it agrees with: the cashier rescanning that item,
-        not the next item's scan."""
+        scan made while the item was still being scanned; where the recogniser cannot confirm
+        the scanned product, only a scan within ``scan_after_unsure_s`` pays (later, it is the
+        next item's). A scan later still pays only for an item already alerted whose identity
+        it agrees with: the cashier rescanning that item, not the next item's scan."""
         cfg = self.config
         latest = unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
         if item.crossed_s > latest:
@@ -135,9 +139,10 @@ class TransactionReconciler:
         if unit.scan.t <= item.crossed_s:
             return True
         agreement = self.agreement(item, unit.key)
-        if unit.scan.t <= item.crossed_s + cfg.scan_after_s:
-            return agreement != "disagree"
-        return late_ok and agreement == "agree"
+        late = unit.scan.t - item.crossed_s
+        if agreement == "agree":
+            return late <= cfg.scan_after_s or late_ok
+        return agreement == "unsure" and late <= cfg.scan_after_unsure_s
 
     def _cost(self, item: SeenItem, unit: _Unit, late_ok: bool = False) -> float:
         if unit.voided or not self._window_ok(item, unit, late_ok):
