@@ -19,6 +19,7 @@ from checkout_node.models import LaneModels
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.detector import Detections
 from checkout_node.vision.pipeline import NMS_GROUPS, PRODUCT, CountedItem, LanePipeline
+from checkout_node.vision.tracker import iou_matrix
 from simulator.scenario import Actor, Scenario, build_scenario
 from simulator.scene import Box, SceneRenderer
 from simulator.world import World
@@ -76,13 +77,10 @@ def judge_pair_frame(riding: Box, carrier: Box, detections: Detections) -> tuple
     if len(objects) == 0:
         return False, False
     mine = _box_array(riding)
-    held_riding = _held_share(mine, objects.boxes)
-    held_carrier = _held_share(_box_array(carrier), objects.boxes)
-    area = (objects.boxes[:, 2] - objects.boxes[:, 0]) * (objects.boxes[:, 3] - objects.boxes[:, 1])
-    mine_area = (mine[2] - mine[0]) * (mine[3] - mine[1])
-    inter = held_riding * mine_area
-    iou = inter / np.maximum(area + mine_area - inter, 1e-6)
-    both = (held_riding >= PAIR_COVER) & (held_carrier >= PAIR_COVER)
+    iou = iou_matrix(mine[None], objects.boxes)[0]
+    both = (_held_share(mine, objects.boxes) >= PAIR_COVER) & (
+        _held_share(_box_array(carrier), objects.boxes) >= PAIR_COVER
+    )
     # A box around both can overlap a large riding item enough to pass for its own: it is not.
     return bool(((iou >= PAIR_BOX_IOU) & ~both).any()), bool(both.any())
 
