@@ -17,7 +17,7 @@ import numpy as np
 
 from checkout_node.models import LaneModels
 from checkout_node.vision.counting import LaneZones
-from checkout_node.vision.detector import Detections
+from checkout_node.vision.detector import Detections, inside_share
 from checkout_node.vision.pipeline import NMS_GROUPS, PRODUCT, CountedItem, LanePipeline
 from checkout_node.vision.tracker import iou_matrix
 from simulator.scenario import Actor, Scenario, build_scenario
@@ -60,27 +60,15 @@ def _box_array(box: Box) -> np.ndarray:
     return np.array([box.x1, box.y1, box.x2, box.y2], np.float32)
 
 
-def _held_share(inner: np.ndarray, outers: np.ndarray) -> np.ndarray:
-    """Share of ``inner``'s area lying inside each of ``outers`` (N, 4)."""
-    x1 = np.maximum(inner[0], outers[:, 0])
-    y1 = np.maximum(inner[1], outers[:, 1])
-    x2 = np.minimum(inner[2], outers[:, 2])
-    y2 = np.minimum(inner[3], outers[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    return inter / max(float((inner[2] - inner[0]) * (inner[3] - inner[1])), 1e-6)
-
-
 def judge_pair_frame(riding: Box, carrier: Box, detections: Detections) -> tuple[bool, bool]:
     """(the riding item has its own box, one box holds both) for one detected frame."""
     group = NMS_GROUPS[PRODUCT]
     objects = detections.of_classes(*(c for c, g in NMS_GROUPS.items() if g == group))
     if len(objects) == 0:
         return False, False
-    mine = _box_array(riding)
-    iou = iou_matrix(mine[None], objects.boxes)[0]
-    both = (_held_share(mine, objects.boxes) >= PAIR_COVER) & (
-        _held_share(_box_array(carrier), objects.boxes) >= PAIR_COVER
-    )
+    pair = np.stack([_box_array(riding), _box_array(carrier)])
+    iou = iou_matrix(pair[:1], objects.boxes)[0]
+    both = (inside_share(pair, objects.boxes) >= PAIR_COVER).all(axis=0)
     # A box around both can overlap a large riding item enough to pass for its own: it is not.
     return bool(((iou >= PAIR_BOX_IOU) & ~both).any()), bool(both.any())
 

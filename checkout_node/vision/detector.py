@@ -174,14 +174,20 @@ def contained_in_stronger(boxes: np.ndarray, groups: np.ndarray, share: float) -
     dropped = np.zeros(n, bool)
     if n < 2:
         return dropped
-    x1 = np.maximum(boxes[:, None, 0], boxes[None, :, 0])
-    y1 = np.maximum(boxes[:, None, 1], boxes[None, :, 1])
-    x2 = np.minimum(boxes[:, None, 2], boxes[None, :, 2])
-    y2 = np.minimum(boxes[:, None, 3], boxes[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1e-6)
-    inside = (inter / area[:, None] >= share) & (groups[:, None] == groups[None, :])
+    inside = (inside_share(boxes, boxes) >= share) & (groups[:, None] == groups[None, :])
     for i in range(1, n):
         stronger = inside[i, :i] & ~dropped[:i]
         dropped[i] = bool(stronger.any())
     return dropped
+
+
+def inside_share(inner: np.ndarray, outer: np.ndarray) -> np.ndarray:
+    """(A, B): the share of each ``inner`` box's area (A, 4) lying inside each ``outer`` box
+    (B, 4), boxes as x1, y1, x2, y2."""
+    x1 = np.maximum(inner[:, None, 0], outer[None, :, 0])
+    y1 = np.maximum(inner[:, None, 1], outer[None, :, 1])
+    x2 = np.minimum(inner[:, None, 2], outer[None, :, 2])
+    y2 = np.minimum(inner[:, None, 3], outer[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum((inner[:, 2] - inner[:, 0]) * (inner[:, 3] - inner[:, 1]), 1e-6)
+    return inter / area[:, None]
