@@ -6,9 +6,14 @@ import numpy as np
 
 from checkout_node.models import load_models
 from checkout_node.vision.detector import Detections
-from simulator.lane_eval import judge_pair_frame, riding_pairs, run_transaction
+from simulator.lane_eval import (
+    PAIR_MIN_VISIBLE,
+    judge_pair_frame,
+    riding_pairs,
+    run_transaction,
+)
 from simulator.scenario import build_scenario
-from simulator.scene import Box
+from simulator.scene import Box, SceneRenderer
 from simulator.world import World
 
 CARRIER = Box(1, 0, 100, 100, 200, 180, 1.0, "carrier")
@@ -60,14 +65,22 @@ def test_the_carrier_is_the_product_the_riding_item_moves_with() -> None:
     assert len(offsets) == 1  # the same path, shifted
 
 
-def test_counting_reports_the_riding_pair_frames_it_judged() -> None:
+def test_counting_judges_every_frame_where_the_riding_item_shows_beside_its_carrier() -> None:
     world = World.from_catalog()
     scenario = build_scenario("stacked_item", 3, world, fps=15.0, n_items=3)
-    result = run_transaction(scenario, world, load_models())
-    riding = result.riding
-    assert riding.frames > 0
-    assert 0 <= riding.own_box <= riding.frames
-    assert 0 <= riding.one_box_around_both <= riding.frames
-    report = riding.to_json()
-    assert report["frames"] == riding.frames
-    assert report["riding_item_own_box"] == round(riding.own_box / riding.frames, 3)
+    ((riding_id, carrier_id),) = riding_pairs(scenario).items()
+    renderer = SceneRenderer(scenario, world, photo_splits=("test",))
+    showing = 0
+    for index in range(scenario.n_frames):
+        boxes = {box.track_id: box for box in renderer.render(index)[1]}
+        item = boxes.get(riding_id)
+        showing += item is not None and carrier_id in boxes and item.visible >= PAIR_MIN_VISIBLE
+    for interval in (1, 2):
+        riding = run_transaction(scenario, world, load_models(), detect_interval=interval).riding
+        if interval == 1:
+            assert riding.frames == showing > 0
+        else:  # only frames the detector ran on are judged
+            assert 0 < riding.frames < showing
+        assert riding.own_box <= riding.frames and riding.one_box_around_both <= riding.frames
+        report = riding.to_json()
+        assert report["riding_item_own_box"] == round(riding.own_box / riding.frames, 3)
