@@ -110,6 +110,12 @@ class TransactionReconciler:
         or "of interest"), and the scanned product is confidently not it: not among its nearest
         candidates, or less similar than T2. A scanned product that is a close second (look-alike
         produce, sister products) is unsure, not a switch; an unknown item is always unsure.
+
+        Produce needs a trusted identity to contradict a keyed PLU. Measured in lane conditions
+        (471 counted fruit/vegetables of 40 simulated checkouts, real test photos, 2026-11-28):
+        7 had a trusted identity, the best match was right for 47% (top 5: 84%), so a rule on
+        how far the keyed PLU lies below the best match flagged 10 honest items for 35% of
+        swaps (gap 0.4), or 1 for 13% (gap 0.5); not kept.
         """
         if item.code == key:
             return "agree"
