@@ -114,8 +114,9 @@ class TransactionReconciler:
         Produce needs a trusted identity to contradict a keyed PLU. Measured in lane conditions
         (471 counted fruit/vegetables of 40 simulated checkouts, real test photos, 2026-11-28):
         7 had a trusted identity, the best match was right for 47% (top 5: 84%), so a rule on
-        how far the keyed PLU lies below the best match flagged 10 honest items for 35% of
-        swaps (gap 0.4), or 1 for 13% (gap 0.5); not kept.
+        how far the keyed PLU lies below the best match flagged 10 honest items, and 35% of
+        the cheaper PLUs each could have been keyed as instead (gap 0.4), or 1 and 13% (gap
+        0.5); not kept.
         """
         if item.code == key:
             return "agree"
