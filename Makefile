@@ -18,7 +18,7 @@ help:
 	@echo "make demo   run the demo store (server + simulated lanes) on this computer"
 	@echo "make test   run lint, type checks and the test suite"
 	@echo "make bench  run the benchmarks (results in bench-results/)"
-	@echo "make lint   ruff and mypy only"
+	@echo "make lint   ruff, mypy and the import layer contracts"
 
 venv: $(STAMP)
 
@@ -46,6 +46,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test: $(STAMP) sysdeps-test lint
 	$(BIN)/pytest

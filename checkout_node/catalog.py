@@ -14,10 +14,11 @@ from pathlib import Path
 from product_db import SAMPLE_CATALOG
 from product_db.catalog_io import read_catalog_file
 from product_db.codes import InvalidCodeError, normalise_code
+from product_db.errors import LaneGuardError
 from product_db.records import ProductRecord
 
 
-class CatalogLoadError(ValueError):
+class CatalogLoadError(LaneGuardError, ValueError):
     """The lane's catalog file is missing or has rows it cannot use."""
 
 

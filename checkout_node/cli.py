@@ -105,11 +105,11 @@ def replay_command(
     import cv2
     from pydantic import TypeAdapter, ValidationError
 
-    from checkout_node.models import SHIPPED_BUNDLE, load_models
+    from checkout_node.models import load_models
     from checkout_node.sources import video_frames
     from checkout_node.vision.annotate import annotate
     from checkout_node.vision.pipeline import LanePipeline
-    from laneguard.bundle import BundleError
+    from laneguard.bundle import SHIPPED_BUNDLE, BundleError
     from laneguard.wire import LaneInput
 
     pending = []

@@ -63,9 +63,8 @@ def devices(pattern: str, root: Path = Path("/")) -> list[str]:
 def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
     import onnxruntime as ort
 
-    from checkout_node.models import SHIPPED_BUNDLE
     from checkout_node.vision.detector import choose_providers
-    from laneguard.bundle import BundleError, read_manifest
+    from laneguard.bundle import SHIPPED_BUNDLE, BundleError, read_manifest
 
     findings: list[Finding] = []
     model = board_model(root)

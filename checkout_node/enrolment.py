@@ -17,11 +17,12 @@ from pathlib import Path
 import httpx
 
 from laneguard.files import write_json_atomic
+from product_db.errors import LaneGuardError
 
 CREDENTIAL_FILE = "credential.json"
 
 
-class EnrolmentFailed(RuntimeError):
+class LaneEnrolmentError(LaneGuardError, RuntimeError):
     """The server refused the token, or gave a lane id other than the one configured."""
 
 
@@ -63,14 +64,14 @@ def enrol(
     client: httpx.Client, token: str, data_dir: Path, expected_lane_id: str
 ) -> LaneCredential:
     """Present ``token``; keep and return the credential. Raises httpx errors when the server
-    cannot be reached (the caller retries) and EnrolmentFailed when it says no."""
+    cannot be reached (the caller retries) and LaneEnrolmentError when it says no."""
     response = client.post("/api/v1/enrol", json={"token": token, "hardware": hardware_facts()})
     if response.status_code in (401, 403, 404, 422):
-        raise EnrolmentFailed(f"store server refused enrolment: {response.text[:300]}")
+        raise LaneEnrolmentError(f"store server refused enrolment: {response.text[:300]}")
     response.raise_for_status()
     body = response.json()
     if body["lane_id"] != expected_lane_id:
-        raise EnrolmentFailed(
+        raise LaneEnrolmentError(
             f"the enrolment token is for lane {body['lane_id']!r} but this lane is configured "
             f"as {expected_lane_id!r}: set lane_id: {body['lane_id']} in its config"
         )

@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from product_db.errors import LaneGuardError
+
 KINDS = ("alert", "transaction", "heartbeat", "sample")
 PRIORITY = {"alert": 0, "transaction": 1, "heartbeat": 2, "sample": 3}
 NEVER_DROPPED = ("alert", "transaction")
@@ -53,7 +55,7 @@ CREATE TABLE IF NOT EXISTS delivered (
 """
 
 
-class OutboxError(ValueError):
+class OutboxError(LaneGuardError, ValueError):
     """A message the outbox cannot take (unknown kind, empty id)."""
 
 

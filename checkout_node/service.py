@@ -19,11 +19,11 @@ from typing import Any
 
 from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
-from checkout_node.enrolment import EnrolmentFailed, load_credential
+from checkout_node.enrolment import LaneEnrolmentError, load_credential
 from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
 from checkout_node.messages import heartbeat_message
-from checkout_node.models import SHIPPED_BUNDLE, load_models
+from checkout_node.models import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.reconciler import ReconcileConfig
 from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
@@ -35,7 +35,7 @@ from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
-from laneguard.bundle import sha256_file
+from laneguard.bundle import SHIPPED_BUNDLE, sha256_file
 from laneguard.discovery import discover_store
 from laneguard.files import write_json_atomic
 
@@ -129,7 +129,7 @@ class LaneService:
         kept = load_credential(s.data_dir)
         if token is None and kept is not None:
             if kept.lane_id != s.lane_id:
-                raise EnrolmentFailed(
+                raise LaneEnrolmentError(
                     f"{s.data_dir}/credential.json is lane {kept.lane_id!r}'s, but this lane is "
                     f"configured as {s.lane_id!r}"
                 )

@@ -1,8 +1,9 @@
 """A candidate bundle's smoke test, on this lane, before it may go live.
 
 It runs in a child process (`python -m checkout_node.smoke_test`), so a model that crashes
-onnxruntime takes only the child with it. On golden frames (simulated lane frames with known
-items, rendered once and kept in the lane's data folder) the candidate's detector must find
+onnxruntime takes only the child with it. On the golden frames the bundle carries (lane frames
+with known items, rendered by the trainer and covered by the bundle's hashes and signature) the
+candidate's detector must find
 the items, its embedder must give unit vectors that pick each packaged item out of the
 gallery, and the detector must stay within the lane's latency budget.
 """
@@ -18,11 +19,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
-GOLDEN_FILE = "golden-frames.npz"
-GOLDEN_SEED = 4242
-MIN_VISIBLE = 0.5  # golden items at least this visible must be found
+from laneguard.bundle import BundleError, Manifest
 
 
 @dataclass
@@ -40,43 +40,21 @@ class SmokeLimits:
 
 
 def golden_frames(
-    data_dir: Path, frames: int = 12
+    folder: Path, manifest: Manifest
 ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
-    """Frames of a simulated honest checkout with every product box in them (rendered once)."""
-    path = data_dir / GOLDEN_FILE
-    if path.is_file():
-        stored = np.load(path, allow_pickle=False)
-        return stored["frames"], json.loads(str(stored["boxes"]))
-    from simulator.scenario import build_scenario
-    from simulator.scene import SceneRenderer
-    from simulator.world import World
-
-    world = World.from_catalog()
-    scenario = build_scenario("honest", GOLDEN_SEED, world, fps=30.0, n_items=16)
-    renderer = SceneRenderer(scenario, world)
-    images, labels = [], []
-    step = round(0.4 * scenario.fps)  # frames apart enough to differ
-    for index in range(step, scenario.n_frames, step):
-        image, boxes = renderer.render(index)
-        items = [
-            {"box": [b.x1, b.y1, b.x2, b.y2], "code": b.code}
-            for b in boxes
-            if b.cls == 0 and b.visible >= MIN_VISIBLE
-        ]
-        if items:
-            images.append(image)
-            labels.append(items)
-        if len(images) == frames:
-            break
-    stacked = np.stack(images)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    partial = data_dir / f"{GOLDEN_FILE}.partial.npz"
-    np.savez_compressed(partial, frames=stacked, boxes=np.array(json.dumps(labels)))
-    partial.replace(path)
-    return stacked, labels
+    """The bundle's golden frames and, per frame, the box and code of each item shown."""
+    if manifest.golden_frames is None:
+        raise BundleError(f"bundle {manifest.version} carries no golden frames to test it on")
+    stored = np.load(folder / manifest.golden_frames, allow_pickle=False)
+    jpeg, ends = stored["jpeg"], stored["ends"]
+    starts = np.concatenate([[0], ends[:-1]])
+    frames = [cv2.imdecode(jpeg[a:b], cv2.IMREAD_COLOR) for a, b in zip(starts, ends)]
+    if any(frame is None for frame in frames):
+        raise BundleError(f"bundle {manifest.version}: a golden frame does not decode")
+    return np.stack(frames), json.loads(str(stored["boxes"]))  # type: ignore[arg-type]
 
 
-def check(bundle: Path, profile: str | None, data_dir: Path, limits: SmokeLimits) -> SmokeResult:
+def check(bundle: Path, profile: str | None, limits: SmokeLimits) -> SmokeResult:
     """The checks themselves (in whatever process calls this)."""
     from checkout_node.models import load_models
     from checkout_node.vision.detector import Detector
@@ -90,7 +68,7 @@ def check(bundle: Path, profile: str | None, data_dir: Path, limits: SmokeLimits
     )
     detector = Detector(models.path(models.detector), models.threads, confidence=0.25)
     embedder = Embedder(models.path(models.embedder), threads=models.threads)
-    frames, labels = golden_frames(data_dir)
+    frames, labels = golden_frames(models.folder, models.manifest)
     detector.detect(frames[0])  # first run pays for memory allocation
     latencies, found, total, identity_hits, identity_checked = [], 0, 0, 0, 0
     nonfinite = 0
@@ -146,14 +124,13 @@ def check(bundle: Path, profile: str | None, data_dir: Path, limits: SmokeLimits
 def run_smoke_test(
     bundle: Path,
     profile: str | None,
-    data_dir: Path,
     limits: SmokeLimits | None = None,
     timeout_s: float = 600.0,
 ) -> SmokeResult:
     """The smoke test in a child process; a crash, hang or error there is a failed test."""
     limits = limits or SmokeLimits()
     command = [sys.executable, "-m", "checkout_node.smoke_test", str(bundle)]
-    command += ["--data-dir", str(data_dir), "--limits", json.dumps(asdict(limits))]
+    command += ["--limits", json.dumps(asdict(limits))]
     if profile:
         command += ["--profile", profile]
     try:
@@ -174,12 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--limits", default="{}")
     args = parser.parse_args(argv)
     limits = SmokeLimits(**json.loads(args.limits))
     try:
-        result = check(args.bundle, args.profile, args.data_dir, limits)
+        result = check(args.bundle, args.profile, limits)
     except Exception as exc:  # any failure of the candidate is the answer, not a crash
         result = SmokeResult(False, [f"{type(exc).__name__}: {exc}"[:400]])
     print(json.dumps(asdict(result)))

@@ -37,13 +37,14 @@ from checkout_node.smoke_test import SmokeResult, run_smoke_test
 from laneguard.bundle import BundleError, read_manifest, sha256_file
 from laneguard.files import sync_dir, write_json_atomic
 from laneguard.signing import SigningKeyError
+from product_db.errors import LaneGuardError
 
 log = logging.getLogger("laneguard.node.updater")
 STATE_FILE = "state.json"
 CRASH_BOOTS = 2  # boots on a trial bundle that never finished its trial: it crashes the lane
 
 
-class UpdateError(RuntimeError):
+class UpdateError(LaneGuardError, RuntimeError):
     """A step failed; the message says which and why."""
 
 
@@ -276,7 +277,7 @@ class LaneUpdater:
                 return self._fail(state, sha, "refused", str(error))
         self._step("smoke testing")
         smoke: SmokeResult = run_smoke_test(
-            path, self.profile, self.folder, timeout_s=self.config.smoke_timeout_s
+            path, self.profile, timeout_s=self.config.smoke_timeout_s
         )
         if not smoke.passed:
             return self._fail(state, sha, "smoke_failed", "; ".join(smoke.reasons))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from checkout_node.enrolment import EnrolmentFailed, enrol
+from checkout_node.enrolment import LaneEnrolmentError, enrol
 from checkout_node.outbox import Entry, Outbox
 
 log = logging.getLogger("laneguard.node.uploader")
@@ -75,7 +75,7 @@ class Uploader:
         if not self.token and self.enrolment is not None:
             try:
                 self._enrol(self.enrolment)
-            except (httpx.HTTPError, EnrolmentFailed) as error:
+            except (httpx.HTTPError, LaneEnrolmentError) as error:
                 ids = [e.message_id for e in entries]
                 return self._failed(ids, f"enrolment: {type(error).__name__}: {error}", report)
         body = b'{"messages":[' + b",".join(e.payload for e in entries) + b"]}"

@@ -6,6 +6,7 @@
     embedder-*.onnx      embedder (fp32 and int8)
     gallery.npz          reference vectors per product code, for that embedder
     class_map.json       product codes and names the gallery knows
+    golden-frames.npz    lane frames with known items, for the lane's smoke test
 
 Reading verifies every member's hash and refuses anything the manifest does not list (or a
 path that would escape the target folder). laneguard.signing adds and checks the signature.
@@ -25,8 +26,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# The bootstrap bundle shipped with LaneGuard (made by `laneguard train bootstrap`), and where
-# bundles are extracted after their hashes are checked (shared by lanes and the store server).
+from product_db.errors import LaneGuardError
+
+# The bundle LaneGuard ships (made by `laneguard train bootstrap`; recipe and history in
+# checkout_node/models/README.md). It is package data of checkout_node, installed beside this
+# package, and both the lane and the store server start from it, so its one name lives here in
+# the ground both stand on. BUNDLE_CACHE is where verified bundles are extracted.
 SHIPPED_BUNDLE = (
     Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
 )
@@ -34,9 +39,10 @@ BUNDLE_CACHE = Path.home() / ".cache" / "laneguard" / "bundles"
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"  # added by laneguard.signing; covers the manifest's bytes
 BUNDLE_FORMAT = 1
+GOLDEN_FRAMES = "golden-frames.npz"
 
 
-class BundleError(ValueError):
+class BundleError(LaneGuardError, ValueError):
     """A bundle that cannot be used; the message says why (corrupt, tampered, truncated...)."""
 
 
@@ -85,6 +91,9 @@ class Manifest(BaseModel):
     models: list[ModelFile]
     gallery: str
     class_map: str
+    golden_frames: str | None = Field(
+        default=None, description="member holding the smoke test's frames and their boxes"
+    )
     thresholds: Thresholds
     profiles: list[HardwareProfile]
     training_data: dict[str, Any]
@@ -117,6 +126,8 @@ def write_class_map(path: Path, codes: list[str], names: dict[str, str]) -> Path
 def write_bundle(manifest: Manifest, members: dict[str, Path], out: Path) -> Path:
     """Write ``out`` (.tar.gz) with the members and the manifest (hashes filled in)."""
     referenced = {m.file for m in manifest.models} | {manifest.gallery, manifest.class_map}
+    if manifest.golden_frames is not None:
+        referenced.add(manifest.golden_frames)
     missing = referenced - set(members)
     if missing:
         raise BundleError(f"manifest refers to files not given: {sorted(missing)}")
@@ -213,10 +224,13 @@ def derive_bundle(
     version: str | None = None,
     release: int | None = None,
     replace: dict[str, bytes] | None = None,
+    add: dict[str, bytes] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> Path:
     """A copy of ``source`` (unsigned) under another version or release, with some members'
-    bytes replaced; the manifest's hashes follow. For new galleries, and for drills with a
-    bundle the lanes must refuse."""
+    bytes replaced, members added and manifest ``fields`` changed; the manifest's hashes follow.
+    For new galleries, for drills with a bundle the lanes must refuse, and for adding what an
+    older bundle lacks."""
     with tarfile.open(source, "r:gz") as tar:
         members = {}
         for info in tar.getmembers():
@@ -231,8 +245,13 @@ def derive_bundle(
         if name not in members:
             raise BundleError(f"{source}: no member {name!r} to replace")
         members[name] = data
+    for name, data in (add or {}).items():
+        if name in members or name in (MANIFEST, SIGNATURE):
+            raise BundleError(f"{source}: already has a member {name!r}")
+        members[name] = data
     update: dict[str, Any] = {
-        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())}
+        **(fields or {}),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(members.items())},
     }
     if version is not None:
         update["version"] = version

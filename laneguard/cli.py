@@ -33,11 +33,11 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "Train the detector and product recognition models; make the bootstrap bundle.",
     ),
     "eval": (
-        "trainer.cli:evaluate",
+        "harness.cli:evaluate",
         "Measure recognition accuracy (and lanes) against known answers.",
     ),
     "bench": (
-        "laneguard.bench:bench",
+        "harness.cli:bench",
         "Benchmarks: measure speed targets and write JSON and markdown results.",
     ),
     "keys": (
@@ -45,7 +45,7 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "Signing keys for model bundles: make keys, sign a bundle, verify one.",
     ),
     "demo": (
-        "laneguard.demo:demo",
+        "harness.cli:demo",
         "Run the demo store on this computer and print the address to open.",
     ),
 }

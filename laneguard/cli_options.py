@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,3 +15,12 @@ produce_photos_option = click.option(
     envvar="LANEGUARD_PRODUCE_PHOTOS",
     help="Folder of real produce photos (grocery-produce layout: images/<split>/<class>/*.jpg).",
 )
+
+
+def with_options(
+    command: Callable[..., None], options: Sequence[Callable[[Any], Any]]
+) -> Callable[..., None]:
+    """``command`` with ``options`` applied, the first listed shown first in --help."""
+    for option in reversed(options):
+        command = option(command)
+    return command

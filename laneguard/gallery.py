@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from product_db.errors import LaneGuardError
 
-class GalleryError(ValueError):
+
+class GalleryError(LaneGuardError, ValueError):
     """A gallery file that is unreadable or belongs to another embedder."""
 
 

@@ -15,10 +15,12 @@ import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from product_db.errors import LaneGuardError
+
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
-class ConfigError(ValueError):
+class ConfigError(LaneGuardError, ValueError):
     """A configuration file or variable that cannot be used; the message names the key."""
 
 

@@ -32,9 +32,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from laneguard.bundle import MANIFEST, SIGNATURE, BundleError, Manifest, extract_bundle
+from product_db.errors import LaneGuardError
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(LaneGuardError, ValueError):
     """A key file that cannot be read as the key it should be."""
 
 
@@ -217,5 +218,5 @@ def verify_json(body: dict[str, object], key: Ed25519PublicKey) -> None:
         raise SignatureError("signature does not match the content (tampered)") from None
 
 
-class SignatureError(ValueError):
+class SignatureError(LaneGuardError, ValueError):
     """A signed document that is not what its signer signed."""

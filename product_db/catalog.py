@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from product_db.codes import normalise_code
+from product_db.errors import LaneGuardError
 from product_db.models import (
     ClassMapEntry,
     PackagingVersion,
@@ -48,7 +49,7 @@ _COMPARED = (
 )
 
 
-class ProductNotFoundError(LookupError):
+class ProductNotFoundError(LaneGuardError, LookupError):
     def __init__(self, code: str) -> None:
         self.code = code
         super().__init__(f"no product with code {code} in the catalog")

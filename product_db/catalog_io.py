@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from product_db.errors import LaneGuardError
 from product_db.records import (
     ALL_COLUMNS,
     EXPORT_COLUMNS,
@@ -25,7 +26,7 @@ from product_db.records import (
 )
 
 
-class CatalogFileError(ValueError):
+class CatalogFileError(LaneGuardError, ValueError):
     """The file as a whole cannot be read (empty, not UTF-8, bad JSON, wrong columns)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:

@@ -14,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from product_db.errors import LaneGuardError
+
 GTIN_FORMS: dict[int, str] = {8: "EAN-8", 12: "UPC-A", 13: "EAN-13", 14: "GTIN-14"}
 PLU_ORGANIC_PREFIX = "9"
 
 
-class InvalidCodeError(ValueError):
+class InvalidCodeError(LaneGuardError, ValueError):
     """A product code that is not a valid GTIN or PLU. ``code`` is what was given."""
 
     def __init__(self, code: object, reason: str) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from product_db.errors import LaneGuardError
+
 # ISO 4217 active codes. Most have 2 decimals; the exceptions are listed explicitly.
 _ZERO_DECIMALS = frozenset(
     ("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF").split()
@@ -26,7 +28,7 @@ _TWO_DECIMALS = frozenset(
 )
 
 
-class InvalidPriceError(ValueError):
+class InvalidPriceError(LaneGuardError, ValueError):
     """A price or currency that cannot be stored exactly. The message names the value."""
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from product_db.codes import PLU, InvalidCodeError, parse_code
+from product_db.errors import LaneGuardError
 from product_db.models import SoldBy
 from product_db.money import InvalidPriceError, format_price, normalise_currency, parse_price_minor
 
@@ -50,7 +51,7 @@ _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 
 
-class InvalidRowError(ValueError):
+class InvalidRowError(LaneGuardError, ValueError):
     """A catalog row that cannot be imported; the message names the field and the reason."""
 
 

@@ -41,11 +41,9 @@ MIN_VISIBLE = 0.3  # boxes of objects hidden more than this are not labelled
 DRAWN_PRODUCE_SHARE = 0.3
 STACKED_SHARE = 0.4  # snapshot items placed partly under another item
 # Frames of a checkout where an item rides under the one being carried, taken while the pair
-# moves (``riding_share`` of write_detect_dataset). Tried at 0.2 of the images (recipe
-# bootstrap-4): the detector found the riding item in 39 of 155 frames where half of it shows
-# (bootstrap-3: 28), but counting still missed the same 17 of 1,217 items and phones were taken
-# for products more often (4 extra counts, bootstrap-3: 1), so the shipped recipe has it off.
-# At 0.35 (checkout_node/models/README.md) the pair was still drawn as one box in 46% of frames.
+# moves (``riding_share`` of write_detect_dataset). Off in the shipped recipe: with them the
+# detector still drew one box around most pairs and took phones for products more often
+# (checkout_node/models/README.md has the runs).
 TRAINING_KINDS = tuple(k for k in KINDS if k not in ("new_product", "packaging_change", "mixed"))
 
 

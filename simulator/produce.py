@@ -18,12 +18,13 @@ import cv2
 import numpy as np
 
 from product_db import PRODUCE_CLASSES
+from product_db.errors import LaneGuardError
 from simulator.sprites import Sprite, seeded_rng
 
 SPLITS = ("train", "val", "test")
 
 
-class ProduceDataError(ValueError):
+class ProduceDataError(LaneGuardError, ValueError):
     """The produce photo folder is missing or not in the expected layout."""
 
 

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from random import Random
 from typing import Any, Literal
 
+from product_db.errors import LaneGuardError
 from simulator.world import REDESIGN_VERSION, TRAINING_PACKAGING_VERSION, SimProduct, World
 
 KINDS = (
@@ -50,7 +51,7 @@ Behaviour = Literal[
 CLASS_IDS: dict[str, int] = {"product": 0, "hand": 1, "non_merchandise": 2}
 
 
-class ScenarioError(ValueError):
+class ScenarioError(LaneGuardError, ValueError):
     """An unknown scenario kind or an impossible request (e.g. no produce in the catalog)."""
 
 
@@ -59,7 +60,7 @@ class LaneLayout:
     """The top-down view: belt on the right, scan area in the middle, bagging on the left.
 
     Items move right to left. An item counts when it passes from the scan area into the
-    bagging area (issue 5's counting rule); zones are polygons in pixel coordinates.
+    bagging area (the lane's counting rule); zones are polygons in pixel coordinates.
     """
 
     width: int = 640

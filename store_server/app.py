@@ -21,7 +21,18 @@ from store_server.api import gallery as gallery_api
 from store_server.api import ingest as ingest_api
 from store_server.api import lanes as lanes_api
 from store_server.auth import AuthError
-from store_server.console import alerts, pages, records, rollout_pages, session_pages
+from store_server.console import (
+    alerts,
+    analytics,
+    audit,
+    catalog,
+    gallery,
+    lanes,
+    rollouts,
+    samples,
+    session,
+    transactions,
+)
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
 from store_server.ingest_store import IngestWriter
@@ -98,11 +109,19 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.include_router(ingest_api.router)
     app.include_router(gallery_api.router)
     app.include_router(bundles_api.router)
-    app.include_router(session_pages.router)
-    app.include_router(alerts.router)
-    app.include_router(records.router)
-    app.include_router(pages.router)
-    app.include_router(rollout_pages.router)
+    for console in (
+        session,
+        alerts,
+        transactions,
+        analytics,
+        lanes,
+        samples,
+        gallery,
+        audit,
+        catalog,
+        rollouts,
+    ):
+        app.include_router(console.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(AuthError)

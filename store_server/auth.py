@@ -22,6 +22,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.deps import get_engine
 from store_server.models import AuditEntry, ConsoleSession, User
@@ -36,7 +37,7 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password anyone has")
 
 
-class AuthError(Exception):
+class AuthError(LaneGuardError):
     """Not signed in, or not allowed: the console answers with the login page or 403."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -44,7 +45,7 @@ class AuthError(Exception):
         self.status = status
 
 
-class UserError(ValueError):
+class UserAccountError(LaneGuardError, ValueError):
     """A user that cannot be created as asked (name taken, weak password, unknown role)."""
 
 
@@ -54,14 +55,14 @@ def sha256(token: str) -> str:
 
 def create_user(engine: Engine, username: str, password: str, role: str) -> User:
     if role not in ROLES:
-        raise UserError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        raise UserAccountError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if not username or len(username) > 64 or not username.isprintable():
-        raise UserError("a username is 1-64 printable characters")
+        raise UserAccountError("a username is 1-64 printable characters")
     if len(password) < MIN_PASSWORD:
-        raise UserError(f"a password needs at least {MIN_PASSWORD} characters")
+        raise UserAccountError(f"a password needs at least {MIN_PASSWORD} characters")
     with Session(engine) as session:
         if session.exec(select(User).where(User.username == username)).first() is not None:
-            raise UserError(f"user {username!r} already exists")
+            raise UserAccountError(f"user {username!r} already exists")
         user = User(username=username, password_hash=_hasher.hash(password), role=role)
         session.add(user)
         session.commit()

@@ -67,7 +67,9 @@ def run_command(
     )
 
 
-def _settings(config_file: Path | None, database_url: str | None) -> StoreSettings:
+def store_settings(config_file: Path | None, database_url: str | None) -> StoreSettings:
+    """The store server's settings from its YAML file and overrides, or a clean CLI error naming
+    the bad key (shared by every command that works on a store's database)."""
     try:
         return load_settings(StoreSettings, config_file, database_url=database_url)
     except ConfigError as exc:
@@ -88,7 +90,7 @@ def migrate_command(config_file: Path | None, database_url: str | None) -> None:
     from product_db.db import make_engine
     from store_server.db import migrate
 
-    engine = make_engine(_settings(config_file, database_url).database_url)
+    engine = make_engine(store_settings(config_file, database_url).database_url)
     click.echo(f"database at revision {migrate(engine)}")
 
 
@@ -103,14 +105,14 @@ def add_user_command(
 ) -> None:
     """Create a console user (store manager or IT admin)."""
     from product_db.db import make_engine
-    from store_server.auth import UserError, create_user
+    from store_server.auth import UserAccountError, create_user
     from store_server.db import migrate
 
-    engine = make_engine(_settings(config_file, database_url).database_url)
+    engine = make_engine(store_settings(config_file, database_url).database_url)
     migrate(engine)
     try:
         create_user(engine, username, password, role)
-    except UserError as exc:
+    except UserAccountError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"user {username} ({role}) created")
 
@@ -129,7 +131,7 @@ def enrolment_token_command(
     from store_server.db import migrate
     from store_server.lanes import EnrolmentError, issue_enrolment_token
 
-    engine = make_engine(_settings(config_file, database_url).database_url)
+    engine = make_engine(store_settings(config_file, database_url).database_url)
     migrate(engine)
     try:
         token = issue_enrolment_token(engine, lane_id, name, "cli", hours)
@@ -167,7 +169,7 @@ def publish_bundle_command(
     from store_server.db import migrate
     from store_server.rollouts import publish_bundle
 
-    settings = _settings(config_file, database_url)
+    settings = store_settings(config_file, database_url)
     engine = make_engine(settings.database_url)
     migrate(engine)
     report = json.loads(gate_report.read_text("utf-8")) if gate_report else None

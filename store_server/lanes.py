@@ -21,6 +21,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.auth import sha256
 from store_server.deps import get_engine
@@ -30,7 +31,7 @@ LANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TOKEN_HOURS = 72
 
 
-class EnrolmentError(ValueError):
+class EnrolmentError(LaneGuardError, ValueError):
     """A token that is unknown, used or expired, or a lane id that cannot be given."""
 
 

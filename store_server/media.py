@@ -17,13 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from product_db.errors import LaneGuardError
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 MAX_IMAGE_BYTES = 1_500_000
 MAX_SIDE = 4096
 NAME = re.compile(r"^[0-9a-f]{64}\.jpg$")
 
 
-class ImageError(ValueError):
+class EvidenceImageError(LaneGuardError, ValueError):
     """Bytes that are not an acceptable JPEG image."""
 
 
@@ -31,21 +33,23 @@ def decode_jpeg_b64(text: str) -> bytes:
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as error:
-        raise ImageError(f"image is not valid base64: {error}") from error
+        raise EvidenceImageError(f"image is not valid base64: {error}") from error
     check_jpeg(data)
     return data
 
 
 def check_jpeg(data: bytes) -> None:
     if len(data) > MAX_IMAGE_BYTES:
-        raise ImageError(f"image is {len(data)} bytes; at most {MAX_IMAGE_BYTES}")
+        raise EvidenceImageError(f"image is {len(data)} bytes; at most {MAX_IMAGE_BYTES}")
     if not data.startswith(JPEG_MAGIC):
-        raise ImageError("image is not a JPEG (its first bytes are not FF D8 FF)")
+        raise EvidenceImageError("image is not a JPEG (its first bytes are not FF D8 FF)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ImageError("image does not decode as a JPEG")
+        raise EvidenceImageError("image does not decode as a JPEG")
     if max(image.shape[:2]) > MAX_SIDE:
-        raise ImageError(f"image is {image.shape[1]}x{image.shape[0]}; at most {MAX_SIDE} a side")
+        raise EvidenceImageError(
+            f"image is {image.shape[1]}x{image.shape[0]}; at most {MAX_SIDE} a side"
+        )
 
 
 class MediaStore:
@@ -66,5 +70,5 @@ class MediaStore:
     def path(self, name: str) -> Path:
         """The file of a stored name; names are validated, so no path can escape the folder."""
         if not NAME.match(name):
-            raise ImageError(f"{name!r} is not a media name")
+            raise EvidenceImageError(f"{name!r} is not a media name")
         return self.root / name[:2] / name

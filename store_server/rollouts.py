@@ -29,6 +29,7 @@ from sqlmodel import Session, col, select
 
 from laneguard.bundle import SIGNATURE, read_manifest, sha256_file
 from laneguard.signing import BundleTrust
+from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.auth import audit
 from store_server.models import BundleRelease, Lane, LaneHealth, Rollout
@@ -38,7 +39,7 @@ ACTIVE = ("running", "paused")
 FAILED_UPDATES = ("refused", "smoke_failed", "rolled_back", "crashed")
 
 
-class RolloutError(ValueError):
+class RolloutError(LaneGuardError, ValueError):
     """A rollout request that cannot be carried out (the message says why)."""
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from laneguard.bundle import Manifest
 from product_db.db import create_tables, make_engine
+from tests.helpers.paths import REPO_ROOT
 
 POSTGRES_URL = os.environ.get(
     "LANEGUARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -71,12 +72,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Where tests keep what a person may want to look at afterwards (screenshots)."""
-    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path = REPO_ROOT / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
-
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")

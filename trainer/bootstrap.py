@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from laneguard.bundle import (
+    GOLDEN_FRAMES,
     HardwareProfile,
     Manifest,
     ModelFile,
@@ -35,11 +36,9 @@ from laneguard.gallery import Gallery
 from trainer.detector import DetectorRun
 from trainer.embedder import read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
+from trainer.golden import write_golden_frames
 from trainer.weights import training_weights, weights_named
 
-SHIPPED_BUNDLE = (
-    Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
-)
 PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
 PROFILE_THREADS = {"x86-2core": 2, "raspberry-pi-5": 4, "jetson-orin-nano": 4}
 
@@ -51,7 +50,7 @@ class BootstrapConfig:
     seed: int = 0
     version: str = "bootstrap-3"
     detect_images: int = 1500
-    riding_share: float = 0.0  # see simulator.datasets: tried at 0.2, not kept
+    riding_share: float = 0.0  # off: see simulator.datasets
     detect_test_images: int = 150
     detector_scale: str = "p"
     detector_epochs: int = 60
@@ -288,6 +287,7 @@ def run_bootstrap(
     class_map_path = write_class_map(models_dir / "class_map.json", gallery.codes, names)
     members["gallery.npz"] = gallery_path
     members["class_map.json"] = class_map_path
+    members[GOLDEN_FRAMES] = write_golden_frames(models_dir / GOLDEN_FRAMES)
     members.update(training_weights(det.weights, run, models_dir))
     manifest = Manifest(
         version=config.version,
@@ -296,6 +296,7 @@ def run_bootstrap(
         models=models,
         gallery="gallery.npz",
         class_map="class_map.json",
+        golden_frames=GOLDEN_FRAMES,
         thresholds=thresholds,
         profiles=choose_profiles(models),
         training_data={

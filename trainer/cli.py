@@ -1,18 +1,18 @@
-"""`laneguard train ...` and `laneguard eval ...`."""
+"""`laneguard train ...`: the bootstrap bundle, the store's slow path of learning, and the
+embedder comparison."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from laneguard.cli_options import produce_photos_option
+from laneguard.cli_options import produce_photos_option, with_options
 
 PHOTOS = produce_photos_option
 
@@ -44,7 +44,8 @@ def bootstrap_command(
     out: Path | None, work: Path, quick: bool, seed: int, produce_photos: Path | None
 ) -> None:
     """Make the bootstrap bundle from the simulator (and real produce photos when given)."""
-    from trainer.bootstrap import SHIPPED_BUNDLE, BootstrapConfig, run_bootstrap
+    from laneguard.bundle import SHIPPED_BUNDLE
+    from trainer.bootstrap import BootstrapConfig, run_bootstrap
 
     config = (BootstrapConfig.quick if quick else BootstrapConfig)(
         seed=seed, produce_photos=produce_photos
@@ -62,6 +63,25 @@ def bootstrap_command(
     )
 
 
+@train.command("add-golden-frames")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Bundle to write (default: replace BUNDLE).",
+)
+def add_golden_frames_command(bundle: Path, out: Path | None) -> None:
+    """Give a bundle made before bundles carried golden frames the frames lanes smoke-test it
+    on (unsigned: sign it again with `laneguard keys sign`)."""
+    from trainer.golden import add_golden_frames
+
+    target = out or bundle
+    staging = target.with_name(target.name + ".partial")
+    add_golden_frames(bundle, staging).replace(target)
+    click.echo(f"{target}: golden frames added")
+
+
 def _store_trainer(
     config_file: Path | None,
     database_url: str | None,
@@ -71,28 +91,19 @@ def _store_trainer(
     options: dict[str, Any],
 ) -> Any:
     from product_db.db import make_engine
-    from store_server.cli import _settings
+    from store_server.cli import store_settings
     from store_server.db import migrate
     from trainer.finetune import TrainRunConfig
     from trainer.gate import GatePolicy
     from trainer.store_training import StoreTrainer
 
-    settings = _settings(config_file, database_url)
+    settings = store_settings(config_file, database_url)
     engine = make_engine(settings.database_url)
     migrate(engine)
     policy = GatePolicy(options.pop("tolerance"), options.pop("new_product_min"))
     base = TrainRunConfig.quick if options.pop("quick") else TrainRunConfig
     chosen = {k: v for k, v in options.items() if v is not None}
     return StoreTrainer(engine, settings, base(policy=policy, **chosen), work, key, publish)
-
-
-def with_options(
-    command: Callable[..., None], options: Sequence[Callable[[Any], Any]]
-) -> Callable[..., None]:
-    """``command`` with ``options`` applied, the first listed shown first in --help."""
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -245,131 +256,3 @@ def compare_embedders_command(work: Path, epochs: int, out: Path | None) -> None
     if out is not None:
         out.write_text(text + "\n", "utf-8")
     click.echo(text)
-
-
-def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Options shared by the evaluations that run simulated video through a real lane."""
-    return with_options(
-        command,
-        [
-            click.option(
-                "--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True
-            ),
-            click.option(
-                "--bundle",
-                type=click.Path(path_type=Path, dir_okay=False, exists=True),
-                default=None,
-                help="Model bundle (default: the shipped bootstrap bundle).",
-            ),
-            click.option("--profile", default=None, help="Hardware profile from the bundle."),
-            PHOTOS,
-        ],
-    )
-
-
-@click.group("eval")
-def evaluate() -> None:
-    """Measure recognition and lanes against ground truth."""
-
-
-@evaluate.command("counting")
-@click.option("--transactions", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--seed", type=int, default=1000, show_default=True)
-@lane_run_options
-def counting_command(
-    transactions: int,
-    seed: int,
-    fps: float,
-    bundle: Path | None,
-    profile: str | None,
-    produce_photos: Path | None,
-) -> None:
-    """Run simulated mixed transactions through the lane pipeline; print counting accuracy."""
-    from checkout_node.models import SHIPPED_BUNDLE, load_models
-    from simulator.lane_eval import evaluate_counting
-
-    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
-    result = evaluate_counting(
-        models,
-        transactions,
-        seed,
-        fps,
-        produce_photos=produce_photos,
-        progress=lambda line: click.echo(line, err=True),
-    )
-    click.echo(json.dumps(result, indent=2))
-
-
-@evaluate.command("recognition")
-@click.option(
-    "--reference",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Folder of class sub-folders: the gallery's images.",
-)
-@click.option(
-    "--query",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Folder of class sub-folders: the images to identify.",
-)
-@click.option(
-    "--bundle",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    default=None,
-    help="Model bundle (default: the shipped bootstrap bundle).",
-)
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
-def recognition_command(reference: Path, query: Path, bundle: Path | None, precision: str) -> None:
-    """Build a gallery from REFERENCE, identify every QUERY image, print JSON."""
-    from laneguard.bundle import BundleError, extract_bundle
-    from trainer.bootstrap import SHIPPED_BUNDLE
-    from trainer.evaluate import evaluate_recognition
-
-    source = bundle or SHIPPED_BUNDLE
-    with tempfile.TemporaryDirectory(prefix="laneguard-eval-") as tmp:
-        try:
-            manifest = extract_bundle(source, Path(tmp))
-        except BundleError as exc:
-            raise click.ClickException(str(exc)) from None
-        model = next(
-            m for m in manifest.models if m.role == "embedder" and m.precision == precision
-        )
-        try:
-            result = evaluate_recognition(Path(tmp) / model.file, reference, query)
-        except (FileNotFoundError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-    result["bundle"] = manifest.version
-    result["embedder"] = model.file
-    click.echo(json.dumps(result, indent=2))
-
-
-@evaluate.command("lanes")
-@click.option(
-    "--scenarios", type=click.IntRange(min=1), default=5, show_default=True, help="Per kind."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@lane_run_options
-def lanes_command(
-    scenarios: int,
-    seed: int,
-    fps: float,
-    bundle: Path | None,
-    profile: str | None,
-    produce_photos: Path | None,
-) -> None:
-    """Run N simulated checkouts of every kind through a real lane; print accuracy, alert
-    precision and recall, false alerts and alert latency as JSON."""
-    from checkout_node.models import SHIPPED_BUNDLE, load_models
-    from simulator.checkout_eval import evaluate_lanes
-
-    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
-    result = evaluate_lanes(
-        models,
-        scenarios,
-        seed,
-        fps,
-        produce_photos=produce_photos,
-        progress=lambda line: click.echo(line, err=True),
-    )
-    click.echo(json.dumps(result, indent=2))

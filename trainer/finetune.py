@@ -28,6 +28,7 @@ import numpy as np
 
 from checkout_node.gallery_follower import with_entries
 from laneguard.bundle import (
+    GOLDEN_FRAMES,
     Manifest,
     ModelFile,
     extracted,
@@ -37,14 +38,16 @@ from laneguard.bundle import (
 )
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
+from product_db.errors import LaneGuardError
 from trainer.bootstrap import detector_calibration, embedder_calibration
 from trainer.embedder import image_folder, read_image
 from trainer.gate import GatePolicy, GateSide, judge, measure
+from trainer.golden import write_golden_frames
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
 from trainer.weights import parent_weights, training_weights, weights_named
 
 
-class TrainingError(RuntimeError):
+class TrainingError(LaneGuardError, RuntimeError):
     """The run cannot go on; the message says why (nothing to learn, no parent weights...)."""
 
 
@@ -52,9 +55,9 @@ class TrainingError(RuntimeError):
 class TrainRunConfig:
     """Defaults suit a store server's CPU: minutes, not hours."""
 
-    # Measured by `bench retraining` (shipped bundle, 7 new and 5 redesigned products): lr 1e-3
-    # with 8 rehearsal crops forgot known products (top-1 0.762 -> 0.669); this keeps them
-    # (0.768) and learns the new ones best of the four settings tried.
+    # A low learning rate and many rehearsal crops of known products: a harvest is small and
+    # lopsided, and a faster rate forgets known products (the comparison is in
+    # checkout_node/models/README.md).
     embed_epochs: int = 12
     embed_lr: float = 3e-4
     detector_epochs: int = 5
@@ -330,6 +333,11 @@ def run_training(
     members["class_map.json"] = write_class_map(
         models_dir / "class_map.json", gallery.codes, {**parent_names, **(names or {})}
     )
+    members[GOLDEN_FRAMES] = (
+        parent_folder / parent.golden_frames
+        if parent.golden_frames is not None
+        else write_golden_frames(models_dir / GOLDEN_FRAMES)
+    )
     members.update(training_weights(detector_pt, run, models_dir))
 
     progress("5/5 gate")
@@ -373,6 +381,7 @@ def run_training(
         models=models,
         gallery="gallery.npz",
         class_map="class_map.json",
+        golden_frames=GOLDEN_FRAMES,
         thresholds=parent.thresholds,
         profiles=parent.profiles,
         training_data={

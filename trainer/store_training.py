@@ -43,7 +43,7 @@ def production_bundle(engine: Engine, settings: StoreSettings) -> Path:
             return bundle_path(settings.data_dir, release)
     if settings.bundle is not None:
         return settings.bundle
-    from trainer.bootstrap import SHIPPED_BUNDLE
+    from laneguard.bundle import SHIPPED_BUNDLE
 
     return SHIPPED_BUNDLE
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from checkout_node.vision.pipeline import CountedItem
-from checkout_node.vision.recognizer import Band
+from checkout_node.vision.recogniser import Band
 from laneguard.wire import ScanMessage
 from product_db.codes import InvalidCodeError, normalise_code
 

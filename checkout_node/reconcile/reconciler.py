@@ -33,6 +33,7 @@ from checkout_node.reconcile.model import (
     Severity,
 )
 from product_db.codes import PLU, parse_code
+from product_db.errors import LaneGuardError
 
 AGREEMENT_COST = {"agree": 0.0, "unsure": 0.6, "disagree": 2.0}
 
@@ -41,7 +42,7 @@ def _is_plu(code: str | None) -> bool:
     return code is not None and isinstance(parse_code(code), PLU)
 
 
-class ReconcileError(ValueError):
+class ReconcileError(LaneGuardError, ValueError):
     """A call that does not fit the transaction's state (e.g. an item after it ended)."""
 
 
@@ -111,12 +112,10 @@ class TransactionReconciler:
         candidates, or less similar than T2. A scanned product that is a close second (look-alike
         produce, sister products) is unsure, not a switch; an unknown item is always unsure.
 
-        Produce needs a trusted identity to contradict a keyed PLU. Measured in lane conditions
-        (471 counted fruit/vegetables of 40 simulated checkouts, real test photos, 2026-11-28):
-        7 had a trusted identity, the best match was right for 47% (top 5: 84%), so a rule on
-        how far the keyed PLU lies below the best match flagged 10 honest items, and 35% of
-        the cheaper PLUs each could have been keyed as instead (gap 0.4), or 1 and 13% (gap
-        0.5); not kept.
+        Produce needs a trusted identity to contradict a keyed PLU: below that, the shipped
+        embedder's best produce match is wrong too often for any rule on how far the keyed PLU
+        lies below it to stay under one false alert per 100 honest checkouts (the measurement
+        is in checkout_node/models/README.md).
         """
         if item.code == key:
             return "agree"

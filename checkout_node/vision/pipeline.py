@@ -23,7 +23,7 @@ import numpy as np
 from checkout_node.models import LaneModels
 from checkout_node.vision.counting import CountingConfig, LaneZones, ZoneCounter
 from checkout_node.vision.detector import Detections, Detector
-from checkout_node.vision.recognizer import Band, TrackRecogniser
+from checkout_node.vision.recogniser import Band, TrackRecogniser
 from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
 from laneguard.embedding import Embedder
 

@@ -17,10 +17,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from laneguard.wire import AlertMessage, LaneOutput, SampleMessage
+from product_db.errors import LaneGuardError
 from store_server.deps import get_ingest_writer
 from store_server.ingest_store import IngestResult, IngestWriter, Item
 from store_server.lanes import current_lane
-from store_server.media import ImageError, decode_jpeg_b64
+from store_server.media import EvidenceImageError, decode_jpeg_b64
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 MAX_BATCH = 500
@@ -28,7 +29,7 @@ MAX_BODY_BYTES = 64 * 1024**2
 _message = TypeAdapter(LaneOutput)
 
 
-class WrongLaneError(ValueError):
+class WrongLaneError(LaneGuardError, ValueError):
     """A message for a lane other than the one whose credential sent it."""
 
 
@@ -105,7 +106,7 @@ def _check(
             results.append(
                 IngestResult(message_id=message_id, status="rejected", error=_describe(error))
             )
-        except (ImageError, WrongLaneError) as error:
+        except (EvidenceImageError, WrongLaneError) as error:
             results.append(IngestResult(message_id=message_id, status="rejected", error=str(error)))
     return results, accepted
 

@@ -17,7 +17,7 @@ from store_server.auth import signed_in_user as session_user
 from store_server.console.templating import render
 from store_server.deps import get_engine, get_media
 from store_server.live import AlertFeed
-from store_server.media import ImageError, MediaStore
+from store_server.media import EvidenceImageError, MediaStore
 from store_server.models import AlertRecord, TransactionRecord
 
 router = APIRouter(include_in_schema=False)
@@ -129,7 +129,7 @@ def media_file(
     """Evidence and sample crops, for signed-in users only (they show customers' items)."""
     try:
         path = media.path(name)
-    except ImageError:
+    except EvidenceImageError:
         return Response("not a media name", status_code=404)
     if not path.is_file():
         return Response("no such image", status_code=404)

@@ -1,0 +1,357 @@
+"""`laneguard bench`, `laneguard eval` and `laneguard demo`: every measurement of the product,
+and the demo store, run with real parts together.
+
+Benchmarks return a dict; `bench` writes ``<out>/<name>.json`` and appends the benchmark's
+markdown rows (harness.tables) to ``<out>/summary.md``. Evaluations print their JSON. Nothing
+in the product imports this package: it sits above every layer it measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness import tables
+from laneguard.bundle import SHIPPED_BUNDLE
+from laneguard.cli_options import produce_photos_option, with_options
+
+DEFAULT_PRODUCE_PHOTOS = "../shared/data/grocery-produce"
+
+
+def _produce_photos() -> Path | None:
+    """The real produce photos when they are on this machine (benchmarks use them if so)."""
+    photos = Path(os.environ.get("LANEGUARD_PRODUCE_PHOTOS", DEFAULT_PRODUCE_PHOTOS))
+    return photos if (photos / "images").is_dir() else None
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _catalog_import(rows: int = 100_000) -> dict[str, Any]:
+    from harness.benchmarks import catalog_import
+
+    return catalog_import.run(rows=rows)
+
+
+def _sim_render() -> dict[str, Any]:
+    from harness.benchmarks import rendering
+
+    return rendering.run()
+
+
+def _node_pipeline() -> dict[str, Any]:
+    from harness.benchmarks import lane_pipeline
+
+    return lane_pipeline.run()
+
+
+def _node_counting() -> dict[str, Any]:
+    """Both ways the lane can run: the detector on every frame, and on every other frame."""
+    from checkout_node.models import load_models
+    from harness.evals.counting import evaluate_counting
+
+    models = load_models()
+    return {
+        f"detect_interval_{interval}": evaluate_counting(
+            models,
+            transactions=50,
+            produce_photos=_produce_photos(),
+            progress=lambda line: click.echo(line),
+            detect_interval=interval,
+        )
+        for interval in (1, 2)
+    }
+
+
+def _node_lanes() -> dict[str, Any]:
+    from checkout_node.models import load_models
+    from harness.evals.lanes import evaluate_lanes
+
+    return evaluate_lanes(
+        load_models(),
+        scenarios=5,
+        produce_photos=_produce_photos(),
+        progress=lambda line: click.echo(line),
+    )
+
+
+def _node_outage() -> dict[str, Any]:
+    from harness.benchmarks import outage
+
+    return outage.run(transactions=200, outage_s=600.0)
+
+
+def _server_ingest() -> dict[str, Any]:
+    from harness.benchmarks import server_load
+
+    return server_load.run_ingest()
+
+
+def _server_fanout() -> dict[str, Any]:
+    from harness.benchmarks import server_load
+
+    return server_load.run_fanout()
+
+
+def _learning() -> dict[str, Any]:
+    from harness.evals import learning
+
+    return {
+        kind: learning.run(kind=kind, progress=lambda line: click.echo(line))
+        for kind in learning.KINDS
+    }
+
+
+def _lane_update() -> dict[str, Any]:
+    from harness.benchmarks import lane_update
+
+    return lane_update.run()
+
+
+def _retraining() -> dict[str, Any]:
+    from harness.benchmarks import retraining
+
+    return retraining.run(_produce_photos(), progress=lambda line: click.echo(line))
+
+
+BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
+BENCHMARKS = {
+    "catalog-import": (_catalog_import, tables.catalog_table),
+    "sim-render": (_sim_render, tables.sim_table),
+    "node-pipeline": (_node_pipeline, tables.node_table),
+    "node-counting": (_node_counting, tables.counting_table),
+    "node-lanes": (_node_lanes, tables.lanes_table),
+    "node-outage": (_node_outage, tables.outage_table),
+    "server-ingest": (_server_ingest, tables.ingest_table),
+    "server-fanout": (_server_fanout, tables.fanout_table),
+    "learning": (_learning, tables.learning_table),
+    "lane-update": (_lane_update, tables.update_table),
+    "retraining": (_retraining, tables.retraining_table),
+}
+
+
+def _write(out: Path, name: str, result: dict[str, Any], table: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": _machine(), "result": result}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    with (out / "summary.md").open("a", encoding="utf-8") as handle:
+        handle.write(f"\n### {name}\n\n" + "\n".join(table) + "\n")
+    click.echo("\n".join(table))
+
+
+@click.group()
+def bench() -> None:
+    """Measure LaneGuard's speed targets on this computer."""
+
+
+OUT_OPTION = click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True
+)
+
+# One-line descriptions for `laneguard bench --help`; each benchmark is also its own command.
+DESCRIPTIONS = {
+    "catalog-import": "Import a synthetic 100,000-product catalog into a fresh SQLite database.",
+    "sim-render": "Render a minute of simulated lane video on one thread.",
+    "node-pipeline": "Lane pipeline speed, overhead, counts and memory, against ultralytics.",
+    "node-counting": "Counting accuracy over 50 simulated transactions of 5-40 items.",
+    "node-lanes": "Checkout accuracy, alert precision/recall and latency: 5 checkouts per kind.",
+    "node-outage": "200 transactions with the store server down for 10 minutes: nothing lost.",
+    "server-ingest": "Store server ingest: 50 concurrent lanes, transactions/s and latency.",
+    "server-fanout": "Live alert fan-out to 50 open consoles: ingest-to-console latency.",
+    "learning": "New product and new packaging learned from honest transactions, end to end.",
+    "lane-update": "A lane takes a bundle from its store (download, checks, smoke test, swap).",
+    "retraining": "The slow path: fine-tune from the shipped bundle on harvested crops, gated.",
+}
+
+
+def _register(name: str) -> None:
+    runner, table = BENCHMARKS[name]
+
+    @bench.command(name, help=DESCRIPTIONS[name])
+    @OUT_OPTION
+    def command(out: Path) -> None:
+        result = runner()
+        _write(out, name, result, table(result))
+
+
+for _name in BENCHMARKS:
+    _register(_name)
+
+
+@bench.command("all")
+@OUT_OPTION
+def all_command(out: Path) -> None:
+    """Run every benchmark with its default size; results go to OUT/*.json and OUT/summary.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(
+        f"# LaneGuard benchmarks\n\n{time.strftime('%Y-%m-%d %H:%M')} on "
+        f"{platform.machine()}, {_machine()['cpus']} CPUs\n",
+        "utf-8",
+    )
+    for name, (runner, table) in BENCHMARKS.items():
+        click.echo(f"== {name}")
+        result = runner()
+        _write(out, name, result, table(result))
+
+
+def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Options shared by the evaluations that run simulated video through a real lane."""
+    return with_options(
+        command,
+        [
+            click.option(
+                "--fps", type=click.FloatRange(min=5, max=60), default=30.0, show_default=True
+            ),
+            click.option(
+                "--bundle",
+                type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                default=None,
+                help="Model bundle (default: the shipped bootstrap bundle).",
+            ),
+            click.option("--profile", default=None, help="Hardware profile from the bundle."),
+            produce_photos_option,
+        ],
+    )
+
+
+@click.group("eval")
+def evaluate() -> None:
+    """Measure recognition and lanes against ground truth."""
+
+
+@evaluate.command("counting")
+@click.option("--transactions", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=1000, show_default=True)
+@lane_run_options
+def counting_command(
+    transactions: int,
+    seed: int,
+    fps: float,
+    bundle: Path | None,
+    profile: str | None,
+    produce_photos: Path | None,
+) -> None:
+    """Run simulated mixed transactions through the lane pipeline; print counting accuracy."""
+    from checkout_node.models import load_models
+    from harness.evals.counting import evaluate_counting
+
+    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
+    result = evaluate_counting(
+        models,
+        transactions,
+        seed,
+        fps,
+        produce_photos=produce_photos,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(json.dumps(result, indent=2))
+
+
+@evaluate.command("recognition")
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of class sub-folders: the gallery's images.",
+)
+@click.option(
+    "--query",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of class sub-folders: the images to identify.",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Model bundle (default: the shipped bootstrap bundle).",
+)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
+def recognition_command(reference: Path, query: Path, bundle: Path | None, precision: str) -> None:
+    """Build a gallery from REFERENCE, identify every QUERY image, print JSON."""
+    from harness.evals.recognition import evaluate_recognition
+    from laneguard.bundle import BundleError, extract_bundle
+
+    source = bundle or SHIPPED_BUNDLE
+    with tempfile.TemporaryDirectory(prefix="laneguard-eval-") as tmp:
+        try:
+            manifest = extract_bundle(source, Path(tmp))
+        except BundleError as exc:
+            raise click.ClickException(str(exc)) from None
+        model = next(
+            m for m in manifest.models if m.role == "embedder" and m.precision == precision
+        )
+        try:
+            result = evaluate_recognition(Path(tmp) / model.file, reference, query)
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+    result["bundle"] = manifest.version
+    result["embedder"] = model.file
+    click.echo(json.dumps(result, indent=2))
+
+
+@evaluate.command("lanes")
+@click.option(
+    "--scenarios", type=click.IntRange(min=1), default=5, show_default=True, help="Per kind."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@lane_run_options
+def lanes_command(
+    scenarios: int,
+    seed: int,
+    fps: float,
+    bundle: Path | None,
+    profile: str | None,
+    produce_photos: Path | None,
+) -> None:
+    """Run N simulated checkouts of every kind through a real lane; print accuracy, alert
+    precision and recall, false alerts and alert latency as JSON."""
+    from checkout_node.models import load_models
+    from harness.evals.lanes import evaluate_lanes
+
+    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
+    result = evaluate_lanes(
+        models,
+        scenarios,
+        seed,
+        fps,
+        produce_photos=produce_photos,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(json.dumps(result, indent=2))
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=Path("data/demo"),
+    show_default=True,
+    help="Where the demo store keeps its database and files.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--lanes", type=click.IntRange(0, 8), default=2, show_default=True, help="Simulated lanes."
+)
+@click.option("--fps", type=click.FloatRange(5, 30), default=15.0, show_default=True)
+def demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
+    """Run the demo store and its simulated lanes; print the addresses to open."""
+    from harness.demo import run_demo
+
+    run_demo(data_dir, host, port, lanes, fps)

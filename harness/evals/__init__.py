@@ -1,0 +1,2 @@
+"""Evaluations against ground truth: counting, checkouts through a real lane, learning,
+recognition."""

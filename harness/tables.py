@@ -1,0 +1,202 @@
+"""Markdown rows for each benchmark's result: what `laneguard bench` prints and appends to
+``summary.md``, one function per benchmark, each taking the JSON result it summarises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def catalog_table(result: dict[str, Any]) -> list[str]:
+    first, again, changed = result["first"], result["reimport"], result["price_changes"]
+    verdict = "yes" if result["meets_target"] else "NO"
+    return [
+        "| benchmark | measured | target | met |",
+        "|---|---|---|---|",
+        f"| catalog import, {result['rows']:,} rows ({result['database']}) | "
+        f"{first['seconds']} s ({first['rows_per_second']:,} rows/s) | < 10 s | {verdict} |",
+        f"| catalog re-import, no changes | {again['seconds']} s | - | - |",
+        f"| catalog re-import, {changed['price_changes']:,} price changes | "
+        f"{changed['seconds']} s | - | - |",
+    ]
+
+
+def sim_table(result: dict[str, Any]) -> list[str]:
+    verdict = "yes" if result["meets_target"] else "NO"
+    return [
+        "| benchmark | measured | target | met |",
+        "|---|---|---|---|",
+        f"| simulator rendering, {result['resolution']}, 1 thread | "
+        f"{result['frames_per_second']} frames/s ({result['ms_per_frame']} ms) | "
+        f">= {result['target_fps']} frames/s | {verdict} |",
+    ]
+
+
+def node_table(result: dict[str, Any]) -> list[str]:
+    fp32, int8 = result["ours"]["fp32"], result["ours"]["int8"]
+    every2 = result["ours"]["fp32_interval2"]
+    peer = result["peer_ultralytics_track_objectcounter"]
+    true_items = result["video"]["true_items"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| lane pipeline, 640x480, detector 320 fp32, 2 cores | {fp32['fps_end_to_end']} frames/s "
+        f"({fp32['ms_per_frame']} ms/frame, {100 * fp32['overhead_share']:.0f}% outside "
+        "session.run) | >= 30 frames/s, <= 20% |",
+        f"| lane pipeline, detector 320 int8 | {int8['fps_end_to_end']} frames/s "
+        f"({100 * int8['overhead_share']:.0f}% outside session.run) | - |",
+        f"| ultralytics track + ObjectCounter, same fp32 model | {peer['fps']} frames/s | - |",
+        f"| speed-up over the peer (median of {result['rounds']} alternating rounds: "
+        f"{', '.join(str(r) for r in result['speedup_per_round'])}) | "
+        f"{result['speedup_vs_peer_fp32']}x | >= 2x |",
+        f"| lane pipeline fp32, detector on every other frame (rounds: "
+        f"{', '.join(str(r) for r in result['speedup_interval2_per_round'])}) | "
+        f"{every2['fps_end_to_end']} frames/s, {result['speedup_vs_peer_fp32_detect_interval2']}x"
+        " the peer | >= 2x |",
+        f"| counts vs {true_items} true items: ours fp32 / int8 / fp32 every other frame / peer "
+        f"| {fp32['count']} / {int8['count']} / {every2['count']} / {peer['count']} "
+        f"| {true_items} |",
+        f"| peak RSS, `node replay`, raspberry-pi-5 profile, int8 detector and embedder | "
+        f"{result['peak_rss_mb_int8_profile']} MB | < 400 MB |",
+    ]
+
+
+def counting_table(result: dict[str, Any]) -> list[str]:
+    rows = ["| benchmark | measured | target |", "|---|---|---|"]
+    for name, run in result.items():
+        every = "every frame" if run["detect_interval"] == 1 else "every other frame"
+        rows += [
+            f"| counting, detector on {every}, {run['transactions']} mixed transactions "
+            f"({run['true_items']} items) | {run['missed_visible']} missed visible, "
+            f"{run['extra_counts']} double/extra counts, "
+            f"{run['missed_hidden_under_other_items']} missed hidden under other items "
+            "| 0 and 0 |",
+            f"| riding item's own box / one box around the pair ({name}, "
+            f"{run['riding_pair_frames']['frames']} detected frames) | "
+            f"{run['riding_pair_frames']['riding_item_own_box']} / "
+            f"{run['riding_pair_frames']['one_box_around_both']} | - |",
+            f"| identity top-1 of counted known items ({name}) | {run['identity_top1']} | - |",
+        ]
+    return rows
+
+
+def lanes_table(result: dict[str, Any]) -> list[str]:
+    alerts = result["alerts"]
+
+    def pr(kind: str) -> str:
+        return f"precision {alerts[kind]['precision']}, recall {alerts[kind]['recall']}"
+
+    latency = result["alert_latency_ms"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| checkout accuracy, {result['transactions']} simulated checkouts (every kind) | "
+        f"{result['checkout_accuracy']} (known products only: "
+        f"{result['checkout_accuracy_known_products']}) | >= 0.99 on known products |",
+        f"| skip-scan alerts | {pr('unscanned_item')} | recall >= 0.95 |",
+        f"| switch alerts (ticket and PLU) | {pr('switch')} | recall >= 0.95 |",
+        f"| scan without item | {pr('scan_without_item')} | - |",
+        f"| false alerts per 100 honest transactions | {result['false_alerts_per_100_honest']} | "
+        "<= 1 |",
+        f"| alert latency, bagging to screen websocket | p50 {latency['p50']} ms, p99 "
+        f"{latency['p99']} ms ({latency['n']} alerts) | p99 <= 300 ms |",
+    ]
+
+
+def outage_table(result: dict[str, Any]) -> list[str]:
+    stored = result["stored"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| store server down {result['outage_s']} s during {result['transactions']} "
+        f"transactions | {stored['TransactionRecord']} transactions and {stored['AlertRecord']} of "
+        f"{result['expected']['alerts']} alerts stored once; outbox peaked at "
+        f"{result['max_outbox_depth']} messages, its backlog delivered "
+        f"{result['backlog_delivered_after_return_s']} s after the server returned | "
+        "nothing lost |",
+    ]
+
+
+def ingest_table(result: dict[str, Any]) -> list[str]:
+    rows = ["| benchmark | measured | target |", "|---|---|---|"]
+    for label, key, target in (
+        (
+            "500 transactions/s offered, one per request",
+            "paced_500_per_s",
+            ">= 500/s, p99 < 100 ms",
+        ),
+        ("as fast as answered, one per request", "flat_out_1_per_request", "-"),
+        ("as fast as answered, ten per request", "flat_out_10_per_request", "-"),
+    ):
+        run = result[key]
+        latency = run["latency_ms"]
+        rows.append(
+            f"| ingest, {run['lanes']} concurrent lanes, {label}, SQLite | "
+            f"{run['transactions_per_s']} transactions/s over {run['seconds']} s "
+            f"({run['errors']} errors), request latency p50 {latency['p50']} ms, p99 "
+            f"{latency['p99']} ms | {target} |"
+        )
+    return rows
+
+
+def fanout_table(result: dict[str, Any]) -> list[str]:
+    delay = result["ingest_to_console_ms"]
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| live alert fan-out to {result['consoles']} consoles, {result['alerts']} alerts | "
+        f"{result['deliveries']}/{result['expected_deliveries']} delivered, ingest to console "
+        f"p50 {delay['p50']} ms, p99 {delay['p99']} ms | p99 < 100 ms |",
+    ]
+
+
+def learning_table(result: dict[str, Any]) -> list[str]:
+    rows = ["| benchmark | measured | target |", "|---|---|---|"]
+    for kind, run in result.items():
+        product = run["product"]
+        before = [t["score"] for t in run["transactions"] if not t["recognised"]]
+        rows.append(
+            f"| {kind.replace('_', ' ')} ({product['name']}) learned from honest transactions, "
+            f"real lane + store server | not recognised before (similarity "
+            f"{min(before)}-{max(before)}); recognised after "
+            f"{run['recognised_after_honest_transactions']} honest transactions; gallery at the "
+            f"lane {run['seconds_from_delivery_to_lane_gallery']} s after delivery; skip-scan "
+            f"alert names it: {run['skip_scan_alert_names_product']} | within 60 s |"
+        )
+    return rows
+
+
+def update_table(result: dict[str, Any]) -> list[str]:
+    steps = ", ".join(f"{k} {v} s" for k, v in result["seconds_per_step"].items())
+    return [
+        "| benchmark | measured | target |",
+        "|---|---|---|",
+        f"| lane takes a new {result['bundle_mb']} MB bundle from its store server | "
+        f"{result['seconds_to_live']} s to live ({steps}) | - |",
+        f"| canary offered a bundle that fails its smoke test | {result['broken_bundle'][:60]}; "
+        f"rollout {result['broken_rollout_result']} {result['seconds_from_offer_to_rollback']} s "
+        "after the offer | never live, halted |",
+    ]
+
+
+def retraining_table(result: dict[str, Any]) -> list[str]:
+    def mean(rows: dict[str, dict[str, float | None]], side: str) -> str:
+        values = [float(x) for x in (v[side] for v in rows.values()) if x is not None]
+        return f"{sum(values) / len(values):.2f}" if values else "-"
+
+    rows = ["| benchmark | production | candidate | target |", "|---|---|---|---|"]
+    for kind in ("new_products", "packaging_changes"):
+        group = result[kind]
+        rows.append(
+            f"| held-out crops of {len(group)} {kind.replace('_', ' ')}: top-1 (mean) | "
+            f"{mean(group, 'production')} | {mean(group, 'candidate')} | learned (>= 0.8) |"
+        )
+    for check in result["checks"]:
+        if check["check"].startswith("new product"):
+            continue
+        rows.append(
+            f"| {check['check'].split(' ')[0]} | {check['production']} | {check['candidate']} | "
+            "no regression |"
+        )
+    verdict = "passed" if result["passed"] else "refused: " + "; ".join(result["failed"])
+    rows.append(f"| gate, one `train run` pass | | {verdict} in {result['seconds']} s | - |")
+    return rows

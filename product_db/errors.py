@@ -1,0 +1,46 @@
+"""LaneGuardError: the one root of every error LaneGuard raises on purpose.
+
+`except LaneGuardError` catches any of them; each also keeps the built-in base that says what
+kind of failure it is (``ValueError`` for bad input, ``LookupError`` for a missing thing,
+``RuntimeError`` for a process that could not finish), so callers that catch those still work.
+It lives here, in product_db, because that is the bottom layer every package stands on
+(``laneguard.LaneGuardError`` is the same class).
+
+    LaneGuardError
+    ├── product_db                           (bad catalog input)
+    │   ├── InvalidCodeError                 codes: a GTIN/PLU that fails its format or check digit
+    │   ├── InvalidPriceError                money: a price that is not a sane amount
+    │   ├── InvalidRowError                  records: a catalog row that cannot be a product
+    │   ├── CatalogFileError                 catalog_io: a price file that cannot be read at all
+    │   └── ProductNotFoundError             catalog: no product with that code (LookupError)
+    ├── laneguard                            (shared ground)
+    │   ├── ConfigError                      settings: a settings file or variable that is wrong
+    │   ├── BundleError                      bundle: a model bundle that cannot be used
+    │   ├── GalleryError                     gallery: unreadable, or another embedder's
+    │   ├── SigningKeyError                  signing: a key file that cannot be used
+    │   └── SignatureError                   signing: a signed document its signer did not sign
+    ├── checkout_node                        (the lane)
+    │   ├── CatalogLoadError                 catalog: the lane's catalog copy cannot be loaded
+    │   ├── LaneEnrolmentError               enrolment: the store refused the lane's token
+    │   ├── OutboxError                      outbox: a message the outbox cannot keep
+    │   ├── ReconcileError                   reconciler: a call the transaction's state forbids
+    │   └── UpdateError                      updater: an update step that failed
+    ├── store_server                         (the store)
+    │   ├── AuthError                        auth: not signed in or not allowed (status, message)
+    │   ├── UserAccountError                 auth: a console user that cannot be created
+    │   ├── EnrolmentError                   lanes: a token unknown, used or expired
+    │   ├── WrongLaneError                   api.ingest: a message for another lane
+    │   ├── EvidenceImageError               media: evidence bytes that are not a usable JPEG
+    │   └── RolloutError                     rollouts: a rollout request that cannot be carried out
+    ├── simulator
+    │   ├── ProduceDataError                 produce: a produce photo folder that is not usable
+    │   └── ScenarioError                    scenario: a scenario that cannot be built
+    └── trainer
+        └── TrainingError                    finetune: a training pass that cannot run
+"""
+
+from __future__ import annotations
+
+
+class LaneGuardError(Exception):
+    """Base of every error LaneGuard raises on purpose; the message says what to fix."""

@@ -1,0 +1,40 @@
+"""Console: loss analytics over a date range (alerts, value and rates per lane and type)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.engine import Engine
+
+from store_server.analytics import compute
+from store_server.auth import SignedIn, current_user
+from store_server.console.templating import render
+from store_server.deps import get_engine
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/analytics", response_class=HTMLResponse)
+def analytics_page(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    days: Annotated[int, Query(ge=1, le=366)] = 7,
+) -> Response:
+    numbers = compute(engine, days)
+    hours = [(f"{h:02d}", numbers.per_hour.get(h, 0)) for h in range(24)]
+    return render(
+        request,
+        "analytics.html",
+        user,
+        a=numbers,
+        days=days,
+        charts=[
+            ("Alerts per lane", sorted(numbers.per_lane.items())),
+            ("Alerts by type", numbers.per_type.most_common()),
+            ("How alerts ended", numbers.outcomes.most_common()),
+        ],
+        hours=hours,
+    )

@@ -1,0 +1,32 @@
+"""Console: the audit log of every manager and IT action."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from store_server.auth import SignedIn, require_admin
+from store_server.console.templating import render
+from store_server.deps import get_engine
+from store_server.models import AuditEntry
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request,
+    user: Annotated[SignedIn, Depends(require_admin)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    who: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
+    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(200)
+    if who:
+        query = query.where(AuditEntry.username == who)
+    with Session(engine) as session:
+        entries = list(session.exec(query))
+    return render(request, "audit.html", user, entries=entries, who=who)

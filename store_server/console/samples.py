@@ -1,0 +1,88 @@
+"""Console: the training-sample browser, where a manager confirms, relabels or rejects the
+crops harvested from honest transactions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from product_db.codes import InvalidCodeError, parse_code
+from store_server.auth import SignedIn, audit, check_csrf, current_user
+from store_server.console.templating import render
+from store_server.deps import get_engine
+from store_server.learning import audit_sample
+from store_server.models import SampleRecord
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+SAMPLE_REVIEWS = ("pending", "confirmed", "relabelled", "rejected")
+
+
+@router.get("/samples", response_class=HTMLResponse)
+def samples_page(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    review: Annotated[str, Query(max_length=12)] = "pending",
+    code: Annotated[str, Query(max_length=64)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    query = select(SampleRecord).order_by(col(SampleRecord.id).desc())
+    if review:
+        query = query.where(SampleRecord.review == review)
+    if code:
+        query = query.where(SampleRecord.code == code.strip())
+    with Session(engine) as session:
+        rows = list(session.exec(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
+    return render(
+        request,
+        "samples.html",
+        user,
+        learned=audit_sample(engine),
+        samples=rows[:PAGE_SIZE],
+        has_next=len(rows) > PAGE_SIZE,
+        page=page,
+        review=review,
+        code=code,
+        reviews=SAMPLE_REVIEWS,
+    )
+
+
+@router.post("/samples/{sample_id}/review", response_class=HTMLResponse)
+def review_sample(
+    sample_id: int,
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    action: Annotated[str, Form(max_length=12)],
+    label: Annotated[str, Form(max_length=64)] = "",
+    back: Annotated[str, Form(max_length=300)] = "/samples",
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Confirm the sample's label, give it another product code, or reject it."""
+    check_csrf(user, csrf_token)
+    if action not in ("confirm", "relabel", "reject"):
+        return Response("action must be confirm, relabel or reject", status_code=422)
+    with Session(engine) as session:
+        sample = session.get(SampleRecord, sample_id)
+        if sample is None:
+            return Response(f"no sample {sample_id}", status_code=404)
+        if action == "relabel":
+            try:
+                sample.label = parse_code(label.strip()).key
+            except InvalidCodeError as error:
+                return Response(f"relabel: {error}", status_code=422)
+            sample.review = "relabelled"
+        else:
+            sample.review = "confirmed" if action == "confirm" else "rejected"
+            sample.label = sample.code if action == "confirm" else None
+        sample.reviewed_by = user.username
+        session.add(sample)
+        audit(session, user.username, f"sample.{action}", str(sample_id), label=sample.label)
+        session.commit()
+    target = back if back.startswith("/samples") else "/samples"
+    return RedirectResponse(target, status_code=303)

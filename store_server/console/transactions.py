@@ -1,0 +1,100 @@
+"""Console: the transaction history, its search, and one transaction's seen and scanned
+items with their alerts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import ColumnElement, String, cast, or_
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from product_db.codes import InvalidCodeError, parse_code
+from store_server.auth import SignedIn, current_user
+from store_server.console.templating import render
+from store_server.deps import get_engine
+from store_server.models import AlertRecord, TransactionRecord
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+
+
+@router.get("/transactions", response_class=HTMLResponse)
+def transactions_page(
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    lane: Annotated[str, Query(max_length=64)] = "",
+    q: Annotated[str, Query(max_length=64)] = "",
+    day: Annotated[date | None, Query()] = None,
+    flagged: bool = False,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    """Newest first; ``q`` finds a transaction id or a product code seen or scanned in it."""
+    query = select(TransactionRecord).order_by(col(TransactionRecord.ended_at).desc())
+    if lane:
+        query = query.where(TransactionRecord.lane_id == lane)
+    if flagged:
+        query = query.where(TransactionRecord.honest == False)  # noqa: E712
+    if day is not None:
+        start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+        query = query.where(
+            col(TransactionRecord.ended_at) >= start,
+            col(TransactionRecord.ended_at) < start + timedelta(days=1),
+        )
+    if q.strip():
+        query = query.where(_matches(q.strip()))
+    with Session(engine) as session:
+        rows = list(session.exec(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
+        lanes = sorted(set(session.exec(select(TransactionRecord.lane_id).distinct())))
+    return render(
+        request,
+        "transactions.html",
+        user,
+        transactions=rows[:PAGE_SIZE],
+        has_next=len(rows) > PAGE_SIZE,
+        page=page,
+        lanes=lanes,
+        filters={"lane": lane, "q": q, "day": day.isoformat() if day else ""},
+        flagged=flagged,
+    )
+
+
+def _matches(q: str) -> ColumnElement[bool]:
+    """A product code matches transactions that saw or scanned it (its JSON string value,
+    quotes included, so 4011 does not match 40110); anything else is a transaction id."""
+    try:
+        key = parse_code(q).key
+    except InvalidCodeError:
+        return col(TransactionRecord.transaction_id) == q
+    quoted = f'"{key}"'
+    return or_(
+        col(TransactionRecord.transaction_id) == q,
+        cast(TransactionRecord.seen, String).contains(quoted),
+        cast(TransactionRecord.scanned, String).contains(quoted),
+    )
+
+
+@router.get("/transactions/{record_id}", response_class=HTMLResponse)
+def transaction_page(
+    record_id: int,
+    request: Request,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+) -> Response:
+    with Session(engine) as session:
+        record = session.get(TransactionRecord, record_id)
+        if record is None:
+            return render(request, "not_found.html", user, 404, message="no such transaction")
+        alerts = list(
+            session.exec(
+                select(AlertRecord).where(
+                    AlertRecord.lane_id == record.lane_id,
+                    AlertRecord.transaction_id == record.transaction_id,
+                )
+            )
+        )
+    return render(request, "transaction.html", user, tx=record, alerts=alerts)

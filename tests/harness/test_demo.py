@@ -1,0 +1,53 @@
+"""`laneguard demo` (what `make demo` runs): the store and a simulated lane come up, the lane
+screen answers and the store hears from the lane."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from product_db.db import make_engine
+from store_server.models import LaneHealth
+from tests.helpers.live_server import free_port
+
+
+def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "LANEGUARD_PRODUCE_PHOTOS": str(tmp_path / "none")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "laneguard.cli", "demo", "--data-dir", str(tmp_path),
+         "--port", str(port), "--lanes", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        lane_url = f"http://127.0.0.1:{port + 101}"
+        deadline = time.monotonic() + 90
+        health = None
+        while time.monotonic() < deadline and health is None:
+            time.sleep(1)
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            if (tmp_path / "store.sqlite3").exists():
+                engine = make_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+                with Session(engine) as session, contextlib.suppress(OperationalError):
+                    health = session.exec(select(LaneHealth)).first()  # tables may be coming
+                engine.dispose()
+        assert health is not None and health.lane_id == "lane-1" and health.camera == "up"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        screen = httpx.get(lane_url + "/")
+        assert screen.status_code == 200 and "Please scan this item" in screen.text
+        state = httpx.get(lane_url + "/api/state").json()
+        assert state["lane_id"] == "lane-1" and state["model_version"].startswith("bootstrap")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert f"Store console:      http://127.0.0.1:{port}/" in output
+    assert f"Lane 1 screen:      {lane_url}/" in output

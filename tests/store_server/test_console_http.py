@@ -1,0 +1,224 @@
+"""The manager's console over real HTTP on SQLite and PostgreSQL: sign-in, roles, CSRF, the
+audit log, and every page fed by data a lane delivered through the real ingest API."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session, col, select
+
+from product_db import SAMPLE_CATALOG
+from product_db.catalog import get_product, import_records
+from product_db.catalog_io import read_catalog_file
+from product_db.db import make_engine
+from store_server.app import create_app
+from store_server.auth import create_user
+from store_server.db import migrate
+from store_server.models import AlertRecord, AuditEntry, SampleRecord
+from store_server.settings import StoreSettings
+from tests.helpers.live_server import enrol, serve, sign_in
+from tests.helpers.messages import NOW, alert, as_json, heartbeat, jpeg, sample, transaction
+
+
+@pytest.fixture
+def console(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A store with the sample catalog, a manager, an IT admin, and lane-1's deliveries."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    import_records(engine, read_catalog_file(SAMPLE_CATALOG).records, source="sample")
+    create_user(engine, "mia", "manager-pass", "manager")
+    create_user(engine, "ivan", "admin-pass!", "it_admin")
+    engine.dispose()
+    with serve(create_app(StoreSettings(database_url=database_url, data_dir=tmp_path))) as url:
+        credential = enrol(url, database_url, "lane-1")
+        crop = jpeg(3)
+        messages = [
+            as_json(transaction("lane-1", 1, honest=False)),
+            as_json(transaction("lane-1", 2)),
+            as_json(alert("lane-1", 1, image=crop)),
+            as_json(alert("lane-1", 2, "resolved")),
+            as_json(sample("lane-1", 1, crop)),
+            as_json(heartbeat("lane-1", NOW, 24.0)),
+        ]
+        reply = httpx.post(
+            f"{url}/api/v1/ingest",
+            json={"messages": messages},
+            headers={"Authorization": f"Bearer {credential}"},
+        )
+        assert reply.json()["stored"] == len(messages), reply.text
+        yield url
+
+
+def test_sign_in_is_required_and_wrong_passwords_are_refused(
+    console: str, database_url: str
+) -> None:
+    with httpx.Client(base_url=console, timeout=10) as client:
+        page = client.get("/alerts?status=open")
+        assert page.status_code == 303
+        assert page.headers["location"] == "/login?next=/alerts%3Fstatus%3Dopen"
+        assert client.get("/media/" + "0" * 64 + ".jpg").status_code == 303
+        form = client.get("/login")
+        token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+        assert token is not None
+        wrong = client.post(
+            "/login",
+            data={"username": "mia", "password": "guess", "login_csrf": token.group(1)},
+        )
+        assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+        forged = httpx.post(  # a login posted from another site has no matching cookie
+            f"{console}/login",
+            data={"username": "mia", "password": "manager-pass", "login_csrf": "x" * 20},
+        )
+        assert forged.status_code == 403
+        assert "lg_session" not in forged.cookies
+        redirect = client.post(
+            "/login",
+            data={
+                "username": "mia",
+                "password": "manager-pass",
+                "login_csrf": client.cookies["lg_login_csrf"],
+                "next": "https://evil.example/",
+            },
+        )
+        assert redirect.status_code == 303 and redirect.headers["location"] == "/alerts"
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        actions = [e.action for e in session.exec(select(AuditEntry).order_by(col(AuditEntry.id)))]
+    engine.dispose()
+    assert actions[-2:] == ["login.failed", "login"]
+
+
+def test_manager_reviews_alerts_and_samples_with_csrf_and_audit(
+    console: str, database_url: str
+) -> None:
+    with httpx.Client(base_url=console, timeout=10) as client:
+        csrf = sign_in(client, "mia", "manager-pass")
+        listing = client.get("/alerts").text
+        assert "lane-1-a1" in listing and "unscanned item" in listing
+        detail = client.get("/alerts/lane-1-a1").text
+        evidence = re.search(r'src="/media/([0-9a-f]{64}\.jpg)"', detail)
+        assert evidence is not None
+        image = client.get(f"/media/{evidence.group(1)}")
+        assert image.status_code == 200 and image.content == jpeg(3)
+        assert client.get("/media/..%2F..%2Fetc%2Fpasswd").status_code == 404
+
+        no_token = client.post("/alerts/lane-1-a1/review", data={"review": "false_alarm"})
+        assert no_token.status_code == 403 and "security token" in no_token.text
+        reviewed = client.post(
+            "/alerts/lane-1-a1/review",
+            data={"review": "recovered", "note": "paid at lane", "csrf_token": csrf},
+        )
+        assert reviewed.status_code == 303
+        assert "Recovered" in client.get("/alerts/lane-1-a1").text
+
+        samples = client.get("/samples").text
+        sample_id = re.search(r'data-sample="(\d+)"', samples)
+        assert sample_id is not None
+        bad = client.post(
+            f"/samples/{sample_id.group(1)}/review",
+            data={"action": "relabel", "label": "12345", "csrf_token": csrf},
+        )
+        assert bad.status_code == 422 and "relabel" in bad.text
+        relabel = client.post(
+            f"/samples/{sample_id.group(1)}/review",
+            data={"action": "relabel", "label": "4011", "csrf_token": csrf},
+        )
+        assert relabel.status_code == 303
+
+        analytics = client.get("/analytics", params={"days": 366}).text
+        assert re.search(r'id="n-alerts">2<', analytics)
+        assert "0.00 EUR" not in re.search(r'id="loss-prevented">([^<]+)<', analytics).group(1)  # type: ignore[union-attr]
+        assert "How alerts ended" in analytics and "recovered" in analytics
+
+        def listed(**params: object) -> list[str]:
+            page = client.get("/transactions", params=params).text
+            return sorted(re.findall(r'<td class="code">([^<]+)</td>', page))
+
+        assert listed() == ["1", "2"]
+        assert listed(q="2") == ["2"]  # a transaction id
+        assert listed(q="4011") == ["1", "2"]  # a product code seen or scanned
+        assert listed(q="40110") == []
+        assert listed(flagged=True) == ["1"]
+        assert listed(lane="lane-9") == []
+
+        lanes = client.get("/lanes").text
+        assert "lane-1" in lanes and "24.0" in lanes and "Enrol a lane" not in lanes
+        assert client.get("/audit").status_code == 403  # IT admin only
+        refused = client.post(
+            "/lanes/enrolment-tokens", data={"lane_id": "lane-9", "csrf_token": csrf}
+        )
+        assert refused.status_code == 403
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        record = session.get(AlertRecord, "lane-1-a1")
+        assert record is not None and record.review == "recovered"
+        assert record.reviewed_by == "mia" and record.review_note == "paid at lane"
+        stored = session.exec(select(SampleRecord)).one()
+        assert (stored.review, stored.label, stored.reviewed_by) == ("relabelled", "4011", "mia")
+        actions = {e.action for e in session.exec(select(AuditEntry))}
+    engine.dispose()
+    assert {"alert.review", "sample.relabel"} <= actions
+
+
+def test_catalog_edits_and_imports_from_the_console(console: str, database_url: str) -> None:
+    with httpx.Client(base_url=console, timeout=10) as client:
+        csrf = sign_in(client, "mia", "manager-pass")
+        bad = client.post("/catalog/4011", data={"price": "1.2.3", "csrf_token": csrf})
+        assert bad.status_code == 422 and "price" in bad.text
+        changed = client.post(
+            "/catalog/4011", data={"price": "1.89", "active": "true", "csrf_token": csrf}
+        )
+        assert changed.status_code == 303
+        upload = (
+            "code,name,brand,price,currency,category,sold_by,age_restricted,active\n"
+            "4011,Banana,,1.99,EUR,fruit,weight,false,true\n"
+            "12345,Broken,,1.00,EUR,x,unit,false,true\n"
+        )
+        imported = client.post(
+            "/catalog/import",
+            data={"csrf_token": csrf},
+            files={"file": ("prices.csv", upload.encode(), "text/csv")},
+        )
+        assert imported.status_code == 200
+        assert 'id="import-report"' in imported.text and "line 3" in imported.text
+        binary = client.post(
+            "/catalog/import",
+            data={"csrf_token": csrf},
+            files={"file": ("prices.csv", b"\xff\xfe\x00bad", "text/csv")},
+        )
+        assert "not UTF-8" in binary.text
+    engine = make_engine(database_url)
+    detail = get_product(engine, "4011")
+    assert detail.record.price_minor == 199
+    assert [p.price_minor for p in detail.price_history][-2:] == [189, 199]
+    engine.dispose()
+
+
+def test_it_admin_enrols_and_retires_lanes_and_reads_the_audit_log(console: str) -> None:
+    with httpx.Client(base_url=console, timeout=10) as client:
+        csrf = sign_in(client, "ivan", "admin-pass!")
+        made = client.post(
+            "/lanes/enrolment-tokens",
+            data={"lane_id": "lane-2", "name": "Express", "csrf_token": csrf},
+        )
+        token = re.search(r"\(shown once\): <code>([^<]+)</code>", made.text)
+        assert token is not None
+        taken = client.post(
+            "/lanes/enrolment-tokens", data={"lane_id": "lane-1", "csrf_token": csrf}
+        )
+        assert "already enrolled" in taken.text
+        bad_id = client.post(
+            "/lanes/enrolment-tokens", data={"lane_id": "../x", "csrf_token": csrf}
+        )
+        assert "lane id" in bad_id.text
+        enrolled = httpx.post(f"{console}/api/v1/enrol", json={"token": token.group(1)})
+        assert enrolled.json()["lane_id"] == "lane-2"
+        assert client.post("/lanes/lane-2/retire", data={"csrf_token": csrf}).status_code == 303
+        assert "retired" in client.get("/lanes").text
+        audit = client.get("/audit").text
+        for action in ("lane.token_created", "lane.enrolled", "lane.retired", "login"):
+            assert action in audit
