@@ -251,3 +251,22 @@ def doctor_command(config_file: Path | None, as_json: bool) -> None:
             click.echo(f"{marks[finding.status]}  {finding.topic:<{width}}  {finding.detail}")
     if any(f.status == "fail" for f in findings):
         raise SystemExit(1)
+
+
+@node.command("hash-pin")
+@click.option(
+    "--pin",
+    prompt="Supervisor PIN or badge code",
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Asked for when not given (it is never echoed).",
+)
+def hash_pin_command(pin: str) -> None:
+    """Print the hash of a supervisor PIN for the lanes' `supervisor_pins` (the same list on
+    every lane of a store); the PIN itself is stored nowhere."""
+    from checkout_node.web.access import hash_pin
+
+    try:
+        click.echo(hash_pin(pin))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -60,6 +60,21 @@ def devices(pattern: str, root: Path = Path("/")) -> list[str]:
     return sorted(str(p) for p in (root / "dev").glob(pattern))
 
 
+def _till_access(settings: LaneSettings) -> Finding:
+    """Whether tills on the network can reach the POS API, and how they prove who they are."""
+    loopback = settings.http_host in ("127.0.0.1", "localhost", "::1")
+    if settings.pos_tokens:
+        where = "this computer" if loopback else f"the network ({settings.http_host})"
+        return Finding("till api", "ok", f"{len(settings.pos_tokens)} till token(s), from {where}")
+    if loopback:
+        return Finding("till api", "ok", "tills on this computer only (no pos_tokens)")
+    return Finding(
+        "till api",
+        "warn",
+        f"listening on {settings.http_host} but no pos_tokens: tills on the network are refused",
+    )
+
+
 def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
     import onnxruntime as ort
 
@@ -118,8 +133,15 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
                 else f"bundles must be signed by one of {len(settings.bundle_keys)} key(s)",
             )
         )
+    elif settings.allow_unsigned_bundles:
+        findings.append(
+            Finding("signatures", "warn", "allow_unsigned_bundles: unsigned bundles are taken")
+        )
     else:
-        findings.append(Finding("signatures", "warn", "no bundle_keys: bundles are not verified"))
+        findings.append(
+            Finding("signatures", "warn", "no bundle_keys: the lane takes no bundle from the store")
+        )
+    findings.append(_till_access(settings))
     findings.append(_updates(Path(settings.data_dir) / "updates"))
     cameras = devices("video*", root)
     camera = settings.camera

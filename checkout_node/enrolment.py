@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from laneguard.discovery import enrolment_key_id
 from laneguard.files import write_json_atomic
+from laneguard.signing import key_id
 from product_db.errors import LaneGuardError
 
 CREDENTIAL_FILE = "credential.json"
@@ -75,8 +79,23 @@ def enrol(
             f"the enrolment token is for lane {body['lane_id']!r} but this lane is configured "
             f"as {expected_lane_id!r}: set lane_id: {body['lane_id']} in its config"
         )
-    credential = LaneCredential(
-        body["lane_id"], body["credential"], body.get("config", {}).get("gallery_key")
-    )
+    gallery_key = body.get("config", {}).get("gallery_key")
+    expected = enrolment_key_id(token)
+    if expected is not None and _key_id_of(gallery_key) != expected:
+        raise LaneEnrolmentError(
+            f"the server at {client.base_url} is not the store that issued this token "
+            f"(its key is {_key_id_of(gallery_key)}, the token names {expected})"
+        )
+    credential = LaneCredential(body["lane_id"], body["credential"], gallery_key)
     save_credential(data_dir, credential)
     return credential
+
+
+def _key_id_of(pem: str | None) -> str | None:
+    if not pem:
+        return None
+    try:
+        public = serialization.load_pem_public_key(pem.encode())
+    except ValueError:
+        return None
+    return key_id(public) if isinstance(public, Ed25519PublicKey) else None

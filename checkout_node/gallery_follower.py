@@ -78,9 +78,10 @@ class GalleryFollower:
         credential, pem = self.credential(), self.store_key_pem()
         if credential is None or pem is None:
             return 0  # not enrolled yet
+        asked = self.latest
         reply = self.client.get(
             "/api/v1/gallery/updates",
-            params={"since": self.latest},
+            params={"since": asked},
             headers={"Authorization": f"Bearer {credential}"},
         )
         reply.raise_for_status()
@@ -88,6 +89,15 @@ class GalleryFollower:
         key = serialization.load_pem_public_key(pem.encode())
         assert isinstance(key, Ed25519PublicKey)
         verify_json(body, key)
+        # The signature covers "since": an older answer replayed (say, from before an entry
+        # was withdrawn) answers another question and is refused.
+        if body.get("since") != asked or int(body["latest"]) < asked:
+            raise SignatureError(
+                f"gallery update answers since={body.get('since')}, not since={asked} "
+                "(replayed or out of order)"
+            )
+        if any(int(entry["id"]) <= asked for entry in body["entries"]):
+            raise SignatureError(f"gallery update holds entries from before {asked}")
         changed = 0
         for entry in body["entries"]:
             if entry["embedder_sha256"] != self.base.embedder_sha256:

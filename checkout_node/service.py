@@ -33,10 +33,11 @@ from checkout_node.updater import LaneUpdater, UpdaterConfig, bundle_at_start
 from checkout_node.uploader import Enrolment, Uploader
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
+from checkout_node.web.access import LaneAccess, origins, screen_key_from
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE, sha256_file
-from laneguard.discovery import discover_store
+from laneguard.discovery import discover_store, enrolment_key_id
 from laneguard.files import write_json_atomic
 
 log = logging.getLogger("laneguard.node")
@@ -54,9 +55,12 @@ class LaneService:
         self.base_bundle = s.bundle or SHIPPED_BUNDLE
         # The updater's current bundle, if it took one and it has not crashed the lane.
         bundle, self.running_slot = bundle_at_start(self.updates_dir, self.base_bundle)
+        # The shipped bundle, run by default, came with the installed software; any other (a
+        # configured file, or one taken from the store) must be signed by one of the lane's keys.
+        runs_default = s.bundle is None and bundle == SHIPPED_BUNDLE
         verified = (
             verify_bundle(bundle, s.bundle_keys, Path(s.data_dir), s.pinned_bundle)
-            if s.bundle_keys
+            if s.bundle_keys and not runs_default
             else None
         )
         self.models = load_models(bundle, profile=s.profile)
@@ -80,7 +84,19 @@ class LaneService:
             idle_gap_s=s.idle_gap_s,
             customer_prompt_s=s.customer_prompt_s,
         )
-        self.app = create_lane_app(self.lane, self.hub, live_clock=True)
+        self.access = LaneAccess(
+            screen_key_from(Path(s.data_dir), s.screen_key),
+            tuple(s.pos_tokens),
+            tuple(s.supervisor_pins),
+            origins(s.screen_origins),
+        )
+        self.app = create_lane_app(
+            self.lane,
+            self.hub,
+            live_clock=True,
+            access=self.access,
+            max_body_bytes=s.max_body_kb << 10,
+        )
         self.camera = LiveSource(s.camera)
         self.base_sha256 = sha256_file(self.base_bundle)
         self.server_url = self._known_server_url()
@@ -106,8 +122,15 @@ class LaneService:
         """First boot with ``server_url: discover``: ask the network until a store answers,
         keep its URL, then start delivering (the outbox has kept everything meanwhile)."""
         s = self.settings
+        expected = s.store_key_id or enrolment_key_id(s.enrolment_token)
+        if expected is None:
+            log.error(
+                "cannot discover the store server: neither store_key_id nor the enrolment "
+                "token names the store's key, so no answer could be trusted; set server_url"
+            )
+            return
         while not self._stop.is_set():
-            found = discover_store(s.discovery_port, timeout_s=2.0)
+            found = discover_store(expected, s.discovery_port, timeout_s=2.0)
             if found is not None:
                 log.info("found store server %r at %s", found.store_name, found.url)
                 write_json_atomic(
@@ -183,7 +206,11 @@ class LaneService:
             lambda: self.lane.health.frame_errors,
             list(s.bundle_keys),
             s.profile,
-            UpdaterConfig(poll_s=s.update_poll_s, trial_s=s.update_trial_s),
+            UpdaterConfig(
+                poll_s=s.update_poll_s,
+                trial_s=s.update_trial_s,
+                allow_unsigned=s.allow_unsigned_bundles,
+            ),
             s.pinned_bundle,
         )
 

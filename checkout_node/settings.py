@@ -72,7 +72,13 @@ class LaneSettings(BaseSettings):
     )
     bundle_keys: list[Path] = Field(
         default_factory=list,
-        description="public keys (laneguard keys new); when set, a bundle must be signed by one",
+        description="public keys (laneguard keys new): a bundle from the store must be signed "
+        "by one",
+    )
+    allow_unsigned_bundles: bool = Field(
+        default=False,
+        description="take unsigned bundles from the store when no bundle_keys are set "
+        "(a lab lane only; a store's lanes refuse them)",
     )
     pinned_bundle: str | None = Field(
         default=None, description="IT admin's pin: this version may be older (anti-rollback)"
@@ -85,14 +91,43 @@ class LaneSettings(BaseSettings):
         "boot; none: keep everything on the lane",
     )
     discovery_port: int = Field(default=47800, ge=1, le=65535, description="UDP, see server")
+    store_key_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="the store's key id (`laneguard server key-id`); default: the one the "
+        "enrolment token ends in. Discovery trusts only answers signed by it",
+    )
     server_token: str | None = Field(default=None, description="lane credential, if given out")
     enrolment_token: str | None = Field(
         default=None, description="one-time token from the store's IT admin (zero-touch)"
     )
     data_dir: Path = Field(default=Path("data/lane"))
     outbox_cap_mb: int = Field(default=2048, gt=0)
-    http_host: str = "127.0.0.1"
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="address the lane screen and till API listen on; 0.0.0.0 for tills on "
+        "the network (then set pos_tokens)",
+    )
     http_port: int = Field(default=8100, ge=1, le=65535)
+    pos_tokens: list[str] = Field(
+        default_factory=list,
+        description="one secret per till (Authorization: Bearer); none: tills on this "
+        "computer only",
+    )
+    screen_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="the kiosk's key to the lane screen; default: made once in data_dir",
+    )
+    screen_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins besides the lane's own (loopback) that may use the screen",
+    )
+    supervisor_pins: list[str] = Field(
+        default_factory=list,
+        description="PBKDF2 hashes of the store's supervisor PINs (laneguard node hash-pin)",
+    )
+    max_body_kb: int = Field(default=64, ge=1, description="largest request body the lane reads")
     idle_gap_s: float = Field(default=20.0, gt=0, description="no activity: transaction over")
     customer_prompt_s: float = Field(
         default=0.0, ge=0, description="ask the customer to scan before calling staff (0: off)"

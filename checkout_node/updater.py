@@ -4,7 +4,8 @@ Steps, each of which may be cut short by a power loss without leaving the lane u
 
 1. download to ``updates/<sha256>.tar.gz.partial``, resuming with an HTTP range request, then
    check size and sha256 and rename it into place (a rename is atomic);
-2. verify the signature and anti-rollback (when the lane has ``bundle_keys``);
+2. verify the signature and anti-rollback against the lane's ``bundle_keys`` (a lane with
+   none refuses every bundle from the store, unless ``allow_unsigned_bundles`` says otherwise);
 3. smoke-test it in a child process on golden frames (checkout_node.smoke_test);
 4. load it and hand the new pipeline to the lane, which swaps between transactions;
 5. once live, record it in ``updates/state.json`` (written to a temporary file, synced, renamed)
@@ -175,6 +176,7 @@ class UpdaterConfig:
     trial_s: float = 300.0  # healthy this long on a new bundle and it is kept
     max_frame_errors: int = 3  # frames failing during the trial: roll back
     smoke_timeout_s: float = 600.0
+    allow_unsigned: bool = False  # with no bundle_keys: take unsigned bundles (lab lanes only)
 
 
 # Hooks the lane service provides: build a pipeline for a bundle and stage it (it calls back
@@ -275,6 +277,14 @@ class LaneUpdater:
                 verify_bundle(path, self.bundle_keys, self.data_dir, self.pinned_version)
             except (BundleError, SigningKeyError) as error:
                 return self._fail(state, sha, "refused", str(error))
+        elif slot is not None and not self.config.allow_unsigned:
+            return self._fail(
+                state,
+                sha,
+                "refused",
+                "this lane trusts no bundle signing key (bundle_keys), so it takes no bundle "
+                "from the store; set bundle_keys (allow_unsigned_bundles only on a lab lane)",
+            )
         self._step("smoke testing")
         smoke: SmokeResult = run_smoke_test(
             path, self.profile, timeout_s=self.config.smoke_timeout_s

@@ -86,7 +86,7 @@ class Uploader:
             )
         except httpx.HTTPError as error:
             return self._failed(ids, f"{type(error).__name__}: {error}", report)
-        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+        if response.status_code >= 500 or response.status_code in (401, 408, 429):
             return self._failed(ids, f"HTTP {response.status_code}: {response.text[:200]}", report)
         if response.status_code >= 400:  # the batch as a whole was refused: find the culprit
             if len(entries) == 1:

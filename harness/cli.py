@@ -129,6 +129,12 @@ def _retraining() -> dict[str, Any]:
     return retraining.run(_produce_photos(), progress=lambda line: click.echo(line))
 
 
+def _body_limits() -> dict[str, Any]:
+    from harness.benchmarks import body_limits
+
+    return body_limits.run()
+
+
 BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
 BENCHMARKS = {
     "catalog-import": (_catalog_import, tables.catalog_table),
@@ -142,6 +148,7 @@ BENCHMARKS = {
     "learning": (_learning, tables.learning_table),
     "lane-update": (_lane_update, tables.update_table),
     "retraining": (_retraining, tables.retraining_table),
+    "body-limits": (_body_limits, tables.body_limits_table),
 }
 
 
@@ -176,6 +183,7 @@ DESCRIPTIONS = {
     "learning": "New product and new packaging learned from honest transactions, end to end.",
     "lane-update": "A lane takes a bundle from its store (download, checks, smoke test, swap).",
     "retraining": "The slow path: fine-tune from the shipped bundle on harvested crops, gated.",
+    "body-limits": "1 GB request bodies to a store server and a lane: refused, memory bounded.",
 }
 
 

@@ -37,26 +37,30 @@ def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> No
     from product_db.db import make_engine
     from store_server.app import create_app
     from store_server.db import migrate
+    from store_server.learning import store_key_id
     from store_server.settings import StoreSettings
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    release_key = _release_key(data_dir)
     settings = StoreSettings(
         database_url=f"sqlite:///{data_dir / 'store.sqlite3'}",
         data_dir=data_dir,
         host=host,
         port=port,
+        bundle_keys=[release_key],
     )
     engine = make_engine(settings.database_url)
     migrate(engine)
     report = import_records(engine, read_catalog_file(SAMPLE_CATALOG).records, "sample catalog")
     _demo_users(engine)
-    tokens = [_lane_token(engine, data_dir, f"lane-{n + 1}") for n in range(lanes)]
+    key_id = store_key_id(settings)
+    tokens = [_lane_token(engine, data_dir, f"lane-{n + 1}", key_id) for n in range(lanes)]
     engine.dispose()
     click.echo(f"Demo store ready in {data_dir}: {report.summary()}")
     with ExitStack() as running:
         store_url = running.enter_context(serve_in_thread(create_app(settings), host, port))
         screens = [
-            _start_lane(running, n, data_dir, host, port, store_url, fps, tokens[n])
+            _start_lane(running, n, data_dir, host, port, store_url, fps, tokens[n], release_key)
             for n in range(lanes)
         ]
         click.echo("")
@@ -64,7 +68,7 @@ def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> No
         click.echo(f"    sign in as        {DEMO_MANAGER[0]} / {DEMO_MANAGER[1]}  (store manager)")
         click.echo(f"                 or   {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}  (IT admin)")
         for n, screen in enumerate(screens, start=1):
-            click.echo(f"  Lane {n} screen:      {screen}/")
+            click.echo(f"  Lane {n} screen:      {screen}")
         click.echo("  Stop with Ctrl-C.")
         click.echo("")
         stopping = threading.Event()
@@ -83,7 +87,18 @@ def _demo_users(engine: Engine) -> None:
             create_user(engine, username, password, role)
 
 
-def _lane_token(engine: Engine, data_dir: Path, lane_id: str) -> str | None:
+def _release_key(data_dir: Path) -> Path:
+    """The demo store's bundle signing key pair (made once): the store publishes and its lanes
+    take only bundles signed with it, as in a real store. Returns the public key."""
+    from laneguard.signing import new_keypair
+
+    public = data_dir / "keys" / "release.pub"
+    if not public.is_file():
+        new_keypair(public.parent, "release")
+    return public
+
+
+def _lane_token(engine: Engine, data_dir: Path, lane_id: str, key_id: str) -> str | None:
     """An enrolment token for a demo lane that has no credential yet (zero-touch, as in a
     store); None when the lane enrolled in an earlier run."""
     from sqlmodel import Session
@@ -96,7 +111,7 @@ def _lane_token(engine: Engine, data_dir: Path, lane_id: str) -> str | None:
     with Session(engine) as session, contextlib.suppress(EnrolmentError):
         retire(session, lane_id)  # enrolled before, but its lane folder was deleted
         session.commit()
-    return issue_enrolment_token(engine, lane_id, f"Demo {lane_id}", "demo")
+    return issue_enrolment_token(engine, lane_id, f"Demo {lane_id}", "demo", store_key_id=key_id)
 
 
 def _start_lane(
@@ -108,8 +123,10 @@ def _start_lane(
     store_url: str,
     fps: float,
     enrolment_token: str | None,
+    release_key: Path,
 ) -> str:
-    """Lane n: its software on port+101+n, its simulated camera and till on port+91+n."""
+    """Lane n: its software on port+101+n, its simulated camera and till on port+91+n.
+    Returns the address that signs its screen in (the kiosk's, with the lane's screen key)."""
     from checkout_node.service import LaneService
     from checkout_node.settings import LaneSettings
     from simulator.feed import LiveFeed
@@ -129,6 +146,7 @@ def _start_lane(
             data_dir=data_dir / f"lane-{n + 1}",
             http_host=host,
             http_port=lane_port,
+            bundle_keys=[release_key],
         )
     )
     service.start()
@@ -140,4 +158,4 @@ def _start_lane(
         feed.close()
 
     running.callback(stop)
-    return lane_url
+    return f"{lane_url}/screen/session?key={service.access.screen_key}"

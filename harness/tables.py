@@ -200,3 +200,18 @@ def retraining_table(result: dict[str, Any]) -> list[str]:
     verdict = "passed" if result["passed"] else "refused: " + "; ".join(result["failed"])
     rows.append(f"| gate, one `train run` pass | | {verdict} in {result['seconds']} s | - |")
     return rows
+
+
+def body_limits_table(result: dict[str, Any]) -> list[str]:
+    rows = [
+        "| benchmark | answer | sent before it | peak memory growth | target |",
+        "|---|---|---|---|---|",
+    ]
+    for side, label in (("store", "store server"), ("lane", "lane")):
+        for name, run in result[side].items():
+            rows.append(
+                f"| 1 GB body to the {label}: {name.replace('_', ' ')} | {run['status']} | "
+                f"{run['body_bytes_sent_before_answer'] / 2**20:.1f} MB | "
+                f"{run['peak_growth_mb']} MB above idle ({run['idle_rss_mb']} MB) | < 100 MB |"
+            )
+    return rows

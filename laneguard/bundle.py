@@ -1,7 +1,8 @@
 """Model bundles: one archive with everything a lane needs to recognise products.
 
     manifest.json        version, parent, training data, metrics, thresholds, hardware
-                         profiles, and the sha256 of every other member
+                         profiles, and the sha256 of every other member (first in the archive)
+    signature.json       when signed (laneguard.signing): right after the manifest
     detector-*.onnx      detector variants (input size, precision)
     embedder-*.onnx      embedder (fp32 and int8)
     gallery.npz          reference vectors per product code, for that embedder
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import tarfile
+import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +42,11 @@ MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"  # added by laneguard.signing; covers the manifest's bytes
 BUNDLE_FORMAT = 1
 GOLDEN_FRAMES = "golden-frames.npz"
+# Caps checked on each member's tar header before a byte of it is read: an archive can promise
+# gigabytes of zeros in a few megabytes. A bundle is a few tens of MB in all.
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MEMBER_BYTES = 256 << 20
+MAX_BUNDLE_BYTES = 1 << 30
 
 
 class BundleError(LaneGuardError, ValueError):
@@ -147,56 +154,90 @@ def write_bundle(manifest: Manifest, members: dict[str, Path], out: Path) -> Pat
     return out
 
 
-def read_manifest(bundle: Path) -> Manifest:
-    """The manifest alone (no extraction, no hash checks)."""
+def small_members(
+    bundle: Path, names: set[str], cap: int = MAX_MANIFEST_BYTES, first: int | None = None
+) -> dict[str, bytes]:
+    """The members called ``names`` (manifest, signature: small ones), read in archive order
+    and stopping once all are found (or after the ``first`` members), so nothing else in the
+    archive is decompressed or held."""
+    found: dict[str, bytes] = {}
     try:
-        with tarfile.open(bundle, "r:gz") as tar:
-            member = tar.extractfile(MANIFEST)
-            if member is None:
-                raise BundleError(f"{bundle}: no {MANIFEST}")
-            return Manifest.model_validate_json(member.read())
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        with tarfile.open(bundle, "r|gz") as tar:
+            for position, info in enumerate(tar):
+                if info.name in names and info.name not in found:
+                    if not info.isfile() or info.size > cap:
+                        raise BundleError(
+                            f"{bundle}: {info.name} is not a file of at most {cap} bytes"
+                        )
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    found[info.name] = handle.read()
+                if len(found) == len(names) or (first is not None and position + 1 >= first):
+                    break  # before the iterator decompresses its way past the next member
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(
             f"{bundle}: not a readable bundle, truncated or corrupt ({exc})"
         ) from None
-    except KeyError:
-        raise BundleError(f"{bundle}: no {MANIFEST}") from None
+    return found
+
+
+def read_manifest(bundle: Path) -> Manifest:
+    """The manifest alone (no extraction, no hash checks)."""
+    member = small_members(bundle, {MANIFEST}).get(MANIFEST)
+    if member is None:
+        raise BundleError(f"{bundle}: no {MANIFEST}")
+    try:
+        return Manifest.model_validate_json(member)
     except ValidationError as exc:
         raise BundleError(f"{bundle}: invalid manifest ({exc.error_count()} errors)") from None
 
 
 def extract_bundle(bundle: Path, target: Path) -> Manifest:
-    """Extract into ``target`` after checking every member against the manifest."""
+    """Extract into ``target`` after checking every member against the manifest. Members are
+    streamed to disk while they are hashed (never held whole), each refused from its header if
+    it is over MAX_MEMBER_BYTES or would take the bundle over MAX_BUNDLE_BYTES."""
     manifest = read_manifest(bundle)
     target.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
+    total = 0
     try:
-        with tarfile.open(bundle, "r:gz") as tar:
-            for member in tar.getmembers():
+        with tarfile.open(bundle, "r|gz") as tar:
+            for member in tar:
                 name = member.name
                 if name in (MANIFEST, SIGNATURE):
                     continue
                 if (
                     name not in manifest.files
+                    or name in seen
                     or not member.isfile()
                     or "/" in name
                     or name.startswith(".")
                 ):
                     raise BundleError(f"{bundle}: unexpected member {name!r}")
+                total += member.size
+                if member.size > MAX_MEMBER_BYTES or total > MAX_BUNDLE_BYTES:
+                    raise BundleError(
+                        f"{bundle}: {name} is {member.size} bytes; a bundle member may be at "
+                        f"most {MAX_MEMBER_BYTES} and the bundle {MAX_BUNDLE_BYTES}"
+                    )
                 data = tar.extractfile(member)
                 assert data is not None
-                content = data.read()
-                if hashlib.sha256(content).hexdigest() != manifest.files[name]:
+                digest = hashlib.sha256()
+                with (target / name).open("wb") as out:
+                    while block := data.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+                if digest.hexdigest() != manifest.files[name]:
+                    (target / name).unlink()
                     raise BundleError(
                         f"{bundle}: {name} does not match its sha256 (tampered or corrupt)"
                     )
-                (target / name).write_bytes(content)
                 seen.add(name)
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BundleError(f"{bundle}: truncated or corrupt ({exc})") from None
     absent = set(manifest.files) - seen
     if absent:
-        raise BundleError(f"{bundle}: members missing: {sorted(absent)}")
+        raise BundleError(f"{bundle}: truncated or corrupt: members missing: {sorted(absent)}")
     (target / MANIFEST).write_text(manifest.model_dump_json(indent=2), "utf-8")
     return manifest
 

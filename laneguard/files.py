@@ -31,3 +31,22 @@ def sync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def private_dir(folder: Path) -> Path:
+    """``folder`` (made if missing) readable by this service's user alone (0700): where
+    credentials, evidence and outboxes live."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def private_file(path: Path) -> Path:
+    """``path`` (created empty if missing) readable by this service's user alone (0600), with
+    its SQLite companions (-wal, -shm) if they exist; SQLite gives new ones the same mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if candidate.exists():
+            os.chmod(candidate, 0o600)
+    return path

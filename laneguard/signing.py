@@ -31,7 +31,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from laneguard.bundle import MANIFEST, SIGNATURE, BundleError, Manifest, extract_bundle
+from laneguard.bundle import (
+    MANIFEST,
+    SIGNATURE,
+    BundleError,
+    Manifest,
+    extract_bundle,
+    small_members,
+)
 from product_db.errors import LaneGuardError
 
 
@@ -125,13 +132,14 @@ def sign_bundle(
     }
     target = out or bundle
     partial = target.with_name(target.name + ".partial")
+    blob = json.dumps(signature).encode()
+    signature_info = tarfile.TarInfo(SIGNATURE)
+    signature_info.size, signature_info.mtime, signature_info.mode = len(blob), 0, 0o644
+    # right after the manifest: a lane checking the signature reads the archive's head only
+    members.insert(index + 1, (signature_info, blob))
     with tarfile.open(partial, "w:gz", compresslevel=6) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data))
-        blob = json.dumps(signature).encode()
-        info = tarfile.TarInfo(SIGNATURE)
-        info.size, info.mtime, info.mode = len(blob), 0, 0o644
-        tar.addfile(info, io.BytesIO(blob))
     os.replace(partial, target)
     return target
 
@@ -154,8 +162,12 @@ class BundleTrust:
         return cls([load_public_key(p) for p in paths], **kwargs)  # type: ignore[arg-type]
 
     def check_signature(self, bundle: Path) -> Manifest:
-        """The manifest, once its signature is verified; BundleError says why not."""
-        found = {info.name: data for info, data in _members(bundle)}
+        """The manifest, once its signature is verified; BundleError says why not. Only the
+        manifest and the signature are read (each capped), so a bundle refused here has cost
+        no more than those two small files; the members are checked against the manifest's
+        hashes as they are extracted. The signature is the member right after the manifest
+        (sign_bundle puts it there); one anywhere else is not looked for."""
+        found = small_members(bundle, {MANIFEST, SIGNATURE}, first=2)
         if MANIFEST not in found:
             raise BundleError(f"{bundle}: no {MANIFEST}")
         if SIGNATURE not in found:

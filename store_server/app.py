@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from urllib.parse import quote
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import make_url
 
+from laneguard.body_limit import BodyLimit
 from laneguard.bundle import SHIPPED_BUNDLE
 from laneguard.discovery import DiscoveryResponder
+from laneguard.files import private_dir, private_file
 from product_db.db import make_engine
 from store_server import models  # noqa: F401  (registers the store tables)
 from store_server.api import bundles as bundles_api
@@ -20,19 +25,8 @@ from store_server.api import catalog as catalog_api
 from store_server.api import gallery as gallery_api
 from store_server.api import ingest as ingest_api
 from store_server.api import lanes as lanes_api
-from store_server.auth import AuthError
-from store_server.console import (
-    alerts,
-    analytics,
-    audit,
-    catalog,
-    gallery,
-    lanes,
-    rollouts,
-    samples,
-    session,
-    transactions,
-)
+from store_server.auth import AuditClientMiddleware, AuthError
+from store_server.console import PAGES
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
 from store_server.ingest_store import IngestWriter
@@ -45,8 +39,9 @@ from store_server.settings import StoreSettings
 log = logging.getLogger("laneguard.server")
 
 
-def _discovery(settings: StoreSettings) -> DiscoveryResponder | None:
-    """Answer lanes looking for their store server (first boot); off when the port is 0."""
+def _discovery(settings: StoreSettings, key: Ed25519PrivateKey) -> DiscoveryResponder | None:
+    """Answer lanes looking for their store server (first boot), signed with the store's key;
+    off when the port is 0."""
     if not settings.discovery_port:
         return None
     try:
@@ -55,6 +50,7 @@ def _discovery(settings: StoreSettings) -> DiscoveryResponder | None:
             settings.host,
             settings.port,
             settings.store_name,
+            key,
             settings.public_url,
         )
     except OSError as error:
@@ -64,9 +60,21 @@ def _discovery(settings: StoreSettings) -> DiscoveryResponder | None:
     return responder
 
 
+def _keep_private(settings: StoreSettings) -> None:
+    """The data folder (evidence, keys, bundles) and a SQLite database are the server's user's
+    alone: they hold crops of customers' shopping and the store's signing key."""
+    private_dir(settings.data_dir)
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        database = Path(url.database)
+        database.parent.mkdir(parents=True, exist_ok=True)
+        private_file(database)
+
+
 def create_app(settings: StoreSettings | None = None) -> FastAPI:
     """Build the app for ``settings``; the database is migrated to the newest schema on start."""
     settings = settings or StoreSettings()
+    _keep_private(settings)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -75,7 +83,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         app.state.learning.start()
         app.state.learning.poke()  # samples that arrived while the server was down
         app.state.rollouts.start()
-        responder = _discovery(settings)
+        responder = _discovery(settings, app.state.signing_key)
         yield
         if responder is not None:
             responder.stop()
@@ -109,20 +117,18 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.include_router(ingest_api.router)
     app.include_router(gallery_api.router)
     app.include_router(bundles_api.router)
-    for console in (
-        session,
-        alerts,
-        transactions,
-        analytics,
-        lanes,
-        samples,
-        gallery,
-        audit,
-        catalog,
-        rollouts,
-    ):
-        app.include_router(console.router)
+    for page in PAGES:
+        app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(AuditClientMiddleware)
+    app.add_middleware(
+        BodyLimit,
+        default_bytes=settings.max_body_kb << 10,
+        caps=[
+            ("/api/v1/ingest", settings.max_ingest_mb << 20),
+            ("/catalog/import", settings.max_upload_mb << 20),
+        ],
+    )
 
     @app.exception_handler(AuthError)
     def not_signed_in(request: Request, error: AuthError) -> Response:

@@ -14,6 +14,10 @@ from store_server.settings import StoreSettings
 @click.group()
 def server() -> None:
     """The store server: the service the lanes report to, and the manager's web console."""
+    from store_server.auth import audit_client
+
+    token = audit_client.set("cli")  # what the audit log says of changes made from here
+    click.get_current_context().call_on_close(lambda: audit_client.reset(token))
 
 
 def _tune_garbage_collector() -> None:
@@ -130,14 +134,29 @@ def enrolment_token_command(
     from product_db.db import make_engine
     from store_server.db import migrate
     from store_server.lanes import EnrolmentError, issue_enrolment_token
+    from store_server.learning import store_key_id
 
-    engine = make_engine(store_settings(config_file, database_url).database_url)
+    settings = store_settings(config_file, database_url)
+    engine = make_engine(settings.database_url)
     migrate(engine)
     try:
-        token = issue_enrolment_token(engine, lane_id, name, "cli", hours)
+        token = issue_enrolment_token(
+            engine, lane_id, name, "cli", hours, store_key_id=store_key_id(settings)
+        )
     except EnrolmentError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(token)
+
+
+@server.command("key-id")
+@_config_option
+@_db_option
+def key_id_command(config_file: Path | None, database_url: str | None) -> None:
+    """Print the store's key id: enrolment tokens end in it, and a lane given it
+    (store_key_id) trusts only this store's discovery answers and gallery updates."""
+    from store_server.learning import store_key_id
+
+    click.echo(store_key_id(store_settings(config_file, database_url)))
 
 
 @server.command("publish-bundle")

@@ -62,13 +62,27 @@ class IngestResult(BaseModel):
 Item = tuple[Any, bytes | None]  # a validated wire message and its checked JPEG, if any
 
 
+def alert_owners(engine: Engine, alert_ids: list[str]) -> dict[str, str]:
+    """alert id -> the lane that raised it, for those of ``alert_ids`` already stored."""
+    with Session(engine) as session:
+        rows = session.exec(
+            select(AlertRecord.alert_id, AlertRecord.lane_id).where(
+                col(AlertRecord.alert_id).in_(alert_ids)
+            )
+        )
+        return dict(rows.all())
+
+
 def store_group(session: Session, items: list[Item], media: MediaStore) -> list[IngestResult]:
-    """Store ``items`` in ``session``'s transaction (the caller commits)."""
+    """Store ``items`` in ``session``'s transaction (the caller commits). Message ids are
+    unique per lane: each lane chooses its own, and no lane's id can stand in for another's."""
     ids = [message.message_id for message, _ in items]
     done = set(
         session.exec(
-            select(IngestedMessage.message_id).where(col(IngestedMessage.message_id).in_(ids))
-        )
+            select(IngestedMessage.lane_id, IngestedMessage.message_id).where(
+                col(IngestedMessage.message_id).in_(ids)
+            )
+        ).all()
     )
     transaction_ids = {m.transaction_id for m, _ in items if isinstance(m, TransactionMessage)}
     stored_transactions = (
@@ -89,10 +103,10 @@ def store_group(session: Session, items: list[Item], media: MediaStore) -> list[
     transactions: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     for message, image in items:
-        if message.message_id in done:
+        if (message.lane_id, message.message_id) in done:
             results.append(IngestResult(message_id=message.message_id, status="duplicate"))
             continue
-        done.add(message.message_id)
+        done.add((message.lane_id, message.message_id))
         stored = True
         if isinstance(message, TransactionMessage):
             key = (message.lane_id, message.transaction_id)
@@ -168,8 +182,13 @@ def _sample_row(message: SampleMessage, image: str, now: datetime) -> dict[str, 
 
 
 def _store(session: Session, message: Any, image: bytes | None, media: MediaStore) -> IngestResult:
-    if session.get(IngestedMessage, message.message_id) is not None:
+    if session.get(IngestedMessage, (message.lane_id, message.message_id)) is not None:
         return IngestResult(message_id=message.message_id, status="duplicate")
+    if isinstance(message, AlertMessage):
+        owner = session.get(AlertRecord, message.alert_id)
+        if owner is not None and owner.lane_id != message.lane_id:
+            error = f"alert {message.alert_id} is another lane's"
+            return IngestResult(message_id=message.message_id, status="rejected", error=error)
     savepoint = session.begin_nested()
     try:
         name = media.save(image) if image is not None else None

@@ -44,9 +44,16 @@ class Enrolled:
 
 
 def create_enrolment_token(
-    session: Session, lane_id: str, name: str, created_by: str, hours: float = TOKEN_HOURS
+    session: Session,
+    lane_id: str,
+    name: str,
+    created_by: str,
+    hours: float = TOKEN_HOURS,
+    store_key_id: str | None = None,
 ) -> str:
-    """A one-time token for ``lane_id``; returns the token (only its digest is kept)."""
+    """A one-time token for ``lane_id``; returns the token (only its digest is kept). With
+    ``store_key_id`` the token ends in ``.<key id>``: the lane then trusts only the store that
+    signs with that key (discovery answers, its gallery key at enrolment)."""
     if not LANE_ID.match(lane_id):
         raise EnrolmentError(
             f"lane id {lane_id!r}: use 1-64 letters, digits, '.', '_' or '-' (e.g. lane-3)"
@@ -54,7 +61,9 @@ def create_enrolment_token(
     existing = session.get(Lane, lane_id)
     if existing is not None and existing.active:
         raise EnrolmentError(f"lane {lane_id} is already enrolled; retire it first")
-    token = secrets.token_urlsafe(24)
+    token = secrets.token_urlsafe(24).replace(".", "_")
+    if store_key_id:
+        token = f"{token}.{store_key_id}"
     session.add(
         EnrolmentToken(
             token_sha256=sha256(token),
@@ -68,13 +77,18 @@ def create_enrolment_token(
 
 
 def issue_enrolment_token(
-    engine: Engine, lane_id: str, name: str = "", created_by: str = "system", hours: float = 72
+    engine: Engine,
+    lane_id: str,
+    name: str = "",
+    created_by: str = "system",
+    hours: float = 72,
+    store_key_id: str | None = None,
 ) -> str:
     """Create and commit a token (the CLI, the demo and tests use this)."""
     from store_server.auth import audit
 
     with Session(engine) as session:
-        token = create_enrolment_token(session, lane_id, name, created_by, hours)
+        token = create_enrolment_token(session, lane_id, name, created_by, hours, store_key_id)
         audit(session, created_by, "lane.token_created", lane_id)
         session.commit()
     return token

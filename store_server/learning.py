@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 
 from laneguard.bundle import extracted
 from laneguard.embedding import Embedder
-from laneguard.signing import load_private_key, new_keypair, sign_json
+from laneguard.signing import key_id, load_private_key, new_keypair, sign_json
 from store_server.media import MediaStore
 from store_server.models import GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
@@ -264,6 +264,11 @@ def store_signing_key(settings: StoreSettings) -> Ed25519PrivateKey:
     if not path.exists():
         new_keypair(path.parent, path.stem)
     return load_private_key(path)
+
+
+def store_key_id(settings: StoreSettings) -> str:
+    """The fingerprint of the store's key, which enrolment tokens carry to the lanes."""
+    return key_id(store_signing_key(settings).public_key())
 
 
 def public_pem(key: Ed25519PrivateKey) -> str:

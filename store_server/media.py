@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from laneguard.files import private_dir
 from product_db.errors import LaneGuardError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -61,9 +62,12 @@ class MediaStore:
         name = hashlib.sha256(data).hexdigest() + ".jpg"
         path = self.root / name[:2] / name
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root)
+            private_dir(path.parent)
             partial = path.with_suffix(f".{os.getpid()}.part")
-            partial.write_bytes(data)
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
             os.replace(partial, path)
         return name
 

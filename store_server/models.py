@@ -17,10 +17,13 @@ from product_db.models import utcnow
 
 
 class IngestedMessage(SQLModel, table=True):
+    """A delivered message's id, unique per lane: each lane names its own messages, and one
+    lane's ids can never stand in for (or block) another's."""
+
     __tablename__ = "ingested_message"
 
+    lane_id: str = Field(primary_key=True, max_length=64)
     message_id: str = Field(primary_key=True, max_length=128)
-    lane_id: str = Field(max_length=64, index=True)
     kind: str = Field(max_length=16)
     received_at: datetime = Field(default_factory=utcnow)
 
@@ -72,9 +75,10 @@ class AlertRecord(SQLModel, table=True):
 
 class SampleRecord(SQLModel, table=True):
     __tablename__ = "training_sample"
+    __table_args__ = (UniqueConstraint("lane_id", "message_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    message_id: str = Field(max_length=128, unique=True)
+    message_id: str = Field(max_length=128)
     lane_id: str = Field(max_length=64, index=True)
     transaction_id: str = Field(max_length=64)
     track_id: int
@@ -164,6 +168,7 @@ class ConsoleSession(SQLModel, table=True):
     csrf_token: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+    last_seen_at: datetime = Field(default_factory=utcnow, description="for the idle timeout")
 
 
 class AuditEntry(SQLModel, table=True):
@@ -177,6 +182,20 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=48)
     target: str = Field(default="", max_length=128)
     detail: dict[str, object] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    client: str = Field(default="", max_length=64, description="address, or 'cli' on the server")
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins counted per account ("user:<name>") and per address ("addr:<ip>"):
+    each failure doubles the wait before the next try, and enough in a row lock it for a while.
+    In the database, so every server process behind a load balancer sees the same counts."""
+
+    __tablename__ = "sign_in_throttle"
+
+    key: str = Field(primary_key=True, max_length=200)
+    failures: int = 0
+    last_failure_at: datetime = Field(default_factory=utcnow)
+    locked_until: datetime | None = None
 
 
 class GalleryEntry(SQLModel, table=True):

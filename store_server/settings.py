@@ -43,6 +43,13 @@ class StoreSettings(BaseSettings):
     rollout_check_s: float = Field(
         default=5.0, gt=0, description="how often the active rollout's lanes are judged"
     )
+    max_body_kb: int = Field(
+        default=256, ge=1, description="largest request body anywhere but ingest and uploads"
+    )
+    max_ingest_mb: int = Field(
+        default=32, ge=1, description="largest ingest batch (lanes send up to 500 messages)"
+    )
+    max_upload_mb: int = Field(default=20, ge=1, description="largest catalog file upload")
     learn_min_transactions: int = Field(
         default=3, ge=1, description="honest transactions before a crop joins the gallery"
     )

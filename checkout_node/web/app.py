@@ -5,6 +5,9 @@
 - ``/`` the lane screen, fed by the websocket ``/ws/screen``; alerts are resolved with
   ``POST /api/alerts/{id}/resolve``; evidence crops at ``/api/alerts/{id}/evidence.jpg``.
 Everything is served by the lane itself: the screen works with no network beyond the lane.
+Who may call what is checkout_node.web.access: the till's endpoints need a till token (or this
+computer), everything else the screen's session; every POST takes JSON only, and any browser
+Origin must be the lane's own.
 """
 
 from __future__ import annotations
@@ -16,16 +19,18 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from checkout_node.lane import Lane
 from checkout_node.reconcile.model import RESOLUTIONS
 from checkout_node.reconcile.reconciler import ReconcileError
+from checkout_node.web.access import SCREEN_COOKIE, LaneAccess
 from checkout_node.web.hub import ScreenHub
+from laneguard.body_limit import BodyLimit
 from laneguard.wire import LaneInput
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -33,9 +38,18 @@ _inputs = TypeAdapter(list[LaneInput])
 _input = TypeAdapter(LaneInput)
 
 
+NOT_SIGNED_IN = """<!doctype html><meta charset="utf-8"><title>LaneGuard lane</title>
+<p>This screen is not signed in. The lane's kiosk opens it with the lane's screen key
+(<code>/screen/session?key=...</code>, the key is in the lane's data folder).</p>"""
+WS_POLICY_VIOLATION = 1008  # RFC 6455: the server refuses what the client is or sent
+
+
 class Resolution(BaseModel):
     resolution: str = Field(description=f"one of {', '.join(RESOLUTIONS)}")
     reason: str | None = Field(default=None, max_length=500)
+    pin: str | None = Field(
+        default=None, max_length=32, description="supervisor PIN, for supervisor_override"
+    )
 
 
 def _problem(error: ValidationError) -> str:
@@ -44,9 +58,44 @@ def _problem(error: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def create_lane_app(lane: Lane, hub: ScreenHub, live_clock: bool = True) -> FastAPI:
+def _client_host(request: Request | WebSocket) -> str | None:
+    return request.client.host if request.client is not None else None
+
+
+def create_lane_app(
+    lane: Lane,
+    hub: ScreenHub,
+    live_clock: bool = True,
+    access: LaneAccess | None = None,
+    max_body_bytes: int = 64 << 10,
+) -> FastAPI:
     """``live_clock``: till events are placed on the lane's clock when they arrive (a live
-    lane); otherwise their own ``t`` is used (replaying a recording)."""
+    lane); otherwise their own ``t`` is used (replaying a recording). ``access``: who may call
+    (default: a fresh screen key, tills from this computer only); it is ``app.state.access``."""
+    access = access or LaneAccess.random()
+
+    def origin(request: Request) -> None:
+        if not access.origin_allowed(request.headers):
+            raise HTTPException(403, "requests from other sites' pages are refused")
+
+    def json_body(request: Request) -> None:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            raise HTTPException(415, "send JSON (Content-Type: application/json)")
+
+    def till(request: Request) -> None:
+        origin(request)
+        if not access.pos_allowed(request.headers, _client_host(request)):
+            raise HTTPException(
+                401,
+                "till not recognised: send 'Authorization: Bearer <till token>' "
+                "(pos_tokens in the lane's settings)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    def screen_session(request: Request) -> None:
+        origin(request)
+        if not access.screen_signed_in(request.cookies):
+            raise HTTPException(401, "the lane screen is not signed in")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +104,9 @@ def create_lane_app(lane: Lane, hub: ScreenHub, live_clock: bool = True) -> Fast
         hub.loop = None
 
     app = FastAPI(title=f"LaneGuard lane {lane.lane_id}", lifespan=lifespan)
+    app.state.access = access
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, default_bytes=max_body_bytes)
 
     def accept(events: list[Any]) -> list[str]:
         accepted = []
@@ -67,9 +118,17 @@ def create_lane_app(lane: Lane, hub: ScreenHub, live_clock: bool = True) -> Fast
             accepted.append(event.event_id)
         return accepted
 
-    @app.post("/api/pos/events", status_code=202, tags=["pos"])
+    @app.post(
+        "/api/pos/events",
+        status_code=202,
+        tags=["pos"],
+        dependencies=[Depends(till), Depends(json_body)],
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
+        },
+    )
     async def pos_events(request: Request) -> dict[str, Any]:
-        """One event or a list of events, as JSON (whatever content type the till sends)."""
+        """One event or a list of events, as JSON, from a till the lane knows."""
         body = await request.body()
         try:
             payload = json.loads(body)
@@ -83,6 +142,11 @@ def create_lane_app(lane: Lane, hub: ScreenHub, live_clock: bool = True) -> Fast
 
     @app.websocket("/api/pos/ws")
     async def pos_socket(socket: WebSocket) -> None:
+        if not access.origin_allowed(socket.headers) or not access.pos_allowed(
+            socket.headers, _client_host(socket)
+        ):
+            await socket.close(WS_POLICY_VIOLATION, "till not recognised or foreign origin")
+            return
         await socket.accept()
         try:
             while True:
@@ -98,27 +162,56 @@ def create_lane_app(lane: Lane, hub: ScreenHub, live_clock: bool = True) -> Fast
         except WebSocketDisconnect:
             return
 
-    @app.post("/api/alerts/{alert_id}/resolve", tags=["screen"])
-    def resolve(alert_id: str, body: Resolution) -> dict[str, Any]:
+    @app.post(
+        "/api/alerts/{alert_id}/resolve",
+        tags=["screen"],
+        dependencies=[Depends(screen_session), Depends(json_body)],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": Resolution.model_json_schema()}},
+            }
+        },
+    )
+    async def resolve(alert_id: str, request: Request) -> dict[str, Any]:
+        """The body is read only once the screen's session is checked."""
+        try:
+            body = Resolution.model_validate_json(await request.body())
+        except ValidationError as error:
+            raise HTTPException(422, _problem(error)) from None
+        return await run_in_threadpool(_resolve, alert_id, body)
+
+    def _resolve(alert_id: str, body: Resolution) -> dict[str, Any]:
+        if body.resolution == "supervisor_override":  # PBKDF2 takes a while: not on the loop
+            refused = access.check_pin(body.pin)
+            if refused is not None:
+                raise HTTPException(403, refused)
         try:
             alert = lane.resolve(alert_id, body.resolution, body.reason)
         except ReconcileError as error:
             raise HTTPException(409, str(error)) from None
         return alert.to_json()
 
-    @app.get("/api/alerts/{alert_id}/evidence.jpg", tags=["screen"])
+    @app.get(
+        "/api/alerts/{alert_id}/evidence.jpg",
+        tags=["screen"],
+        dependencies=[Depends(screen_session)],
+    )
     def evidence(alert_id: str) -> Response:
         crop = lane.evidence.get(alert_id)
         if crop is None:
             raise HTTPException(404, f"no evidence image for alert {alert_id}")
         return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/state", tags=["screen"])
+    @app.get("/api/state", tags=["screen"], dependencies=[Depends(screen_session)])
     def state() -> dict[str, Any]:
         return lane.state()
 
     @app.websocket("/ws/screen")
     async def screen_socket(socket: WebSocket) -> None:
+        if not access.origin_allowed(socket.headers) or not access.screen_signed_in(socket.cookies):
+            await socket.close(WS_POLICY_VIOLATION, "the lane screen is not signed in")
+            return
         await socket.accept()
         queue = hub.subscribe()
         try:
@@ -133,8 +226,21 @@ def create_lane_app(lane: Lane, hub: ScreenHub, live_clock: bool = True) -> Fast
         finally:
             hub.unsubscribe(queue)
 
+    @app.get("/screen/session", include_in_schema=False)
+    def screen_sign_in(key: str = "") -> Response:
+        """The kiosk's way in: the screen key once, then a session cookie."""
+        if not access.key_matches(key):
+            return HTMLResponse(NOT_SIGNED_IN, status_code=403)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            SCREEN_COOKIE, access.screen_cookie, httponly=True, samesite="strict", path="/"
+        )
+        return response
+
     @app.get("/", include_in_schema=False)
-    def screen() -> FileResponse:
+    def screen(request: Request) -> Response:
+        if not access.screen_signed_in(request.cookies):
+            return HTMLResponse(NOT_SIGNED_IN, status_code=401)
         return FileResponse(STATIC / "screen.html", headers={"Cache-Control": "no-store"})
 
     @app.get("/healthz", tags=["health"])

@@ -1,37 +1,81 @@
 #!/usr/bin/env bash
 # Install a lane node on a Raspberry Pi 5 or Jetson Orin Nano (Debian/Ubuntu based), as root:
-#   sudo hardware/scripts/install-node.sh [ENROLMENT_TOKEN] [SERVER_URL]
+#   sudo [RELEASE_PUB=/path/release.pub] hardware/scripts/install-node.sh [ENROLMENT_TOKEN] [SERVER_URL]
 # Makes the laneguard user and folders, installs LaneGuard's lane part (onnxruntime only, never
 # torch) into /opt/laneguard/venv, the udev rules and the systemd units, writes a first lane.yaml
 # (with the enrolment token, so the lane enrols itself on first start) and starts the lane.
+#
+# Secure by default: the lane trusts bundles signed by RELEASE_PUB only (without it, a key pair
+# is made in /etc/laneguard/keys and its public half trusted: sign the store's bundles with the
+# private half), takes till events only with the till token it prints, shows its screen only to
+# the kiosk (screen key in /etc/laneguard/screen-key), and trusts only the store server whose
+# key the enrolment token names.
+#   hardware/scripts/install-node.sh --config-only DIR [TOKEN] [SERVER_URL]
+# writes those files into DIR and changes nothing else (for checking what an install sets up).
 # Run `laneguard node doctor --config /etc/laneguard/lane.yaml` to see what it found.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
+
+random_secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+
+# write_config ETC DATA_DIR TOKEN SERVER LANEGUARD_BIN: lane.yaml, keys, till token, screen key.
+write_config() {
+  local etc="$1" data="$2" token="$3" server="$4" laneguard="$5"
+  install -d -m 0755 "$etc"
+  install -d -m 0700 "$etc/keys"
+  local trusted="$etc/release.pub"
+  if [ -n "${RELEASE_PUB:-}" ]; then
+    install -m 0644 "$RELEASE_PUB" "$trusted"
+  elif [ ! -f "$trusted" ]; then
+    "$laneguard" keys new --out "$etc/keys" --name release >/dev/null
+    install -m 0644 "$etc/keys/release.pub" "$trusted"
+    echo "made a bundle signing key: $etc/keys/release.key (sign this store's bundles with it)"
+  fi
+  umask 0077
+  [ -f "$etc/screen-key" ] || random_secret > "$etc/screen-key"
+  [ -f "$etc/till-token" ] || random_secret > "$etc/till-token"
+  if [ ! -f "$etc/lane.yaml" ]; then
+    {
+      echo "lane_id: $(hostname -s)"
+      echo "camera: /dev/video0"
+      echo "server_url: $server"
+      [ -n "$token" ] && echo "enrolment_token: $token"
+      echo "data_dir: $data"
+      echo "bundle_keys: [$trusted]"
+      echo "http_host: 0.0.0.0              # tills on the network, each with a token below"
+      echo "pos_tokens: [\"$(cat "$etc/till-token")\"]"
+      echo "screen_key: \"$(cat "$etc/screen-key")\""
+    } > "$etc/lane.yaml"
+  fi
+  umask 0022
+  echo "till token (configure the till with it): $(cat "$etc/till-token")"
+}
+
+if [ "${1:-}" = "--config-only" ]; then
+  out="$2"
+  write_config "$out" "$out/data" "${3:-}" "${4:-discover}" "${LANEGUARD_BIN:-laneguard}"
+  exit 0
+fi
+
 TOKEN="${1:-}"
 SERVER="${2:-discover}"   # default: find the store server on the network at first boot
 
 [ "$(id -u)" = 0 ] || { echo "run as root (sudo)"; exit 1; }
 bash "$HERE/scripts/ensure-apt-packages.sh" libzbar0:libzbar.so.0 python3-venv:/usr/share/doc/python3-venv
 id laneguard >/dev/null 2>&1 || useradd --system --home /var/lib/laneguard --groups video,dialout,input laneguard
-install -d -o laneguard -g laneguard /var/lib/laneguard /var/lib/laneguard/lane
-install -d /etc/laneguard /opt/laneguard
+install -d -m 0700 -o laneguard -g laneguard /var/lib/laneguard /var/lib/laneguard/lane
+install -d /opt/laneguard
 python3 -m venv /opt/laneguard/venv
 /opt/laneguard/venv/bin/pip install -q --upgrade pip
 /opt/laneguard/venv/bin/pip install -q -c "$REPO/constraints.txt" "$REPO[node]"
 cp -r "$HERE" /opt/laneguard/hardware
 install -m 0644 "$HERE/udev/99-laneguard-scanners.rules" /etc/udev/rules.d/
 udevadm control --reload-rules && udevadm trigger || true
-if [ ! -f /etc/laneguard/lane.yaml ]; then
-  {
-    echo "lane_id: $(hostname -s)"
-    echo "camera: /dev/video0"
-    echo "server_url: $SERVER"
-    [ -n "$TOKEN" ] && echo "enrolment_token: $TOKEN"
-    echo "data_dir: /var/lib/laneguard/lane"
-    echo "http_host: 0.0.0.0"
-  } > /etc/laneguard/lane.yaml
-  chmod 0640 /etc/laneguard/lane.yaml && chgrp laneguard /etc/laneguard/lane.yaml
+write_config /etc/laneguard /var/lib/laneguard/lane "$TOKEN" "$SERVER" /opt/laneguard/venv/bin/laneguard
+chgrp laneguard /etc/laneguard/lane.yaml && chmod 0640 /etc/laneguard/lane.yaml
+if id kiosk >/dev/null 2>&1; then  # the kiosk user opens the screen with its key
+  chgrp kiosk /etc/laneguard/screen-key && chmod 0640 /etc/laneguard/screen-key
 fi
 install -m 0644 "$HERE/systemd/laneguard-node.service" /etc/systemd/system/
 systemctl daemon-reload

@@ -39,6 +39,7 @@ from checkout_node.outbox import Outbox
 from checkout_node.reconcile.reconciler import Outcome
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
+from checkout_node.web.access import SCREEN_COOKIE, LaneAccess
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.serving import serve_in_thread
@@ -71,12 +72,14 @@ class CheckoutResult:
 
 
 class ScreenListener:
-    """A websocket client on the lane screen's socket, noting when each alert arrives."""
+    """A websocket client on the lane screen's socket, signed in as the kiosk is, noting when
+    each alert arrives."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, access: LaneAccess) -> None:
         self.arrived: dict[str, float] = {}
         self._stack = ExitStack()
-        self._socket = self._stack.enter_context(connect(url))
+        cookie = {"Cookie": f"{SCREEN_COOKIE}={access.screen_cookie}"}
+        self._socket = self._stack.enter_context(connect(url, additional_headers=cookie))
         self._socket.recv(timeout=10)  # the state sent on connect
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
@@ -116,8 +119,9 @@ def run_checkout(
     events = sorted(lane_inputs(scenario), key=lambda e: e.t)
     renderer = SceneRenderer(scenario, world, photo_splits=("test",))
     started = time.perf_counter()
-    with serve_in_thread(create_lane_app(lane, hub, live_clock=False)) as url:
-        listener = ScreenListener(url.replace("http", "ws") + "/ws/screen")
+    app = create_lane_app(lane, hub, live_clock=False)
+    with serve_in_thread(app) as url:
+        listener = ScreenListener(url.replace("http", "ws") + "/ws/screen", app.state.access)
         for index in range(scenario.n_frames):
             t = index / scenario.fps
             while events and events[0].t <= t:

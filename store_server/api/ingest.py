@@ -15,22 +15,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from sqlalchemy.engine import Engine
 
 from laneguard.wire import AlertMessage, LaneOutput, SampleMessage
-from product_db.errors import LaneGuardError
 from store_server.deps import get_ingest_writer
-from store_server.ingest_store import IngestResult, IngestWriter, Item
+from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
 from store_server.lanes import current_lane
 from store_server.media import EvidenceImageError, decode_jpeg_b64
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 MAX_BATCH = 500
-MAX_BODY_BYTES = 64 * 1024**2
 _message = TypeAdapter(LaneOutput)
-
-
-class WrongLaneError(LaneGuardError, ValueError):
-    """A message for a lane other than the one whose credential sent it."""
 
 
 class IngestBatch(BaseModel):
@@ -46,12 +41,6 @@ class IngestResponse(BaseModel):
     results: list[IngestResult]
 
 
-async def _body_limit(request: Request) -> None:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise HTTPException(413, f"request body is {length} bytes; at most {MAX_BODY_BYTES}")
-
-
 def _describe(error: ValidationError) -> str:
     parts = []
     for problem in error.errors()[:5]:
@@ -60,19 +49,50 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-@router.post("/ingest", response_model=IngestResponse, dependencies=[Depends(_body_limit)])
+@router.post(
+    "/ingest",
+    response_model=IngestResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": IngestBatch.model_json_schema()}},
+        }
+    },
+)
 async def ingest(
-    batch: IngestBatch,
+    request: Request,
     lane_id: Annotated[str, Depends(current_lane)],
     writer: Annotated[IngestWriter, Depends(get_ingest_writer)],
 ) -> IngestResponse:
     """Store a batch from the lane whose credential the request carries. A message naming
-    another lane is refused: a lane's credential speaks for that lane only."""
+    another lane is refused: a lane's credential speaks for that lane only.
+
+    The body is read only after the credential is checked (the server-wide body cap,
+    laneguard.body_limit, bounds it), so an unauthenticated client cannot make the server hold
+    a batch at all."""
+    try:
+        batch = IngestBatch.model_validate_json(await request.body())
+    except ValidationError as error:
+        raise HTTPException(422, _describe(error)) from None
     has_images = any("crop_jpeg_b64" in m or m.get("evidence_jpeg_b64") for m in batch.messages)
     if has_images:  # decoding JPEGs takes milliseconds: not on the event loop
-        results, accepted = await asyncio.to_thread(_check, batch.messages, lane_id)
+        results, accepted, foreign = await asyncio.to_thread(_check, batch.messages, lane_id)
     else:
-        results, accepted = _check(batch.messages, lane_id)
+        results, accepted, foreign = _check(batch.messages, lane_id)
+    alert_ids = [m.alert_id for _, (m, _) in accepted if isinstance(m, AlertMessage)]
+    if alert_ids:
+        foreign += await asyncio.to_thread(
+            _other_lanes_alerts, writer.engine, lane_id, alert_ids, accepted
+        )
+    if foreign:
+        raise HTTPException(
+            403,
+            {
+                "error": f"the credential is lane {lane_id!r}'s; these messages speak for "
+                "another lane and nothing of this request was stored",
+                "message_ids": foreign,
+            },
+        )
     stored = await asyncio.wrap_future(writer.submit([item for _, item in accepted]))
     for (index, _), result in zip(accepted, stored):
         results[index] = result
@@ -87,28 +107,40 @@ async def ingest(
 
 def _check(
     messages: list[dict[str, Any]], lane_id: str
-) -> tuple[list[IngestResult | None], list[tuple[int, Item]]]:
-    """Validate each message; the refused get their result now, the rest wait for storing."""
+) -> tuple[list[IngestResult | None], list[tuple[int, Item]], list[str]]:
+    """Validate each message; the refused get their result now, the rest wait for storing.
+    The third list holds the ids of messages that name a lane other than ``lane_id``."""
     results: list[IngestResult | None] = []
     accepted: list[tuple[int, Item]] = []
+    foreign: list[str] = []
     for raw in messages:
         message_id = raw.get("message_id") if isinstance(raw.get("message_id"), str) else None
         try:
             message = _message.validate_python(raw)
             if message.lane_id != lane_id:
-                raise WrongLaneError(
-                    f"lane_id {message.lane_id!r} is not this lane: the credential is "
-                    f"lane {lane_id!r}'s"
-                )
+                foreign.append(message.message_id)
+                continue
             accepted.append((len(results), (message, _images(message))))
             results.append(None)
         except ValidationError as error:
             results.append(
                 IngestResult(message_id=message_id, status="rejected", error=_describe(error))
             )
-        except (EvidenceImageError, WrongLaneError) as error:
+        except EvidenceImageError as error:
             results.append(IngestResult(message_id=message_id, status="rejected", error=str(error)))
-    return results, accepted
+    return results, accepted, foreign
+
+
+def _other_lanes_alerts(
+    engine: Engine, lane_id: str, alert_ids: list[str], accepted: list[tuple[int, Item]]
+) -> list[str]:
+    """Ids of the messages in ``accepted`` that report on an alert another lane raised."""
+    owned = alert_owners(engine, alert_ids)
+    return [
+        message.message_id
+        for _, (message, _) in accepted
+        if isinstance(message, AlertMessage) and owned.get(message.alert_id, lane_id) != lane_id
+    ]
 
 
 def _images(message: Any) -> bytes | None:

@@ -1,1 +1,28 @@
 """The manager's web console: server-rendered pages, usable on a tablet."""
+
+from store_server.console import (
+    alerts,
+    analytics,
+    audit,
+    catalog,
+    gallery,
+    lanes,
+    rollouts,
+    samples,
+    session,
+    transactions,
+)
+
+# Every console page module, in the order the app mounts their routers.
+PAGES = (
+    session,
+    alerts,
+    transactions,
+    analytics,
+    lanes,
+    samples,
+    gallery,
+    audit,
+    catalog,
+    rollouts,
+)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from product_db.catalog import (
     ProductNotFoundError,
@@ -25,8 +26,6 @@ from store_server.auth import SignedIn, audit, check_csrf, current_user
 from store_server.console.templating import render
 from store_server.deps import get_engine, get_settings
 from store_server.settings import StoreSettings
-
-MAX_IMPORT_BYTES = 20 * 1024**2
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -87,23 +86,33 @@ def _catalog(
     )
 
 
-@router.post("/catalog/import", response_class=HTMLResponse)
+@router.post(
+    "/catalog/import",
+    response_class=HTMLResponse,
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {}}}},
+)
 async def import_catalog(
     request: Request,
     user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[StoreSettings, Depends(get_settings)],
-    file: Annotated[UploadFile, File()],
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """A CSV in the export format: new products added, changed prices recorded; rows with
-    problems are listed by line and the rest imported."""
-    check_csrf(user, csrf_token)
-    data = await file.read(MAX_IMPORT_BYTES + 1)
+    problems are listed by line and the rest imported.
+
+    The form is parsed here, after the session is checked, so nobody who is not signed in can
+    make the server read or spool an upload (the body cap bounds it for those who are)."""
+    form = await request.form(max_files=1, max_fields=4)
+    token, file = form.get("csrf_token"), form.get("file")
+    check_csrf(user, token if isinstance(token, str) else None)
+    if not isinstance(file, StarletteUploadFile):
+        return _catalog(request, user, engine, import_error="choose a CSV file to import")
+    cap = settings.max_upload_mb << 20
+    data = await file.read(cap + 1)
     name = file.filename or "upload.csv"
     try:
-        if len(data) > MAX_IMPORT_BYTES:
-            raise CatalogFileError(name, f"file is over {MAX_IMPORT_BYTES >> 20} MB")
+        if len(data) > cap:
+            raise CatalogFileError(name, f"file is over {settings.max_upload_mb} MB")
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError:

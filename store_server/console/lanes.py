@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from laneguard.signing import key_id
 from product_db.models import as_utc, utcnow
 from store_server.auth import SignedIn, audit, check_csrf, current_user, require_admin
 from store_server.console.templating import render
@@ -77,7 +78,13 @@ def new_enrolment_token(
     check_csrf(user, csrf_token)
     try:
         with Session(engine) as session:
-            token = create_enrolment_token(session, lane_id.strip(), name.strip(), user.username)
+            token = create_enrolment_token(
+                session,
+                lane_id.strip(),
+                name.strip(),
+                user.username,
+                store_key_id=key_id(request.app.state.signing_key.public_key()),
+            )
             audit(session, user.username, "lane.token_created", lane_id)
             session.commit()
     except EnrolmentError as error:

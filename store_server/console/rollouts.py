@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store_server.auth import SignedIn, check_csrf, current_user, require_admin
-from store_server.console.templating import render
+from store_server.console.templating import DATABASE_INT_MAX, render
 from store_server.deps import get_engine
 from store_server.models import AuditEntry, BundleRelease, Lane, Rollout
 from store_server.rollouts import (
@@ -99,7 +100,7 @@ def new_rollout(
 @router.post("/rollouts/{rollout_id}/{action}", response_class=HTMLResponse)
 def change_rollout(
     request: Request,
-    rollout_id: int,
+    rollout_id: Annotated[int, PathParam(ge=1, le=DATABASE_INT_MAX)],
     action: str,
     user: Annotated[SignedIn, Depends(require_admin)],
     engine: Annotated[Engine, Depends(get_engine)],

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
 from store_server.auth import SignedIn, audit, check_csrf, current_user
-from store_server.console.templating import render
+from store_server.console.templating import DATABASE_INT_MAX, render
 from store_server.deps import get_engine
 from store_server.learning import audit_sample
 from store_server.models import SampleRecord
@@ -54,7 +55,7 @@ def samples_page(
 
 @router.post("/samples/{sample_id}/review", response_class=HTMLResponse)
 def review_sample(
-    sample_id: int,
+    sample_id: Annotated[int, PathParam(ge=1, le=DATABASE_INT_MAX)],
     request: Request,
     user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from math import ceil
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -11,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from product_db.models import utcnow
 from store_server.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -19,8 +21,11 @@ from store_server.auth import (
     audit,
     authenticate,
     check_csrf,
+    clear_sign_in_failures,
     current_user,
     end_session,
+    record_sign_in_failure,
+    sign_in_wait_s,
     start_session,
 )
 from store_server.console.templating import render
@@ -54,12 +59,23 @@ def login(
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, login_csrf):
         return _login_again(request, next, "Your sign-in form expired. Please try again.", 403)
+    address = request.client.host if request.client else "unknown"
     with Session(engine) as session:
+        now = utcnow()
+        wait = sign_in_wait_s(session, username, address, now)
+        if wait > 0:  # trying again before the wait is over counts as a failure too
+            audit(session, username[:64], "login.throttled", wait_s=round(wait, 1))
+            record_sign_in_failure(session, username, address, now)
+            session.commit()
+            message = f"Too many failed sign-ins. Try again in {ceil(wait)} seconds."
+            return _login_again(request, next, message, 429)
         user = authenticate(session, username, password)
         if user is None:
             audit(session, username[:64], "login.failed")
+            record_sign_in_failure(session, username, address, now)
             session.commit()
             return _login_again(request, next, "Wrong user name or password.", 401)
+        clear_sign_in_failures(session, user.username)
         token = start_session(session, user)
         audit(session, user.username, "login")
         session.commit()

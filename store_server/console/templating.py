@@ -18,6 +18,10 @@ from store_server.settings import StoreSettings
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 
+# The largest id a row can have (SQLite and PostgreSQL integers): path ids above it are 422s,
+# not database errors.
+DATABASE_INT_MAX = 2**63 - 1
+
 
 def _when(moment: datetime | None) -> str:
     if moment is None:

@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import ColumnElement, String, cast, or_
 from sqlalchemy.engine import Engine
@@ -14,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
 from store_server.auth import SignedIn, current_user
-from store_server.console.templating import render
+from store_server.console.templating import DATABASE_INT_MAX, render
 from store_server.deps import get_engine
 from store_server.models import AlertRecord, TransactionRecord
 
@@ -80,7 +81,7 @@ def _matches(q: str) -> ColumnElement[bool]:
 
 @router.get("/transactions/{record_id}", response_class=HTMLResponse)
 def transaction_page(
-    record_id: int,
+    record_id: Annotated[int, PathParam(ge=1, le=DATABASE_INT_MAX)],
     request: Request,
     user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],

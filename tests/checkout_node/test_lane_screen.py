@@ -22,6 +22,7 @@ from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import SeenItem
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
+from checkout_node.web.access import SCREEN_COOKIE, LaneAccess, hash_pin
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE
@@ -32,6 +33,8 @@ from simulator.world import World
 from tests.helpers.live_server import serve
 
 CATALOG = LaneCatalog.from_file()
+SCREEN_KEY = "screen-key-for-these-tests"
+SUPERVISOR_PIN = "2468"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,18 @@ class RunningLane:
     lane: Lane
     url: str
     outbox: Outbox
+    access: LaneAccess
+
+    @property
+    def kiosk_url(self) -> str:
+        """Where the kiosk opens the screen: the sign-in with the lane's screen key."""
+        return f"{self.url}/screen/session?key={SCREEN_KEY}"
+
+    def client(self) -> httpx.Client:
+        """An HTTP client holding the screen's session, as the screen's own scripts do."""
+        client = httpx.Client(base_url=self.url, timeout=10)
+        client.cookies.set(SCREEN_COOKIE, self.access.screen_cookie)
+        return client
 
 
 def start_lane(tmp_path: Path, models: LaneModels, prompt_s: float = 0.0) -> Iterator[RunningLane]:
@@ -57,8 +72,9 @@ def start_lane(tmp_path: Path, models: LaneModels, prompt_s: float = 0.0) -> Ite
         hub.publish,
         customer_prompt_s=prompt_s,
     )
-    with serve(create_lane_app(lane, hub, live_clock=False)) as url:
-        yield RunningLane(lane, url, outbox)
+    access = LaneAccess(SCREEN_KEY, supervisor_pins=(hash_pin(SUPERVISOR_PIN),))
+    with serve(create_lane_app(lane, hub, live_clock=False, access=access)) as url:
+        yield RunningLane(lane, url, outbox, access)
     outbox.close()
 
 
@@ -83,7 +99,7 @@ def test_skip_scan_raises_the_banner_and_a_tap_resolves_it(
     scenario = build_scenario("skip_scan", 3, world, fps=15.0)
     skipped = next(a for a in scenario.items if a.behaviour == "skip_scan")
     page = browser.new_page(viewport={"width": 800, "height": 480})
-    page.goto(running.url + "/")
+    page.goto(running.kiosk_url)
     page.wait_for_selector("#link.up")
     events = sorted(lane_inputs(scenario), key=lambda e: e.t)
     renderer = SceneRenderer(scenario, world)
@@ -94,7 +110,11 @@ def test_skip_scan_raises_the_banner_and_a_tap_resolves_it(
                 event = events.pop(0)
                 if event.type == "transaction_end":
                     break
-                reply = client.post("/api/pos/events", content=event.model_dump_json())
+                reply = client.post(
+                    "/api/pos/events",
+                    content=event.model_dump_json(),
+                    headers={"Content-Type": "application/json"},
+                )
                 assert reply.status_code == 202, reply.text
             frame, _ = renderer.render(index)
             running.lane.process_frame(frame, t)
@@ -143,7 +163,7 @@ def test_customer_prompt_comes_first_and_an_override_needs_a_reason(
         cv2.imencode(".jpg", crop)[1].tobytes(), (box.x1, box.y1, box.x2, box.y2),
     )  # fmt: skip
     page = browser.new_page(viewport={"width": 800, "height": 480})
-    page.goto(prompting.url + "/")
+    page.goto(prompting.kiosk_url)
     page.wait_for_selector("#link.up")
     prompting.lane.add_item(item)
     page.wait_for_selector("#prompt:not([hidden])")
@@ -155,6 +175,7 @@ def test_customer_prompt_comes_first_and_an_override_needs_a_reason(
     page.locator("#override button[type=submit]").click()  # no reason: the form refuses
     assert prompting.lane.transaction.alerts[0].status == "open"  # type: ignore[union-attr]
     page.locator("#override-reason").fill("customer paid at service desk")
+    page.locator("#override-pin").fill(SUPERVISOR_PIN)
     page.locator("#override button[type=submit]").click()
     page.wait_for_selector("#banner", state="hidden")
     alert = prompting.lane.transaction.alerts[0]  # type: ignore[union-attr]
@@ -165,7 +186,7 @@ def test_customer_prompt_comes_first_and_an_override_needs_a_reason(
 
 def test_pos_api_validates_and_the_websocket_acknowledges(running: RunningLane) -> None:
     product = next(iter(CATALOG.products.values()))
-    with httpx.Client(base_url=running.url, timeout=10) as client:
+    with running.client() as client:
         bad = client.post("/api/pos/events", json={"type": "scan", "event_id": "e1", "t": -1})
         assert bad.status_code == 422 and "scan.t" in bad.json()["detail"]
         invalid_code = {"type": "scan", "event_id": "e2", "t": 1.0, "code": "12345678901"}
@@ -186,7 +207,8 @@ def test_pos_api_validates_and_the_websocket_acknowledges(running: RunningLane) 
         rejected = json.loads(socket.recv(timeout=5))
         assert rejected["status"] == "rejected" and "event_id" in rejected["error"]
     screen_url = running.url.replace("http", "ws") + "/ws/screen"
-    with connect(screen_url) as socket:
+    cookie = {"Cookie": f"{SCREEN_COOKIE}={running.access.screen_cookie}"}
+    with connect(screen_url, additional_headers=cookie) as socket:
         state = json.loads(socket.recv(timeout=5))
         assert state["type"] == "state" and len(state["transaction"]["scanned"]) == 2
         started = time.monotonic()
@@ -207,7 +229,7 @@ def test_an_alert_open_at_the_end_of_its_transaction_stays_until_resolved(
         assert client.post("/api/pos/events", json=end).status_code == 202
     assert running.lane.transaction is None
     page = browser.new_page(viewport={"width": 800, "height": 480})
-    page.goto(running.url + "/")  # a screen connecting now still gets the open alert
+    page.goto(running.kiosk_url)  # a screen connecting now still gets the open alert
     page.wait_for_selector("#banner:not([hidden])")
     assert page.locator("#seen li").count() == 0
     page.screenshot(path=str(artifacts_dir / "lane-screen-held-alert.png"))

@@ -42,12 +42,15 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
                 engine.dispose()
         assert health is not None and health.lane_id == "lane-1" and health.camera == "up"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-        screen = httpx.get(lane_url + "/")
-        assert screen.status_code == 200 and "Please scan this item" in screen.text
-        state = httpx.get(lane_url + "/api/state").json()
+        assert httpx.get(lane_url + "/").status_code == 401, "the screen needs its key"
+        key = (tmp_path / "lane-1" / "screen-key").read_text().strip()
+        with httpx.Client(base_url=lane_url, follow_redirects=True) as kiosk:
+            screen = kiosk.get(f"/screen/session?key={key}")
+            assert screen.status_code == 200 and "Please scan this item" in screen.text
+            state = kiosk.get("/api/state").json()
         assert state["lane_id"] == "lane-1" and state["model_version"].startswith("bootstrap")
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert f"Store console:      http://127.0.0.1:{port}/" in output
-    assert f"Lane 1 screen:      {lane_url}/" in output
+    assert f"Lane 1 screen:      {lane_url}/screen/session?key={key}" in output

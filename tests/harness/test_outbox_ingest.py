@@ -106,8 +106,9 @@ def test_a_lane_credential_speaks_for_its_own_lane_only(
     other = enrol(url, database_url, "lane-2")
     reply = httpx.post(
         f"{url}/api/v1/ingest", json=message, headers={"Authorization": f"Bearer {other}"}
-    ).json()
-    assert reply["rejected"] == 1 and "credential is lane 'lane-2'" in reply["results"][0]["error"]
+    )
+    assert reply.status_code == 403 and "credential is lane 'lane-2'" in reply.text
+    assert reply.json()["detail"]["message_ids"] == ["lane-1:tx:9"]
     assert count(database_url, TransactionRecord) == 0
     config = httpx.get(f"{url}/api/v1/lane/config", headers={"Authorization": f"Bearer {other}"})
     assert config.json()["lane_id"] == "lane-2" and config.json()["config"]["currency"] == "EUR"

@@ -392,6 +392,7 @@ def test_first_boot_finds_the_store_server_enrols_and_remembers_it(
 ) -> None:
     from laneguard.discovery import discover_store
     from laneguard.serving import free_port
+    from store_server.learning import store_key_id
 
     database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     http_port, udp_port = free_port(), free_port()
@@ -403,9 +404,11 @@ def test_first_boot_finds_the_store_server_enrols_and_remembers_it(
         store_name="Store 12",
     )
     with serve(create_app(settings), port=http_port) as base:
-        found = discover_store(udp_port, timeout_s=5.0)
+        store_key = store_key_id(settings)
+        found = discover_store(store_key, udp_port, timeout_s=5.0)
         assert found is not None and found.url == base and found.store_name == "Store 12"
-        assert discover_store(free_port(), timeout_s=0.5) is None, "nobody on that port"
+        assert discover_store(store_key, free_port(), timeout_s=0.5) is None, "nobody there"
+        assert discover_store("0123456789abcdef", udp_port, timeout_s=1.0) is None, "other key"
         service = LaneService(
             LaneSettings(
                 lane_id="lane-7",
@@ -414,7 +417,7 @@ def test_first_boot_finds_the_store_server_enrols_and_remembers_it(
                 bundle_keys=[keys[1]],
                 server_url="discover",
                 discovery_port=udp_port,
-                enrolment_token=enrolment_token(database_url, "lane-7"),
+                enrolment_token=enrolment_token(database_url, "lane-7", store_key),
                 data_dir=tmp_path / "lane-7",
                 heartbeat_s=0.5,
                 update_poll_s=3600,

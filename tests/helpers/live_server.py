@@ -12,15 +12,16 @@ from laneguard.serving import serve_in_thread as serve
 __all__ = ["enrol", "enrolment_token", "free_port", "serve", "sign_in"]
 
 
-def enrolment_token(database_url: str, lane_id: str) -> str:
-    """A one-time enrolment token for ``lane_id`` in the store database (migrated first)."""
+def enrolment_token(database_url: str, lane_id: str, store_key_id: str | None = None) -> str:
+    """A one-time enrolment token for ``lane_id`` in the store database (migrated first);
+    with ``store_key_id``, one that names its store as the console's tokens do."""
     from product_db.db import make_engine
     from store_server.db import migrate
     from store_server.lanes import issue_enrolment_token
 
     engine = make_engine(database_url)
     migrate(engine)
-    token = issue_enrolment_token(engine, lane_id, created_by="test")
+    token = issue_enrolment_token(engine, lane_id, created_by="test", store_key_id=store_key_id)
     engine.dispose()
     return token
 

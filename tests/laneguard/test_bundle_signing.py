@@ -86,8 +86,13 @@ def test_tampered_unsigned_truncated_and_foreign_bundles_are_refused(
     data = signed.read_bytes()
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(data[: len(data) // 2])
+    trust.check_signature(truncated)  # the signature reads the archive's head only...
     with pytest.raises(BundleError, match="truncated or corrupt"):
-        trust.check_signature(truncated)
+        trust.extract(truncated, tmp_path / "cut")  # ...and extraction finds the rest missing
+    head = tmp_path / "head.tar.gz"
+    head.write_bytes(data[:60])  # cut inside the manifest
+    with pytest.raises(BundleError, match="truncated or corrupt"):
+        trust.check_signature(head)
 
 
 def test_anti_rollback_and_the_admin_pin(

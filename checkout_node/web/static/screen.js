@@ -125,12 +125,12 @@ function handle(message) {
   renderBanner();
 }
 
-async function resolve(resolution, reason) {
+async function resolve(resolution, reason, pin) {
   const id = $("banner").dataset.alertId;
   const reply = await fetch(`/api/alerts/${id}/resolve`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ resolution, reason }),
+    body: JSON.stringify({ resolution, reason, pin }),
   });
   if (!reply.ok) {
     const body = await reply.json().catch(() => ({}));
@@ -152,8 +152,9 @@ document.querySelectorAll("#banner .actions button").forEach((button) => {
 $("override").addEventListener("submit", (event) => {
   event.preventDefault();
   $("override").hidden = true;
-  resolve("supervisor_override", $("override-reason").value);
+  resolve("supervisor_override", $("override-reason").value, $("override-pin").value);
   $("override-reason").value = "";
+  $("override-pin").value = "";
 });
 
 let delay = 250;
