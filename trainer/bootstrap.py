@@ -37,6 +37,7 @@ from trainer.detector import DetectorRun
 from trainer.embedder import read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
 from trainer.golden import write_golden_frames
+from trainer.pretrained import pretrained_record
 from trainer.weights import training_weights, weights_named
 
 PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
@@ -309,6 +310,7 @@ def run_bootstrap(
             "holdout_products": sorted(world.holdout),
             "packaging_versions": [1],
             "weights": weights_named(members),
+            "pretrained_weights": pretrained_record(config.embed_arch),
             "recipe": {
                 k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
             },
@@ -428,7 +430,7 @@ def real_produce_eval(model: Path, photos_root: Path, refs_per_class: int = 5) -
 
 def compare_embedders(
     work: Path,
-    archs: tuple[str, ...] = ("lanenet", "mobilenet"),
+    archs: tuple[str, ...] = ("lanenet", "mobilenet", "efficientnet-lite0"),
     epochs: int = 12,
     seed: int = 0,
     progress: Callable[[str], None] = print,

@@ -2,9 +2,10 @@
 
 Classification with a cosine margin (CosFace) makes vectors of one product tight and of different
 products far apart, which is what nearest-neighbour identification in the gallery needs; the
-classifier head is dropped at export. Two architectures are offered and chosen by measurement
-(`laneguard train embedder --arch`): ``lanenet`` (a plain 5-stage CNN, ~0.4 M parameters) and
-``mobilenet`` (torchvision's MobileNetV3-small, from scratch).
+classifier head is dropped at export. The architectures, chosen by measurement: ``lanenet`` (a
+plain 5-stage CNN, ~0.4 M parameters), ``mobilenet`` (torchvision's MobileNetV3-small, from
+scratch) and ``efficientnet-lite0/1/2`` (ImageNet-pretrained, trainer.backbones), fine-tuned with
+a tenth of the learning rate on the backbone than on the new layers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from laneguard.embedding import DEFAULT_INPUT_SIZE, preprocess
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 EMBEDDING_DIM = 128
+PRETRAINED_ARCHS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+BACKBONE_LR_SHARE = 0.1  # pretrained layers move ten times slower than the new ones
 
 
 def image_folder(root: Path) -> dict[str, list[Path]]:
@@ -102,8 +105,18 @@ def build_model(arch: str, classes: int, dim: int = EMBEDDING_DIM) -> Any:
         net = mobilenet_v3_small(weights=None)
         backbone = nn.Sequential(net.features, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         features = 576
+    elif arch in PRETRAINED_ARCHS:
+        from laneguard.embedding import MEAN, STD
+        from trainer.backbones import PretrainedFeatures, load_backbone
+
+        pretrained, _source = load_backbone(arch.removeprefix("efficientnet-"))
+        backbone = PretrainedFeatures(pretrained, float(MEAN[0]), float(STD[0]))
+        features = pretrained.feature_dim
     else:
-        raise ValueError(f"unknown embedder architecture {arch!r}: lanenet or mobilenet")
+        raise ValueError(
+            f"unknown embedder architecture {arch!r}: lanenet, mobilenet or one of "
+            f"{', '.join(PRETRAINED_ARCHS)}"
+        )
 
     class EmbedNet(nn.Module):
         def __init__(self) -> None:
@@ -165,9 +178,19 @@ def train_embedder(
         model.load_state_dict(state, strict=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    backbone_lr = lr * BACKBONE_LR_SHARE if arch in PRETRAINED_ARCHS else lr
+    new_layers = [p for name, p in model.named_parameters() if not name.startswith("backbone.")]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": list(model.backbone.parameters()), "lr": backbone_lr},
+            {"params": new_layers, "lr": lr},
+        ],
+        weight_decay=5e-4,
+    )
     steps = epochs * math.ceil(len(items) / batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=steps)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=[backbone_lr, lr], total_steps=steps
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     history = []
     start = time.perf_counter()
