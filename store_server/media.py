@@ -55,15 +55,15 @@ def check_jpeg(data: bytes) -> None:
 
 class MediaStore:
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        self.root = private_dir(Path(root))
 
     def save(self, data: bytes) -> str:
         """Store checked JPEG bytes; returns the media name."""
         name = hashlib.sha256(data).hexdigest() + ".jpg"
         path = self.root / name[:2] / name
         if not path.exists():
-            private_dir(self.root)
-            private_dir(path.parent)
+            if not path.parent.is_dir():
+                private_dir(path.parent)
             partial = path.with_suffix(f".{os.getpid()}.part")
             descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
