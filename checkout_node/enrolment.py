@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from laneguard.discovery import enrolment_key_id
 from laneguard.files import write_json_atomic
-from laneguard.signing import key_id
+from laneguard.signing import SigningKeyError, key_id, public_key_from_pem
 from product_db.errors import LaneGuardError
 
 CREDENTIAL_FILE = "credential.json"
@@ -95,7 +93,6 @@ def _key_id_of(pem: str | None) -> str | None:
     if not pem:
         return None
     try:
-        public = serialization.load_pem_public_key(pem.encode())
-    except ValueError:
+        return key_id(public_key_from_pem(pem, "the store's gallery key"))
+    except SigningKeyError:
         return None
-    return key_id(public) if isinstance(public, Ed25519PublicKey) else None

@@ -19,13 +19,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from checkout_node.polling import poll_until_stopped
 from laneguard.files import write_json_atomic
 from laneguard.gallery import Gallery
-from laneguard.signing import SignatureError, verify_json
+from laneguard.signing import SignatureError, public_key_from_pem, verify_json
 
 log = logging.getLogger("laneguard.node.gallery")
 STATE_FILE = "gallery-updates.json"
@@ -86,9 +84,7 @@ class GalleryFollower:
         )
         reply.raise_for_status()
         body: dict[str, Any] = reply.json()
-        key = serialization.load_pem_public_key(pem.encode())
-        assert isinstance(key, Ed25519PublicKey)
-        verify_json(body, key)
+        verify_json(body, public_key_from_pem(pem, "the store's gallery key"))
         # The signature covers "since": an older answer replayed (say, from before an entry
         # was withdrawn) answers another question and is refused.
         if body.get("since") != asked or int(body["latest"]) < asked:

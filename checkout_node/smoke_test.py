@@ -3,9 +3,8 @@
 It runs in a child process (`python -m checkout_node.smoke_test`), so a model that crashes
 onnxruntime takes only the child with it. On the golden frames the bundle carries (lane frames
 with known items, rendered by the trainer and covered by the bundle's hashes and signature) the
-candidate's detector must find
-the items, its embedder must give unit vectors that pick each packaged item out of the
-gallery, and the detector must stay within the lane's latency budget.
+candidate's detector must find the items, its embedder must give unit vectors that pick each
+packaged item out of the gallery, and the detector must stay within the lane's latency budget.
 """
 
 from __future__ import annotations

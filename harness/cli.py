@@ -237,6 +237,30 @@ def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
     )
 
 
+def _print_lane_eval(
+    evaluation: Callable[..., dict[str, Any]],
+    count: int,
+    seed: int,
+    fps: float,
+    bundle: Path | None,
+    profile: str | None,
+    produce_photos: Path | None,
+) -> None:
+    """Run an evaluation of simulated video through a real lane on the bundle's models and
+    print its JSON (progress on stderr)."""
+    from checkout_node.models import load_models
+
+    result = evaluation(
+        load_models(bundle or SHIPPED_BUNDLE, profile=profile),
+        count,
+        seed,
+        fps,
+        produce_photos=produce_photos,
+        progress=lambda line: click.echo(line, err=True),
+    )
+    click.echo(json.dumps(result, indent=2))
+
+
 @click.group("eval")
 def evaluate() -> None:
     """Measure recognition and lanes against ground truth."""
@@ -255,19 +279,9 @@ def counting_command(
     produce_photos: Path | None,
 ) -> None:
     """Run simulated mixed transactions through the lane pipeline; print counting accuracy."""
-    from checkout_node.models import load_models
     from harness.evals.counting import evaluate_counting
 
-    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
-    result = evaluate_counting(
-        models,
-        transactions,
-        seed,
-        fps,
-        produce_photos=produce_photos,
-        progress=lambda line: click.echo(line, err=True),
-    )
-    click.echo(json.dumps(result, indent=2))
+    _print_lane_eval(evaluate_counting, transactions, seed, fps, bundle, profile, produce_photos)
 
 
 @evaluate.command("recognition")
@@ -329,19 +343,9 @@ def lanes_command(
 ) -> None:
     """Run N simulated checkouts of every kind through a real lane; print accuracy, alert
     precision and recall, false alerts and alert latency as JSON."""
-    from checkout_node.models import load_models
     from harness.evals.lanes import evaluate_lanes
 
-    models = load_models(bundle or SHIPPED_BUNDLE, profile=profile)
-    result = evaluate_lanes(
-        models,
-        scenarios,
-        seed,
-        fps,
-        produce_photos=produce_photos,
-        progress=lambda line: click.echo(line, err=True),
-    )
-    click.echo(json.dumps(result, indent=2))
+    _print_lane_eval(evaluate_lanes, scenarios, seed, fps, bundle, profile, produce_photos)
 
 
 @click.command()

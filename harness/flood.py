@@ -1,11 +1,16 @@
 """Floods: a body far larger than any cap, streamed over a raw socket so the caller sees how
-much the server took before it answered (the security probes and `bench body-limits`)."""
+much the server took before it answered, and the peak memory a process grew by meanwhile (the
+security probes and `bench body-limits`)."""
 
 from __future__ import annotations
 
+import os
 import select
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -61,3 +66,28 @@ def flood(
             pass
     status = int(answer.split()[1]) if answer.startswith(b"HTTP/1.1 ") else None
     return Flood(status, sent, answer.partition(b"\r\n\r\n")[2])
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+@dataclass
+class MemoryGrowth:
+    idle_mb: float
+    peak_growth_mb: float = 0.0  # filled in when the measured block ends
+
+
+@contextmanager
+def memory_growth(pid: int | None = None) -> Iterator[MemoryGrowth]:
+    """How far process ``pid``'s (default: this one's) resident memory peaked above where it
+    stood when the block began; the kernel's high-water mark is reset first."""
+    pid = pid or os.getpid()
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+    idle = _status_kb(pid, "VmRSS")
+    measured = MemoryGrowth(round(idle / 1024, 1))
+    yield measured
+    measured.peak_growth_mb = round((_status_kb(pid, "VmHWM") - idle) / 1024, 1)

@@ -28,6 +28,12 @@ DISCOVERY_PORT = 47800
 QUERY = b"LANEGUARD-DISCOVER 2 "  # then the lane's nonce, 32 hex digits
 
 
+def token_naming_store(secret: str, store_key_id: str | None) -> str:
+    """An enrolment token as the store hands it out: ``<secret>.<store key id>`` (the lane
+    then trusts only that store), or the secret alone."""
+    return f"{secret}.{store_key_id}" if store_key_id else secret
+
+
 def enrolment_key_id(token: str | None) -> str | None:
     """The store key id an enrolment token carries (``<secret>.<key id>``), if any."""
     if not token or "." not in token:

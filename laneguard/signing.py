@@ -85,14 +85,23 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def public_key_from_pem(pem: bytes | str, source: str = "key") -> Ed25519PublicKey:
+    """An Ed25519 public key from its PEM text; SigningKeyError names ``source`` if not one."""
+    try:
+        key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    except (ValueError, TypeError) as error:
+        raise SigningKeyError(f"{source}: not a readable public key ({error})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{source}: not an Ed25519 public key")
+    return key
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
-        key = serialization.load_pem_public_key(Path(path).read_bytes())
-    except (ValueError, TypeError, OSError) as error:
+        pem = Path(path).read_bytes()
+    except OSError as error:
         raise SigningKeyError(f"{path}: not a readable public key ({error})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise SigningKeyError(f"{path}: not an Ed25519 public key")
-    return key
+    return public_key_from_pem(pem, str(path))
 
 
 def _members(bundle: Path) -> list[tuple[tarfile.TarInfo, bytes]]:

@@ -21,6 +21,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from laneguard.discovery import token_naming_store
 from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.auth import sha256
@@ -61,9 +62,7 @@ def create_enrolment_token(
     existing = session.get(Lane, lane_id)
     if existing is not None and existing.active:
         raise EnrolmentError(f"lane {lane_id} is already enrolled; retire it first")
-    token = secrets.token_urlsafe(24).replace(".", "_")
-    if store_key_id:
-        token = f"{token}.{store_key_id}"
+    token = token_naming_store(secrets.token_urlsafe(24), store_key_id)
     session.add(
         EnrolmentToken(
             token_sha256=sha256(token),

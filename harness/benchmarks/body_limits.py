@@ -20,34 +20,25 @@ from typing import Any
 
 import httpx
 
-from harness.flood import Flood, flood
+from harness.flood import Flood, flood, memory_growth
 from laneguard.serving import free_port
 
 GB = 1 << 30
 TILL = "bench-till-token"
 
 
-def _kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def _measure(
     pid: int, url: str, path: str, headers: dict[str, str], declare: bool
 ) -> dict[str, Any]:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    idle = _kb(pid, "VmRSS")
     started = time.perf_counter()
-    result: Flood = flood(url, path, GB, headers, declare_length=declare)
-    seconds = time.perf_counter() - started
+    with memory_growth(pid) as memory:
+        result: Flood = flood(url, path, GB, headers, declare_length=declare)
     return {
         "status": result.status,
         "body_bytes_sent_before_answer": result.sent,
-        "seconds": round(seconds, 2),
-        "idle_rss_mb": round(idle / 1024, 1),
-        "peak_growth_mb": round((_kb(pid, "VmHWM") - idle) / 1024, 1),
+        "seconds": round(time.perf_counter() - started, 2),
+        "idle_rss_mb": memory.idle_mb,
+        "peak_growth_mb": memory.peak_growth_mb,
     }
 
 

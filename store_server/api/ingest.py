@@ -79,11 +79,8 @@ async def ingest(
         results, accepted, foreign = await asyncio.to_thread(_check, batch.messages, lane_id)
     else:
         results, accepted, foreign = _check(batch.messages, lane_id)
-    alert_ids = [m.alert_id for _, (m, _) in accepted if isinstance(m, AlertMessage)]
-    if alert_ids:
-        foreign += await asyncio.to_thread(
-            _other_lanes_alerts, writer.engine, lane_id, alert_ids, accepted
-        )
+    if any(isinstance(message, AlertMessage) for _, (message, _) in accepted):
+        foreign += await asyncio.to_thread(_other_lanes_alerts, writer.engine, lane_id, accepted)
     if foreign:
         raise HTTPException(
             403,
@@ -132,15 +129,12 @@ def _check(
 
 
 def _other_lanes_alerts(
-    engine: Engine, lane_id: str, alert_ids: list[str], accepted: list[tuple[int, Item]]
+    engine: Engine, lane_id: str, accepted: list[tuple[int, Item]]
 ) -> list[str]:
     """Ids of the messages in ``accepted`` that report on an alert another lane raised."""
-    owned = alert_owners(engine, alert_ids)
-    return [
-        message.message_id
-        for _, (message, _) in accepted
-        if isinstance(message, AlertMessage) and owned.get(message.alert_id, lane_id) != lane_id
-    ]
+    alerts = [message for _, (message, _) in accepted if isinstance(message, AlertMessage)]
+    owned = alert_owners(engine, [message.alert_id for message in alerts])
+    return [m.message_id for m in alerts if owned.get(m.alert_id, lane_id) != lane_id]
 
 
 def _images(message: Any) -> bytes | None:

@@ -38,7 +38,7 @@ from checkout_node.vision.pipeline import LanePipeline
 from checkout_node.web.access import SCREEN_COOKIE, LaneAccess, hash_pin
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
-from harness.flood import flood
+from harness.flood import flood, memory_growth
 from laneguard.bundle import (
     MANIFEST,
     SHIPPED_BUNDLE,
@@ -65,7 +65,6 @@ from store_server.learning import store_key_id
 from store_server.models import AlertRecord, AuditEntry, IngestedMessage, TransactionRecord
 from store_server.rollouts import publish_bundle, start_rollout
 from store_server.settings import StoreSettings
-from tests.helpers.attacks import peak_growth_mb
 from tests.helpers.live_server import enrol, enrolment_token, free_port, serve
 from tests.helpers.messages import alert, as_json, jpeg, transaction
 from tests.helpers.paths import REPO_ROOT
@@ -206,12 +205,12 @@ def test_alerts_evidence_and_state_need_the_lane_screen_and_overrides_a_pin(
 
 def test_the_lane_refuses_a_flood_at_its_cap_with_bounded_memory(lane: LaneUnderTest) -> None:
     auth = {"Authorization": f"Bearer {TILL_TOKEN}", "Content-Type": "application/json"}
-    with peak_growth_mb() as grown:
+    with memory_growth() as memory:
         chunked = flood(lane.url, "/api/pos/events", GB, auth)
         declared = flood(lane.url, "/api/pos/events", GB, auth, declare_length=True)
     assert chunked.status == 413 and chunked.sent < 64 << 20, chunked
     assert declared.status == 413 and declared.sent < 64 << 20, declared
-    assert grown[0] < 100, f"the lane grew by {grown[0]:.0f} MB"
+    assert memory.peak_growth_mb < 100, f"the lane grew by {memory.peak_growth_mb:.0f} MB"
     assert lane.lane.transaction is None
 
 
@@ -278,7 +277,7 @@ def test_the_store_refuses_floods_before_reading_them_with_bounded_memory(
     credential = enrol(store.url, store.database_url, "lane-1")
     lane = {"Authorization": f"Bearer {credential}", "Content-Type": "application/json"}
     upload = {"Content-Type": "multipart/form-data; boundary=x"}
-    with peak_growth_mb() as grown:
+    with memory_growth() as memory:
         declared = flood(store.url, "/api/v1/ingest", GB, {}, declare_length=True)
         unauthenticated = flood(store.url, "/api/v1/ingest", GB)
         authenticated = flood(store.url, "/api/v1/ingest", GB, lane)
@@ -287,7 +286,7 @@ def test_the_store_refuses_floods_before_reading_them_with_bounded_memory(
     assert unauthenticated.status == 401 and unauthenticated.sent < 40 << 20, unauthenticated
     assert authenticated.status == 413 and authenticated.sent < 40 << 20, authenticated
     assert spooled.status in (401, 413) and spooled.sent < 30 << 20, spooled
-    assert grown[0] < 100, f"the store server grew by {grown[0]:.0f} MB"
+    assert memory.peak_growth_mb < 100, f"the store server grew by {memory.peak_growth_mb:.0f} MB"
     assert stored(store.database_url, TransactionRecord) == []
 
 
@@ -408,7 +407,7 @@ def test_a_compressed_bomb_is_refused_fast_with_bounded_memory(tmp_path: Path) -
     signed = zero_bomb(tmp_path / "signed-bomb.tar.gz", private)
     assert unsigned.stat().st_size < 8 << 20
     trust = BundleTrust.from_files([public])
-    with peak_growth_mb() as grown:
+    with memory_growth() as memory:
         started = time.monotonic()
         with pytest.raises(BundleError, match="unsigned"):
             trust.check_signature(unsigned)
@@ -417,7 +416,7 @@ def test_a_compressed_bomb_is_refused_fast_with_bounded_memory(tmp_path: Path) -
         with pytest.raises(BundleError, match="at most"):
             trust.extract(signed, tmp_path / "out")  # ...but the member is refused by its size
     assert refused_unsigned_s < 1.0, refused_unsigned_s
-    assert grown[0] < 100, f"grew by {grown[0]:.0f} MB"
+    assert memory.peak_growth_mb < 100, f"grew by {memory.peak_growth_mb:.0f} MB"
 
 
 def install_lane(tmp_path: Path, token: str, server: str) -> LaneSettings:
