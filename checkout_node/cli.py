@@ -108,7 +108,7 @@ def replay_command(
     from checkout_node.models import load_models
     from checkout_node.sources import video_frames
     from checkout_node.vision.annotate import annotate
-    from checkout_node.vision.pipeline import LanePipeline
+    from checkout_node.vision.pipeline import CountedItem, LanePipeline
     from laneguard.bundle import SHIPPED_BUNDLE, BundleError
     from laneguard.wire import LaneInput
 
@@ -160,17 +160,23 @@ def replay_command(
     if crops is not None:
         crops.mkdir(parents=True, exist_ok=True)
     counted: dict = {}
+
+    def emit(item: CountedItem) -> None:
+        counted[item.track_id] = item
+        click.echo(json.dumps(item.to_json()))
+        if crops is not None and item.crop_jpeg:
+            (crops / f"{item.track_id}.jpg").write_bytes(item.crop_jpeg)
+
     for frame in video_frames(video):
         while pending and pending[0].t <= frame.t:
             click.echo(pending.pop(0).model_dump_json())
         result = pipeline.process(frame.image, frame.t)
         for item in result.counted:
-            counted[item.track_id] = item
-            click.echo(json.dumps(item.to_json()))
-            if crops is not None and item.crop_jpeg:
-                (crops / f"{item.track_id}.jpg").write_bytes(item.crop_jpeg)
+            emit(item)
         if writer is not None:
             writer.write(annotate(frame.image, result, zones, counted, len(counted)))
+    for item in pipeline.flush():
+        emit(item)
     for message in pending:
         click.echo(message.model_dump_json())
     if writer is not None:

@@ -130,9 +130,12 @@ class Lane:
     def _switch_pipeline(self) -> None:
         if self._next_pipeline is None or self.transaction is not None:
             return
+        if self.pipeline.identifying:  # an item counted, not yet out: it opens a transaction
+            return
         pipeline, on_live = self._next_pipeline
         self._next_pipeline = None
         self._next_gallery = None  # made for the old bundle
+        self.pipeline.close()
         self.pipeline = pipeline
         thresholds = pipeline.models.manifest.thresholds
         self.t1, self.t2 = thresholds.t1, thresholds.t2
@@ -251,6 +254,8 @@ class Lane:
     def end_transaction(self, t: float, reason: str = "end") -> dict[str, Any] | None:
         """The final check; the transaction, its alerts and samples go to the outbox."""
         with self._lock:
+            for counted in self.pipeline.flush():  # items counted but still being identified
+                self.add_item(SeenItem.from_counted(counted))
             tx = self.transaction
             if tx is None:
                 return None

@@ -129,6 +129,18 @@ def _retraining() -> dict[str, Any]:
     return retraining.run(_produce_photos(), progress=lambda line: click.echo(line))
 
 
+def _embedder_variants() -> dict[str, Any]:
+    from harness.benchmarks import embedder_variants
+
+    photos = _produce_photos()
+    if photos is None:
+        return {
+            "skipped": "accuracy is measured on the real produce photos: set "
+            "LANEGUARD_PRODUCE_PHOTOS to the grocery-produce folder"
+        }
+    return embedder_variants.run(photos, progress=lambda line: click.echo(line, err=True))
+
+
 def _body_limits() -> dict[str, Any]:
     from harness.benchmarks import body_limits
 
@@ -149,6 +161,7 @@ BENCHMARKS = {
     "lane-update": (_lane_update, tables.update_table),
     "retraining": (_retraining, tables.retraining_table),
     "body-limits": (_body_limits, tables.body_limits_table),
+    "embedder-variants": (_embedder_variants, tables.embedder_variants_table),
 }
 
 
@@ -184,6 +197,8 @@ DESCRIPTIONS = {
     "lane-update": "A lane takes a bundle from its store (download, checks, smoke test, swap).",
     "retraining": "The slow path: fine-tune from the shipped bundle on harvested crops, gated.",
     "body-limits": "1 GB request bodies to a store server and a lane: refused, memory bounded.",
+    "embedder-variants": "The embedder menu (Lite0/1 x input size x fp32/int8) and each "
+    "board's pick.",
 }
 
 

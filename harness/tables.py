@@ -215,3 +215,27 @@ def body_limits_table(result: dict[str, Any]) -> list[str]:
                 f"{run['peak_growth_mb']} MB above idle ({run['idle_rss_mb']} MB) | < 100 MB |"
             )
     return rows
+
+
+def embedder_variants_table(result: dict[str, Any]) -> list[str]:
+    if "skipped" in result:
+        return [f"embedder variants skipped: {result['skipped']}"]
+    rows = [
+        f"Accuracy: {result['accuracy']} ({result['queries']} queries). Budget: "
+        f"{result['crop_budget_ms']} ms per crop on one thread of the board.",
+        "",
+        "| variant | MMAC | MB | ms, 1 thread | ms, 2 threads | top-1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in result["variants"]:
+        rows.append(
+            f"| {row['variant']} | {row['mmacs']} | {row['file_mb']} | "
+            f"{row['latency_ms_1_thread']} | {row['latency_ms_2_threads']} | {row['top1']} |"
+        )
+    rows += ["", "| profile | variant | estimated ms per crop | fits |", "|---|---|---|---|"]
+    for profile, pick in result["chosen"].items():
+        rows.append(
+            f"| {profile} | {pick['variant']} | {pick['estimated_crop_ms']} | "
+            f"{'yes' if pick['fits'] else 'NO'} |"
+        )
+    return rows

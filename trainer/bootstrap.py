@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from laneguard.bundle import (
     GOLDEN_FRAMES,
+    BundleError,
     HardwareProfile,
     Manifest,
     ModelFile,
     Thresholds,
+    extract_bundle,
+    read_manifest,
     sha256_file,
     write_bundle,
     write_class_map,
@@ -40,8 +44,16 @@ from trainer.golden import write_golden_frames
 from trainer.pretrained import pretrained_record
 from trainer.weights import training_weights, weights_named
 
+if TYPE_CHECKING:
+    from simulator.datasets import DatasetReport
+
 PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
 PROFILE_THREADS = {"x86-2core": 2, "raspberry-pi-5": 4, "jetson-orin-nano": 4}
+# A board's latency for a model over this build machine's (2 x86 cores): stated estimates.
+PROFILE_SLOWDOWN = {"x86-2core": 1.0, "raspberry-pi-5": 2.5, "jetson-orin-nano": 0.5}
+# A counted item's identity is due 3 frames (100 ms at 30 frames/s) after it counts
+# (LanePipeline.embed_lag_frames) and needs its 3 kept crops embedded: a third each.
+EMBED_CROP_BUDGET_MS = 100.0 / 3
 
 
 @dataclass
@@ -49,7 +61,7 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-3"
+    version: str = "bootstrap-5"
     detect_images: int = 1500
     riding_share: float = 0.0  # off: see simulator.datasets
     detect_test_images: int = 150
@@ -59,12 +71,17 @@ class BootstrapConfig:
     detector_batch: int = 16
     embed_crops: int = 40
     embed_test_crops: int = 10
-    embed_epochs: int = 30
-    embed_arch: str = "lanenet"
+    embed_epochs: int = 6
+    embed_arch: str = "efficientnet-lite0"
+    embed_input_size: int = 192
+    embed_lr: float = 2e-3
     gallery_per_code: int = 8
     new_product_refs: int = 5
     produce_photos: Path | None = None
     calibration_samples: int = 64
+    # A bundle whose detector this recipe keeps instead of training one (its detector recipe
+    # unchanged): re-making the bundle for a new embedder then skips the hour-long step.
+    detector_from: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -80,6 +97,7 @@ class BootstrapConfig:
             "embed_crops": 3,
             "embed_test_crops": 2,
             "embed_epochs": 1,
+            "embed_input_size": 96,
             "new_product_refs": 1,
             "calibration_samples": 4,
         }
@@ -111,11 +129,7 @@ def run_bootstrap(
     """Run the whole recipe in ``work`` and write the bundle to ``out``."""
     from simulator.datasets import write_detect_dataset, write_embed_dataset
     from simulator.world import World
-    from trainer.detector import (
-        CLASS_NAMES,
-        evaluate_detector,
-        export_detector_onnx,
-    )
+    from trainer.detector import CLASS_NAMES
     from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
     from trainer.quantize import median_latency_ms, quantize_int8
 
@@ -128,12 +142,6 @@ def run_bootstrap(
     seed = config.seed
 
     progress("1/4 simulator data")
-    detect = write_detect_dataset(
-        world, work / "detect", config.detect_images, seed, riding_share=config.riding_share
-    )
-    detect_test = write_detect_dataset(
-        world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
-    )
     crops = write_embed_dataset(world, work / "embed-train", config.embed_crops, seed)
     write_embed_dataset(
         world, work / "embed-test", config.embed_test_crops, seed + 1, photo_splits=("test",)
@@ -148,44 +156,22 @@ def run_bootstrap(
     )
 
     progress("2/4 detector")
-    det = _trained_detector(config, work, progress)
-    test_yaml = work / "detect-test" / "data.yaml"
     models: list[ModelFile] = []
     members: dict[str, Path] = {}
-    pt_metrics = evaluate_detector(det.weights, test_yaml, config.detector_sizes[0])
-    calibration_images = work / "detect" / "images" / "train"
-    for size in config.detector_sizes:
-        # Float weights are the same at every input size: the bundle carries the float model
-        # at the primary size only, and int8 at every size (each checked against its float).
-        fp32 = export_detector_onnx(det.weights, models_dir / f"detector-{size}-fp32.onnx", size)
-        int8 = quantize_int8(
-            fp32,
-            models_dir / f"detector-{size}-int8.onnx",
-            detector_calibration(calibration_images, size, config.calibration_samples),
+    if config.detector_from is not None:
+        detector = _kept_detector(config.detector_from, models_dir)
+        progress(f"detector kept from {config.detector_from} ({detector.version})")
+    else:
+        detect = write_detect_dataset(
+            world, work / "detect", config.detect_images, seed, riding_share=config.riding_share
         )
-        float_metrics = evaluate_detector(fp32, test_yaml, size)
-        float_latency = median_latency_ms(fp32)
-        int8_metrics = evaluate_detector(int8, test_yaml, size)
-        int8_metrics["float_mAP50"] = float_metrics["mAP50"]
-        int8_metrics["mAP50_drop"] = round(float_metrics["mAP50"] - int8_metrics["mAP50"], 4)
-        int8_metrics["float_latency_ms"] = float_latency
-        shipped = [(int8, "int8", int8_metrics)]
-        if size == config.detector_sizes[0]:
-            shipped.insert(0, (fp32, "fp32", float_metrics))
-        for path, precision, metrics in shipped:
-            latency = float_latency if precision == "fp32" else median_latency_ms(path)
-            progress(f"detector {path.name}: mAP50 {metrics['mAP50']}, {latency} ms")
-            models.append(
-                ModelFile(
-                    file=path.name,
-                    role="detector",
-                    precision=precision,
-                    input_size=size,
-                    latency_ms=latency,
-                    metrics=metrics,
-                )
-            )
-            members[path.name] = path
+        detect_test = write_detect_dataset(
+            world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
+        )
+        detector = _new_detector(config, work, models_dir, (detect, detect_test), progress)
+    models.extend(detector.models)
+    members.update(detector.members)
+    det_weights, pt_metrics = detector.weights, detector.pt_metrics
 
     progress("3/4 embedder")
     train_samples = _listing(work / "embed-train")
@@ -199,7 +185,13 @@ def run_bootstrap(
         for code in sorted(set(train_samples) | set(photo_classes))
     }
     run = train_embedder(
-        combined, arch=config.embed_arch, epochs=config.embed_epochs, seed=seed, progress=progress
+        combined,
+        arch=config.embed_arch,
+        epochs=config.embed_epochs,
+        input_size=config.embed_input_size,
+        lr=config.embed_lr,
+        seed=seed,
+        progress=progress,
     )
     emb_fp32 = export_embedder_onnx(run, models_dir / "embedder-fp32.onnx")
     calibration = dict(train_samples)
@@ -289,7 +281,7 @@ def run_bootstrap(
     members["gallery.npz"] = gallery_path
     members["class_map.json"] = class_map_path
     members[GOLDEN_FRAMES] = write_golden_frames(models_dir / GOLDEN_FRAMES)
-    members.update(training_weights(det.weights, run, models_dir))
+    members.update(training_weights(det_weights, run, models_dir))
     manifest = Manifest(
         version=config.version,
         parent_version=None,
@@ -302,9 +294,7 @@ def run_bootstrap(
         profiles=choose_profiles(models),
         training_data={
             "source": "simulator" + (" + real produce photos" if world.photos else ""),
-            "detector_images": detect.images,
-            "detector_test_images": detect_test.images,
-            "detector_boxes": detect.boxes,
+            **detector.training_data,
             "embedder_images": run.train_images,
             "embedder_classes": len(run.classes),
             "holdout_products": sorted(world.holdout),
@@ -327,6 +317,114 @@ def run_bootstrap(
     write_bundle(manifest, members, out)
     progress(f"bundle written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return manifest
+
+
+@dataclass
+class DetectorModels:
+    """The detector part of a bundle: its ONNX files, their weights, metrics and data."""
+
+    models: list[ModelFile]
+    members: dict[str, Path]
+    weights: Path | None  # the ultralytics checkpoint, when there is one
+    pt_metrics: dict[str, Any]
+    training_data: dict[str, Any]
+    version: str
+
+
+def _new_detector(
+    config: BootstrapConfig,
+    work: Path,
+    models_dir: Path,
+    datasets: tuple[DatasetReport, DatasetReport],
+    progress: Callable[[str], None],
+) -> DetectorModels:
+    """Train (or resume) the detector, export it at each input size, fp32 and int8, and
+    measure each file on the test scenes."""
+    from trainer.detector import evaluate_detector, export_detector_onnx
+    from trainer.quantize import median_latency_ms, quantize_int8
+
+    det = _trained_detector(config, work, progress)
+    test_yaml = work / "detect-test" / "data.yaml"
+    models: list[ModelFile] = []
+    members: dict[str, Path] = {}
+    pt_metrics = evaluate_detector(det.weights, test_yaml, config.detector_sizes[0])
+    calibration_images = work / "detect" / "images" / "train"
+    for size in config.detector_sizes:
+        # Float weights are the same at every input size: the bundle carries the float model
+        # at the primary size only, and int8 at every size (each checked against its float).
+        fp32 = export_detector_onnx(det.weights, models_dir / f"detector-{size}-fp32.onnx", size)
+        int8 = quantize_int8(
+            fp32,
+            models_dir / f"detector-{size}-int8.onnx",
+            detector_calibration(calibration_images, size, config.calibration_samples),
+        )
+        float_metrics = evaluate_detector(fp32, test_yaml, size)
+        float_latency = median_latency_ms(fp32)
+        int8_metrics = evaluate_detector(int8, test_yaml, size)
+        int8_metrics["float_mAP50"] = float_metrics["mAP50"]
+        int8_metrics["mAP50_drop"] = round(float_metrics["mAP50"] - int8_metrics["mAP50"], 4)
+        int8_metrics["float_latency_ms"] = float_latency
+        shipped = [(int8, "int8", int8_metrics)]
+        if size == config.detector_sizes[0]:
+            shipped.insert(0, (fp32, "fp32", float_metrics))
+        for path, precision, metrics in shipped:
+            latency = float_latency if precision == "fp32" else median_latency_ms(path)
+            progress(f"detector {path.name}: mAP50 {metrics['mAP50']}, {latency} ms")
+            models.append(
+                ModelFile(
+                    file=path.name,
+                    role="detector",
+                    precision=precision,
+                    input_size=size,
+                    latency_ms=latency,
+                    metrics=metrics,
+                )
+            )
+            members[path.name] = path
+    detect, detect_test = datasets
+    data = {
+        "detector_images": detect.images,
+        "detector_test_images": detect_test.images,
+        "detector_boxes": detect.boxes,
+    }
+    return DetectorModels(models, members, det.weights, pt_metrics, data, config.version)
+
+
+def _kept_detector(bundle: Path, models_dir: Path) -> DetectorModels:
+    """The detector files of ``bundle``, hash-checked, with the metrics and training data its
+    manifest recorded for them."""
+    from trainer.weights import TRAINING_WEIGHTS
+
+    manifest = read_manifest(bundle)
+    wanted = [m for m in manifest.models if m.role == "detector"]
+    if not wanted:
+        raise BundleError(f"{bundle} has no detector to keep")
+    names = [m.file for m in wanted]
+    weights_name = TRAINING_WEIGHTS["detector"]
+    carried = manifest.training_data.get("weights", {})
+    if isinstance(carried, dict) and carried.get("detector") == weights_name:
+        names.append(weights_name)
+    with tempfile.TemporaryDirectory() as scratch:
+        extract_bundle(bundle, Path(scratch))
+        members = {}
+        for name in names:
+            members[name] = models_dir / name
+            shutil.copyfile(Path(scratch) / name, members[name])
+    data: dict[str, Any] = {
+        key: manifest.training_data[key]
+        for key in ("detector_images", "detector_test_images", "detector_boxes")
+        if key in manifest.training_data
+    }
+    data["detector_kept_from"] = {"version": manifest.version, "sha256": sha256_file(bundle)}
+    weights = members.pop(weights_name, None)
+    return DetectorModels(
+        [m.model_copy() for m in wanted],
+        members,
+        weights,
+        dict(manifest.metrics.get("detector_pt") or {}),
+        data,
+        manifest.version,
+    )
 
 
 def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
@@ -374,38 +472,42 @@ def _trained_detector(
 
 
 def choose_profiles(models: list[ModelFile]) -> list[HardwareProfile]:
-    """For each board, the most accurate detector whose latency fits its budget.
+    """For each board, the most accurate detector whose latency fits its budget, and the most
+    accurate embedder whose latency for one crop fits ``EMBED_CROP_BUDGET_MS``.
 
     Latencies are measured on the build machine (2 x86 cores); a Pi 5 runs these models about
-    2-3x slower, a Jetson with TensorRT several times faster, which the budgets account for.
+    2-3x slower, a Jetson with TensorRT several times faster, which ``PROFILE_SLOWDOWN`` states.
     """
     detectors = [m for m in models if m.role == "detector"]
-    embedders = {m.precision: m.file for m in models if m.role == "embedder"}
+    embedders = [m for m in models if m.role == "embedder"]
     profiles = []
     descriptions = {
         "x86-2core": "2 x86 cores, CPU only (this build machine's class)",
         "raspberry-pi-5": "Raspberry Pi 5, 4 Cortex-A76 cores, CPU only",
         "jetson-orin-nano": "Jetson Orin Nano, CUDA/TensorRT",
     }
-    slowdown = {"x86-2core": 1.0, "raspberry-pi-5": 2.5, "jetson-orin-nano": 0.5}
     for name, budget in PROFILE_BUDGETS_MS.items():
-        fitting = [m for m in detectors if (m.latency_ms or 1e9) * slowdown[name] <= budget]
-        pool = fitting or sorted(detectors, key=lambda m: m.latency_ms or 1e9)[:1]
-        best = max(pool, key=lambda m: (m.metrics.get("mAP50", 0.0), -(m.latency_ms or 0)))
-        embedder = embedders.get(
-            "int8" if name == "raspberry-pi-5" else "fp32", next(iter(embedders.values()))
-        )
+        slowdown = PROFILE_SLOWDOWN[name]
+        detector = _most_accurate(detectors, "mAP50", budget / slowdown)
+        embedder = _most_accurate(embedders, "known_top1", EMBED_CROP_BUDGET_MS / slowdown)
         profiles.append(
             HardwareProfile(
                 name=name,
                 description=descriptions[name],
-                detector=best.file,
-                embedder=embedder,
+                detector=detector.file,
+                embedder=embedder.file,
                 detector_latency_budget_ms=budget,
                 threads=PROFILE_THREADS[name],
             )
         )
     return profiles
+
+
+def _most_accurate(models: list[ModelFile], metric: str, max_latency_ms: float) -> ModelFile:
+    """The best ``metric`` within the latency (ties: the faster); the fastest if none fits."""
+    fitting = [m for m in models if (m.latency_ms or 1e9) <= max_latency_ms]
+    pool = fitting or sorted(models, key=lambda m: m.latency_ms or 1e9)[:1]
+    return max(pool, key=lambda m: (m.metrics.get(metric, 0.0), -(m.latency_ms or 0)))
 
 
 def real_produce_eval(model: Path, photos_root: Path, refs_per_class: int = 5) -> dict[str, Any]:

@@ -39,16 +39,28 @@ def train() -> None:
 )
 @click.option("--quick", is_flag=True, help="Tiny data and one epoch: checks the pipeline.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--detector-from",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Keep this bundle's detector (files, metrics, training record) instead of training "
+    "one: for a change of the embedder recipe only.",
+)
 @PHOTOS
 def bootstrap_command(
-    out: Path | None, work: Path, quick: bool, seed: int, produce_photos: Path | None
+    out: Path | None,
+    work: Path,
+    quick: bool,
+    seed: int,
+    detector_from: Path | None,
+    produce_photos: Path | None,
 ) -> None:
     """Make the bootstrap bundle from the simulator (and real produce photos when given)."""
     from laneguard.bundle import SHIPPED_BUNDLE
     from trainer.bootstrap import BootstrapConfig, run_bootstrap
 
     config = (BootstrapConfig.quick if quick else BootstrapConfig)(
-        seed=seed, produce_photos=produce_photos
+        seed=seed, produce_photos=produce_photos, detector_from=detector_from
     )
     target = out or SHIPPED_BUNDLE
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result

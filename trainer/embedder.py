@@ -52,7 +52,9 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def augment(image: np.ndarray, rng: random.Random) -> np.ndarray:
-    """What changes between two sightings of the same product on a lane."""
+    """What changes between two sightings of the same product on a lane: framing, turn,
+    lighting, focus and motion blur (items move while the shutter is open) and the cashier's
+    hand over part of the item."""
     h, w = image.shape[:2]
     scale = rng.uniform(0.75, 1.0)
     ch, cw = max(8, int(h * scale)), max(8, int(w * scale))
@@ -61,13 +63,59 @@ def augment(image: np.ndarray, rng: random.Random) -> np.ndarray:
     out = np.rot90(out, rng.randrange(4)).copy()
     if rng.random() < 0.5:
         out = out[:, ::-1].copy()
+    if rng.random() < 0.4:
+        out = rotate(out, rng.uniform(-30, 30))
     alpha, beta = rng.uniform(0.7, 1.3), rng.uniform(-30, 30)
     out = cv2.convertScaleAbs(out, alpha=alpha, beta=beta)
     if rng.random() < 0.3:
         out = cv2.GaussianBlur(out, (5, 5), rng.uniform(0.5, 1.5))
     if rng.random() < 0.3:
+        out = motion_blur(out, rng.randint(3, 9), rng.uniform(0, 180))
+    if rng.random() < 0.3:
         gains = np.array([rng.uniform(0.85, 1.15) for _ in range(3)], np.float32)
         out = np.clip(out.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+    if rng.random() < 0.25:
+        out = hand_over(out, rng)
+    return out
+
+
+def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(image, matrix, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def motion_blur(image: np.ndarray, length: int, degrees: float) -> np.ndarray:
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0 / length
+    matrix = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), degrees, 1.0)
+    kernel = np.asarray(cv2.warpAffine(kernel, matrix, (length, length)), np.float32)
+    return cv2.filter2D(image, -1, kernel / max(float(kernel.sum()), 1e-6))
+
+
+SKIN_TONES_BGR = ((180, 200, 240), (140, 170, 215), (90, 130, 190), (60, 90, 140), (40, 60, 95))
+
+
+def hand_over(image: np.ndarray, rng: random.Random) -> np.ndarray:
+    """A skin-coloured palm and fingers reaching in from one edge, covering up to a third."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    tone = np.array(rng.choice(SKIN_TONES_BGR), np.float32) * rng.uniform(0.8, 1.1)
+    colour = tuple(int(c) for c in np.clip(tone, 0, 255))
+    depth = rng.uniform(0.15, 0.35)
+    edge = rng.randrange(4)
+    # Drawn as if entering from the left, then turned to the chosen edge.
+    canvas = np.zeros((h, w) if edge % 2 == 0 else (w, h), np.uint8)
+    ch, cw = canvas.shape
+    reach = max(2, int(cw * depth))
+    cy = rng.randint(ch // 4, max(ch // 4, 3 * ch // 4))
+    cv2.ellipse(canvas, (0, cy), (reach, max(2, ch // 5)), 0, 0, 360, 255, -1)
+    for finger in range(4):
+        fy = cy + (finger - 1.5) * max(2, ch // 12)
+        cv2.line(canvas, (0, int(fy)), (int(reach * 1.3), int(fy)), 255, max(2, ch // 14))
+    turned = np.rot90(canvas, -edge) if edge else canvas
+    mask = cv2.resize(np.ascontiguousarray(turned), (w, h), interpolation=cv2.INTER_NEAREST)
+    out[mask > 0] = colour
     return out
 
 
@@ -241,13 +289,17 @@ def train_embedder(
 
 def export_embedder_onnx(run: EmbedderRun, out_path: Path) -> Path:
     """Fixed input (1, 3, S, S) -> 'embedding' (1, D), normalised inside the graph."""
+    return export_onnx(run.model, run.input_size, out_path)
+
+
+def export_onnx(model: Any, size: int, out_path: Path) -> Path:
+    """Any crop -> vector network as the lane's embedder file: input 'image' (1, 3, S, S)."""
     import torch
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    dummy = torch.zeros(1, 3, run.input_size, run.input_size)
     torch.onnx.export(
-        run.model,
-        (dummy,),
+        model,
+        (torch.zeros(1, 3, size, size),),
         str(out_path),
         input_names=["image"],
         output_names=["embedding"],

@@ -9,11 +9,20 @@ the counting benchmark measures what it costs in counts.
 Everything but the detector's session.run is the pipeline's overhead, kept small on purpose:
 tracking is a few small matrix operations, counting a point-in-polygon test per track, and the
 embedder runs only when an item counts, on its few sharpest crops.
+
+The embedder does not run in the frame loop either (``embed_lag_frames`` > 0): when an item
+counts, its crops go to a worker thread, and the counted item comes out of ``process`` exactly
+that many frames later (waiting only if the worker is not done by then). A pretrained embedder
+takes tens of milliseconds for an item, longer than a frame; in the worker it overlaps the
+frames that follow instead of stalling one, and a fixed lag keeps replays deterministic.
+``flush`` hands over the items still in the worker (end of a transaction, end of a video).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +32,7 @@ import numpy as np
 from checkout_node.models import LaneModels
 from checkout_node.vision.counting import CountingConfig, LaneZones, ZoneCounter
 from checkout_node.vision.detector import Detections, Detector
-from checkout_node.vision.recogniser import Band, TrackRecogniser
+from checkout_node.vision.recogniser import Band, Identity, TrackRecogniser
 from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
 from laneguard.embedding import Embedder
 
@@ -104,10 +113,13 @@ class LanePipeline:
     # Hands never count; tracking them only serves pictures of the lane (annotated video).
     track_hands: bool = False
     detect_interval: int = 1  # run the detector on every Nth frame (see the module's doc)
+    embed_lag_frames: int = 3  # 0: identify in the frame the item counts (see the module's doc)
 
     def __post_init__(self) -> None:
         if self.detect_interval < 1:
             raise ValueError(f"detect_interval must be 1 or more, got {self.detect_interval}")
+        if self.embed_lag_frames < 0:
+            raise ValueError(f"embed_lag_frames must be 0 or more, got {self.embed_lag_frames}")
         if self.threads is None:
             self.threads = self.models.threads
         # The tracker and counter count detected frames; their waits are kept in seconds.
@@ -136,6 +148,36 @@ class LanePipeline:
         self.stats = PipelineStats()
         self._index = 0
         self._last_detections = Detections.empty()
+        self._worker = (
+            ThreadPoolExecutor(1, thread_name_prefix="embedder") if self.embed_lag_frames else None
+        )
+        # (frame index it is due, the worker's answer), in the order items counted
+        self._pending: list[tuple[int, Future[CountedItem]]] = []
+        self._pending_lock = threading.Lock()  # flush may come from another thread
+
+    @property
+    def identifying(self) -> bool:
+        """Items have counted whose identity the worker has not handed over yet."""
+        with self._pending_lock:
+            return bool(self._pending)
+
+    def flush(self) -> list[CountedItem]:
+        """Every counted item still being identified, waiting for the worker."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, []
+        return [future.result() for _, future in pending]
+
+    def close(self) -> None:
+        """Stop the embedder's worker (after a flush); the pipeline is not used again."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+
+    def _due(self, counted: list[CountedItem]) -> list[CountedItem]:
+        """This frame's counted items: those counted now (no lag) or ``embed_lag_frames`` ago."""
+        with self._pending_lock:
+            ready = [future for due, future in self._pending if due <= self._index]
+            self._pending = self._pending[len(ready) :]
+        return [future.result() for future in ready] + counted
 
     def process(self, frame: np.ndarray, t: float) -> FrameResult:
         start = time.perf_counter()
@@ -151,7 +193,7 @@ class LanePipeline:
         for track in objects:
             self.first_seen.setdefault(track.track_id, t)
         crossings = self.counter.update(objects, countable=is_product)
-        counted = [self._counted(c.track_id, t) for c in crossings]
+        counted = [c for c in (self._count(c.track_id, t) for c in crossings) if c is not None]
         for track in objects:  # the counter has placed each track in its zone this frame
             zone = self.counter.states[track.track_id].zone
             if track.detected_box is not None and zone != "bagging":
@@ -164,7 +206,7 @@ class LanePipeline:
         return self._result(t, start, detections, objects, hands, counted)
 
     def _coast(self, t: float, start: float) -> FrameResult:
-        """A frame between detections: tracks move on by their motion; nothing counts."""
+        """A frame between detections: tracks move on by their motion; nothing new counts."""
         objects = self.object_tracker.coast()
         hands = self.hand_tracker.coast() if self.track_hands else []
         return self._result(t, start, self._last_detections, objects, hands, [], detected=False)
@@ -188,15 +230,29 @@ class LanePipeline:
             detections,
             [track for track in objects if is_product(track)],
             {HAND: hands, NON_MERCHANDISE: [track for track in objects if not is_product(track)]},
-            counted,
+            self._due(counted),
             elapsed,
             self.detector.last_inference_s if detected else 0.0,
         )
         self._index += 1
         return result
 
-    def _counted(self, track_id: int, t: float) -> CountedItem:
-        identity = self.recogniser.identify(track_id)
+    def _count(self, track_id: int, t: float) -> CountedItem | None:
+        """The item now, or None when it goes to the worker and comes out ``embed_lag_frames``
+        later."""
+        kept = self.recogniser.kept(track_id)
+        entered = self.first_seen.get(track_id, t)
+        if self._worker is None:
+            return self._counted(track_id, entered, t, self.recogniser.identify_crops(kept))
+        future = self._worker.submit(
+            lambda: self._counted(track_id, entered, t, self.recogniser.identify_crops(kept))
+        )
+        with self._pending_lock:
+            self._pending.append((self._index + self.embed_lag_frames, future))
+        return None
+
+    @staticmethod
+    def _counted(track_id: int, entered: float, t: float, identity: Identity | None) -> CountedItem:
         if identity is None:
             return CountedItem(
                 track_id,
@@ -204,7 +260,7 @@ class LanePipeline:
                 "unknown",
                 0.0,
                 None,
-                self.first_seen.get(track_id, t),
+                entered,
                 t,
                 (0, 0, 0, 0),
                 b"",
@@ -217,7 +273,7 @@ class LanePipeline:
             identity.band,
             identity.score,
             identity.runner_up,
-            self.first_seen.get(track_id, t),
+            entered,
             t,
             (x1, y1, x2, y2),
             jpeg.tobytes() if ok else b"",

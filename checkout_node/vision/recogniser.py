@@ -92,12 +92,21 @@ class TrackRecogniser:
             crops.sort(key=lambda c: -c[0])
             del crops[self.keep :]
 
+    def kept(self, track_id: int) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """A copy of the track's kept (sharpness, crop, box), sharpest first: what identifying
+        it needs, safe to hand to another thread while this one keeps observing."""
+        entry = self.candidates.get(track_id)
+        return list(entry.crops) if entry is not None else []
+
     def identify(self, track_id: int) -> Identity | None:
         """Embed the kept crops, average, and look up. None when no usable crop was seen."""
-        entry = self.candidates.get(track_id)
-        if entry is None or not entry.crops:
+        return self.identify_crops(self.kept(track_id))
+
+    def identify_crops(self, kept: list[tuple[float, np.ndarray, np.ndarray]]) -> Identity | None:
+        """``identify`` on crops taken with ``kept``; touches no per-track state."""
+        if not kept:
             return None
-        vectors = self.embedder.embed([c for _, c, _ in entry.crops])
+        vectors = self.embedder.embed([c for _, c, _ in kept])
         self.embeds += len(vectors)
         mean = l2_normalise(vectors.mean(axis=0, keepdims=True))
         matches = self.gallery.identify(mean, k=CANDIDATES)[0]
@@ -107,7 +116,7 @@ class TrackRecogniser:
             if best.score >= self.t1
             else ("of_interest" if best.score >= self.t2 else "unknown")
         )
-        _, crop, box = entry.crops[0]
+        _, crop, box = kept[0]
         return Identity(
             code=best.code if band != "unknown" else None,
             score=best.score,

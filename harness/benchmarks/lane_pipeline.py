@@ -32,6 +32,7 @@ def replay_speed(
     start = time.perf_counter()
     for frame in video_frames(video):
         counted.extend(pipeline.process(frame.image, frame.t).counted)
+    counted.extend(pipeline.flush())
     wall = time.perf_counter() - start
     stats = pipeline.stats
     return {

@@ -178,6 +178,7 @@ def run_transaction(
                 riding.frames += 1
                 riding.own_box += own
                 riding.one_box_around_both += merged
+    counted.extend(pipeline.flush())
     result = match_counts(scenario, counted)
     result.riding = riding
     result.frames = pipeline.stats.frames

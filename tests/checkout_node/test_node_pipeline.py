@@ -10,11 +10,18 @@ from pathlib import Path
 import cv2
 import pytest
 
+from checkout_node.catalog import LaneCatalog
+from checkout_node.lane import Lane
 from checkout_node.models import load_models
+from checkout_node.outbox import Outbox
+from checkout_node.vision.counting import LaneZones
+from checkout_node.vision.pipeline import CountedItem, LanePipeline
 from harness.evals.counting import run_transaction
 from laneguard.bundle import SHIPPED_BUNDLE
+from laneguard.wire import PosMessage
 from simulator.recording import write_scenario
-from simulator.scenario import build_scenario
+from simulator.scenario import Scenario, build_scenario
+from simulator.scene import SceneRenderer
 from simulator.world import World
 
 
@@ -110,3 +117,70 @@ def test_models_follow_the_hardware_profile() -> None:
     assert explicit.detector.file == "detector-416-int8.onnx"
     with pytest.raises(ValueError, match="no hardware profile 'toaster'"):
         load_models(SHIPPED_BUNDLE, profile="toaster")
+
+
+def _replay(
+    scenario: Scenario, world: World, embed_lag_frames: int
+) -> list[tuple[int, CountedItem]]:
+    """(frame index it came out, item) for every item a pipeline counted over the scenario;
+    items handed over by the final flush get the index one past the last frame."""
+    pipeline = LanePipeline(
+        load_models(),
+        LaneZones.standard(scenario.layout.width, scenario.layout.height),
+        embed_lag_frames=embed_lag_frames,
+    )
+    renderer = SceneRenderer(scenario, world, photo_splits=("test",))
+    out = []
+    for index in range(scenario.n_frames):
+        result = pipeline.process(renderer.render(index)[0], index / scenario.fps)
+        out += [(index, item) for item in result.counted]
+    out += [(scenario.n_frames, item) for item in pipeline.flush()]
+    pipeline.close()
+    return out
+
+
+def test_identities_come_from_the_worker_a_fixed_number_of_frames_later(world: World) -> None:
+    # The embedder works off the frame loop; the items, their identities and evidence are the
+    # same as when it runs in the frame, only handed over 3 frames after they count.
+    scenario = build_scenario("honest", 21, world, fps=30.0, n_items=5)
+    in_frame = _replay(scenario, world, embed_lag_frames=0)
+    in_worker = _replay(scenario, world, embed_lag_frames=3)
+    assert len(in_frame) == 5
+    assert [item.track_id for _, item in in_worker] == [item.track_id for _, item in in_frame]
+    for (counted_at, now), (handed_at, later) in zip(in_frame, in_worker, strict=True):
+        assert handed_at == min(counted_at + 3, scenario.n_frames)
+        assert (later.code, later.band, later.crossed_s) == (now.code, now.band, now.crossed_s)
+        assert later.score == pytest.approx(now.score, abs=1e-5)
+        assert later.crop_jpeg == now.crop_jpeg
+
+
+def test_a_transaction_that_ends_while_an_item_is_identified_still_has_it(
+    world: World, tmp_path: Path
+) -> None:
+    # The till closes the sale in the frame right after the last item counts: the lane takes
+    # the items the worker still holds before the final check, so none is lost or left over
+    # to open a phantom transaction.
+    scenario = build_scenario("honest", 22, world, fps=30.0, n_items=3)
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    pipeline = LanePipeline(
+        load_models(), LaneZones.standard(640, 480), embed_lag_frames=1_000
+    )  # nothing comes out of process(): everything waits for the end of the transaction
+    lane = Lane("lane-lag", pipeline, LaneCatalog.from_file(), outbox)
+    till = {"event_id": "e1", "transaction_id": "t-lag", "t": 0.0}
+    lane.on_input(PosMessage(type="transaction_start", **till))
+    renderer = SceneRenderer(scenario, world, photo_splits=("test",))
+    for index in range(scenario.n_frames):
+        lane.process_frame(renderer.render(index)[0], index / scenario.fps)
+    assert lane.transaction is not None and not lane.transaction.items
+    assert pipeline.identifying
+    lane.on_input(PosMessage(type="transaction_end", **{**till, "event_id": "e2"}))
+    outcome = lane.last_outcome
+    assert outcome is not None and outcome.transaction_id == "t-lag"
+    assert len(outcome.seen) == 3
+    assert not pipeline.identifying and lane.transaction is None
+    outbox.close()
+
+
+def test_a_negative_embed_lag_is_refused() -> None:
+    with pytest.raises(ValueError, match="embed_lag_frames must be 0 or more, got -1"):
+        LanePipeline(load_models(), LaneZones.standard(), embed_lag_frames=-1)

@@ -131,3 +131,32 @@ def test_eval_recognition_refuses_a_tampered_bundle(
         timeout=120,
     )
     assert done.returncode != 0 and "truncated or corrupt" in done.stderr
+
+
+def test_bootstrap_can_keep_a_bundles_detector(tmp_path: Path) -> None:
+    # A change of the embedder recipe re-makes the bundle without the hour-long detector run:
+    # the detector files come over byte for byte, with the metrics and data they were made on.
+    from laneguard.bundle import SHIPPED_BUNDLE, sha256_file
+    from trainer.bootstrap import BootstrapConfig, run_bootstrap
+
+    shipped = read_manifest(SHIPPED_BUNDLE)
+    manifest = run_bootstrap(
+        BootstrapConfig.quick(detector_from=SHIPPED_BUNDLE, embed_crops=2, embed_test_crops=1),
+        tmp_path / "work",
+        tmp_path / "kept.tar.gz",
+        progress=lambda _line: None,
+    )
+    old = {m.file: m for m in shipped.models if m.role == "detector"}
+    new = {m.file: m for m in manifest.models if m.role == "detector"}
+    assert new.keys() == old.keys()
+    for name, model in new.items():
+        assert model.metrics == old[name].metrics and model.latency_ms == old[name].latency_ms
+    folder = tmp_path / "out"
+    extract_bundle(tmp_path / "kept.tar.gz", folder)
+    for name in new:
+        assert sha256_file(folder / name) == shipped.files[name]
+    kept = manifest.training_data["detector_kept_from"]
+    assert kept == {"version": shipped.version, "sha256": sha256_file(SHIPPED_BUNDLE)}
+    assert manifest.training_data["detector_images"] == shipped.training_data["detector_images"]
+    assert manifest.metrics["detector_pt"] == shipped.metrics["detector_pt"]
+    assert not (tmp_path / "work" / "detect").exists()  # no detector data was rendered
