@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,18 @@ class BundleHealth:
     transactions: int = 0
 
 
+@dataclass
+class LaneCounters:
+    """What the lane has done since it started, across bundle swaps (its /metrics)."""
+
+    frames: int = 0
+    errors: int = 0
+    tracks: int = 0  # objects tracked in the last frame
+    items: int = 0
+    transactions: int = 0
+    alerts_by_type: dict[str, int] = field(default_factory=dict)
+
+
 class Lane:
     def __init__(
         self,
@@ -103,6 +115,9 @@ class Lane:
         self._lock = threading.RLock()
         self._started = time.monotonic()
         self.health = BundleHealth()
+        self.counters = LaneCounters()
+        # Called with every frame's result after the lane has taken it (metrics histograms).
+        self.frame_observers: list[Callable[[FrameResult], None]] = []
         # A new bundle's pipeline waiting for the transaction to end, and who to tell.
         self._next_pipeline: tuple[LanePipeline, Callable[[], None]] | None = None
         self._next_gallery: Gallery | None = None
@@ -146,6 +161,7 @@ class Lane:
     def frame_failed(self) -> None:
         with self._lock:
             self.health.frame_errors += 1
+            self.counters.errors += 1
 
     def _switch_gallery(self) -> None:
         if self._next_gallery is not None and self.transaction is None:
@@ -164,13 +180,18 @@ class Lane:
         result = self.pipeline.process(image, t)
         with self._lock:
             self.last_frame_s = t
+            self.counters.frames += 1
+            self.counters.tracks = len(result.products) + sum(map(len, result.others.values()))
             for counted in result.counted:
                 self.add_item(SeenItem.from_counted(counted))
             self.tick(t)
+        for observe in self.frame_observers:
+            observe(result)
         return result
 
     def add_item(self, item: SeenItem) -> None:
         with self._lock:
+            self.counters.items += 1
             tx = self._transaction(item.crossed_s)
             changes = tx.add_item(item)
             for change in changes:
@@ -278,6 +299,7 @@ class Lane:
             self.finished = [summary, *self.finished[:19]]
             self.transaction = None
             self.health.transactions += 1
+            self.counters.transactions += 1
             self.ended = [tx, *self.ended[:2]]
             self.publish({"type": "transaction_ended", **summary})
             self._switch_pipeline()
@@ -288,7 +310,10 @@ class Lane:
         for change in changes:
             alert = change.alert
             evidence = self.evidence.get(alert.alert_id) if change.change == "raised" else None
-            self.health.alerts_raised += change.change == "raised"
+            if change.change == "raised":
+                self.health.alerts_raised += 1
+                by_type = self.counters.alerts_by_type
+                by_type[alert.type] = by_type.get(alert.type, 0) + 1
             message = alert_message(self.lane_id, alert, self.clock, evidence)
             self.outbox.put("alert", *self._encoded(message))
             self.publish({"type": "alert", "change": change.change, "alert": self._alert(alert)})

@@ -202,6 +202,12 @@ class Outbox:
         counts.update({kind: int(n) for kind, n in rows})
         return counts
 
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest waiting message has waited; 0 when the outbox is empty."""
+        with self._lock:
+            oldest = self._db.execute("SELECT MIN(created_at) FROM outbox").fetchone()[0]
+        return 0.0 if oldest is None else max(0.0, time.time() - float(oldest))
+
     @property
     def size_bytes(self) -> int:
         with self._lock:

@@ -23,6 +23,7 @@ from checkout_node.enrolment import LaneEnrolmentError, load_credential
 from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
 from checkout_node.messages import heartbeat_message
+from checkout_node.metrics import CameraState, LaneMetrics
 from checkout_node.models import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.reconciler import ReconcileConfig
@@ -89,6 +90,20 @@ class LaneService:
             tuple(s.pos_tokens),
             tuple(s.supervisor_pins),
             origins(s.screen_origins),
+            tuple(s.metrics_tokens),
+        )
+        self.camera = LiveSource(s.camera)
+        self.fps = 0.0  # over the last heartbeat interval
+        camera = self.camera
+        self.metrics = LaneMetrics(
+            self.lane,
+            self.outbox,
+            CameraState(
+                connected=lambda: camera.connected,
+                dropped=lambda: camera.dropped,
+                reconnects=lambda: camera.reconnects,
+            ),
+            fps=lambda: self.fps,
         )
         self.app = create_lane_app(
             self.lane,
@@ -96,8 +111,8 @@ class LaneService:
             live_clock=True,
             access=self.access,
             max_body_bytes=s.max_body_kb << 10,
+            metrics=self.metrics,
         )
-        self.camera = LiveSource(s.camera)
         self.base_sha256 = sha256_file(self.base_bundle)
         self.server_url = self._known_server_url()
         self._connect()
@@ -256,9 +271,10 @@ class LaneService:
         last_frames, last_time = 0, time.monotonic()
         while not self._stop.wait(self.settings.heartbeat_s):
             now = time.monotonic()
-            frames = self.lane.pipeline.stats.frames
+            frames = self.lane.counters.frames  # the pipeline's own restart at a bundle swap
             fps = (frames - last_frames) / max(now - last_time, 1e-6)
             last_frames, last_time = frames, now
+            self.fps = fps
             self.queue_heartbeat(fps)
 
     def queue_heartbeat(self, fps: float) -> None:

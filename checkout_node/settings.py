@@ -114,6 +114,11 @@ class LaneSettings(BaseSettings):
         description="one secret per till (Authorization: Bearer); none: tills on this "
         "computer only",
     )
+    metrics_tokens: list[str] = Field(
+        default_factory=list,
+        description="secrets a Prometheus scraper may use for /metrics (Authorization: "
+        "Bearer); none: scrapes from this computer only",
+    )
     screen_key: str | None = Field(
         default=None,
         min_length=16,

@@ -10,10 +10,11 @@ from urllib.parse import quote
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import make_url
 
+from laneguard.bearer import bearer_allowed
 from laneguard.body_limit import BodyLimit
 from laneguard.bundle import SHIPPED_BUNDLE
 from laneguard.discovery import DiscoveryResponder
@@ -33,6 +34,8 @@ from store_server.ingest_store import IngestWriter
 from store_server.learning import GalleryLearner, LearnConfig, LearningLoop, store_signing_key
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
+from store_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from store_server.metrics import StoreMetrics
 from store_server.rollouts import HealthLimits, RolloutLoop
 from store_server.settings import StoreSettings
 
@@ -97,6 +100,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.media = MediaStore(settings.data_dir / "media")
     app.state.feed = AlertFeed()
+    app.state.metrics = StoreMetrics(engine, app.state.feed)
     app.state.signing_key = store_signing_key(settings)
     learner = GalleryLearner(
         engine,
@@ -136,6 +140,21 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
         return render(request, "forbidden.html", None, error.status, message=str(error))
+
+    @app.get("/metrics", tags=["monitoring"], response_class=Response)
+    def prometheus(request: Request) -> Response:
+        """Prometheus text format; a scraper with a metrics token (or this computer)."""
+        host = request.client.host if request.client is not None else None
+        if not bearer_allowed(tuple(settings.metrics_tokens), request.headers, host):
+            return JSONResponse(
+                {
+                    "detail": "scraper not recognised: send 'Authorization: Bearer <metrics "
+                    "token>' (metrics_tokens in the store server's settings)"
+                },
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return Response(app.state.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

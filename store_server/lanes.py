@@ -28,6 +28,8 @@ from store_server.auth import sha256
 from store_server.deps import get_engine
 from store_server.models import EnrolmentToken, Lane
 
+STALE_S = 30.0  # a lane whose last heartbeat is older is offline
+
 LANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TOKEN_HOURS = 72
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 QUEUE_SIZE = 1000
+PUBLISHED_AT = "_published_monotonic"
 
 
 class AlertFeed:
@@ -28,7 +30,9 @@ class AlertFeed:
         return len(self._subscribers)
 
     def publish(self, event: dict[str, Any]) -> None:
-        """From any thread: queue ``event`` for every subscriber."""
+        """From any thread: queue ``event`` for every subscriber, stamped with when (the
+        console's sender times the fan-out from it and takes the stamp off)."""
+        event = {**event, PUBLISHED_AT: time.monotonic()}
         with self._lock:
             targets = list(self._subscribers)
         for loop, queue in targets:

@@ -50,6 +50,11 @@ class StoreSettings(BaseSettings):
         default=32, ge=1, description="largest ingest batch (lanes send up to 500 messages)"
     )
     max_upload_mb: int = Field(default=20, ge=1, description="largest catalog file upload")
+    metrics_tokens: list[str] = Field(
+        default_factory=list,
+        description="secrets a Prometheus scraper may use for /metrics (Authorization: "
+        "Bearer); none: scrapes from this computer only",
+    )
     learn_min_transactions: int = Field(
         default=3, ge=1, description="honest transactions before a crop joins the gallery"
     )

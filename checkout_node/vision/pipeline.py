@@ -56,6 +56,7 @@ class CountedItem:
     box: tuple[int, int, int, int]
     crop_jpeg: bytes
     candidates: tuple[tuple[str, float], ...] = ()
+    identify_seconds: float = 0.0  # embedding the kept crops and the gallery look-up
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -136,7 +137,12 @@ class LanePipeline:
             confidence=self.tracker_config.low_score,
             nms_groups=[NMS_GROUPS[c] for c in sorted(NMS_GROUPS)],
         )
-        embedder = Embedder(self.models.path(self.models.embedder), threads=self.threads)
+        # In the worker the embedder gets one thread: the detector keeps the others, and the
+        # embedder's budget (trainer.bootstrap.EMBED_CROP_BUDGET_MS) is set for one thread.
+        embedder = Embedder(
+            self.models.path(self.models.embedder),
+            threads=1 if self.embed_lag_frames else self.threads,
+        )
         thresholds = self.models.manifest.thresholds
         self.recogniser = TrackRecogniser(
             embedder, self.models.gallery, thresholds.t1, thresholds.t2
@@ -243,13 +249,23 @@ class LanePipeline:
         kept = self.recogniser.kept(track_id)
         entered = self.first_seen.get(track_id, t)
         if self._worker is None:
-            return self._counted(track_id, entered, t, self.recogniser.identify_crops(kept))
-        future = self._worker.submit(
-            lambda: self._counted(track_id, entered, t, self.recogniser.identify_crops(kept))
-        )
+            return self._identified(track_id, entered, t, kept)
+        future = self._worker.submit(self._identified, track_id, entered, t, kept)
         with self._pending_lock:
             self._pending.append((self._index + self.embed_lag_frames, future))
         return None
+
+    def _identified(
+        self,
+        track_id: int,
+        entered: float,
+        t: float,
+        kept: list[tuple[float, np.ndarray, np.ndarray]],
+    ) -> CountedItem:
+        start = time.perf_counter()
+        identity = self.recogniser.identify_crops(kept)
+        item = self._counted(track_id, entered, t, identity)
+        return replace(item, identify_seconds=time.perf_counter() - start)
 
     @staticmethod
     def _counted(track_id: int, entered: float, t: float, identity: Identity | None) -> CountedItem:

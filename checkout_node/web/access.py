@@ -9,6 +9,8 @@
   default, made once in its data folder (``screen-key``, 0600, readable by the lane's user
   and the kiosk script). The cookie is HttpOnly and SameSite=Strict, and its value is derived
   from the key, so it survives a lane restart and no page on another site can use it.
+- Monitoring (Prometheus scraping ``/metrics``): ``Authorization: Bearer <token>`` with one of
+  ``metrics_tokens``; with none configured, from the lane's own computer only, as the till.
 - A supervisor override also needs a supervisor PIN: ``supervisor_pins`` holds PBKDF2 hashes
   (`laneguard node hash-pin`); five wrong PINs lock overrides for a minute.
 - Browsers: any request or websocket that carries an ``Origin`` must come from the lane's own
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import os
 import secrets
 import threading
@@ -30,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from laneguard.bearer import bearer_allowed, is_loopback
 
 SCREEN_COOKIE = "lg_screen"
 SCREEN_KEY_FILE = "screen-key"
@@ -76,23 +79,13 @@ def screen_key_from(data_dir: Path, configured: str | None) -> str:
     return key
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclass
 class LaneAccess:
     screen_key: str
     pos_tokens: tuple[str, ...] = ()
     supervisor_pins: tuple[str, ...] = ()
     screen_origins: frozenset[str] = frozenset()
+    metrics_tokens: tuple[str, ...] = ()
     _pin_failures: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -116,12 +109,11 @@ class LaneAccess:
 
     def pos_allowed(self, headers: Mapping[str, str], client_host: str | None) -> bool:
         """A till with one of the lane's tokens; with none configured, this computer only."""
-        if not self.pos_tokens:
-            return is_loopback(client_host)
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return False
-        return any(hmac.compare_digest(token.strip(), known) for known in self.pos_tokens)
+        return bearer_allowed(self.pos_tokens, headers, client_host)
+
+    def metrics_allowed(self, headers: Mapping[str, str], client_host: str | None) -> bool:
+        """A scraper with one of the metrics tokens; with none configured, this computer only."""
+        return bearer_allowed(self.metrics_tokens, headers, client_host)
 
     def origin_allowed(self, headers: Mapping[str, str]) -> bool:
         """No Origin (a till, curl), or a page of the lane's own."""

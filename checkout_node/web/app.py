@@ -26,6 +26,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from checkout_node.lane import Lane
+from checkout_node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from checkout_node.metrics import LaneMetrics
 from checkout_node.reconcile.model import RESOLUTIONS
 from checkout_node.reconcile.reconciler import ReconcileError
 from checkout_node.web.access import SCREEN_COOKIE, LaneAccess
@@ -62,17 +64,28 @@ def _client_host(request: Request | WebSocket) -> str | None:
     return request.client.host if request.client is not None else None
 
 
+def _not_recognised(caller: str, token: str, setting: str) -> HTTPException:
+    return HTTPException(
+        401,
+        f"{caller} not recognised: send 'Authorization: Bearer <{token}>' "
+        f"({setting} in the lane's settings)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def create_lane_app(
     lane: Lane,
     hub: ScreenHub,
     live_clock: bool = True,
     access: LaneAccess | None = None,
     max_body_bytes: int = 64 << 10,
+    metrics: LaneMetrics | None = None,
 ) -> FastAPI:
     """``live_clock``: till events are placed on the lane's clock when they arrive (a live
     lane); otherwise their own ``t`` is used (replaying a recording). ``access``: who may call
     (default: a fresh screen key, tills from this computer only); it is ``app.state.access``."""
     access = access or LaneAccess.random()
+    metrics = metrics or LaneMetrics(lane, lane.outbox)
 
     def origin(request: Request) -> None:
         if not access.origin_allowed(request.headers):
@@ -85,12 +98,7 @@ def create_lane_app(
     def till(request: Request) -> None:
         origin(request)
         if not access.pos_allowed(request.headers, _client_host(request)):
-            raise HTTPException(
-                401,
-                "till not recognised: send 'Authorization: Bearer <till token>' "
-                "(pos_tokens in the lane's settings)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+            raise _not_recognised("till", "till token", "pos_tokens")
 
     def screen_session(request: Request) -> None:
         origin(request)
@@ -242,6 +250,13 @@ def create_lane_app(
         if not access.screen_signed_in(request.cookies):
             return HTMLResponse(NOT_SIGNED_IN, status_code=401)
         return FileResponse(STATIC / "screen.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/metrics", tags=["monitoring"], response_class=Response)
+    def prometheus(request: Request) -> Response:
+        """Prometheus text format; a scraper with a metrics token (or this computer)."""
+        if not access.metrics_allowed(request.headers, _client_host(request)):
+            raise _not_recognised("scraper", "metrics token", "metrics_tokens")
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

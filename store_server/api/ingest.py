@@ -11,6 +11,7 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -70,6 +71,7 @@ async def ingest(
     The body is read only after the credential is checked (the server-wide body cap,
     laneguard.body_limit, bounds it), so an unauthenticated client cannot make the server hold
     a batch at all."""
+    started = time.perf_counter()
     try:
         batch = IngestBatch.model_validate_json(await request.body())
     except ValidationError as error:
@@ -94,12 +96,33 @@ async def ingest(
     for (index, _), result in zip(accepted, stored):
         results[index] = result
     done = [r for r in results if r is not None]
+    request.app.state.metrics.ingested(
+        _by_kind(batch.messages, results), time.perf_counter() - started
+    )
     return IngestResponse(
         stored=sum(r.status == "stored" for r in done),
         duplicates=sum(r.status == "duplicate" for r in done),
         rejected=sum(r.status == "rejected" for r in done),
         results=done,
     )
+
+
+KINDS = ("transaction", "alert", "sample", "heartbeat")
+
+
+def _by_kind(
+    messages: list[dict[str, Any]], results: list[IngestResult | None]
+) -> dict[str, dict[str, int]]:
+    """Message counts by kind and status for the metrics. A kind the wire schema does not know
+    counts as "invalid": the label never takes a value a lane made up."""
+    counts: dict[str, dict[str, int]] = {}
+    for raw, result in zip(messages, results):
+        if result is None:
+            continue
+        kind = raw.get("type") if raw.get("type") in KINDS else "invalid"
+        statuses = counts.setdefault(str(kind), {})
+        statuses[result.status] = statuses.get(result.status, 0) + 1
+    return counts
 
 
 def _check(

@@ -18,6 +18,7 @@ from store_server.console.templating import render
 from store_server.deps import get_engine, get_media
 from store_server.live import AlertFeed
 from store_server.media import EvidenceImageError, MediaStore
+from store_server.metrics import StoreMetrics
 from store_server.models import AlertRecord, TransactionRecord
 
 router = APIRouter(include_in_schema=False)
@@ -147,6 +148,7 @@ async def live_alerts(websocket: WebSocket) -> None:
         await websocket.close(code=4401, reason="sign in to the console first")
         return
     feed: AlertFeed = websocket.app.state.feed
+    metrics: StoreMetrics = websocket.app.state.metrics
     await websocket.accept()
     async with feed.subscribe() as queue:
         await websocket.send_json({"type": "hello", "user": user.username})
@@ -158,7 +160,7 @@ async def live_alerts(websocket: WebSocket) -> None:
                     {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter in done:
-                    await websocket.send_json(getter.result())
+                    await websocket.send_json(metrics.sent_to_console(getter.result()))
                 else:
                     getter.cancel()
         except (WebSocketDisconnect, RuntimeError):

@@ -14,11 +14,10 @@ from product_db.models import as_utc, utcnow
 from store_server.auth import SignedIn, audit, check_csrf, current_user, require_admin
 from store_server.console.templating import render
 from store_server.deps import get_engine
-from store_server.lanes import EnrolmentError, create_enrolment_token, retire
+from store_server.lanes import STALE_S, EnrolmentError, create_enrolment_token, retire
 from store_server.models import Lane, LaneHealth
 
 router = APIRouter(include_in_schema=False)
-STALE_S = 30.0
 
 
 @router.get("/lanes", response_class=HTMLResponse)
