@@ -174,3 +174,54 @@ LaneOutput = Annotated[
     TransactionMessage | AlertMessage | SampleMessage | HeartbeatMessage,
     Field(discriminator="type"),
 ]
+
+
+# -- store events: what a store server publishes to the store's own systems (MQTT) --------
+
+
+class StoreEvent(WireModel):
+    """Every event names itself (``event_id``: subscribers drop a redelivered one), its store
+    and when it happened."""
+
+    event_id: str = Field(min_length=1, max_length=64)
+    store: str = Field(min_length=1, max_length=64)
+    at: datetime
+
+
+class AlertEvent(StoreEvent):
+    """An alert raised, its status changed at the lane (resolved, withdrawn), or reviewed by a
+    manager in the console."""
+
+    type: Literal["alert"] = "alert"
+    change: Literal["raised", "updated", "reviewed"]
+    alert_id: str = Field(max_length=64)
+    lane_id: str = Field(max_length=64)
+    alert_type: str = Field(max_length=32)
+    severity: str = Field(max_length=8)
+    status: str = Field(max_length=12)
+    value_minor: int | None = None
+    seen_code: str | None = Field(default=None, max_length=64)
+    scanned_code: str | None = Field(default=None, max_length=64)
+    review: str | None = Field(default=None, max_length=16)
+    reviewed_by: str | None = Field(default=None, max_length=64)
+
+
+class LaneHealthEvent(StoreEvent):
+    """A lane's state changed: ``ok``, ``camera down``, ``offline`` (no heartbeat for 30 s)."""
+
+    type: Literal["lane_health"] = "lane_health"
+    lane_id: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    previous: str | None = Field(default=None, max_length=16)
+    model_version: str | None = Field(default=None, max_length=64)
+
+
+class RolloutEvent(StoreEvent):
+    """A rollout started, moved to its next stage, paused, resumed, completed or rolled back."""
+
+    type: Literal["rollout"] = "rollout"
+    rollout_id: int
+    version: str = Field(max_length=64)
+    stage: int
+    stage_name: str | None = Field(default=None, max_length=64)
+    state: str = Field(max_length=16)

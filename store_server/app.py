@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 
 from laneguard.bearer import bearer_allowed
 from laneguard.body_limit import BodyLimit
@@ -30,6 +30,14 @@ from store_server.auth import AuditClientMiddleware, AuthError
 from store_server.console import PAGES
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
+from store_server.events import (
+    BrokerAddress,
+    EventQueue,
+    MqttPublisher,
+    StateWatcher,
+    StoreEvents,
+    topic_part,
+)
 from store_server.ingest_store import IngestWriter
 from store_server.learning import GalleryLearner, LearnConfig, LearningLoop, store_signing_key
 from store_server.live import AlertFeed
@@ -74,6 +82,28 @@ def _keep_private(settings: StoreSettings) -> None:
         private_file(database)
 
 
+def _events(
+    settings: StoreSettings, engine: Engine, feed: AlertFeed
+) -> tuple[StoreEvents | None, list[MqttPublisher | StateWatcher]]:
+    """The MQTT events and the threads behind them, when a broker is configured."""
+    if settings.mqtt_url is None:
+        return None, []
+    address = BrokerAddress.parse(settings.mqtt_url)
+    store = settings.mqtt_store or settings.store_name
+    queue = EventQueue(settings.data_dir / "events.sqlite3")
+    publisher = MqttPublisher(
+        queue,
+        address,
+        client_id=f"laneguard-store-{topic_part(store)}",
+        username=settings.mqtt_username,
+        password=settings.mqtt_password,
+        ca_file=settings.mqtt_ca_file,
+    )
+    events = StoreEvents(store, queue, on_queued=publisher.wake)
+    feed.sinks.append(events.alert)
+    return events, [publisher, StateWatcher(engine, events)]
+
+
 def create_app(settings: StoreSettings | None = None) -> FastAPI:
     """Build the app for ``settings``; the database is migrated to the newest schema on start."""
     settings = settings or StoreSettings()
@@ -86,8 +116,12 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         app.state.learning.start()
         app.state.learning.poke()  # samples that arrived while the server was down
         app.state.rollouts.start()
+        for service in event_services:
+            service.start()
         responder = _discovery(settings, app.state.signing_key)
         yield
+        for service in reversed(event_services):
+            service.stop()
         if responder is not None:
             responder.stop()
         app.state.rollouts.stop()
@@ -101,6 +135,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.media = MediaStore(settings.data_dir / "media")
     app.state.feed = AlertFeed()
     app.state.metrics = StoreMetrics(engine, app.state.feed)
+    app.state.events, event_services = _events(settings, engine, app.state.feed)
     app.state.signing_key = store_signing_key(settings)
     learner = GalleryLearner(
         engine,

@@ -9,18 +9,23 @@ and is told so (it reloads the list), rather than holding back the lanes.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+log = logging.getLogger("laneguard.server.live")
 QUEUE_SIZE = 1000
 PUBLISHED_AT = "_published_monotonic"
 
 
 class AlertFeed:
     def __init__(self) -> None:
+        # Called with every event in the publishing thread (the store's MQTT events); an
+        # error in one is logged and never reaches ingest.
+        self.sinks: list[Callable[[dict[str, Any]], None]] = []
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]]
         self._subscribers = set()
         self._lock = threading.Lock()
@@ -32,6 +37,11 @@ class AlertFeed:
     def publish(self, event: dict[str, Any]) -> None:
         """From any thread: queue ``event`` for every subscriber, stamped with when (the
         console's sender times the fan-out from it and takes the stamp off)."""
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:
+                log.exception("an event sink failed on %s", event.get("type"))
         event = {**event, PUBLISHED_AT: time.monotonic()}
         with self._lock:
             targets = list(self._subscribers)

@@ -50,6 +50,22 @@ class StoreSettings(BaseSettings):
         default=32, ge=1, description="largest ingest batch (lanes send up to 500 messages)"
     )
     max_upload_mb: int = Field(default=20, ge=1, description="largest catalog file upload")
+    mqtt_url: str | None = Field(
+        default=None,
+        description="publish alerts, lane health and rollout steps to this broker: "
+        "mqtt://host[:port] or mqtts://host[:port] (TLS); none: no events",
+    )
+    mqtt_username: str | None = Field(default=None, max_length=256)
+    mqtt_password: str | None = Field(default=None, max_length=256)
+    mqtt_ca_file: Path | None = Field(
+        default=None, description="CA certificate for mqtts:// (default: the system's)"
+    )
+    mqtt_store: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the store's level in the topics laneguard/<store>/... "
+        "(default: the store name, topic-safe)",
+    )
     metrics_tokens: list[str] = Field(
         default_factory=list,
         description="secrets a Prometheus scraper may use for /metrics (Authorization: "

@@ -16,6 +16,7 @@ from store_server.auth import SESSION_COOKIE, SignedIn, audit, check_csrf, curre
 from store_server.auth import signed_in_user as session_user
 from store_server.console.templating import render
 from store_server.deps import get_engine, get_media
+from store_server.events import StoreEvents
 from store_server.live import AlertFeed
 from store_server.media import EvidenceImageError, MediaStore
 from store_server.metrics import StoreMetrics
@@ -99,6 +100,7 @@ def alert_page(
 
 @router.post("/alerts/{alert_id}/review")
 def review_alert(
+    request: Request,
     alert_id: str,
     user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],
@@ -118,6 +120,10 @@ def review_alert(
         session.add(alert)
         audit(session, user.username, "alert.review", alert_id, review=review, note=note)
         session.commit()
+        session.refresh(alert)
+    events: StoreEvents | None = request.app.state.events
+    if events is not None:
+        events.alert_reviewed(alert)
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
