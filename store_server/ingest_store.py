@@ -47,6 +47,7 @@ from store_server.models import (
     SampleRecord,
     TransactionRecord,
 )
+from store_server.products import describe
 
 log = logging.getLogger("laneguard.server.ingest")
 STATUS_ORDER = {"open": 0, "resolved": 1, "withdrawn": 1}
@@ -284,8 +285,12 @@ def _heartbeat(session: Session, message: HeartbeatMessage) -> bool:
     return True
 
 
-def alert_event(message: AlertMessage) -> dict[str, Any]:
-    """What the consoles' live feed shows of a new or updated alert."""
+def alert_event(
+    message: AlertMessage, names: dict[str, str | None] | None = None
+) -> dict[str, Any]:
+    """What the consoles' live feed shows of a new or updated alert (``names``: catalog names
+    by code, where known)."""
+    names = names or {}
     return {
         "type": "alert",
         "alert_id": message.alert_id,
@@ -296,6 +301,8 @@ def alert_event(message: AlertMessage) -> dict[str, Any]:
         "value_minor": message.value_minor,
         "seen_code": message.seen_code,
         "scanned_code": message.scanned_code,
+        "seen_name": names.get(message.seen_code or ""),
+        "scanned_name": names.get(message.scanned_code or ""),
         "status": message.status,
         "resolution": message.resolution,
         "raised_at": message.raised_at.isoformat(),
@@ -380,13 +387,33 @@ class IngestWriter:
         for job in jobs:
             job.future.set_result(results[start : start + len(job.items)])
             start += len(job.items)
-        honest = False
-        for (message, _), result in zip(items, results):
-            if isinstance(message, AlertMessage) and result.status == "stored":
-                self.feed.publish(alert_event(message))
-            honest |= isinstance(message, SampleMessage) and message.reason == "honest"
+        stored_alerts = [
+            message
+            for (message, _), result in zip(items, results)
+            if isinstance(message, AlertMessage) and result.status == "stored"
+        ]
+        if stored_alerts:
+            names = self._names(stored_alerts)
+            for message in stored_alerts:
+                self.feed.publish(alert_event(message, names))
+        honest = any(
+            isinstance(message, SampleMessage) and message.reason == "honest"
+            for message, _ in items
+        )
         if honest and self.on_honest_samples is not None:
             self.on_honest_samples()
+
+    def _names(self, alerts: list[AlertMessage]) -> dict[str, str | None]:
+        """Catalog names of the codes the alerts name, for the consoles' live list."""
+        try:
+            with Session(self.engine) as session:
+                views = describe(
+                    session, [c for a in alerts for c in (a.seen_code, a.scanned_code)]
+                )
+        except Exception:  # names are a nicety: the alert goes out with codes alone
+            log.exception("looking up product names for the live feed failed")
+            return {}
+        return {code: view.name for code, view in views.items()}
 
     def _store(self, items: list[Item]) -> list[IngestResult]:
         try:

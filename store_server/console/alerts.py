@@ -21,6 +21,7 @@ from store_server.live import AlertFeed
 from store_server.media import EvidenceImageError, MediaStore
 from store_server.metrics import StoreMetrics
 from store_server.models import AlertRecord, TransactionRecord
+from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -55,6 +56,7 @@ def alerts_page(
     with Session(engine) as session:
         rows = list(session.exec(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
         lanes = sorted(set(session.exec(select(AlertRecord.lane_id).distinct())))
+        products = describe(session, [c for a in rows for c in (a.seen_code, a.scanned_code)])
     return render(
         request,
         "alerts.html",
@@ -67,6 +69,7 @@ def alerts_page(
         lanes=lanes,
         statuses=STATUSES,
         outcome_of=outcome_of,
+        products=products,
     )
 
 
@@ -87,12 +90,14 @@ def alert_page(
                 TransactionRecord.transaction_id == alert.transaction_id,
             )
         ).first()
+        products = describe(session, [alert.seen_code, alert.scanned_code])
     return render(
         request,
         "alert.html",
         user,
         alert=alert,
         transaction=transaction,
+        products=products,
         reviews=REVIEWS,
         outcome=outcome_of(alert),
     )

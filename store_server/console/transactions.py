@@ -18,6 +18,7 @@ from store_server.auth import SignedIn, current_user
 from store_server.console.templating import DATABASE_INT_MAX, render
 from store_server.deps import get_engine
 from store_server.models import AlertRecord, TransactionRecord
+from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -98,4 +99,6 @@ def transaction_page(
                 )
             )
         )
-    return render(request, "transaction.html", user, tx=record, alerts=alerts)
+        codes = [e.get("code") for e in record.seen] + [s.get("code") for s in record.scanned]
+        products = describe(session, [str(c) if c else None for c in codes])
+    return render(request, "transaction.html", user, tx=record, alerts=alerts, products=products)

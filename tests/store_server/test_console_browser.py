@@ -170,3 +170,47 @@ def test_manager_searches_catalog_and_opens_a_product(
     tablet.goto(console_url + "/catalog?category=dairy")
     assert tablet.locator("table.products tbody tr").count() == 7
     tablet.screenshot(path=str(artifacts_dir / "console-catalog-narrow.png"))
+
+
+def test_an_alert_reads_as_products_with_reference_pictures(
+    browser: Browser, store: tuple[str, str], artifacts_dir: Path
+) -> None:
+    # A manager reads names and prices, not GTIN-14 codes: the live row, the alert page with
+    # the seen and the scanned product side by side, and the transaction page.
+    base, credential = store
+    reference = cv2.imencode(".jpg", np.full((120, 90, 3), (30, 200, 230), np.uint8))[1].tobytes()
+    evidence = cv2.imencode(".jpg", np.full((240, 320, 3), (60, 60, 60), np.uint8))[1].tobytes()
+    deliver(base, credential, sample("lane-1", 5, reference))  # an honest banana, earlier
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    browser_sign_in(page, base, "mia", "manager-pass")
+    expect(page.locator("#live-state")).to_have_text("live")
+    switch = alert("lane-1", 9, image=evidence).model_copy(
+        update={"alert_type": "switch", "scanned_code": "4664"}
+    )
+    deliver(base, credential, transaction("lane-1", 9, honest=False), switch)
+    row = page.locator('tr[data-alert="lane-1-a9"]')
+    expect(row).to_be_visible(timeout=5000)
+    expect(row.locator("td.item .name").first).to_have_text("Banana")
+    expect(row.locator(".scanned-as .name")).to_have_text("Vine tomatoes")
+    expect(row.locator("td.item small.code").first).to_have_text("4011")
+
+    page.reload()  # the same, drawn by the server
+    row = page.locator('tr[data-alert="lane-1-a9"]')
+    expect(row.locator(".scanned-as")).to_contain_text("Vine tomatoes")
+    expect(row.locator(".price").first).to_have_text("1.79 EUR")
+    row.locator("a").click()
+    cards = page.locator("figure.product-card")
+    expect(cards).to_have_count(2)
+    expect(cards.nth(0)).to_contain_text("Banana")
+    picture = cards.nth(0).locator("img.reference")
+    expect(picture).to_be_visible()
+    assert picture.evaluate("img => img.naturalWidth") == 90  # the honest sample's crop
+    expect(cards.nth(1)).to_contain_text("Vine tomatoes")
+    expect(cards.nth(1).locator(".no-reference")).to_be_visible()
+    evidence_width = page.locator("img.evidence").evaluate("img => img.clientWidth")
+    assert evidence_width >= 500  # the evidence is the page's main picture
+    expect(page.locator("#seen")).to_contain_text("Banana")
+    page.screenshot(path=str(artifacts_dir / "console-alert-products.png"), full_page=True)
+    page.locator("#lane-outcome ~ dd a, dd a[href^='/transactions/']").first.click()
+    expect(page.locator("ol.items").first).to_contain_text("Banana")
+    page.close()

@@ -19,6 +19,35 @@
     td.textContent = text;
     return td;
   }
+  // A product as the page draws it: catalog name (or why there is none), the code small.
+  function product(name, code, unknown) {
+    const span = document.createElement("span");
+    if (!code) {
+      span.className = "unknown";
+      span.textContent = unknown;
+      return span;
+    }
+    span.className = "product";
+    const label = document.createElement("span");
+    label.className = "name";
+    label.textContent = name || "not in the catalog";
+    const small = document.createElement("small");
+    small.className = "code";
+    small.textContent = code;
+    span.append(label, small);
+    return span;
+  }
+  function item(alert) {
+    const td = cell("", "item");
+    td.appendChild(product(alert.seen_name, alert.seen_code, "unknown product"));
+    if (alert.scanned_code) {
+      const scanned = document.createElement("span");
+      scanned.className = "scanned-as";
+      scanned.append("scanned as ", product(alert.scanned_name, alert.scanned_code, ""));
+      td.appendChild(scanned);
+    }
+    return td;
+  }
   function show(alert) {
     const empty = rows.querySelector(".empty-row");
     if (empty) empty.remove();
@@ -45,7 +74,7 @@
       when,
       cell(alert.lane_id),
       kind,
-      cell((alert.seen_code || "?") + (alert.scanned_code ? " / scanned " + alert.scanned_code : ""), "code"),
+      item(alert),
       cell(money(alert.value_minor), "num"),
       cell(words(outcome), "outcome"),
     );

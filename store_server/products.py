@@ -1,0 +1,63 @@
+"""What the console shows for a product code: its catalog name and price and, where the store
+has one, a reference picture (the newest crop of it from an honest transaction), so that a
+manager reads "Bananas, 1.99 / scanned Carrots, 0.89" instead of two GTIN-14 codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlmodel import Session, col, func, select
+
+from product_db.codes import normalise_code
+from product_db.models import Product
+from store_server.models import SampleRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ProductView:
+    code: str
+    name: str | None  # None: not in the catalog
+    price_minor: int | None
+    reference_image: str | None  # media name of a crop the store saw of it
+
+
+def describe(session: Session, codes: Iterable[str | None]) -> dict[str, ProductView]:
+    """One query for the names and prices, one for the reference crops, of every code given
+    (codes that are not valid product codes are shown as they are)."""
+    keys: dict[str, str] = {}
+    for code in codes:
+        if code:
+            try:
+                keys[code] = normalise_code(code)
+            except ValueError:
+                keys[code] = code
+    if not keys:
+        return {}
+    wanted = sorted(set(keys.values()))
+    products = {
+        p.code: p for p in session.exec(select(Product).where(col(Product.code).in_(wanted)))
+    }
+    # Samples keep the code as the lane sent it; look both forms up.
+    forms = sorted(set(wanted) | set(keys))
+    newest = (
+        select(SampleRecord.code, func.max(SampleRecord.id))
+        .where(col(SampleRecord.code).in_(forms), SampleRecord.reason == "honest")
+        .group_by(col(SampleRecord.code))
+    )
+    newest_ids = [sample_id for _, sample_id in session.exec(newest)]
+    images: dict[str, str] = {}
+    for s in session.exec(select(SampleRecord).where(col(SampleRecord.id).in_(newest_ids))):
+        if s.code is not None:
+            images[s.code] = s.image
+            images.setdefault(keys.get(s.code, s.code), s.image)
+    views = {}
+    for code, key in keys.items():
+        product = products.get(key)
+        views[code] = ProductView(
+            code=code,
+            name=product.name if product else None,
+            price_minor=product.price_minor if product else None,
+            reference_image=images.get(code) or images.get(key),
+        )
+    return views
