@@ -141,6 +141,12 @@ def _embedder_variants() -> dict[str, Any]:
     return embedder_variants.run(photos, progress=lambda line: click.echo(line, err=True))
 
 
+def _monitoring() -> dict[str, Any]:
+    from harness.benchmarks import monitoring
+
+    return monitoring.run()
+
+
 def _body_limits() -> dict[str, Any]:
     from harness.benchmarks import body_limits
 
@@ -162,6 +168,7 @@ BENCHMARKS = {
     "retraining": (_retraining, tables.retraining_table),
     "body-limits": (_body_limits, tables.body_limits_table),
     "embedder-variants": (_embedder_variants, tables.embedder_variants_table),
+    "monitoring": (_monitoring, tables.monitoring_table),
 }
 
 
@@ -199,6 +206,7 @@ DESCRIPTIONS = {
     "body-limits": "1 GB request bodies to a store server and a lane: refused, memory bounded.",
     "embedder-variants": "The embedder menu (Lite0/1 x input size x fp32/int8) and each "
     "board's pick.",
+    "monitoring": "/metrics scrape time on a lane and a store; MQTT's cost to ingest p99.",
 }
 
 

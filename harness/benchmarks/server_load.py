@@ -37,8 +37,11 @@ SERVER_COMMAND = [sys.executable, "-m", "laneguard.cli", "server", "run"]
 
 
 @contextmanager
-def store_process(root: Path, lanes: int) -> Iterator[tuple[str, list[str]]]:
-    """A store server process with ``lanes`` enrolment tokens and a console user."""
+def store_process(
+    root: Path, lanes: int, settings_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """A store server process with ``lanes`` enrolment tokens and a console user
+    (``settings_env``: more LANEGUARD_* settings for it)."""
     from product_db.db import make_engine
     from store_server.auth import create_user
     from store_server.db import migrate
@@ -51,7 +54,7 @@ def store_process(root: Path, lanes: int) -> Iterator[tuple[str, list[str]]]:
     create_user(engine, "bench", "bench-password", "manager")
     engine.dispose()
     port = free_port()
-    env = {**os.environ, "LANEGUARD_DATA_DIR": str(root / "data")}
+    env = {**os.environ, "LANEGUARD_DATA_DIR": str(root / "data"), **(settings_env or {})}
     log = (root / "server.log").open("wb")  # a file: a full pipe would stall the server
     process = subprocess.Popen(
         [*SERVER_COMMAND, "--db", url, "--port", str(port), "--no-access-log"],
@@ -194,10 +197,12 @@ async def _ingest_load(
     seconds: float,
     per_request: int = 1,
     rate: float | None = None,
+    alert_every: int = 0,
 ) -> dict[str, Any]:
     """Each lane sends requests back to back, or when ``rate`` (transactions/s for all lanes
     together) is given, on its own schedule: a lane late on its schedule sends at once, so a
-    server that cannot keep up shows it in the rate achieved."""
+    server that cannot keep up shows it in the rate achieved. With ``alert_every`` N, every
+    Nth transaction comes with an alert in the same request."""
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         credentials = [await _enrol(client, t) for t in tokens]
     latencies: list[float] = []
@@ -218,6 +223,12 @@ async def _ingest_load(
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
                 due += interval
             batch = [_transaction(f"lane-{index}", n + i) for i in range(per_request)]
+            if alert_every:
+                batch += [
+                    _alert(f"lane-{index}", n + i)
+                    for i in range(per_request)
+                    if (n + i) % alert_every == 0
+                ]
             body = json.dumps({"messages": batch}).encode()
             started = time.perf_counter()
             try:
@@ -229,7 +240,7 @@ async def _ingest_load(
                 status, reply = 0, b""
             latencies.append(1000 * (time.perf_counter() - started))
             timeline.append((started, latencies[-1]))
-            if status == 200 and f'"stored":{per_request}'.encode() in reply:
+            if status == 200 and f'"stored":{len(batch)}'.encode() in reply:
                 stored += per_request
             else:
                 errors += 1
