@@ -55,7 +55,8 @@ def node_table(result: dict[str, Any]) -> list[str]:
         f"| counts vs {true_items} true items: ours fp32 / int8 / fp32 every other frame / peer "
         f"| {fp32['count']} / {int8['count']} / {every2['count']} / {peer['count']} "
         f"| {true_items} |",
-        f"| peak RSS, `node replay`, raspberry-pi-5 profile, int8 detector and embedder | "
+        "| peak RSS, `node replay`, raspberry-pi-5 profile "
+        f"(int8 detector, the profile's embedder) | "
         f"{result['peak_rss_mb_int8_profile']} MB | < 400 MB |",
     ]
 

@@ -141,7 +141,10 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         engine,
         app.state.media,
         settings.bundle or SHIPPED_BUNDLE,
-        LearnConfig(min_transactions=settings.learn_min_transactions),
+        LearnConfig(
+            min_transactions=settings.learn_min_transactions,
+            consistency=settings.learn_consistency,
+        ),
     )
     app.state.learning = LearningLoop(learner)
     app.state.rollouts = RolloutLoop(engine, HealthLimits(), every_s=settings.rollout_check_s)

@@ -10,8 +10,9 @@ lanes something.
 
 Guards against poisoning: only crops of honest transactions; a crop a manager rejected never
 joins; the crops of a code must agree with one another (each within ``consistency`` cosine
-similarity of their medoid) and only the agreeing ones join; and the console's samples page shows
-a random audit sample of what joined, where a manager can withdraw an entry.
+similarity of their medoid, by default measured on the bundle's gallery) and only the agreeing
+ones join; and the console's samples page shows a random audit sample of what joined, where a
+manager can withdraw an entry.
 
 Lanes fetch the entries after the last one they have, signed by the store's key
 (``GET /api/v1/gallery/updates``), and use them from their next transaction.
@@ -37,6 +38,7 @@ from sqlmodel import Session, col, select
 
 from laneguard.bundle import extracted
 from laneguard.embedding import Embedder
+from laneguard.gallery import Gallery
 from laneguard.signing import key_id, load_private_key, new_keypair, sign_json
 from store_server.media import MediaStore
 from store_server.models import GalleryEntry, SampleRecord
@@ -48,10 +50,14 @@ log = logging.getLogger("laneguard.server.learning")
 @dataclass(frozen=True)
 class LearnConfig:
     min_transactions: int = 3  # distinct honest transactions before a code's crops join
-    # Each joining crop's cosine similarity to its code's medoid. Crops of one product from
-    # lanes measure 0.9 and more; different products measured up to 0.81 with this embedder.
-    consistency: float = 0.85
+    # Each joining crop's least cosine similarity to its code's medoid. None: the bundle's own
+    # figure (``consistency_threshold``), since what "alike" measures depends on the embedder:
+    # 0.85 suited the lanenet embedder (different products up to 0.81); with the pretrained
+    # Lite0 one, crops of one product never trained on measure 0.68 to their medoid (median).
+    consistency: float | None = None
     max_entries_per_code: int = 16
+    # The share of other products' reference vectors allowed above the derived threshold.
+    cross_product_share: float = 0.001
 
 
 def encode_vector(vector: np.ndarray) -> str:
@@ -69,13 +75,35 @@ class ModelForLearning:
     embedder: Embedder
     embedder_sha256: str
     version: str
+    gallery: Gallery
 
     @classmethod
     def from_bundle(cls, bundle: Path) -> ModelForLearning:
         """From the same verified extraction the lanes use."""
         folder, manifest = extracted(bundle)
         fp32 = next(m for m in manifest.models if m.role == "embedder" and m.precision == "fp32")
-        return cls(Embedder(folder / fp32.file), manifest.files[fp32.file], manifest.version)
+        return cls(
+            Embedder(folder / fp32.file),
+            manifest.files[fp32.file],
+            manifest.version,
+            Gallery.load(folder / manifest.gallery),
+        )
+
+
+def consistency_threshold(gallery: Gallery, cross_product_share: float = 0.001) -> float:
+    """The similarity to a code's medoid that only ``cross_product_share`` of the other
+    products' reference vectors reach, measured on the bundle's own gallery: a crop that close
+    is as alike as crops of different products almost never are, with this embedder."""
+    labels = np.array(gallery.labels)
+    vectors = gallery.vectors
+    others = []
+    for code in np.unique(labels):
+        own = vectors[labels == code]
+        medoid = own[int(np.argmax((own @ own.T).sum(axis=1)))]
+        others.append(vectors[labels != code] @ medoid)
+    if not others:
+        raise ValueError("the bundle's gallery has no products to measure consistency on")
+    return float(np.quantile(np.concatenate(others), 1.0 - cross_product_share))
 
 
 @dataclass
@@ -86,6 +114,7 @@ class GalleryLearner:
     config: LearnConfig = field(default_factory=LearnConfig)
     _model: ModelForLearning | None = field(default=None, repr=False)
     _vectors: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    _consistency: float | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def learn(self) -> list[GalleryEntry]:
@@ -98,7 +127,18 @@ class GalleryLearner:
         """Loaded on first use: a store with no samples yet never pays for it."""
         if self._model is None:
             self._model = ModelForLearning.from_bundle(self.bundle)
+            log.info("gallery: crops join at similarity %.3f to their medoid", self.consistency)
         return self._model
+
+    @property
+    def consistency(self) -> float:
+        if self.config.consistency is not None:
+            return self.config.consistency
+        if self._consistency is None:
+            self._consistency = consistency_threshold(
+                self.model.gallery, self.config.cross_product_share
+            )
+        return self._consistency
 
     def _learn(self) -> list[GalleryEntry]:
         # Only what could still join, filtered in the database: honest, labelled, not rejected,
@@ -155,9 +195,7 @@ class GalleryLearner:
         # The medoid (the crop most like all the others), not the mean: a mislabelled crop
         # pulls a mean towards itself, but cannot become the medoid while most crops agree.
         medoid = vectors[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
-        agreeing = [
-            (s, v) for s, v in zip(group, vectors) if float(v @ medoid) >= self.config.consistency
-        ]
+        agreeing = [(s, v) for s, v in zip(group, vectors) if float(v @ medoid) >= self.consistency]
         transactions = {(s.lane_id, s.transaction_id) for s, _ in agreeing}
         if len(transactions) < self.config.min_transactions or room <= 0:
             return []

@@ -74,3 +74,10 @@ class StoreSettings(BaseSettings):
     learn_min_transactions: int = Field(
         default=3, ge=1, description="honest transactions before a crop joins the gallery"
     )
+    learn_consistency: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="least similarity of a joining crop to its product's other crops "
+        "(default: measured on the bundle's gallery)",
+    )

@@ -56,7 +56,7 @@ class Subscriber:
             self.events.append(json.loads(message.payload))
             self.topics.append(message.topic)
 
-    def wait_for(self, count: int, timeout: float = 30.0) -> list[dict[str, object]]:
+    def wait_for(self, count: int, timeout: float = 90.0) -> list[dict[str, object]]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
