@@ -227,7 +227,7 @@ async def _ingest_load(
                 batch += [
                     _alert(f"lane-{index}", n + i)
                     for i in range(per_request)
-                    if (n + i) % alert_every == 0
+                    if (n + i + index) % alert_every == 0  # lanes take turns: no bursts
                 ]
             body = json.dumps({"messages": batch}).encode()
             started = time.perf_counter()
