@@ -38,7 +38,7 @@ from laneguard.detection import letterbox
 from laneguard.embedding import Embedder, preprocess
 from laneguard.gallery import Gallery
 from trainer.detector import DetectorRun
-from trainer.embedder import read_image
+from trainer.embedder import PRETRAINED_ARCHS, read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
 from trainer.golden import write_golden_frames
 from trainer.pretrained import pretrained_record
@@ -202,6 +202,7 @@ def run_bootstrap(
         emb_fp32,
         models_dir / "embedder-int8.onnx",
         embedder_calibration(calibration, run.input_size, max(config.calibration_samples, 16)),
+        float_stem=config.embed_arch in PRETRAINED_ARCHS,
     )
     embedder = Embedder(emb_fp32)
     embedder_sha = sha256_file(emb_fp32)

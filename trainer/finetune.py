@@ -40,7 +40,7 @@ from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
 from product_db.errors import LaneGuardError
 from trainer.bootstrap import detector_calibration, embedder_calibration
-from trainer.embedder import image_folder, read_image
+from trainer.embedder import PRETRAINED_ARCHS, image_folder, read_image
 from trainer.gate import GatePolicy, GateSide, judge, measure
 from trainer.golden import write_golden_frames
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
@@ -291,7 +291,12 @@ def run_training(
     for precision, entry in parent_embedders.items():
         path = emb_fp32
         if precision == "int8":
-            path = quantize_int8(emb_fp32, models_dir / entry.file, calibration)
+            path = quantize_int8(
+                emb_fp32,
+                models_dir / entry.file,
+                calibration,
+                float_stem=run.arch in PRETRAINED_ARCHS,
+            )
             members[path.name] = path
         models.append(
             entry.model_copy(update={"latency_ms": median_latency_ms(path), "metrics": {}})
