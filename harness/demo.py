@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 DEMO_MANAGER = ("manager", "laneguard-demo")
 DEMO_ADMIN = ("admin", "laneguard-admin")
+DEMO_BROKER = ("127.0.0.1", 1883)  # where `make demo` looks for an MQTT broker
 
 
 def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
@@ -42,12 +43,15 @@ def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> No
 
     data_dir.mkdir(parents=True, exist_ok=True)
     release_key = _release_key(data_dir)
+    broker = _local_broker()
     settings = StoreSettings(
         database_url=f"sqlite:///{data_dir / 'store.sqlite3'}",
         data_dir=data_dir,
         host=host,
         port=port,
         bundle_keys=[release_key],
+        mqtt_url=f"mqtt://{broker[0]}:{broker[1]}" if broker else None,
+        mqtt_store="demo",
     )
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -59,7 +63,7 @@ def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> No
     click.echo(f"Demo store ready in {data_dir}: {report.summary()}")
     with ExitStack() as running:
         store_url = running.enter_context(serve_in_thread(create_app(settings), host, port))
-        screens = [
+        started = [
             _start_lane(running, n, data_dir, host, port, store_url, fps, tokens[n], release_key)
             for n in range(lanes)
         ]
@@ -67,8 +71,20 @@ def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> No
         click.echo(f"  Store console:      {store_url}/")
         click.echo(f"    sign in as        {DEMO_MANAGER[0]} / {DEMO_MANAGER[1]}  (store manager)")
         click.echo(f"                 or   {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}  (IT admin)")
-        for n, screen in enumerate(screens, start=1):
+        for n, (screen, _) in enumerate(started, start=1):
             click.echo(f"  Lane {n} screen:      {screen}")
+        click.echo(f"  Metrics (Prometheus, from this computer): {store_url}/metrics")
+        for n, (_, lane_url) in enumerate(started, start=1):
+            click.echo(f"    lane {n}:           {lane_url}/metrics")
+        if broker:
+            click.echo(
+                f"  MQTT events:        mosquitto_sub -h {broker[0]} -p {broker[1]} "
+                "-t 'laneguard/demo/#' -q 1 -v"
+            )
+        else:
+            click.echo(
+                f"  MQTT events:        off (no broker at {DEMO_BROKER[0]}:{DEMO_BROKER[1]})"
+            )
         click.echo("  Stop with Ctrl-C.")
         click.echo("")
         stopping = threading.Event()
@@ -124,9 +140,10 @@ def _start_lane(
     fps: float,
     enrolment_token: str | None,
     release_key: Path,
-) -> str:
+) -> tuple[str, str]:
     """Lane n: its software on port+101+n, its simulated camera and till on port+91+n.
-    Returns the address that signs its screen in (the kiosk's, with the lane's screen key)."""
+    Returns the address that signs its screen in (the kiosk's, with the lane's screen key) and
+    the lane's own address."""
     from checkout_node.service import LaneService
     from checkout_node.settings import LaneSettings
     from simulator.feed import LiveFeed
@@ -158,4 +175,15 @@ def _start_lane(
         feed.close()
 
     running.callback(stop)
-    return f"{lane_url}/screen/session?key={service.access.screen_key}"
+    return f"{lane_url}/screen/session?key={service.access.screen_key}", lane_url
+
+
+def _local_broker() -> tuple[str, int] | None:
+    """The MQTT broker on this computer, if one answers (Mosquitto's default port)."""
+    import socket
+
+    try:
+        with socket.create_connection(DEMO_BROKER, timeout=0.5):
+            return DEMO_BROKER
+    except OSError:
+        return None

@@ -49,8 +49,15 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
             assert screen.status_code == 200 and "Please scan this item" in screen.text
             state = kiosk.get("/api/state").json()
         assert state["lane_id"] == "lane-1" and state["model_version"].startswith("bootstrap")
+        for url in (f"http://127.0.0.1:{port}", lane_url):  # scraped from this computer
+            metrics = httpx.get(f"{url}/metrics")
+            assert metrics.status_code == 200 and "laneguard_" in metrics.text
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
     assert f"Store console:      http://127.0.0.1:{port}/" in output
     assert f"Lane 1 screen:      {lane_url}/screen/session?key={key}" in output
+    assert f"    lane 1:           {lane_url}/metrics" in output
+    assert (
+        "mosquitto_sub -h 127.0.0.1 -p 1883 -t 'laneguard/demo/#'" in output
+    )  # Mosquitto runs here
