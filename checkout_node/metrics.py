@@ -1,7 +1,8 @@
 """The lane's Prometheus metrics: what supermarket IT's monitoring scrapes from ``/metrics``.
 
 Two kinds, kept apart on purpose. Latencies are histograms observed as frames and items come
-out of the pipeline (``observe_frame``: a few hundred nanoseconds on the camera thread).
+out of the pipeline (``observe_frame``: two histogram observations, 1.2 microseconds here,
+on the camera thread).
 Everything else (frames, drops, tracks, counts, alerts, outbox, camera, bundle) is read from
 the lane's own state when Prometheus scrapes, so the frame loop does no bookkeeping for it and
 the figures cannot drift from what the lane itself reports in its heartbeat.
@@ -18,20 +19,22 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
 from checkout_node.lane import Lane
 from checkout_node.outbox import Outbox
 from checkout_node.vision.pipeline import FrameResult
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format generate_latest writes
 DETECTOR_BUCKETS = (0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256)
 EMBEDDER_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 
 
 @dataclass
 class CameraState:
-    """What the camera reader knows; a replay or evaluation has no camera (all zero)."""
+    """What the camera reader knows; a replay or evaluation has no camera reader: frames come,
+    none are dropped, nothing reconnects."""
 
     connected: Callable[[], bool] = lambda: True
     dropped: Callable[[], int] = lambda: 0

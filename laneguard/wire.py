@@ -174,6 +174,10 @@ LaneOutput = Annotated[
     TransactionMessage | AlertMessage | SampleMessage | HeartbeatMessage,
     Field(discriminator="type"),
 ]
+LANE_OUTPUT_KINDS: tuple[str, ...] = tuple(
+    str(model.model_fields["type"].default)
+    for model in (TransactionMessage, AlertMessage, SampleMessage, HeartbeatMessage)
+)
 
 
 # -- store events: what a store server publishes to the store's own systems (MQTT) --------

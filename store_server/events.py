@@ -37,18 +37,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
+from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from laneguard.files import private_file
 from laneguard.wire import AlertEvent, LaneHealthEvent, RolloutEvent
 from product_db.errors import LaneGuardError
-from product_db.models import as_utc, utcnow
-from store_server.lanes import STALE_S
+from product_db.models import utcnow
+from store_server.lanes import lane_state
 from store_server.models import BundleRelease, LaneHealth, Rollout
 
 log = logging.getLogger("laneguard.server.events")
 QUEUE_CAP = 100_000  # events kept while the broker is away (about a week of a busy store)
+FINISHED = ("completed", "rolled_back")  # old rollouts are not news after a restart
 TOPIC_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -96,6 +98,8 @@ class EventQueue:
             "CREATE TABLE IF NOT EXISTS event (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
             "topic TEXT NOT NULL, payload BLOB NOT NULL, created_at REAL NOT NULL)"
         )
+        # Counted once here and kept up to date: a COUNT(*) per event scans the whole queue.
+        self._depth = int(self._db.execute("SELECT COUNT(*) FROM event").fetchone()[0])
 
     def put(self, topic: str, payload: bytes) -> None:
         with self._lock:
@@ -103,12 +107,14 @@ class EventQueue:
                 "INSERT INTO event (topic, payload, created_at) VALUES (?, ?, ?)",
                 (topic, payload, time.time()),
             )
-            over = self._depth() - self.cap
+            self._depth += 1
+            over = self._depth - self.cap
             if over > 0:
                 self._db.execute(
                     "DELETE FROM event WHERE seq IN (SELECT seq FROM event ORDER BY seq LIMIT ?)",
                     (over,),
                 )
+                self._depth -= over
                 self.dropped += over
                 log.warning("event queue over %d: dropped the %d oldest", self.cap, over)
 
@@ -123,14 +129,12 @@ class EventQueue:
         if not seqs:
             return
         with self._lock:
-            self._db.executemany("DELETE FROM event WHERE seq = ?", [(s,) for s in seqs])
+            deleted = self._db.executemany("DELETE FROM event WHERE seq = ?", [(s,) for s in seqs])
+            self._depth -= deleted.rowcount
 
     def depth(self) -> int:
         with self._lock:
-            return self._depth()
-
-    def _depth(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM event").fetchone()[0])
+            return self._depth
 
     def close(self) -> None:
         with self._lock:
@@ -303,13 +307,6 @@ class StoreEvents:
         self._put("rollout", event)
 
 
-def lane_state(beat: LaneHealth, now_age_s: float) -> str:
-    """As the Lanes page shows it."""
-    if now_age_s > STALE_S:
-        return "offline"
-    return "ok" if beat.camera == "up" else "camera down"
-
-
 class StateWatcher:
     """Every ``every_s``: each lane's state and each rollout's (stage, state); a change is an
     event. What it saw is kept in memory only: after a restart the first pass reports every
@@ -343,13 +340,16 @@ class StateWatcher:
         now = utcnow()
         with Session(self.engine) as session:
             beats = list(session.exec(select(LaneHealth)))
+            # Unfinished rollouts, and those this watcher last saw unfinished (to report the end):
+            # finished ones never change again, so they are not read every pass.
+            watching = [key for key, (_, state) in self._rollouts.items() if state not in FINISHED]
             rollouts = session.exec(
-                select(Rollout, BundleRelease.version).join(
-                    BundleRelease, col(Rollout.release_id) == col(BundleRelease.id)
-                )
+                select(Rollout, BundleRelease.version)
+                .join(BundleRelease, col(Rollout.release_id) == col(BundleRelease.id))
+                .where(or_(col(Rollout.state).not_in(FINISHED), col(Rollout.id).in_(watching)))
             ).all()
         for beat in beats:
-            state = lane_state(beat, (now - as_utc(beat.last_seen)).total_seconds())
+            state = lane_state(beat, now)
             previous = self._lanes.get(beat.lane_id)
             if state != previous:
                 self._lanes[beat.lane_id] = state
@@ -358,9 +358,6 @@ class StateWatcher:
             step = (rollout.stage, rollout.state)
             key = int(rollout.id or 0)
             known = self._rollouts.get(key)
-            if known != step and not (known is None and rollout.state in FINISHED):
+            if known != step:
                 self.events.rollout(rollout, version)
             self._rollouts[key] = step
-
-
-FINISHED = ("completed", "rolled_back")  # old rollouts are not news after a restart

@@ -407,9 +407,8 @@ class IngestWriter:
         """Catalog names of the codes the alerts name, for the consoles' live list."""
         try:
             with Session(self.engine) as session:
-                views = describe(
-                    session, [c for a in alerts for c in (a.seen_code, a.scanned_code)]
-                )
+                codes = [c for a in alerts for c in (a.seen_code, a.scanned_code)]
+                views = describe(session, codes, pictures=False)
         except Exception:  # names are a nicety: the alert goes out with codes alone
             log.exception("looking up product names for the live feed failed")
             return {}

@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -26,9 +26,20 @@ from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.auth import sha256
 from store_server.deps import get_engine
-from store_server.models import EnrolmentToken, Lane
+from store_server.models import EnrolmentToken, Lane, LaneHealth
 
 STALE_S = 30.0  # a lane whose last heartbeat is older is offline
+
+
+def lane_state(beat: LaneHealth | None, now: datetime) -> str:
+    """What the Lanes page, the metrics and the MQTT events call a lane: "ok", "camera down",
+    "offline" (its last heartbeat over ``STALE_S`` old) or "no heartbeat"."""
+    if beat is None:
+        return "no heartbeat"
+    if (now - as_utc(beat.last_seen)).total_seconds() > STALE_S:
+        return "offline"
+    return "ok" if beat.camera == "up" else "camera down"
+
 
 LANE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 TOKEN_HOURS = 72

@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from product_db.models import as_utc, utcnow
-from store_server.lanes import STALE_S
+from product_db.models import utcnow
+from store_server.lanes import lane_state
 from store_server.live import PUBLISHED_AT, AlertFeed
 from store_server.models import BundleRelease, GalleryEntry, LaneHealth, Rollout, SampleRecord
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format generate_latest writes
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -81,7 +81,7 @@ class _StoreState(Collector):
         self.engine, self.feed = engine, feed
 
     def collect(self) -> Iterator[Any]:
-        cutoff = utcnow() - timedelta(seconds=STALE_S)  # the Lanes page's "offline"
+        now = utcnow()
         with Session(self.engine) as session:
             beats = list(session.exec(select(LaneHealth)))
             samples = session.exec(
@@ -97,7 +97,7 @@ class _StoreState(Collector):
                 .join(BundleRelease, col(Rollout.release_id) == col(BundleRelease.id))
                 .where(col(Rollout.state).in_(("running", "paused")))
             ).all()
-        online = [b for b in beats if as_utc(b.last_seen) >= cutoff]
+        online = [b for b in beats if lane_state(b, now) != "offline"]
         yield _gauge(
             "laneguard_store_lanes_online", "Lanes whose heartbeat is current", len(online)
         )

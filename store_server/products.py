@@ -22,9 +22,11 @@ class ProductView:
     reference_image: str | None  # media name of a crop the store saw of it
 
 
-def describe(session: Session, codes: Iterable[str | None]) -> dict[str, ProductView]:
-    """One query for the names and prices, one for the reference crops, of every code given
-    (codes that are not valid product codes are shown as they are)."""
+def describe(
+    session: Session, codes: Iterable[str | None], pictures: bool = True
+) -> dict[str, ProductView]:
+    """One query for the names and prices, one for the reference crops (``pictures``), of
+    every code given (codes that are not valid product codes are shown as they are)."""
     keys: dict[str, str] = {}
     for code in codes:
         if code:
@@ -38,8 +40,23 @@ def describe(session: Session, codes: Iterable[str | None]) -> dict[str, Product
     products = {
         p.code: p for p in session.exec(select(Product).where(col(Product.code).in_(wanted)))
     }
-    # Samples keep the code as the lane sent it; look both forms up.
-    forms = sorted(set(wanted) | set(keys))
+    images = _reference_images(session, keys) if pictures else {}
+    views = {}
+    for code, key in keys.items():
+        product = products.get(key)
+        views[code] = ProductView(
+            code=code,
+            name=product.name if product else None,
+            price_minor=product.price_minor if product else None,
+            reference_image=images.get(code) or images.get(key),
+        )
+    return views
+
+
+def _reference_images(session: Session, keys: dict[str, str]) -> dict[str, str]:
+    """The newest honest crop per code; samples keep the code as the lane sent it, so both
+    forms are looked up."""
+    forms = sorted(set(keys.values()) | set(keys))
     newest = (
         select(SampleRecord.code, func.max(SampleRecord.id))
         .where(col(SampleRecord.code).in_(forms), SampleRecord.reason == "honest")
@@ -51,13 +68,4 @@ def describe(session: Session, codes: Iterable[str | None]) -> dict[str, Product
         if s.code is not None:
             images[s.code] = s.image
             images.setdefault(keys.get(s.code, s.code), s.image)
-    views = {}
-    for code, key in keys.items():
-        product = products.get(key)
-        views[code] = ProductView(
-            code=code,
-            name=product.name if product else None,
-            price_minor=product.price_minor if product else None,
-            reference_image=images.get(code) or images.get(key),
-        )
-    return views
+    return images

@@ -180,6 +180,8 @@ class LanePipeline:
 
     def _due(self, counted: list[CountedItem]) -> list[CountedItem]:
         """This frame's counted items: those counted now (no lag) or ``embed_lag_frames`` ago."""
+        if not self._pending:  # most frames: nothing in the worker, no lock to take
+            return counted
         with self._pending_lock:
             ready = [future for due, future in self._pending if due <= self._index]
             self._pending = self._pending[len(ready) :]
@@ -263,7 +265,7 @@ class LanePipeline:
         kept: list[tuple[float, np.ndarray, np.ndarray]],
     ) -> CountedItem:
         start = time.perf_counter()
-        identity = self.recogniser.identify_crops(kept)
+        identity = self.recogniser.identify(kept)
         item = self._counted(track_id, entered, t, identity)
         return replace(item, identify_seconds=time.perf_counter() - start)
 

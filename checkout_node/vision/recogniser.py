@@ -98,12 +98,9 @@ class TrackRecogniser:
         entry = self.candidates.get(track_id)
         return list(entry.crops) if entry is not None else []
 
-    def identify(self, track_id: int) -> Identity | None:
-        """Embed the kept crops, average, and look up. None when no usable crop was seen."""
-        return self.identify_crops(self.kept(track_id))
-
-    def identify_crops(self, kept: list[tuple[float, np.ndarray, np.ndarray]]) -> Identity | None:
-        """``identify`` on crops taken with ``kept``; touches no per-track state."""
+    def identify(self, kept: list[tuple[float, np.ndarray, np.ndarray]]) -> Identity | None:
+        """Embed crops taken with ``kept``, average, and look up; touches no per-track state.
+        None when no usable crop was seen."""
         if not kept:
             return None
         vectors = self.embedder.embed([c for _, c, _ in kept])

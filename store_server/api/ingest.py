@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
-from laneguard.wire import AlertMessage, LaneOutput, SampleMessage
+from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, LaneOutput, SampleMessage
 from store_server.deps import get_ingest_writer
 from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
 from store_server.lanes import current_lane
@@ -107,9 +107,6 @@ async def ingest(
     )
 
 
-KINDS = ("transaction", "alert", "sample", "heartbeat")
-
-
 def _by_kind(
     messages: list[dict[str, Any]], results: list[IngestResult | None]
 ) -> dict[str, dict[str, int]]:
@@ -119,7 +116,7 @@ def _by_kind(
     for raw, result in zip(messages, results):
         if result is None:
             continue
-        kind = raw.get("type") if raw.get("type") in KINDS else "invalid"
+        kind = raw.get("type") if raw.get("type") in LANE_OUTPUT_KINDS else "invalid"
         statuses = counts.setdefault(str(kind), {})
         statuses[result.status] = statuses.get(result.status, 0) + 1
     return counts

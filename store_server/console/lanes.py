@@ -14,7 +14,7 @@ from product_db.models import as_utc, utcnow
 from store_server.auth import SignedIn, audit, check_csrf, current_user, require_admin
 from store_server.console.templating import render
 from store_server.deps import get_engine
-from store_server.lanes import STALE_S, EnrolmentError, create_enrolment_token, retire
+from store_server.lanes import EnrolmentError, create_enrolment_token, lane_state, retire
 from store_server.models import Lane, LaneHealth
 
 router = APIRouter(include_in_schema=False)
@@ -51,18 +51,10 @@ def _lanes(
                 "lane": lanes.get(lane_id),
                 "health": beat,
                 "age_s": age,
-                "state": _lane_state(beat, age),
+                "state": lane_state(beat, now),
             }
         )
     return render(request, "lanes.html", user, rows=rows, token=token, error=error)
-
-
-def _lane_state(beat: LaneHealth | None, age_s: float | None) -> str:
-    if beat is None or age_s is None:
-        return "no heartbeat"
-    if age_s > STALE_S:
-        return "offline"
-    return "ok" if beat.camera == "up" else "camera down"
 
 
 @router.post("/lanes/enrolment-tokens", response_class=HTMLResponse)

@@ -201,3 +201,20 @@ def test_bad_mqtt_settings_are_refused_by_name() -> None:
     assert topic_part("a/b+#c") == "a-b-c"
     with pytest.raises(EventSettingsError, match="nothing usable"):
         topic_part("///")
+
+
+def test_the_event_queue_keeps_its_depth_and_cap_across_a_restart(tmp_path: Path) -> None:
+    from store_server.events import EventQueue
+
+    queue = EventQueue(tmp_path / "events.sqlite3", cap=3)
+    for n in range(5):
+        queue.put("t", f"e{n}".encode())
+    assert queue.depth() == 3 and queue.dropped == 2  # the two oldest went
+    oldest = queue.oldest(10)
+    assert [payload for _, _, payload in oldest] == [b"e2", b"e3", b"e4"]
+    queue.done([oldest[0][0]])
+    queue.close()
+    again = EventQueue(tmp_path / "events.sqlite3", cap=3)
+    assert again.depth() == 2
+    assert [payload for _, _, payload in again.oldest(10)] == [b"e3", b"e4"]
+    again.close()
