@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,31 @@ from store_server.models import LaneHealth
 from tests.helpers.live_server import free_port
 
 
+def _demo_ports() -> int:
+    """A store port whose lane ports (port+91 camera, port+101 lane, for lane 1) are free too:
+    the demo lays its lanes out from the store's port, and an ephemeral port picked alone left
+    the lane's taken by another process once."""
+    for _ in range(50):
+        port = free_port()
+        if port + 101 > 65535:
+            continue
+        sockets = []
+        try:
+            for offset in (91, 101):
+                probe = socket.socket()
+                sockets.append(probe)
+                probe.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for probe in sockets:
+                probe.close()
+    raise AssertionError("no free block of ports for the demo")
+
+
 def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None:
-    port = free_port()
+    port = _demo_ports()
     env = {**os.environ, "LANEGUARD_PRODUCE_PHOTOS": str(tmp_path / "none")}
     process = subprocess.Popen(
         [sys.executable, "-m", "laneguard.cli", "demo", "--data-dir", str(tmp_path),
