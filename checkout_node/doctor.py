@@ -142,6 +142,7 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
             Finding("signatures", "warn", "no bundle_keys: the lane takes no bundle from the store")
         )
     findings.append(_till_access(settings))
+    findings.append(_clips(settings))
     findings.append(_updates(Path(settings.data_dir) / "updates"))
     cameras = devices("video*", root)
     camera = settings.camera
@@ -193,6 +194,35 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
             Finding("store server", "ok" if how != "no credential" else "fail", f"{where}: {how}")
         )
     return findings
+
+
+def _clips(settings: LaneSettings) -> Finding:
+    """Alert clips need OpenCV's WebM encoder and, with face blurring on, dlib: a lane missing
+    either would raise alerts with no clip."""
+    import tempfile
+
+    import numpy as np
+
+    from checkout_node.clips import encode_webm
+    from checkout_node.privacy import FaceDetector
+
+    if not settings.clips.enabled:
+        return Finding("alert clips", "ok", "off")
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            encode_webm([np.zeros((48, 64, 3), np.uint8)] * 2, settings.clips.fps, Path(work))
+        faces = "faces blurred (dlib)" if settings.privacy.blur_faces else "face blurring off"
+        if settings.privacy.blur_faces:
+            FaceDetector()
+    except (ImportError, RuntimeError) as error:
+        return Finding("alert clips", "fail", f"cannot make clips: {error}")
+    masks = len(settings.privacy.masks)
+    return Finding(
+        "alert clips",
+        "ok",
+        f"WebM {settings.clips.width} px at {settings.clips.fps:g} frames/s; {faces}; "
+        f"{masks} privacy mask(s)",
+    )
 
 
 def _updates(folder: Path) -> Finding:

@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from checkout_node.catalog import LaneCatalog
+from checkout_node.clips import Clip, ClipRecorder
 from checkout_node.messages import (
     StreamClock,
     alert_message,
+    clip_message,
     sample_messages,
     transaction_message,
 )
@@ -54,6 +56,7 @@ INSTRUCTIONS = {
 
 Publish = Callable[[dict[str, Any]], None]
 MAX_EVIDENCE = 200  # crops kept for the screen's recent alerts
+MAX_CLIPS = 20  # clips kept for the screen's replay (a few hundred KB each)
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Lane:
         idle_gap_s: float = 20.0,
         customer_prompt_s: float = 0.0,
         clock: StreamClock | None = None,
+        clips: ClipRecorder | None = None,
     ) -> None:
         self.lane_id = lane_id
         self.pipeline = pipeline
@@ -111,6 +115,10 @@ class Lane:
         self.last_activity_s = 0.0
         self.last_frame_s = 0.0
         self.evidence: dict[str, bytes] = {}  # alert id -> crop JPEG (this and the last tx)
+        self.clips = clips
+        self.clip_files: dict[str, bytes] = {}  # alert id -> WebM, the newest MAX_CLIPS
+        if clips is not None:
+            clips.on_clip = self.clip_ready
         self.finished: list[dict[str, Any]] = []  # summaries of recent transactions
         self._lock = threading.RLock()
         self._started = time.monotonic()
@@ -178,6 +186,8 @@ class Lane:
                 self._switch_pipeline()
                 self._switch_gallery()
         result = self.pipeline.process(image, t)
+        if self.clips is not None:
+            self.clips.add_frame(image, t, ((k.track_id, k.box) for k in result.products))
         with self._lock:
             self.last_frame_s = t
             self.counters.frames += 1
@@ -314,9 +324,39 @@ class Lane:
                 self.health.alerts_raised += 1
                 by_type = self.counters.alerts_by_type
                 by_type[alert.type] = by_type.get(alert.type, 0) + 1
-            message = alert_message(self.lane_id, alert, self.clock, evidence)
+                if self.clips is not None:
+                    self.clips.alert(
+                        alert.alert_id, alert.transaction_id, alert.track_id, self._event_s(alert)
+                    )
+            item = self._item_of(alert) if change.change == "raised" else None
+            message = alert_message(self.lane_id, alert, self.clock, evidence, item)
             self.outbox.put("alert", *self._encoded(message))
             self.publish({"type": "alert", "change": change.change, "alert": self._alert(alert)})
+
+    def _item_of(self, alert: Alert) -> SeenItem | None:
+        if alert.track_id is None:
+            return None
+        for tx in (self.transaction, *self.ended):
+            for item in tx.items if tx is not None else ():
+                if item.track_id == alert.track_id:
+                    return item
+        return None
+
+    def _event_s(self, alert: Alert) -> float:
+        """When what an alert is about happened: its item's crossing (an alert at the final
+        check names an item that passed seconds earlier), else when it was raised (a scan)."""
+        item = self._item_of(alert)
+        return item.crossed_s if item is not None else alert.raised_s
+
+    def clip_ready(self, clip: Clip) -> None:
+        """A clip the recorder made (its worker thread): to the store, and to the screen."""
+        message = clip_message(self.lane_id, clip, self.clock)
+        self.outbox.put("clip", *self._encoded(message))
+        with self._lock:
+            self.clip_files[clip.alert_id] = clip.data
+            for stale in list(self.clip_files)[:-MAX_CLIPS]:
+                del self.clip_files[stale]
+        self.publish({"type": "clip", "alert_id": clip.alert_id})
 
     @staticmethod
     def _encoded(message: Any) -> tuple[str, bytes]:
@@ -347,6 +387,7 @@ class Lane:
         data["scanned"] = self._product(alert.scanned_code)
         data["instruction"] = INSTRUCTIONS[alert.type]
         data["has_evidence"] = alert.alert_id in self.evidence
+        data["has_clip"] = alert.alert_id in self.clip_files
         data["customer_prompt_s"] = (
             self.customer_prompt_s if alert.type == "unscanned_item" else 0.0
         )

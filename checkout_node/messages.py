@@ -2,7 +2,7 @@
 
 Message ids are derived from what a message is about, so the same record queued twice (after a
 crash between queueing and marking it queued) is one message: a transaction by its id, an alert
-by its id and status, a sample by its transaction and track.
+by its id and status, a clip by its alert, a sample by its transaction and track.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+from checkout_node.clips import Clip
 from checkout_node.reconcile.model import Alert, SeenItem
 from checkout_node.reconcile.reconciler import Outcome
 from laneguard.wire import (
     AlertMessage,
+    ClipMessage,
+    Guess,
     HeartbeatMessage,
     SampleMessage,
     ScannedEntry,
@@ -58,9 +61,21 @@ def transaction_message(
     )
 
 
+GUESSES = 3  # nearest distinct products an alert carries
+
+
 def alert_message(
-    lane_id: str, alert: Alert, clock: StreamClock, evidence_jpeg: bytes | None
+    lane_id: str,
+    alert: Alert,
+    clock: StreamClock,
+    evidence_jpeg: bytes | None,
+    item: SeenItem | None = None,
 ) -> AlertMessage:
+    """``item``: the alert's item, whose nearest products go with the alert as its guesses."""
+    guesses: list[Guess] = []
+    for code, score in item.candidates if item is not None else ():
+        if len(guesses) < GUESSES and all(g.code != code for g in guesses):
+            guesses.append(Guess(code=code, score=max(-1.0, min(1.0, round(score, 3)))))
     return AlertMessage(
         message_id=f"{lane_id}:alert:{alert.alert_id}:{alert.status}",
         lane_id=lane_id,
@@ -79,6 +94,23 @@ def alert_message(
         raised_at=clock.at(alert.raised_s),
         closed_at=None if alert.closed_s is None else clock.at(alert.closed_s),
         evidence_jpeg_b64=_b64(evidence_jpeg) if evidence_jpeg else None,
+        guesses=guesses,
+    )
+
+
+def clip_message(lane_id: str, clip: Clip, clock: StreamClock) -> ClipMessage:
+    return ClipMessage(
+        message_id=f"{lane_id}:clip:{clip.alert_id}",
+        lane_id=lane_id,
+        alert_id=clip.alert_id,
+        transaction_id=clip.transaction_id,
+        started_at=clock.at(clip.started_s),
+        duration_s=round(clip.duration_s, 3),
+        fps=clip.fps,
+        width=clip.width,
+        height=clip.height,
+        frames=clip.frames,
+        clip_b64=_b64(clip.data),
     )
 
 

@@ -156,6 +156,19 @@ class _LaneState(Collector):
         yield counter(
             "laneguard_lane_camera_reconnects", "Camera reconnections", self.camera.reconnects()
         )
+        if lane.clips is not None:
+            clips = lane.clips.stats
+            yield counter("laneguard_lane_clips_made", "Alert clips made", clips.made)
+            yield counter(
+                "laneguard_lane_clips_dropped",
+                "Alerts left without a clip (encoder behind, or no frames)",
+                clips.dropped + clips.failed,
+            )
+            yield gauge(
+                "laneguard_lane_clip_ring_bytes",
+                "Memory the clip frame ring holds",
+                lane.clips.ring.bytes,
+            )
         bundle = InfoMetricFamily(
             "laneguard_lane_bundle", "The model bundle and gallery the lane runs", labels=labels
         )

@@ -7,6 +7,7 @@ deduplicates on, so one that is delivered but whose reply was lost is stored onc
 Disk cap, and what goes when it is reached (in this order):
   1. heartbeats: only the newest undelivered heartbeat is ever kept (each replaces the last);
   2. training samples, oldest first;
+  3. alert clips, oldest first (the alert itself, with its crop, stays);
   never alerts or transactions: when they alone fill the cap the outbox grows past it and says
   so (``over_cap``), rather than lose a record of a loss.
 Messages the server refuses as invalid (4xx) move to a dead-letter table, kept for inspection.
@@ -24,8 +25,9 @@ from pathlib import Path
 from laneguard.files import private_dir, private_file
 from product_db.errors import LaneGuardError
 
-KINDS = ("alert", "transaction", "heartbeat", "sample")
-PRIORITY = {"alert": 0, "transaction": 1, "heartbeat": 2, "sample": 3}
+KINDS = ("alert", "transaction", "clip", "heartbeat", "sample")
+# A clip goes after the alert it shows (a manager sees the alert first) and before heartbeats.
+PRIORITY = {"alert": 0, "transaction": 1, "clip": 2, "heartbeat": 3, "sample": 4}
 NEVER_DROPPED = ("alert", "transaction")
 
 SCHEMA = """
@@ -141,16 +143,27 @@ class Outbox:
             total -= victim[2]
 
     # -- delivering -------------------------------------------------------------------------
-    def due(self, limit: int = 100, now: float | None = None) -> list[Entry]:
-        """Messages ready to send, most important first, oldest first within a kind."""
+    def due(
+        self, limit: int = 100, now: float | None = None, max_bytes: int | None = None
+    ) -> list[Entry]:
+        """Messages ready to send, most important first, oldest first within a kind; at most
+        ``max_bytes`` of payload (but always the first one), so clips make batches the server
+        takes."""
         now = time.time() if now is None else now
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, message_id, kind, payload, attempts FROM outbox "
+                "SELECT seq, message_id, kind, payload, attempts, size FROM outbox "
                 "WHERE next_attempt_at <= ? ORDER BY priority, seq LIMIT ?",
                 (now, limit),
             ).fetchall()
-        return [Entry(*row) for row in rows]
+        entries: list[Entry] = []
+        total = 0
+        for *row, size in rows:
+            total += int(size)
+            if entries and max_bytes is not None and total > max_bytes:
+                break
+            entries.append(Entry(*row))
+        return entries
 
     def delivered(self, message_ids: Iterable[str]) -> None:
         now = time.time()

@@ -19,6 +19,7 @@ from typing import Any
 
 from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
+from checkout_node.clips import ClipRecorder
 from checkout_node.enrolment import LaneEnrolmentError, load_credential
 from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
@@ -26,6 +27,7 @@ from checkout_node.messages import heartbeat_message
 from checkout_node.metrics import CameraState, LaneMetrics
 from checkout_node.models import load_models
 from checkout_node.outbox import Outbox
+from checkout_node.privacy import PrivacyFilter
 from checkout_node.reconcile.reconciler import ReconcileConfig
 from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
 from checkout_node.settings import LaneSettings
@@ -84,6 +86,7 @@ class LaneService:
             ReconcileConfig(**s.reconcile.model_dump()),
             idle_gap_s=s.idle_gap_s,
             customer_prompt_s=s.customer_prompt_s,
+            clips=self._clip_recorder(),
         )
         self.access = LaneAccess(
             screen_key_from(Path(s.data_dir), s.screen_key),
@@ -322,6 +325,22 @@ class LaneService:
             self.threads.append(thread)
         self._start_store_clients()
 
+    def _clip_recorder(self) -> ClipRecorder | None:
+        c = self.settings.clips
+        if not c.enabled:
+            return None
+        privacy = self.settings.privacy
+        return ClipRecorder(
+            Path(self.settings.data_dir) / "clips-work",
+            PrivacyFilter(privacy.masks, privacy.blur_faces),
+            fps=c.fps,
+            width=c.width,
+            before_s=c.before_s,
+            after_s=c.after_s,
+            buffer_bytes=c.buffer_mb << 20,
+            history_s=c.history_s,
+        )
+
     def _start_store_clients(self) -> None:
         for client in (self.uploader, self.gallery, self.updater):
             if client is not None:
@@ -341,6 +360,8 @@ class LaneService:
         if self.updater is not None:
             self.updater.stop()
         self.lane.end_transaction(self.lane.now_s(), reason="lane stopped")
+        if self.lane.clips is not None:
+            self.lane.clips.close()  # the clips of the last alerts, into the outbox
         self.outbox.close()
 
     def run(self) -> None:

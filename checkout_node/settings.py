@@ -32,6 +32,42 @@ class ZoneSettings(BaseModel):
         return points
 
 
+class ClipSettings(BaseModel):
+    """Alert clips (checkout_node.clips). The defaults fit a Raspberry Pi 5: 320 pixels wide at
+    8 frames/s is ~15 KB a frame as JPEG, so 8 MB of ring holds the 30 s an alert at the final
+    check reaches back, and one clip is a few hundred KB."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    fps: float = Field(default=8.0, ge=1, le=30)
+    width: int = Field(default=320, ge=96, le=1280, description="clip width in pixels")
+    before_s: float = Field(default=3.0, ge=0, le=20, description="clip start before the event")
+    after_s: float = Field(default=1.5, ge=0, le=10, description="clip end after the event")
+    buffer_mb: int = Field(default=8, ge=1, le=256, description="memory the frame ring may use")
+    history_s: float = Field(default=30.0, ge=1, le=300, description="how far back the ring goes")
+
+
+class PrivacySettings(BaseModel):
+    """What is removed from every frame before it leaves the lane (checkout_node.privacy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    masks: list[list[Point]] = Field(
+        default_factory=list,
+        description="polygons in camera pixels blacked out (where customers stand)",
+    )
+    blur_faces: bool = True
+
+    @field_validator("masks")
+    @classmethod
+    def _polygons(cls, masks: list[list[Point]]) -> list[list[Point]]:
+        for index, points in enumerate(masks):
+            if len(points) < 3:
+                raise ValueError(f"privacy mask {index} needs at least 3 [x, y] points")
+        return masks
+
+
 class ScannerSettings(BaseModel):
     """One scan input. ``serial``: a serial or USB-CDC scanner (``device`` e.g. /dev/ttyACM0);
     ``hid``: a keyboard-wedge scanner read through evdev (``device`` under /dev/input);
@@ -149,3 +185,5 @@ class LaneSettings(BaseSettings):
     )
     scanners: list[ScannerSettings] = Field(default_factory=list)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
+    clips: ClipSettings = Field(default_factory=ClipSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)

@@ -1,11 +1,11 @@
 """Delivers the outbox to the store server: batches, retries with backoff, never loses a record.
 
-The uploader sends the most important messages first (alerts, then transactions, heartbeats,
-samples) in batches to the server's ingest endpoint. Stored and duplicate answers both mean
-delivered. A message the server refuses as invalid goes to the outbox's dead letters. When the
-server cannot be reached, answers 5xx or times out, nothing is removed and the uploader waits,
-doubling the wait each time up to 15 seconds (with jitter, so a store's lanes do not all return at
-once), and starts again at full speed once a delivery succeeds.
+The uploader sends the most important messages first (alerts, then transactions, alert clips,
+heartbeats, samples) in batches (capped in bytes too) to the server's ingest endpoint. Stored and
+duplicate answers both mean delivered. A message the server refuses as invalid goes to the
+outbox's dead letters. When the server cannot be reached, answers 5xx or times out, nothing is
+removed and the uploader waits, doubling the wait each time up to 15 seconds (with jitter, so a
+store's lanes do not all return at once), and starts again at full speed once a delivery succeeds.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class Uploader:
     server_url: str
     token: str | None = None
     batch: int = 100
+    batch_bytes: int = 8 << 20  # well under the server's ingest cap (32 MB by default)
     timeout_s: float = 10.0
     first_backoff_s: float = 0.5
     max_backoff_s: float = 15.0
@@ -68,7 +69,7 @@ class Uploader:
 
     def deliver_once(self) -> DeliveryReport:
         """Send one batch of what is due; returns what happened to it."""
-        entries = self.outbox.due(self.batch)
+        entries = self.outbox.due(self.batch, max_bytes=self.batch_bytes)
         report = DeliveryReport(sent=len(entries))
         if not entries:
             return report

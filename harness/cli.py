@@ -147,6 +147,12 @@ def _monitoring() -> dict[str, Any]:
     return monitoring.run()
 
 
+def _clips() -> dict[str, Any]:
+    from harness.benchmarks import clips
+
+    return clips.run()
+
+
 def _body_limits() -> dict[str, Any]:
     from harness.benchmarks import body_limits
 
@@ -169,6 +175,7 @@ BENCHMARKS = {
     "body-limits": (_body_limits, tables.body_limits_table),
     "embedder-variants": (_embedder_variants, tables.embedder_variants_table),
     "monitoring": (_monitoring, tables.monitoring_table),
+    "clips": (_clips, tables.clips_table),
 }
 
 
@@ -207,6 +214,7 @@ DESCRIPTIONS = {
     "embedder-variants": "The embedder menu (Lite0/1 x input size x fp32/int8) and each "
     "board's pick.",
     "monitoring": "/metrics scrape time on a lane and a store; MQTT's cost to ingest p99.",
+    "clips": "Alert clips: frame loop off vs on, ring memory, clip size, alert-to-console time.",
 }
 
 

@@ -37,6 +37,8 @@ from product_db.errors import LaneGuardError
 SHIPPED_BUNDLE = (
     Path(__file__).resolve().parent.parent / "checkout_node" / "models" / "bootstrap.tar.gz"
 )
+# The store server's teacher (T3): a larger embedder for "of interest" crops; no lane runs it.
+SHIPPED_TEACHER = SHIPPED_BUNDLE.with_name("teacher.tar.gz")
 BUNDLE_CACHE = Path.home() / ".cache" / "laneguard" / "bundles"
 MANIFEST = "manifest.json"
 SIGNATURE = "signature.json"  # added by laneguard.signing; covers the manifest's bytes

@@ -6,7 +6,7 @@ rollout; a receiver rejects versions it does not know with a clear error.
 
 Two directions: the lane's inputs from the till (scan and POS events, which the simulator's
 live feed also sends), and what a lane delivers to its store server through its outbox
-(transactions, alerts, training samples, heartbeats). Each delivered message has a
+(transactions, alerts, alert clips, training samples, heartbeats). Each delivered message has a
 ``message_id`` chosen by the lane, so a message retried after a lost reply is stored once.
 Images travel as base64 JPEG inside the JSON; the server checks what they really are.
 """
@@ -103,6 +103,15 @@ class TransactionMessage(LaneMessage):
     alert_ids: list[str] = Field(default_factory=list, max_length=500)
 
 
+class Guess(BaseModel):
+    """One of the recogniser's nearest products for an item, with its similarity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(min_length=1, max_length=64)
+    score: float = Field(ge=-1, le=1)
+
+
 class AlertMessage(LaneMessage):
     """An alert as raised, and again each time its status changes (same ``alert_id``)."""
 
@@ -122,6 +131,8 @@ class AlertMessage(LaneMessage):
     raised_at: datetime
     closed_at: datetime | None = None
     evidence_jpeg_b64: str | None = Field(default=None, max_length=MAX_IMAGE_B64)
+    # The recogniser's best guesses for the item (an unknown one above all), best first.
+    guesses: list[Guess] = Field(default_factory=list, max_length=5)
 
 
 class SampleMessage(LaneMessage):
@@ -170,13 +181,33 @@ class HeartbeatMessage(LaneMessage):
     update: UpdateReport | None = None
 
 
+MAX_CLIP_B64 = 4_000_000  # about 3 MB of video: a few seconds at the lane's clip size
+
+
+class ClipMessage(LaneMessage):
+    """A short video of an alert's event (WebM/VP8, privacy-filtered on the lane), sent after
+    the alert itself: the alert never waits for its clip."""
+
+    type: Literal["clip"] = "clip"
+    alert_id: str = Field(min_length=1, max_length=64)
+    transaction_id: str = Field(min_length=1, max_length=64)
+    started_at: datetime
+    duration_s: float = Field(gt=0, le=60)
+    fps: float = Field(gt=0, le=60)
+    width: int = Field(gt=0, le=1920)
+    height: int = Field(gt=0, le=1080)
+    frames: int = Field(gt=0, le=3600)
+    media_type: Literal["video/webm"] = "video/webm"
+    clip_b64: str = Field(min_length=4, max_length=MAX_CLIP_B64)
+
+
 LaneOutput = Annotated[
-    TransactionMessage | AlertMessage | SampleMessage | HeartbeatMessage,
+    TransactionMessage | AlertMessage | SampleMessage | HeartbeatMessage | ClipMessage,
     Field(discriminator="type"),
 ]
 LANE_OUTPUT_KINDS: tuple[str, ...] = tuple(
     str(model.model_fields["type"].default)
-    for model in (TransactionMessage, AlertMessage, SampleMessage, HeartbeatMessage)
+    for model in (TransactionMessage, AlertMessage, SampleMessage, HeartbeatMessage, ClipMessage)
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from laneguard.bearer import bearer_allowed
 from laneguard.body_limit import BodyLimit
-from laneguard.bundle import SHIPPED_BUNDLE
+from laneguard.bundle import SHIPPED_BUNDLE, SHIPPED_TEACHER
 from laneguard.discovery import DiscoveryResponder
 from laneguard.files import private_dir, private_file
 from product_db.db import make_engine
@@ -44,8 +44,10 @@ from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from store_server.metrics import StoreMetrics
+from store_server.retention import RetentionLoop
 from store_server.rollouts import HealthLimits, RolloutLoop
 from store_server.settings import StoreSettings
+from store_server.teacher import StoreTeacher, TeacherLoop
 
 log = logging.getLogger("laneguard.server")
 
@@ -104,6 +106,19 @@ def _events(
     return events, [publisher, StateWatcher(engine, events)]
 
 
+def _teacher(
+    settings: StoreSettings, engine: Engine, media: MediaStore, on_labelled: Callable[[], None]
+) -> StoreTeacher | None:
+    """The teacher (T3) when it is on and its bundle is there; the model loads on first use."""
+    bundle = settings.teacher_bundle or SHIPPED_TEACHER
+    if not settings.teacher:
+        return None
+    if not bundle.is_file():
+        log.warning('no teacher bundle at %s: "of interest" crops wait for a manager', bundle)
+        return None
+    return StoreTeacher(engine, media, bundle, on_labelled=on_labelled)
+
+
 def create_app(settings: StoreSettings | None = None) -> FastAPI:
     """Build the app for ``settings``; the database is migrated to the newest schema on start."""
     settings = settings or StoreSettings()
@@ -116,6 +131,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         app.state.learning.start()
         app.state.learning.poke()  # samples that arrived while the server was down
         app.state.rollouts.start()
+        app.state.retention.start()
+        app.state.teacher.start()
         for service in event_services:
             service.start()
         responder = _discovery(settings, app.state.signing_key)
@@ -124,6 +141,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
             service.stop()
         if responder is not None:
             responder.stop()
+        app.state.teacher.stop()
+        app.state.retention.stop()
         app.state.rollouts.stop()
         app.state.ingest_writer.close()
         app.state.learning.stop()
@@ -147,12 +166,16 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         ),
     )
     app.state.learning = LearningLoop(learner)
+    learner_poke = app.state.learning.poke
     app.state.rollouts = RolloutLoop(engine, HealthLimits(), every_s=settings.rollout_check_s)
+    app.state.retention = RetentionLoop(engine, app.state.media, settings.retention_days)
+    app.state.teacher = TeacherLoop(_teacher(settings, engine, app.state.media, learner_poke))
     app.state.ingest_writer = IngestWriter(
         engine,
         app.state.media,
         app.state.feed,
         on_honest_samples=app.state.learning.poke,
+        on_interest_samples=app.state.teacher.poke,
     )
     app.include_router(catalog_api.router)
     app.include_router(lanes_api.router)

@@ -98,6 +98,30 @@ def migrate_command(config_file: Path | None, database_url: str | None) -> None:
     click.echo(f"database at revision {migrate(engine)}")
 
 
+@server.command("retention")
+@click.option(
+    "--days", type=click.IntRange(min=1), default=None, help="Default: the store's retention_days."
+)
+@_config_option
+@_db_option
+def retention_command(config_file: Path | None, database_url: str | None, days: int | None) -> None:
+    """Delete alert crops and clips past retention now (the server also does this hourly)."""
+    from product_db.db import make_engine
+    from store_server.db import migrate
+    from store_server.media import MediaStore
+    from store_server.retention import purge_expired_evidence
+
+    settings = store_settings(config_file, database_url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    days = days or settings.retention_days
+    report = purge_expired_evidence(engine, MediaStore(settings.data_dir / "media"), days)
+    click.echo(
+        f"evidence older than {days} days: {report.alerts} alerts cleared, {report.crops} crops "
+        f"and {report.clips} clips deleted; {report.kept} alerts kept by a manager"
+    )
+
+
 @server.command("add-user")
 @click.argument("username")
 @click.option("--role", type=click.Choice(["manager", "it_admin"]), default="manager")

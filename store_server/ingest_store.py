@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 
 from laneguard.wire import (
     AlertMessage,
+    ClipMessage,
     HeartbeatMessage,
     SampleMessage,
     TransactionMessage,
@@ -41,6 +42,7 @@ from product_db.models import as_utc, utcnow
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
 from store_server.models import (
+    AlertClip,
     AlertRecord,
     IngestedMessage,
     LaneHealth,
@@ -185,14 +187,15 @@ def _sample_row(message: SampleMessage, image: str, now: datetime) -> dict[str, 
 def _store(session: Session, message: Any, image: bytes | None, media: MediaStore) -> IngestResult:
     if session.get(IngestedMessage, (message.lane_id, message.message_id)) is not None:
         return IngestResult(message_id=message.message_id, status="duplicate")
-    if isinstance(message, AlertMessage):
+    if isinstance(message, AlertMessage | ClipMessage):
         owner = session.get(AlertRecord, message.alert_id)
         if owner is not None and owner.lane_id != message.lane_id:
             error = f"alert {message.alert_id} is another lane's"
             return IngestResult(message_id=message.message_id, status="rejected", error=error)
     savepoint = session.begin_nested()
     try:
-        name = media.save(image) if image is not None else None
+        suffix = ".webm" if isinstance(message, ClipMessage) else ".jpg"
+        name = media.save(image, suffix) if image is not None else None
         stored = _apply(session, message, name)
         session.add(
             IngestedMessage(
@@ -216,6 +219,9 @@ def _apply(session: Session, message: Any, image: str | None) -> bool:
         assert image is not None
         session.add(SampleRecord(**_sample_row(message, image, utcnow())))
         return True
+    if isinstance(message, ClipMessage):
+        assert image is not None
+        return _clip(session, message, image)
     assert isinstance(message, HeartbeatMessage)
     return _heartbeat(session, message)
 
@@ -254,6 +260,7 @@ def _alert(session: Session, message: AlertMessage, image: str | None) -> bool:
                 raised_at=message.raised_at,
                 closed_at=message.closed_at,
                 evidence=image,
+                guesses=[g.model_dump() for g in message.guesses] or None,
             )
         )
         return True
@@ -268,6 +275,29 @@ def _alert(session: Session, message: AlertMessage, image: str | None) -> bool:
     record.closed_at = message.closed_at
     record.evidence = record.evidence or image
     session.add(record)
+    return True
+
+
+def _clip(session: Session, message: ClipMessage, media_name: str) -> bool:
+    """One clip per alert: a second one (a lane re-making it after a crash) is a duplicate."""
+    existing = session.get(AlertClip, (message.lane_id, message.alert_id))
+    if existing is not None:
+        return False
+    session.add(
+        AlertClip(
+            alert_id=message.alert_id,
+            lane_id=message.lane_id,
+            transaction_id=message.transaction_id,
+            media=media_name,
+            started_at=message.started_at,
+            duration_s=message.duration_s,
+            fps=message.fps,
+            width=message.width,
+            height=message.height,
+            frames=message.frames,
+            size=len(message.clip_b64) * 3 // 4,
+        )
+    )
     return True
 
 
@@ -326,9 +356,11 @@ class IngestWriter:
         media: MediaStore,
         feed: AlertFeed,
         on_honest_samples: Callable[[], None] | None = None,
+        on_interest_samples: Callable[[], None] | None = None,
     ) -> None:
         self.engine, self.media, self.feed = engine, media, feed
         self.on_honest_samples = on_honest_samples
+        self.on_interest_samples = on_interest_samples
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -402,6 +434,12 @@ class IngestWriter:
         )
         if honest and self.on_honest_samples is not None:
             self.on_honest_samples()
+        interest = any(
+            isinstance(message, SampleMessage) and message.reason == "of_interest"
+            for message, _ in items
+        )
+        if interest and self.on_interest_samples is not None:
+            self.on_interest_samples()
 
     def _names(self, alerts: list[AlertMessage]) -> dict[str, str | None]:
         """Catalog names of the codes the alerts name, for the consoles' live list."""

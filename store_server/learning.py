@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import and_, func, not_
+from sqlalchemy import and_, func, not_, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -40,8 +40,9 @@ from laneguard.bundle import extracted
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
 from laneguard.signing import key_id, load_private_key, new_keypair, sign_json
+from store_server.background import PokedLoop
 from store_server.media import MediaStore
-from store_server.models import GalleryEntry, SampleRecord
+from store_server.models import REVIEWED_LABELS, GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
 
 log = logging.getLogger("laneguard.server.learning")
@@ -159,8 +160,16 @@ class GalleryLearner:
             samples = list(
                 session.exec(
                     select(SampleRecord).where(
-                        SampleRecord.reason == "honest",
-                        col(SampleRecord.code).is_not(None),
+                        or_(
+                            and_(
+                                col(SampleRecord.reason) == "honest",
+                                col(SampleRecord.code).is_not(None),
+                            ),
+                            and_(  # an "of interest" crop a manager or the teacher labelled
+                                col(SampleRecord.review).in_(REVIEWED_LABELS),
+                                col(SampleRecord.label).is_not(None),
+                            ),
+                        ),
                         SampleRecord.review != "rejected",
                         col(SampleRecord.id).not_in(already_joined),
                         not_(recognised),
@@ -169,8 +178,9 @@ class GalleryLearner:
             )
         by_code: dict[str, list[SampleRecord]] = defaultdict(list)
         for sample in samples:
-            assert sample.code is not None
-            by_code[sample.label or sample.code].append(sample)
+            label = sample.label or sample.code
+            assert label is not None
+            by_code[label].append(sample)
         added: list[GalleryEntry] = []
         for code, group in by_code.items():
             if len({(s.lane_id, s.transaction_id) for s in group}) < self.config.min_transactions:
@@ -255,44 +265,12 @@ def signed_updates(
     return sign_json(body, key)
 
 
-class LearningLoop:
+class LearningLoop(PokedLoop):
     """Runs the learner whenever new samples have arrived, at most every ``interval_s``."""
 
     def __init__(self, learner: GalleryLearner, interval_s: float = 2.0) -> None:
-        self.learner, self.interval_s = learner, interval_s
-        self._stop = threading.Event()
-        self._poke = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start (again, after a stop: an app's lifespan may run more than once in tests)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="gallery-learner", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        """New honest samples were stored."""
-        self._poke.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._poke.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._poke.wait()
-            if self._stop.is_set():
-                return
-            self._poke.clear()
-            try:
-                self.learner.learn()
-            except Exception:  # a bad crop must not stop learning for good
-                log.exception("gallery learning failed")
-            self._stop.wait(self.interval_s)
+        super().__init__("gallery-learner", learner.learn, interval_s)
+        self.learner = learner
 
 
 def store_signing_key(settings: StoreSettings) -> Ed25519PrivateKey:

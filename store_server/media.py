@@ -1,8 +1,9 @@
-"""Evidence and sample images on disk, named by their content.
+"""Evidence and sample images, and alert clips, on disk, named by their content.
 
-A lane sends image bytes, never names or paths: the server checks that the bytes are a JPEG
-that decodes, and stores them as ``<sha256>.jpg`` under the media folder, so nothing a client
-sends can choose where a file goes, and the same crop sent twice is stored once.
+A lane sends bytes, never names or paths: the server checks that the bytes are a JPEG that
+decodes (or a WebM video that does), and stores them as ``<sha256>.jpg`` / ``<sha256>.webm``
+under the media folder, so nothing a client sends can choose where a file goes, and the same
+crop sent twice is stored once (which is why deleting one needs to know nothing else uses it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import binascii
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -21,9 +23,12 @@ from laneguard.files import private_dir
 from product_db.errors import LaneGuardError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
+WEBM_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML, the container WebM is
 MAX_IMAGE_BYTES = 1_500_000
+MAX_CLIP_BYTES = 3_000_000
 MAX_SIDE = 4096
-NAME = re.compile(r"^[0-9a-f]{64}\.jpg$")
+NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|webm)$")
+MEDIA_TYPES = {"jpg": "image/jpeg", "webm": "video/webm"}
 
 
 class EvidenceImageError(LaneGuardError, ValueError):
@@ -53,13 +58,48 @@ def check_jpeg(data: bytes) -> None:
         )
 
 
+def decode_webm_b64(text: str) -> bytes:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise EvidenceImageError(f"clip is not valid base64: {error}") from error
+    check_webm(data)
+    return data
+
+
+def check_webm(data: bytes) -> None:
+    """A WebM video of at most MAX_CLIP_BYTES whose first frame decodes (OpenCV reads videos
+    from files only: a private temporary one)."""
+    if len(data) > MAX_CLIP_BYTES:
+        raise EvidenceImageError(f"clip is {len(data)} bytes; at most {MAX_CLIP_BYTES}")
+    if not data.startswith(WEBM_MAGIC):
+        raise EvidenceImageError("clip is not a WebM video (its first bytes are not 1A 45 DF A3)")
+    with tempfile.NamedTemporaryFile(suffix=".webm") as handle:
+        handle.write(data)
+        handle.flush()
+        capture = cv2.VideoCapture(handle.name)
+        try:
+            ok, frame = capture.read()
+        finally:
+            capture.release()
+    if not ok or frame is None:
+        raise EvidenceImageError("clip does not decode as a video")
+    if max(frame.shape[:2]) > MAX_SIDE:
+        raise EvidenceImageError(f"clip is {frame.shape[1]}x{frame.shape[0]}; too large")
+
+
+def media_type(name: str) -> str:
+    return MEDIA_TYPES[name.rsplit(".", 1)[-1]]
+
+
 class MediaStore:
     def __init__(self, root: Path) -> None:
         self.root = private_dir(Path(root))
 
-    def save(self, data: bytes) -> str:
-        """Store checked JPEG bytes; returns the media name."""
-        name = hashlib.sha256(data).hexdigest() + ".jpg"
+    def save(self, data: bytes, suffix: str = ".jpg") -> str:
+        """Store checked bytes (a JPEG, or with ``suffix`` ".webm" a clip); returns the media
+        name."""
+        name = hashlib.sha256(data).hexdigest() + suffix
         path = self.root / name[:2] / name
         if not path.exists():
             if not path.parent.is_dir():
@@ -70,6 +110,14 @@ class MediaStore:
                 handle.write(data)
             os.replace(partial, path)
         return name
+
+    def delete(self, name: str) -> bool:
+        """Remove a stored file (retention); False when it was not there."""
+        path = self.path(name)
+        if not path.is_file():
+            return False
+        path.unlink()
+        return True
 
     def path(self, name: str) -> Path:
         """The file of a stored name; names are validated, so no path can escape the folder."""

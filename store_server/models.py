@@ -65,12 +65,48 @@ class AlertRecord(SQLModel, table=True):
     raised_at: datetime = Field(index=True)
     closed_at: datetime | None = None
     evidence: str | None = Field(default=None, max_length=80, description="media name")
+    # The lane recogniser's nearest products for the item: [{"code", "score"}], best first.
+    guesses: list[dict[str, object]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
     updated_at: datetime = Field(default_factory=utcnow)
     # The manager's review in the console, apart from how the lane closed it.
     review: str | None = Field(default=None, max_length=16, index=True)
     review_note: str | None = Field(default=None, max_length=500)
     reviewed_by: str | None = Field(default=None, max_length=64)
     reviewed_at: datetime | None = None
+    # Retention (store_server.retention): a manager may keep an alert's evidence past the
+    # store's retention days; once deleted, when it was.
+    keep_evidence: bool = Field(default=False)
+    evidence_deleted_at: datetime | None = None
+
+
+class AlertClip(SQLModel, table=True):
+    """The video of an alert's event, which a lane sends after the alert (and which may arrive
+    before it, after an outage): a row of its own, keyed by the lane and the alert it shows, so
+    no lane can take the place of another lane's clip; it is shown only beside that lane's
+    alert."""
+
+    __tablename__ = "alert_clip"
+
+    lane_id: str = Field(primary_key=True, max_length=64)
+    alert_id: str = Field(primary_key=True, max_length=64)
+    transaction_id: str = Field(max_length=64)
+    media: str | None = Field(default=None, max_length=80, description="None once deleted")
+    started_at: datetime
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    frames: int
+    size: int
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+# The reviews that give a sample its label (``label``): a manager's confirm or relabel in the
+# console, or the store's teacher above T3 (reviewed_by "teacher ..."). The fast and the slow
+# path learn from these as from honest transactions' crops.
+REVIEWED_LABELS = ("confirmed", "relabelled")
 
 
 class SampleRecord(SQLModel, table=True):
@@ -93,6 +129,12 @@ class SampleRecord(SQLModel, table=True):
     label: str | None = Field(default=None, max_length=64, description="code after review")
     reviewed_by: str | None = Field(default=None, max_length=64)
     received_at: datetime = Field(default_factory=utcnow)
+    # The store's teacher (store_server.teacher) on an "of interest" crop: when it looked, and
+    # its nearest products [{"code", "score"}], best first, for the manager's one-tap pick.
+    teacher_checked_at: datetime | None = Field(default=None, index=True)
+    proposals: list[dict[str, object]] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
 
 
 class LaneHealth(SQLModel, table=True):

@@ -40,6 +40,12 @@ class StoreSettings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="the URL lanes should use, when not http://<address>:<port>"
     )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="days alert crops and clips are kept (alerts a manager keeps: until unkept)",
+    )
     rollout_check_s: float = Field(
         default=5.0, gt=0, description="how often the active rollout's lanes are judged"
     )
@@ -73,6 +79,12 @@ class StoreSettings(BaseSettings):
     )
     learn_min_transactions: int = Field(
         default=3, ge=1, description="honest transactions before a crop joins the gallery"
+    )
+    teacher: bool = Field(
+        default=True, description='the teacher (T3) labels lanes\' "of interest" crops'
+    )
+    teacher_bundle: Path | None = Field(
+        default=None, description="the teacher model (default: the shipped teacher.tar.gz)"
     )
     learn_consistency: float | None = Field(
         default=None,

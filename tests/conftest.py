@@ -154,3 +154,17 @@ def quick_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manife
         )
     assert not attempts, f"training or export reached for the network: {attempts}"
     return work / "quick.tar.gz", manifest, lines
+
+
+@pytest.fixture(scope="session")
+def quick_teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest]:
+    """One tiny teacher run (Lite0 at 96, one epoch) for the session, network cut off."""
+    from trainer.teacher import TeacherConfig, run_teacher
+
+    work = tmp_path_factory.mktemp("teacher")
+    with network_blocked() as attempts:
+        manifest = run_teacher(
+            TeacherConfig.quick(), work / "work", work / "teacher.tar.gz", progress=lambda _: None
+        )
+    assert not attempts, f"training or export reached for the network: {attempts}"
+    return work / "teacher.tar.gz", manifest

@@ -46,6 +46,7 @@ from trainer.weights import training_weights, weights_named
 
 if TYPE_CHECKING:
     from simulator.datasets import DatasetReport
+    from simulator.world import World
 
 PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
 PROFILE_THREADS = {"x86-2core": 2, "raspberry-pi-5": 4, "jetson-orin-nano": 4}
@@ -105,10 +106,49 @@ class BootstrapConfig:
         return cls(**values)
 
 
-def _listing(folder: Path) -> dict[str, list[Path]]:
+def image_listing(folder: Path) -> dict[str, list[Path]]:
     from trainer.embedder import image_folder
 
     return image_folder(folder)
+
+
+def write_embedder_datasets(
+    world: World, work: Path, per_product: int, test_per_product: int, new_refs: int, seed: int
+) -> DatasetReport:
+    """The embedder's data under ``work``: ``embed-train`` (the known products),
+    ``embed-test`` (the known products again, real photos from their test split) and
+    ``embed-new`` (the products never trained on: ``new_refs`` references, then queries)."""
+    from simulator.datasets import write_embed_dataset
+
+    crops = write_embed_dataset(world, work / "embed-train", per_product, seed)
+    write_embed_dataset(
+        world, work / "embed-test", test_per_product, seed + 1, photo_splits=("test",)
+    )
+    write_embed_dataset(
+        world,
+        work / "embed-new",
+        new_refs + test_per_product,
+        seed + 2,
+        selection="holdout",
+        photo_splits=("test",),
+    )
+    return crops
+
+
+def with_known_produce_photos(
+    world: World, samples: dict[str, list[Path]]
+) -> dict[str, list[Path]]:
+    """``samples`` and the real produce train photos of the known PLUs, per code."""
+    photos: dict[str, list[Path]] = {}
+    if world.photos is not None:
+        known = {p.code for p in world.known}
+        for plu, splits in world.photos.by_plu.items():
+            if plu in known:
+                photos[plu] = splits.get("train", [])
+    return {
+        code: samples.get(code, []) + photos.get(code, [])
+        for code in sorted(set(samples) | set(photos))
+    }
 
 
 def detector_calibration(images: Path, size: int, count: int) -> list[np.ndarray]:
@@ -127,7 +167,7 @@ def run_bootstrap(
     config: BootstrapConfig, work: Path, out: Path, progress: Callable[[str], None] = print
 ) -> Manifest:
     """Run the whole recipe in ``work`` and write the bundle to ``out``."""
-    from simulator.datasets import write_detect_dataset, write_embed_dataset
+    from simulator.datasets import write_detect_dataset
     from simulator.world import World
     from trainer.detector import CLASS_NAMES
     from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
@@ -142,17 +182,8 @@ def run_bootstrap(
     seed = config.seed
 
     progress("1/4 simulator data")
-    crops = write_embed_dataset(world, work / "embed-train", config.embed_crops, seed)
-    write_embed_dataset(
-        world, work / "embed-test", config.embed_test_crops, seed + 1, photo_splits=("test",)
-    )
-    write_embed_dataset(
-        world,
-        work / "embed-new",
-        config.new_product_refs + config.embed_test_crops,
-        seed + 2,
-        selection="holdout",
-        photo_splits=("test",),
+    crops = write_embedder_datasets(
+        world, work, config.embed_crops, config.embed_test_crops, config.new_product_refs, seed
     )
 
     progress("2/4 detector")
@@ -174,16 +205,8 @@ def run_bootstrap(
     det_weights, pt_metrics = detector.weights, detector.pt_metrics
 
     progress("3/4 embedder")
-    train_samples = _listing(work / "embed-train")
-    photo_classes: dict[str, list[Path]] = {}
-    if world.photos is not None:
-        for plu, splits in world.photos.by_plu.items():
-            if plu in {p.code for p in world.known}:
-                photo_classes[plu] = splits.get("train", [])
-    combined = {
-        code: train_samples.get(code, []) + photo_classes.get(code, [])
-        for code in sorted(set(train_samples) | set(photo_classes))
-    }
+    train_samples = image_listing(work / "embed-train")
+    combined = with_known_produce_photos(world, train_samples)
     run = train_embedder(
         combined,
         arch=config.embed_arch,
@@ -210,8 +233,8 @@ def run_bootstrap(
     gallery = Gallery.build(references, embedder_sha, config.gallery_per_code, config.version)
     gallery_path = gallery.save(models_dir / "gallery.npz")
 
-    known_test = _listing(work / "embed-test")
-    new_sets = _listing(work / "embed-new")
+    known_test = image_listing(work / "embed-test")
+    new_sets = image_listing(work / "embed-new")
     new_refs = {c: p[: config.new_product_refs] for c, p in new_sets.items()}
     new_queries = {c: p[config.new_product_refs :] for c, p in new_sets.items()}
 
@@ -546,9 +569,9 @@ def compare_embedders(
     from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
     from trainer.quantize import median_latency_ms
 
-    train_samples = _listing(work / "embed-train")
-    known_test = _listing(work / "embed-test")
-    new_sets = _listing(work / "embed-new")
+    train_samples = image_listing(work / "embed-train")
+    known_test = image_listing(work / "embed-test")
+    new_sets = image_listing(work / "embed-new")
     results = []
     for arch in archs:
         run = train_embedder(train_samples, arch=arch, epochs=epochs, seed=seed, progress=progress)

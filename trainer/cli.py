@@ -75,6 +75,55 @@ def bootstrap_command(
     )
 
 
+@train.command("teacher")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Teacher bundle to write (default: the one the product ships, "
+    "checkout_node/models/teacher.tar.gz).",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/teacher-work"),
+    show_default=True,
+    help="Scratch folder for generated data and the training run.",
+)
+@click.option("--quick", is_flag=True, help="Tiny data, a small backbone, one epoch.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the recipe's.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@PHOTOS
+def teacher_command(
+    out: Path | None,
+    work: Path,
+    quick: bool,
+    epochs: int | None,
+    seed: int,
+    produce_photos: Path | None,
+) -> None:
+    """Make the store's teacher (T3): a larger embedder, its gallery and T3 calibrated so that
+    at most 1% of the labels it gives are wrong."""
+    from laneguard.bundle import SHIPPED_TEACHER
+    from trainer.teacher import TeacherConfig, run_teacher
+
+    overrides: dict[str, Any] = {"seed": seed, "produce_photos": produce_photos}
+    if epochs is not None:
+        overrides["epochs"] = epochs
+    config = TeacherConfig.quick(**overrides) if quick else TeacherConfig(**overrides)
+    target = out or SHIPPED_TEACHER
+    with contextlib.redirect_stdout(sys.stderr):
+        manifest = run_teacher(
+            config, work, target, progress=lambda line: click.echo(line, err=True)
+        )
+    click.echo(
+        json.dumps(
+            {"teacher": str(target), "version": manifest.version, "metrics": manifest.metrics},
+            indent=2,
+        )
+    )
+
+
 @train.command("add-golden-frames")
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option(

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 
 from product_db.models import as_utc
 from store_server.media import MediaStore
-from store_server.models import SampleRecord
+from store_server.models import REVIEWED_LABELS, SampleRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def harvested_crops(engine: Engine, media: MediaStore) -> list[HarvestedCrop]:
                     or_(
                         (col(SampleRecord.reason) == "honest")
                         & col(SampleRecord.code).is_not(None),
-                        (col(SampleRecord.review) == "accepted")
+                        col(SampleRecord.review).in_(REVIEWED_LABELS)
                         & col(SampleRecord.label).is_not(None),
                     ),
                 )

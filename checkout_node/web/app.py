@@ -3,7 +3,8 @@
 - ``POST /api/pos/events`` and the websocket ``/api/pos/ws``: scan and POS events (the wire
   schema's LaneInput: scan, transaction_start, transaction_end, payment, void) from the till.
 - ``/`` the lane screen, fed by the websocket ``/ws/screen``; alerts are resolved with
-  ``POST /api/alerts/{id}/resolve``; evidence crops at ``/api/alerts/{id}/evidence.jpg``.
+  ``POST /api/alerts/{id}/resolve``; evidence crops at ``/api/alerts/{id}/evidence.jpg``,
+  alert clips (privacy-filtered) at ``/api/alerts/{id}/clip.webm``.
 Everything is served by the lane itself: the screen works with no network beyond the lane.
 Who may call what is checkout_node.web.access: the till's endpoints need a till token (or this
 computer), everything else the screen's session; every POST takes JSON only, and any browser
@@ -210,6 +211,17 @@ def create_lane_app(
         if crop is None:
             raise HTTPException(404, f"no evidence image for alert {alert_id}")
         return Response(crop, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @app.get(
+        "/api/alerts/{alert_id}/clip.webm",
+        tags=["screen"],
+        dependencies=[Depends(screen_session)],
+    )
+    def clip(alert_id: str) -> Response:
+        video = lane.clip_files.get(alert_id)
+        if video is None:
+            raise HTTPException(404, f"no clip for alert {alert_id}")
+        return Response(video, media_type="video/webm", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/state", tags=["screen"], dependencies=[Depends(screen_session)])
     def state() -> dict[str, Any]:

@@ -18,11 +18,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
-from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, LaneOutput, SampleMessage
+from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, ClipMessage, LaneOutput, SampleMessage
 from store_server.deps import get_ingest_writer
 from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
 from store_server.lanes import current_lane
-from store_server.media import EvidenceImageError, decode_jpeg_b64
+from store_server.media import EvidenceImageError, decode_jpeg_b64, decode_webm_b64
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 MAX_BATCH = 500
@@ -76,12 +76,15 @@ async def ingest(
         batch = IngestBatch.model_validate_json(await request.body())
     except ValidationError as error:
         raise HTTPException(422, _describe(error)) from None
-    has_images = any("crop_jpeg_b64" in m or m.get("evidence_jpeg_b64") for m in batch.messages)
-    if has_images:  # decoding JPEGs takes milliseconds: not on the event loop
+    has_images = any(
+        "crop_jpeg_b64" in m or "clip_b64" in m or m.get("evidence_jpeg_b64")
+        for m in batch.messages
+    )
+    if has_images:  # decoding JPEGs and clips takes milliseconds: not on the event loop
         results, accepted, foreign = await asyncio.to_thread(_check, batch.messages, lane_id)
     else:
         results, accepted, foreign = _check(batch.messages, lane_id)
-    if any(isinstance(message, AlertMessage) for _, (message, _) in accepted):
+    if any(isinstance(message, AlertMessage | ClipMessage) for _, (message, _) in accepted):
         foreign += await asyncio.to_thread(_other_lanes_alerts, writer.engine, lane_id, accepted)
     if foreign:
         raise HTTPException(
@@ -151,8 +154,11 @@ def _check(
 def _other_lanes_alerts(
     engine: Engine, lane_id: str, accepted: list[tuple[int, Item]]
 ) -> list[str]:
-    """Ids of the messages in ``accepted`` that report on an alert another lane raised."""
-    alerts = [message for _, (message, _) in accepted if isinstance(message, AlertMessage)]
+    """Ids of the messages in ``accepted`` that report on (or show) an alert another lane
+    raised."""
+    alerts = [
+        message for _, (message, _) in accepted if isinstance(message, AlertMessage | ClipMessage)
+    ]
     owned = alert_owners(engine, [message.alert_id for message in alerts])
     return [m.message_id for m in alerts if owned.get(m.alert_id, lane_id) != lane_id]
 
@@ -162,4 +168,6 @@ def _images(message: Any) -> bytes | None:
         return decode_jpeg_b64(message.evidence_jpeg_b64)
     if isinstance(message, SampleMessage):
         return decode_jpeg_b64(message.crop_jpeg_b64)
+    if isinstance(message, ClipMessage):
+        return decode_webm_b64(message.clip_b64)
     return None

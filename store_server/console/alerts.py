@@ -18,9 +18,9 @@ from store_server.console.templating import render
 from store_server.deps import get_engine, get_media
 from store_server.events import StoreEvents
 from store_server.live import AlertFeed
-from store_server.media import EvidenceImageError, MediaStore
+from store_server.media import EvidenceImageError, MediaStore, media_type
 from store_server.metrics import StoreMetrics
-from store_server.models import AlertRecord, TransactionRecord
+from store_server.models import AlertClip, AlertRecord, TransactionRecord
 from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
@@ -90,12 +90,16 @@ def alert_page(
                 TransactionRecord.transaction_id == alert.transaction_id,
             )
         ).first()
-        products = describe(session, [alert.seen_code, alert.scanned_code])
+        guesses = [str(g["code"]) for g in alert.guesses or []] if not alert.seen_code else []
+        products = describe(session, [alert.seen_code, alert.scanned_code, *guesses])
+        clip = session.get(AlertClip, (alert.lane_id, alert.alert_id))
     return render(
         request,
         "alert.html",
         user,
         alert=alert,
+        clip=clip,
+        retention_days=request.app.state.settings.retention_days,
         transaction=transaction,
         products=products,
         reviews=REVIEWS,
@@ -132,20 +136,52 @@ def review_alert(
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
+@router.post("/alerts/{alert_id}/keep")
+def keep_evidence(
+    request: Request,
+    alert_id: str,
+    user: Annotated[SignedIn, Depends(current_user)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    keep: Annotated[bool, Form()],
+    csrf_token: Annotated[str, Form(max_length=64)] = "",
+) -> Response:
+    """Keep an alert's crop and clip past the store's retention days (a confirmed loss, a
+    dispute), or let them go again; audited either way."""
+    check_csrf(user, csrf_token)
+    with Session(engine) as session:
+        alert = session.get(AlertRecord, alert_id)
+        if alert is None:
+            return Response(f"no alert {alert_id!r}", status_code=404)
+        if alert.evidence_deleted_at is not None:
+            return Response("this alert's evidence was already deleted", status_code=409)
+        alert.keep_evidence = keep
+        session.add(alert)
+        audit(
+            session,
+            user.username,
+            "alert.keep_evidence" if keep else "alert.release_evidence",
+            alert_id,
+        )
+        session.commit()
+    return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
+
+
 @router.get("/media/{name}")
 def media_file(
     name: str,
     _user: Annotated[SignedIn, Depends(current_user)],
     media: Annotated[MediaStore, Depends(get_media)],
 ) -> Response:
-    """Evidence and sample crops, for signed-in users only (they show customers' items)."""
+    """Evidence and sample crops and alert clips, for signed-in users only (they show
+    customers' items). Clips are served with byte ranges, which a browser's video player asks
+    for."""
     try:
         path = media.path(name)
     except EvidenceImageError:
         return Response("not a media name", status_code=404)
     if not path.is_file():
-        return Response("no such image", status_code=404)
-    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private"})
+        return Response("no such file", status_code=404)
+    return FileResponse(path, media_type=media_type(name), headers={"Cache-Control": "private"})
 
 
 @router.websocket("/ws/alerts")

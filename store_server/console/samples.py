@@ -1,5 +1,6 @@
 """Console: the training-sample browser, where a manager confirms, relabels or rejects the
-crops harvested from honest transactions."""
+crops harvested from honest transactions, and picks the product of an "of interest" crop from
+the teacher's proposals with one tap."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from store_server.console.templating import DATABASE_INT_MAX, render
 from store_server.deps import get_engine
 from store_server.learning import audit_sample
 from store_server.models import SampleRecord
+from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -39,6 +41,8 @@ def samples_page(
         query = query.where(SampleRecord.code == code.strip())
     with Session(engine) as session:
         rows = list(session.exec(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
+        proposed = [str(p["code"]) for r in rows[:PAGE_SIZE] for p in r.proposals or []]
+        products = describe(session, proposed)
     return render(
         request,
         "samples.html",
@@ -50,6 +54,7 @@ def samples_page(
         review=review,
         code=code,
         reviews=SAMPLE_REVIEWS,
+        products=products,
     )
 
 

@@ -35,6 +35,10 @@ def test_a_raspberry_pi_with_its_camera_and_a_missing_scanner(tmp_path: Path) ->
     assert found["scanner (hid)"].status == "fail"
     assert found["store server"].status == "fail"  # no credential and no enrolment token
     assert found["signatures"].status == "warn"
+    assert (
+        found["alert clips"].status == "ok"
+        and "faces blurred (dlib)" in found["alert clips"].detail
+    )
 
 
 def test_profiles_follow_the_board() -> None:

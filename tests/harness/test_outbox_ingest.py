@@ -208,7 +208,7 @@ def test_store_server_down_mid_run_loses_nothing(tmp_path: Path) -> None:
             time.sleep(0.2)
     uploader.stop()
     assert time.monotonic() - outage_started > 4.0
-    assert box.depth() == {"alert": 0, "transaction": 0, "heartbeat": 0, "sample": 0}
+    assert box.depth() == {"alert": 0, "transaction": 0, "clip": 0, "heartbeat": 0, "sample": 0}
     assert box.dead_letters() == []
     assert count(database_url, TransactionRecord) == 200
     assert count(database_url, AlertRecord) == 20

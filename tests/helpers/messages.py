@@ -1,5 +1,5 @@
 """Wire messages as a lane would send them, for tests that drive the store server's ingest:
-one transaction, alert, sample or heartbeat per call, with ids built from the lane and a
+one transaction, alert, clip, sample or heartbeat per call, with ids built from the lane and a
 number so each test can make as many distinct ones as it needs."""
 
 from __future__ import annotations
@@ -7,11 +7,19 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from laneguard.wire import AlertMessage, HeartbeatMessage, SampleMessage, TransactionMessage
+from checkout_node.clips import encode_webm
+from laneguard.wire import (
+    AlertMessage,
+    ClipMessage,
+    HeartbeatMessage,
+    SampleMessage,
+    TransactionMessage,
+)
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 
@@ -19,6 +27,33 @@ NOW = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 def jpeg(seed: int = 0) -> bytes:
     image = np.random.default_rng(seed).integers(0, 255, (40, 30, 3), dtype=np.uint8)
     return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def webm(tmp: Path, seed: int = 0, frames: int = 12) -> bytes:
+    """A real WebM clip: a bright square crossing a dark frame, 160x120."""
+    images = []
+    for index in range(frames):
+        image = np.full((120, 160, 3), 20 + seed % 50, np.uint8)
+        cv2.rectangle(image, (10 * index, 40), (10 * index + 30, 80), (60, 200, 240), -1)
+        images.append(image)
+    return encode_webm(images, 8.0, tmp)
+
+
+def clip(lane: str, n: int, data: bytes, alert_lane: str | None = None) -> ClipMessage:
+    """The clip of alert ``n`` (of ``alert_lane``, default the sending lane)."""
+    return ClipMessage(
+        message_id=f"{lane}:clip:{n}",
+        lane_id=lane,
+        alert_id=f"{alert_lane or lane}-a{n}",
+        transaction_id=str(n),
+        started_at=NOW,
+        duration_s=1.5,
+        fps=8.0,
+        width=160,
+        height=120,
+        frames=12,
+        clip_b64=b64(data),
+    )
 
 
 def b64(data: bytes) -> str:

@@ -134,9 +134,18 @@ def test_harvest_dedupes_splits_by_transaction_and_time_and_skips_rejected(
         rejected.review = "rejected"
         session.add(rejected)
         session.commit()
+    with Session(engine) as session:  # an "of interest" crop a manager labelled in review
+        labelled = session.exec(select(SampleRecord).where(SampleRecord.code == known_code)).first()
+        assert labelled is not None
+        labelled_id = labelled.id
+        labelled.reason, labelled.code = "of_interest", None
+        labelled.review, labelled.label = "relabelled", known_code
+        session.add(labelled)
+        session.commit()
     harvested = harvested_crops(engine, media)
     assert len(harvested) == sum(len(v) for v in crops.values()) - 1
     assert rejected_id not in {c.sample_id for c in harvested}
+    assert next(c.code for c in harvested if c.sample_id == labelled_id) == known_code
 
     # The same picture again in a later transaction is a duplicate, not a new example.
     again = [*harvested, replace(harvested[0], sample_id=999, transaction_id="tx-again")]

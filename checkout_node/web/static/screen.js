@@ -73,8 +73,14 @@ function renderBanner() {
   banner.hidden = false;
   banner.className = "banner " + (alert.type === "switch" ? "switch" : "");
   banner.dataset.alertId = alert.alert_id;
+  if (banner.dataset.shown !== alert.alert_id) {  // a new alert: its crop, not the last replay
+    banner.dataset.shown = alert.alert_id;
+    $("banner-clip").hidden = true;
+    $("banner-clip").removeAttribute("src");
+  }
   $("banner-crop").src = crop;
-  $("banner-crop").hidden = !crop;
+  $("banner-crop").hidden = !crop || !$("banner-clip").hidden;
+  $("replay").hidden = !alert.has_clip;
   $("banner-title").textContent = TITLES[alert.type] || alert.type;
   $("banner-instruction").textContent = alert.instruction;
   const seen = alert.seen.name ? `Seen: ${alert.seen.name} ${money(alert.seen.price_minor)}` : "Seen: unknown product";
@@ -119,10 +125,26 @@ function handle(message) {
         { ...message.alert, received_at: previous ? previous.received_at : Date.now() });
       break;
     }
+    case "clip": {
+      const alert = state.alerts.get(message.alert_id);
+      if (!alert) return;
+      alert.has_clip = true;
+      break;
+    }
     default: return;
   }
   renderLists();
   renderBanner();
+}
+
+// The clip of the alert on the banner, in place of its crop, from the lane itself.
+function replay() {
+  const id = $("banner").dataset.alertId;
+  const video = $("banner-clip");
+  video.src = `/api/alerts/${id}/clip.webm`;
+  video.hidden = false;
+  $("banner-crop").hidden = true;
+  video.play().catch(() => {});
 }
 
 async function resolve(resolution, reason, pin) {
@@ -138,7 +160,7 @@ async function resolve(resolution, reason, pin) {
   }
 }
 
-document.querySelectorAll("#banner .actions button").forEach((button) => {
+document.querySelectorAll("#banner .actions button[data-resolution]").forEach((button) => {
   button.addEventListener("click", () => {
     const resolution = button.dataset.resolution;
     if (resolution === "supervisor_override") {
@@ -149,6 +171,7 @@ document.querySelectorAll("#banner .actions button").forEach((button) => {
     resolve(resolution);
   });
 });
+$("replay").addEventListener("click", replay);
 $("override").addEventListener("submit", (event) => {
   event.preventDefault();
   $("override").hidden = true;

@@ -1,0 +1,203 @@
+"""Evidence retention: alert crops and clips are deleted after the store's retention days.
+
+Evidence shows customers and their shopping; a store keeps it only as long as its policy says
+(``retention_days``, 30 by default), except for the alerts a manager marked to keep (a confirmed
+loss going to the police, a dispute). The alert itself (what, where, when, the review) stays: only
+the images and video go, and the alert records when they went. Every run that deletes anything
+writes one audit entry with what it deleted.
+
+Media files are named by their content, so one file can belong to several rows (an item's crop
+is both an alert's evidence and, in an honest retry, a training sample): a file is removed only
+when no sample and no alert that is kept or still in its retention period names it. Rows are
+updated and committed first, files removed after: a crash in between leaves a file no row names,
+never a row naming a missing file.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from product_db.models import utcnow
+from store_server.auth import audit
+from store_server.media import MediaStore
+from store_server.models import AlertClip, AlertRecord, SampleRecord
+
+log = logging.getLogger("laneguard.server.retention")
+RETENTION_USER = "retention"  # the audit log's name for this job
+BATCH = 500  # alerts per database transaction
+
+
+@dataclass
+class RetentionReport:
+    alerts: int = 0  # alerts whose evidence was deleted
+    crops: int = 0  # crop files removed
+    clips: int = 0  # clip files removed
+    kept: int = 0  # alerts past retention whose evidence a manager keeps
+    files: list[str] = field(default_factory=list, repr=False)
+
+
+def purge_expired_evidence(
+    engine: Engine, media: MediaStore, days: int, now: datetime | None = None
+) -> RetentionReport:
+    """Delete the crops and clips of alerts raised more than ``days`` ago, except kept ones."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    report = RetentionReport()
+    with Session(engine) as session:
+        report.kept = len(
+            session.exec(
+                select(AlertRecord.alert_id).where(
+                    col(AlertRecord.raised_at) < cutoff, col(AlertRecord.keep_evidence)
+                )
+            ).all()
+        )
+    while True:
+        batch = _purge_batch(engine, cutoff, now, days)
+        if batch is None:
+            break
+        alerts, crops, clips = batch
+        removed = set(_remove_unused(engine, media, crops + clips))
+        report.alerts += alerts
+        report.crops += len(removed & set(crops))
+        report.clips += len(removed & set(clips))
+        report.files += sorted(removed)
+    orphans = _remove_unused(engine, media, _purge_orphan_clips(engine, cutoff))
+    report.clips += len(orphans)
+    report.files += orphans
+    if report.alerts:
+        log.info("retention: evidence of %d alerts deleted (%d days)", report.alerts, days)
+    return report
+
+
+def _purge_batch(
+    engine: Engine, cutoff: datetime, now: datetime, days: int
+) -> tuple[int, list[str], list[str]] | None:
+    with Session(engine) as session:
+        alerts = list(
+            session.exec(
+                select(AlertRecord)
+                .where(
+                    col(AlertRecord.raised_at) < cutoff,
+                    col(AlertRecord.keep_evidence).is_(False),
+                    col(AlertRecord.evidence_deleted_at).is_(None),
+                )
+                .limit(BATCH)
+            )
+        )
+        if not alerts:
+            return None
+        crops, clips = [], []
+        for alert in alerts:
+            if alert.evidence:
+                crops.append(alert.evidence)
+            clip = session.get(AlertClip, (alert.lane_id, alert.alert_id))
+            if clip is not None and clip.media:
+                clips.append(clip.media)
+                clip.media = None
+                session.add(clip)
+            alert.evidence = None
+            alert.evidence_deleted_at = now
+            session.add(alert)
+        audit(
+            session,
+            RETENTION_USER,
+            "evidence.deleted",
+            f"{len(alerts)} alerts",
+            days=days,
+            raised_before=cutoff.isoformat(),
+            crops=len(crops),
+            clips=len(clips),
+            alert_ids=[a.alert_id for a in alerts][:50],
+        )
+        session.commit()
+        return len(alerts), crops, clips
+
+
+def _purge_orphan_clips(engine: Engine, cutoff: datetime) -> list[str]:
+    """Clips past retention whose alert never arrived (a lane that died mid-delivery)."""
+    with Session(engine) as session:
+        clips = list(
+            session.exec(
+                select(AlertClip).where(
+                    col(AlertClip.received_at) < cutoff, col(AlertClip.media).is_not(None)
+                )
+            )
+        )
+        names = []
+        for clip in clips:
+            alert = session.get(AlertRecord, clip.alert_id)
+            if alert is not None and alert.lane_id == clip.lane_id:
+                continue  # an alert's clip goes with its alert
+            assert clip.media is not None
+            names.append(clip.media)
+            clip.media = None
+            session.add(clip)
+        if names:
+            audit(
+                session,
+                RETENTION_USER,
+                "evidence.deleted",
+                "clips without an alert",
+                clips=len(names),
+            )
+        session.commit()
+        return names
+
+
+def _remove_unused(engine: Engine, media: MediaStore, names: list[str]) -> list[str]:
+    """Remove the files of ``names`` that no remaining row names; returns those removed."""
+    if not names:
+        return []
+    used: set[str | None] = set()
+    with Session(engine) as session:
+        for column in (col(SampleRecord.image), col(AlertRecord.evidence), col(AlertClip.media)):
+            used |= set(session.exec(select(column).where(column.in_(names))))
+    removed = []
+    for name in dict.fromkeys(names):
+        if name not in used and media.delete(name):
+            removed.append(name)
+    return removed
+
+
+class RetentionLoop:
+    """Runs the purge ``first_s`` after start (a server starting is busy enough) and then every
+    ``every_s`` (hourly by default)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        media: MediaStore,
+        days: int,
+        every_s: float = 3600.0,
+        first_s: float = 300.0,
+    ) -> None:
+        self.engine, self.media, self.days = engine, media, days
+        self.every_s, self.first_s = every_s, first_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last: RetentionReport | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._stop.wait(self.first_s):
+            return
+        while not self._stop.is_set():
+            try:
+                self.last = purge_expired_evidence(self.engine, self.media, self.days)
+            except Exception:  # the next run tries again; the server goes on
+                log.exception("evidence retention failed")
+            self._stop.wait(self.every_s)
