@@ -17,7 +17,7 @@ from product_db.codes import InvalidCodeError, parse_code
 from store_server.auth import SignedIn, current_user
 from store_server.console.templating import DATABASE_INT_MAX, render
 from store_server.deps import get_engine
-from store_server.models import AlertRecord, TransactionRecord
+from store_server.models import AlertClip, AlertRecord, TransactionRecord
 from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
@@ -100,5 +100,20 @@ def transaction_page(
             )
         )
         codes = [e.get("code") for e in record.seen] + [s.get("code") for s in record.scanned]
+        for a in alerts:
+            codes += [a.seen_code, a.scanned_code, *(g["code"] for g in a.guesses or [])]
         products = describe(session, [str(c) if c else None for c in codes])
-    return render(request, "transaction.html", user, tx=record, alerts=alerts, products=products)
+        clips = {
+            a.alert_id: clip.media
+            for a in alerts
+            if (clip := session.get(AlertClip, (a.lane_id, a.alert_id))) is not None and clip.media
+        }
+    return render(
+        request,
+        "transaction.html",
+        user,
+        tx=record,
+        alerts=alerts,
+        products=products,
+        clips=clips,
+    )

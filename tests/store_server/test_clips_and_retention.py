@@ -238,7 +238,7 @@ def test_retention_deletes_old_evidence_except_what_a_manager_keeps(
         assert re.search(r"evidence\.deleted", entries) and "alert.keep_evidence" in entries
 
 
-def test_an_unknown_item_shows_the_lanes_best_guesses_by_name(store: Store) -> None:
+def test_an_unknown_item_shows_the_lanes_best_guesses_by_name(store: Store, tmp_path: Path) -> None:
     unknown = alert("lane-1", 7, image=jpeg(7)).model_copy(
         update={
             "seen_code": None,
@@ -248,13 +248,25 @@ def test_an_unknown_item_shows_the_lanes_best_guesses_by_name(store: Store) -> N
             ],
         }
     )
-    assert statuses(store.deliver(store.lane_1, unknown)) == [("stored", None)]
+    video = webm(tmp_path, seed=7)
+    delivered = store.deliver(
+        store.lane_1, transaction("lane-1", 7, honest=False), unknown, clip("lane-1", 7, video)
+    )
+    assert [s for s, _ in statuses(delivered)] == ["stored"] * 3
     too_many = {**as_json(unknown), "message_id": "lane-1:alert:8:open", "alert_id": "lane-1-a8"}
     too_many["guesses"] = [{"code": "2049428595758", "score": 0.5}] * 6
     assert "guesses" in str(statuses(store.deliver(store.lane_1, too_many))[0][1])
     with httpx.Client(base_url=store.url, timeout=10) as client:
         sign_in(client, "mia", "manager-pass")
         page = client.get("/alerts/lane-1-a7").text
+        listing = client.get("/transactions").text
+        record = re.search(r'href="/transactions/(\d+)"', listing)
+        assert record is not None
+        receipt = client.get(f"/transactions/{record.group(1)}").text
     guesses = page.split('id="guesses"', 1)[1].split('<dl class="facts">', 1)[0]
     assert "Whole Milk 1 l" in guesses and "Semi-Skimmed Milk 1 l" in guesses
     assert "61% alike" in guesses and guesses.index("Whole Milk") < guesses.index("Semi-Skimmed")
+    # The transaction shows the same: its alert's clip, and the guesses by name.
+    alert_card = receipt.split('data-alert="lane-1-a7"', 1)[1]
+    assert '<video class="clip" src="/media/' in alert_card
+    assert "Best guesses:" in alert_card and "Whole Milk 1 l" in alert_card
