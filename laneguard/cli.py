@@ -28,6 +28,10 @@ LAZY_GROUPS: dict[str, tuple[str, str]] = {
         "store_server.cli:server",
         "Store server: the service lanes report to and the manager's web console.",
     ),
+    "hq": (
+        "hq_server.cli:hq",
+        "Chain HQ: enrol stores, pool what they learn, release one model to all of them.",
+    ),
     "train": (
         "trainer.cli:train",
         "Train the detector and product recognition models; make the bootstrap bundle.",

@@ -27,6 +27,7 @@ from store_server.api import gallery as gallery_api
 from store_server.api import ingest as ingest_api
 from store_server.api import lanes as lanes_api
 from store_server.auth import AuditClientMiddleware, AuthError
+from store_server.chain_link import chain_link
 from store_server.console import PAGES
 from store_server.console.templating import STATIC_DIR, render
 from store_server.db import migrate
@@ -135,8 +136,12 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         app.state.teacher.start()
         for service in event_services:
             service.start()
+        if app.state.chain is not None:
+            app.state.chain.start()
         responder = _discovery(settings, app.state.signing_key)
         yield
+        if app.state.chain is not None:
+            app.state.chain.stop()
         for service in reversed(event_services):
             service.stop()
         if responder is not None:
@@ -177,6 +182,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
         on_honest_samples=app.state.learning.poke,
         on_interest_samples=app.state.teacher.poke,
     )
+    # The chain's HQ, once this store enrolled with one (`laneguard server hq-enrol`).
+    app.state.chain = chain_link(settings, engine, app.state.media)
     app.include_router(catalog_api.router)
     app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)

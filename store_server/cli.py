@@ -234,3 +234,45 @@ def publish_bundle_command(
             )
     except (BundleError, SigningKeyError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@server.command("hq-enrol")
+@click.option("--hq", "hq_url", required=True, metavar="URL", help="HQ's address, e.g. https://hq")
+@click.option("--token", required=True, help="The one-time token HQ's IT admin made.")
+@_config_option
+def hq_enrol_command(hq_url: str, token: str, config_file: Path | None) -> None:
+    """Enrol this store with its chain's HQ (once); the server links to HQ from its next start."""
+    from store_server.chain_link import HqEnrolmentError, enrol_with_hq
+
+    settings = store_settings(config_file, None)
+    try:
+        enrolment = enrol_with_hq(settings, hq_url, token)
+    except HqEnrolmentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"enrolled with HQ at {enrolment.hq_url} as store {enrolment.store_id}")
+
+
+@server.command("price-override")
+@click.argument("code")
+@click.argument("price")
+@_config_option
+@_db_option
+def price_override_command(
+    code: str, price: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Set this store's own PRICE (e.g. 1.49) for CODE, kept over HQ's catalog changes."""
+    from product_db.codes import InvalidCodeError, parse_code
+    from product_db.db import make_engine
+    from product_db.money import InvalidPriceError, parse_price_minor
+    from store_server.chain_apply import UnknownProductError, set_price_override
+    from store_server.db import migrate
+
+    settings = store_settings(config_file, database_url)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    try:
+        key = parse_code(code).key
+        set_price_override(engine, key, parse_price_minor(price, settings.currency), "cli")
+    except (InvalidCodeError, InvalidPriceError, UnknownProductError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{key}: this store's price is now {price} {settings.currency}")

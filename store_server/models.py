@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint, event
 from sqlmodel import Field, SQLModel
 
 from product_db.models import utcnow
@@ -128,6 +128,9 @@ class SampleRecord(SQLModel, table=True):
     review: str = Field(default="pending", max_length=12, index=True)
     label: str | None = Field(default=None, max_length=64, description="code after review")
     reviewed_by: str | None = Field(default=None, max_length=64)
+    # When ``review`` last changed from pending (set by the listener below, whoever reviews):
+    # the chain link sends HQ the reviews made since it last looked.
+    reviewed_at: datetime | None = Field(default=None, index=True)
     received_at: datetime = Field(default_factory=utcnow)
     # The store's teacher (store_server.teacher) on an "of interest" crop: when it looked, and
     # its nearest products [{"code", "score"}], best first, for the manager's one-tap pick.
@@ -258,6 +261,32 @@ class GalleryEntry(SQLModel, table=True):
     withdraws: int | None = Field(
         default=None, description="this row takes back that entry (lanes drop it)"
     )
+    # An entry HQ sent (learned in another store of the chain): HQ's id, unique, so a message
+    # delivered twice adds it once; None for the store's own entries.
+    hq_entry_id: int | None = Field(default=None, unique=True)
+    origin_store: str | None = Field(default=None, max_length=48)
+
+
+class PriceOverride(SQLModel, table=True):
+    """A price this store sets itself: HQ's catalog changes leave it as it is."""
+
+    __tablename__ = "price_override"
+
+    code: str = Field(primary_key=True, max_length=14)
+    price_minor: int = Field(ge=0)
+    set_by: str = Field(max_length=64)
+    set_at: datetime = Field(default_factory=utcnow)
+
+
+class ChainInbox(SQLModel, table=True):
+    """Every message from HQ this store has applied, by id, recorded in the same database
+    transaction as its effect: a redelivered message changes nothing twice."""
+
+    __tablename__ = "chain_inbox"
+
+    message_id: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(max_length=16)
+    received_at: datetime = Field(default_factory=utcnow)
 
 
 class BundleRelease(SQLModel, table=True):
@@ -302,3 +331,9 @@ class Rollout(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     reason: str = Field(default="", max_length=500, description="why it halted or ended")
+
+
+@event.listens_for(SampleRecord.review, "set")
+def _stamp_review(target: SampleRecord, value: str, old: object, _initiator: object) -> None:
+    if value != "pending" and value != old:
+        target.reviewed_at = utcnow()

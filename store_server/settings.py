@@ -93,3 +93,6 @@ class StoreSettings(BaseSettings):
         description="least similarity of a joining crop to its product's other crops "
         "(default: measured on the bundle's gallery)",
     )
+    hq_status_s: float = Field(
+        default=15.0, gt=0, description="how often the store tells its chain's HQ its health"
+    )

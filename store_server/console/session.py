@@ -34,15 +34,18 @@ from store_server.deps import get_engine
 router = APIRouter(include_in_schema=False)
 
 
-def _safe_next(target: str) -> str:
-    """Only a path on this site: never an open redirect to somewhere else."""
-    return target if target.startswith("/") and not target.startswith("//") else "/alerts"
+def _safe_next(target: str, request: Request) -> str:
+    """Only a path on this site: never an open redirect to somewhere else. Otherwise the
+    app's home page (the store's alerts; HQ's stores)."""
+    if target.startswith("/") and not target.startswith("//"):
+        return target
+    return str(getattr(request.app.state, "home", "/alerts"))
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "/alerts") -> Response:
+def login_page(request: Request, next: str = "") -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", None, next=_safe_next(next), login_csrf=token)
+    response = render(request, "login.html", None, next=_safe_next(next, request), login_csrf=token)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
     return response
 
@@ -54,7 +57,7 @@ def login(
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
     login_csrf: Annotated[str, Form(max_length=64)] = "",
-    next: Annotated[str, Form(max_length=300)] = "/alerts",
+    next: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, login_csrf):
@@ -79,7 +82,7 @@ def login(
         token = start_session(session, user)
         audit(session, user.username, "login")
         session.commit()
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(_safe_next(next, request), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -99,7 +102,7 @@ def _login_again(request: Request, next: str, error: str, status: int) -> Respon
         "login.html",
         None,
         status_code=status,
-        next=_safe_next(next),
+        next=_safe_next(next, request),
         login_csrf=token,
         error=error,
     )

@@ -33,17 +33,19 @@ def _money(minor: int | None, currency: str) -> str:
     return "–" if minor is None else f"{format_price(minor, currency)} {currency}"
 
 
-def _make_templates() -> Any:
+def make_templates(*before: Path) -> Any:
+    """The console's templates, with the folders ``before`` searched first (HQ's pages, and
+    its base page in place of the store's)."""
     from fastapi.templating import Jinja2Templates
 
-    templates = Jinja2Templates(directory=HERE / "templates")
+    templates = Jinja2Templates(directory=[*before, HERE / "templates"])
     templates.env.filters["price"] = lambda minor, currency: format_price(minor, currency)
     templates.env.filters["money"] = _money
     templates.env.filters["when"] = _when
     return templates
 
 
-templates = _make_templates()
+templates = make_templates()
 
 
 def render(
@@ -53,8 +55,10 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    settings: StoreSettings = request.app.state.settings
-    response: HTMLResponse = templates.TemplateResponse(
+    settings: StoreSettings = request.app.state.settings  # or HQ's, which has the same names
+    # HQ's console renders the shared pages (sign-in) with its own templates in front.
+    chosen = getattr(request.app.state, "templates", templates)
+    response: HTMLResponse = chosen.TemplateResponse(
         request,
         template,
         {

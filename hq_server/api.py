@@ -1,0 +1,72 @@
+"""HQ's JSON API for store servers: enrolment (a one-time token) and release files (the
+store's credential). Everything else between a store and HQ travels over JetStream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hq_server.models import ChainRelease
+from hq_server.releases import release_path
+from hq_server.settings import HqSettings
+from hq_server.stores import StoreEnrolmentError, current_store, enrol_store
+from store_server.deps import get_engine, get_settings
+from store_server.learning import public_pem
+
+router = APIRouter(prefix="/api/v1/hq", tags=["hq"])
+
+
+class EnrolIn(BaseModel):
+    token: str = Field(min_length=8, max_length=200)
+    store_name: str = Field(default="", max_length=120)
+    public_key: str = Field(max_length=400, description="the store's Ed25519 key, PEM")
+
+
+class EnrolOut(BaseModel):
+    store_id: str
+    credential: str = Field(description="for HQ's HTTP API; shown this once")
+    nats_url: str
+    hq_public_key: str
+
+
+@router.post("/enrol", response_model=EnrolOut)
+def enrol(
+    body: EnrolIn,
+    request: Request,
+    engine: Annotated[Engine, Depends(get_engine)],
+    settings: Annotated[HqSettings, Depends(get_settings)],
+) -> EnrolOut:
+    """Anyone holding a one-time store enrolment token (made by an HQ IT admin)."""
+    with Session(engine) as session:
+        try:
+            enrolled = enrol_store(session, body.token, body.store_name, body.public_key)
+        except StoreEnrolmentError as error:
+            raise HTTPException(403, str(error)) from None
+        session.commit()
+    return EnrolOut(
+        store_id=enrolled.store_id,
+        credential=enrolled.credential,
+        nats_url=settings.nats_url,
+        hq_public_key=public_pem(request.app.state.hq_key),
+    )
+
+
+@router.get("/bundles/{sha256}", response_class=FileResponse)
+def release_file(
+    sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
+    _store: Annotated[str, Depends(current_store)],
+    engine: Annotated[Engine, Depends(get_engine)],
+    settings: Annotated[HqSettings, Depends(get_settings)],
+) -> FileResponse:
+    """An enrolled store (its credential): a released bundle's file, ranges supported."""
+    with Session(engine) as session:
+        release = session.exec(select(ChainRelease).where(ChainRelease.sha256 == sha256)).first()
+    path = release_path(settings.data_dir, sha256)
+    if release is None or not path.is_file():
+        raise HTTPException(404, f"no release {sha256}")
+    return FileResponse(path, media_type="application/gzip", filename=f"{release.version}.tar.gz")

@@ -1,0 +1,172 @@
+"""`laneguard hq ...`: run the chain's HQ and manage it from its own computer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy.engine import Engine
+
+from hq_server.settings import HqSettings
+from laneguard.settings import ConfigError, load_settings
+
+_config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="YAML settings file (every setting also reads LANEGUARD_HQ_<NAME>).",
+)
+_db_option = click.option("--db", "database_url", default=None, metavar="URL", help="Database URL.")
+
+
+@click.group()
+def hq() -> None:
+    """The chain's HQ: the service every store server reports to, and its console."""
+    from store_server.auth import audit_client
+
+    token = audit_client.set("cli")
+    click.get_current_context().call_on_close(lambda: audit_client.reset(token))
+
+
+def hq_settings(
+    config_file: Path | None, database_url: str | None = None, **more: object
+) -> HqSettings:
+    try:
+        return load_settings(HqSettings, config_file, database_url=database_url, **more)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _engine(settings: HqSettings) -> Engine:
+    from hq_server.db import migrate
+    from product_db.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    return engine
+
+
+@hq.command("run")
+@_config_option
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8100).")
+@_db_option
+def run_command(
+    config_file: Path | None, host: str | None, port: int | None, database_url: str | None
+) -> None:
+    """Start HQ and its console; stop with Ctrl-C."""
+    import uvicorn
+
+    from hq_server.app import create_app
+
+    settings = hq_settings(config_file, database_url, host=host, port=port)
+    click.echo(f"LaneGuard HQ: console at http://{settings.host}:{settings.port}/")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@hq.command("add-user")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["manager", "it_admin"]), default="manager")
+@click.password_option("--password", help="Asked for when not given.")
+@_config_option
+@_db_option
+def add_user_command(
+    username: str, role: str, password: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Create an HQ console user (loss-prevention manager or IT admin)."""
+    from store_server.auth import UserAccountError, create_user
+
+    engine = _engine(hq_settings(config_file, database_url))
+    try:
+        create_user(engine, username, password, role)
+    except UserAccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"user {username} ({role}) created")
+
+
+@hq.command("add-store")
+@click.argument("store_id")
+@click.option("--name", default="", help="A name people recognise, e.g. 'Riverside'.")
+@_config_option
+@_db_option
+def add_store_command(
+    store_id: str, name: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Print a one-time token STORE_ID's IT enrols its store server with."""
+    from sqlmodel import Session
+
+    from hq_server.stores import StoreEnrolmentError, add_store
+
+    engine = _engine(hq_settings(config_file, database_url))
+    with Session(engine) as session:
+        try:
+            token = add_store(session, store_id, name, "cli")
+        except StoreEnrolmentError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(token)
+
+
+@hq.command("catalog-import")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_config_option
+@_db_option
+def catalog_import_command(path: Path, config_file: Path | None, database_url: str | None) -> None:
+    """Import a price file into the chain's catalog and send what changed to every store."""
+    from hq_server.app import hq_signing_key
+    from hq_server.catalog import push_catalog_changes
+    from hq_server.outbox import HqOutbox
+    from product_db.catalog import import_records
+    from product_db.catalog_io import read_catalog_file
+    from product_db.errors import LaneGuardError
+
+    settings = hq_settings(config_file, database_url)
+    engine = _engine(settings)
+    try:
+        parsed = read_catalog_file(path, default_currency=settings.currency)
+    except LaneGuardError as exc:
+        raise click.ClickException(str(exc)) from None
+    report = import_records(engine, parsed.records, str(path), rejected=len(parsed.rejected))
+    sent = push_catalog_changes(engine, HqOutbox(engine, hq_signing_key(settings)))
+    click.echo(f"{report.summary()}; {sent} products queued for the stores")
+
+
+@hq.command("publish")
+@click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--notes", default="", help="What changed, shown in the consoles.")
+@_config_option
+@_db_option
+def publish_command(
+    bundle: Path, notes: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Sign BUNDLE with HQ's key and announce it to every store (roll it out from Releases)."""
+    from sqlmodel import Session
+
+    from hq_server.app import hq_signing_key
+    from hq_server.outbox import HqOutbox
+    from hq_server.releases import publish_release
+    from laneguard.bundle import BundleError
+
+    settings = hq_settings(config_file, database_url)
+    engine = _engine(settings)
+    key = hq_signing_key(settings)
+    try:
+        with Session(engine) as session:
+            release = publish_release(
+                session, HqOutbox(engine, key), settings.data_dir, bundle, key, "cli", notes
+            )
+            session.commit()
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"released {release.version} (release {release.release}, id {release.id})")
+
+
+@hq.command("key")
+@_config_option
+def key_command(config_file: Path | None) -> None:
+    """Print HQ's public key: lanes of every store need it in their bundle_keys."""
+    from hq_server.app import hq_signing_key
+    from store_server.learning import public_pem
+
+    click.echo(public_pem(hq_signing_key(hq_settings(config_file))), nl=False)

@@ -1,0 +1,6 @@
+"""HQ's web console for a chain's IT and loss-prevention managers: stores, loss across
+stores, releases and rollout waves (sign-in is the store console's own page)."""
+
+from hq_server.console import loss, releases, stores
+
+PAGES = (stores, loss, releases)

@@ -1,0 +1,228 @@
+"""What HQ does with a store's message: check it is that store's (its subject, its envelope
+and its key agree), then store it once, in one transaction with its receipt.
+
+- samples: the crop (checked as a JPEG, saved content-named, 0600) and its labels join the
+  chain's pool, from which HQ's slow path trains;
+- gallery entries: join the chain's gallery and go out, signed by HQ, to every store (a
+  withdrawal goes out the same way), so a product learned in one store is recognised in all;
+- reviews: update the pooled sample's label (a rejection keeps it out of training);
+- summaries and status: the newest of each replaces the last.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from hq_server.models import (
+    ChainGalleryEntry,
+    ChainReceipt,
+    PooledSample,
+    StoreDay,
+    StoreStatus,
+)
+from hq_server.outbox import HqOutbox
+from hq_server.stores import store_keys
+from laneguard.chain import (
+    STORE_ID,
+    ChainMessageError,
+    GalleryDown,
+    GalleryUp,
+    ReviewUp,
+    SampleUp,
+    StatusUp,
+    SummaryUp,
+    open_from_store,
+)
+from product_db.models import as_utc, utcnow
+from store_server.media import EvidenceImageError, MediaStore, decode_jpeg_b64
+
+log = logging.getLogger("laneguard.hq.intake")
+
+
+def check_vector(text: str) -> None:
+    """A gallery vector: base64 float32, 16..4096 finite values, unit length."""
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ChainMessageError("gallery vector is not base64") from None
+    if len(raw) % 4 or not 16 <= len(raw) // 4 <= 4096:
+        raise ChainMessageError(f"gallery vector of {len(raw)} bytes is not 16-4096 float32s")
+    vector = np.frombuffer(raw, dtype="<f4")
+    if not np.all(np.isfinite(vector)) or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+        raise ChainMessageError("gallery vector is not finite and of unit length")
+
+
+@dataclass
+class Intake:
+    engine: Engine
+    media: MediaStore
+    outbox: HqOutbox
+    on_sample: Callable[[], None] = lambda: None
+    on_gallery: Callable[[], None] = lambda: None
+    stored: dict[str, int] = field(default_factory=dict)
+
+    def handle(self, subject: str, data: bytes) -> None:
+        parts = subject.split(".")
+        if len(parts) != 4 or parts[:2] != ["lg", "store"] or not STORE_ID.match(parts[2]):
+            raise ChainMessageError(f"subject {subject!r} is not lg.store.<store id>.<kind>")
+        store_id = parts[2]
+        key = store_keys.key(self.engine, store_id)
+        if key is None:
+            raise ChainMessageError(f"store {store_id!r} is not enrolled")
+        message_id, body = open_from_store(data, store_id, key)
+        if not message_id.startswith(f"{store_id}:") or body.kind != parts[3]:
+            raise ChainMessageError(f"message {message_id!r} does not match subject {subject!r}")
+        with Session(self.engine) as session:
+            if session.get(ChainReceipt, (store_id, message_id)) is not None:
+                return
+            if isinstance(body, SampleUp):
+                self._sample(session, store_id, body)
+            elif isinstance(body, GalleryUp):
+                self._gallery(session, store_id, body)
+            elif isinstance(body, ReviewUp):
+                self._review(session, store_id, body)
+            elif isinstance(body, SummaryUp):
+                self._summary(session, store_id, body)
+            else:
+                self._status(session, store_id, body)
+            session.add(ChainReceipt(store_id=store_id, message_id=message_id, kind=body.kind))
+            session.commit()
+        self.stored[body.kind] = self.stored.get(body.kind, 0) + 1
+        if isinstance(body, SampleUp):
+            self.on_sample()
+        elif isinstance(body, GalleryUp):
+            self.on_gallery()
+
+    def _sample(self, session: Session, store_id: str, body: SampleUp) -> None:
+        if session.exec(
+            select(PooledSample).where(
+                PooledSample.store_id == store_id, PooledSample.sample_id == body.sample_id
+            )
+        ).first():
+            return
+        try:
+            image = self.media.save(decode_jpeg_b64(body.image_b64))
+        except EvidenceImageError as error:
+            raise ChainMessageError(f"sample {body.sample_id}: {error}") from None
+        fields = body.model_dump(exclude={"kind", "image_b64"})
+        session.add(PooledSample(store_id=store_id, image=image, **fields))
+
+    def _gallery(self, session: Session, store_id: str, body: GalleryUp) -> None:
+        if body.withdraws is not None or body.withdraws_hq_entry is not None:
+            self._withdraw(session, store_id, body)
+            return
+        check_vector(body.vector)
+        entry = ChainGalleryEntry(
+            store_id=store_id,
+            store_entry_id=body.entry_id,
+            code=body.code,
+            vector_b64=body.vector,
+            embedder_sha256=body.embedder_sha256,
+            transaction_id=body.transaction_id,
+            lane_id=body.lane_id,
+        )
+        session.add(entry)
+        session.flush()
+        assert entry.id is not None
+        self.outbox.queue(
+            session,
+            f"gallery:{entry.id}",
+            GalleryDown(
+                hq_entry_id=entry.id,
+                code=entry.code,
+                vector=entry.vector_b64,
+                embedder_sha256=entry.embedder_sha256,
+                origin_store=store_id,
+            ),
+        )
+
+    def _withdraw(self, session: Session, store_id: str, body: GalleryUp) -> None:
+        if body.withdraws_hq_entry is not None:
+            target = session.get(ChainGalleryEntry, body.withdraws_hq_entry)
+        else:
+            target = session.exec(
+                select(ChainGalleryEntry).where(
+                    ChainGalleryEntry.store_id == store_id,
+                    ChainGalleryEntry.store_entry_id == body.withdraws,
+                )
+            ).first()
+        if target is None or target.withdrawn or target.withdraws is not None:
+            return
+        target.withdrawn = True
+        row = ChainGalleryEntry(
+            store_id=store_id,
+            store_entry_id=body.entry_id,
+            code=target.code,
+            vector_b64="",
+            embedder_sha256=target.embedder_sha256,
+            transaction_id=target.transaction_id,
+            lane_id=target.lane_id,
+            withdrawn=True,
+            withdraws=target.id,
+        )
+        session.add_all([target, row])
+        session.flush()
+        assert row.id is not None and target.id is not None
+        log.warning(
+            "chain gallery: store %s took back entry %d (%s)", store_id, target.id, target.code
+        )
+        self.outbox.queue(
+            session,
+            f"gallery:{row.id}",
+            GalleryDown(
+                hq_entry_id=row.id,
+                code=target.code,
+                vector="",
+                embedder_sha256=target.embedder_sha256,
+                origin_store=store_id,
+                withdraws=target.id,
+            ),
+        )
+
+    def _review(self, session: Session, store_id: str, body: ReviewUp) -> None:
+        sample = session.exec(
+            select(PooledSample).where(
+                PooledSample.store_id == store_id, PooledSample.sample_id == body.sample_id
+            )
+        ).first()
+        if sample is None:
+            return  # a sample the store could not send (its crop gone)
+        sample.review, sample.label, sample.reviewed_by = body.review, body.label, body.reviewed_by
+        session.add(sample)
+
+    def _summary(self, session: Session, store_id: str, body: SummaryUp) -> None:
+        row = session.get(StoreDay, (store_id, body.day))
+        if row is not None and as_utc(row.as_of) >= as_utc(body.as_of):
+            return
+        row = row or StoreDay(
+            store_id=store_id,
+            day=body.day,
+            as_of=body.as_of,
+            transactions=0,
+            honest=0,
+            currency=body.currency,
+            alerts=[],
+        )
+        row.as_of, row.transactions, row.honest = body.as_of, body.transactions, body.honest
+        row.currency = body.currency
+        row.alerts = [a.model_dump() for a in body.alerts]
+        session.add(row)
+
+    def _status(self, session: Session, store_id: str, body: StatusUp) -> None:
+        row = session.get(StoreStatus, store_id)
+        if row is not None and as_utc(row.at) >= as_utc(body.at):
+            return
+        row = row or StoreStatus(store_id=store_id, at=body.at, software=body.software, lanes=[])
+        row.at, row.software, row.backlog = body.at, body.software, body.backlog
+        row.lanes = [lane.model_dump() for lane in body.lanes]
+        row.production_sha256, row.rollout = body.production_sha256, body.rollout
+        row.received_at = utcnow()
+        session.add(row)

@@ -1,0 +1,48 @@
+"""HQ's settings (YAML file and LANEGUARD_HQ_* environment variables)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HqSettings(BaseSettings):
+    """Everything HQ can be told. A chain runs it on PostgreSQL; SQLite suits a demo."""
+
+    model_config = SettingsConfigDict(env_prefix="LANEGUARD_HQ_", extra="forbid")
+
+    database_url: str = Field(
+        default="sqlite:///data-hq/laneguard-hq.sqlite3",
+        description="postgresql://user@host/db (a chain), or a SQLite file (a demo)",
+    )
+    data_dir: Path = Field(default=Path("data-hq"), description="pooled crops, bundles, keys")
+    host: str = Field(default="127.0.0.1")
+    port: int = Field(default=8100, ge=1, le=65535)
+    chain_name: str = Field(default="LaneGuard demo chain", max_length=120)
+    currency: str = Field(default="EUR", min_length=3, max_length=3)
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="the JetStream broker stores and HQ share (told to stores at enrolment)",
+    )
+    public_url: str | None = Field(
+        default=None, description="the URL stores reach HQ at, when not http://<host>:<port>"
+    )
+    signing_key: Path | None = Field(
+        default=None, description="Ed25519 key HQ signs messages and bundles with (default: made)"
+    )
+    max_body_kb: int = Field(default=256, ge=1)
+    wave_soak_s: float = Field(
+        default=600.0, ge=0, description="healthy time of a wave's stores before the next wave"
+    )
+    store_soak_s: float = Field(
+        default=300.0, ge=0, description="each store's own canary-lane soak in a chain rollout"
+    )
+    wave_check_s: float = Field(default=5.0, gt=0, description="how often rollout waves move")
+    stale_s: float = Field(default=90.0, gt=0, description="a store silent this long is offline")
+
+    @property
+    def store_name(self) -> str:
+        """The name the shared console templates show in their header."""
+        return self.chain_name

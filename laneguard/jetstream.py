@@ -1,0 +1,193 @@
+"""A durable two-way link over NATS JetStream, run in one thread: publish what a source has
+pending and tell it once the stream acknowledged it; pull from durable consumers and
+acknowledge each message only after its handler has stored it.
+
+Both servers of the chain (a store, HQ) use this with their own source and handlers. The
+delivery is at least once in each direction, with nothing lost when either end or the broker
+stops mid-stream: a source forgets a message only after JetStream stored it (``PubAck``), and
+JetStream forgets a delivery only after the handler's ``ack``. Duplicates are what is left, and
+both ends drop them (message ids: the stream's duplicate window, then the receivers' own
+idempotent storage).
+
+A handler that raises ``ChainMessageError`` refused a message for good (malformed, forged):
+it is terminated, logged and counted, never redelivered. Any other error is transient (the
+database down): the message comes again after ``retry_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from laneguard.chain import ChainMessageError, stream_configs
+
+log = logging.getLogger("laneguard.jetstream")
+
+
+@dataclass(frozen=True)
+class Publication:
+    subject: str
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A durable pull consumer: ``handler(subject, data)`` stores one message."""
+
+    durable: str
+    stream: str
+    subject: str
+    handler: Callable[[str, bytes], None]
+
+
+@dataclass
+class LinkStats:
+    published: int = 0
+    received: int = 0
+    refused: int = 0
+    errors: int = 0
+    connected: bool = False
+    last_error: str = ""
+
+
+@dataclass
+class JetStreamLink:
+    url: str
+    name: str
+    pending: Callable[[int], Sequence[Publication]]  # what to publish now, oldest first
+    published: Callable[[Sequence[Publication]], None]  # the stream stored all of these
+    consumers: Sequence[Consumer] = ()
+    batch: int = 200
+    idle_s: float = 0.5
+    retry_s: float = 2.0
+    stats: LinkStats = field(default_factory=LinkStats)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=f"jetstream-{self.name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something new to publish: do not wait for the idle pause."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _main(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            nc = None
+            try:
+                nc = await self._connect()
+                await self._serve(nc)
+            except Exception as error:  # the broker down or gone: try again
+                self.stats.errors += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                log.warning("%s: JetStream link: %s; retrying", self.name, self.stats.last_error)
+                await self._pause(self.retry_s)
+            finally:
+                self.stats.connected = False
+                if nc is not None:
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+
+    async def _connect(self) -> Any:
+        import nats
+
+        async def quiet(error: Exception) -> None:
+            log.debug("%s: NATS: %s", self.name, error)
+
+        return await nats.connect(
+            self.url,
+            name=f"laneguard-{self.name}",
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            error_cb=quiet,
+        )
+
+    async def _serve(self, nc: Any) -> None:
+        js = nc.jetstream(timeout=5.0)
+        await ensure_streams(js)
+        subscriptions = [
+            (await js.pull_subscribe(c.subject, durable=c.durable, stream=c.stream), c)
+            for c in self.consumers
+        ]
+        self.stats.connected = True
+        while not self._stop.is_set():
+            sent = await self._publish(js)
+            received = 0
+            for subscription, consumer in subscriptions:
+                received += await self._receive(subscription, consumer)
+            if not sent and not received:
+                await self._pause(self.idle_s)
+
+    async def _publish(self, js: Any) -> int:
+        batch = list(await asyncio.to_thread(self.pending, self.batch))
+        if not batch:
+            return 0
+        acks = await asyncio.gather(
+            *(js.publish(p.subject, p.data, headers={"Nats-Msg-Id": p.message_id}) for p in batch)
+        )
+        assert len(acks) == len(batch)
+        await asyncio.to_thread(self.published, batch)
+        self.stats.published += len(batch)
+        return len(batch)
+
+    async def _receive(self, subscription: Any, consumer: Consumer) -> int:
+        import nats.errors
+
+        try:
+            messages = await subscription.fetch(self.batch, timeout=0.05)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing waiting
+            return 0
+        for message in messages:
+            try:
+                await asyncio.to_thread(consumer.handler, message.subject, message.data)
+            except ChainMessageError as error:
+                self.stats.refused += 1
+                log.warning("%s: refused a message on %s: %s", self.name, message.subject, error)
+                await message.term()
+                continue
+            except Exception as error:
+                self.stats.errors += 1
+                log.warning("%s: could not store a message (%s); it comes again", self.name, error)
+                await message.nak(delay=self.retry_s)
+                continue
+            await message.ack()
+            self.stats.received += 1
+        return len(messages)
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.to_thread(self._wake.wait, seconds)
+        self._wake.clear()
+
+
+async def ensure_streams(js: Any) -> None:
+    """Both chain streams, created with the shared settings (or brought up to them)."""
+    from nats.js.api import StorageType, StreamConfig
+
+    for config in stream_configs():
+        wanted = StreamConfig(**{**config, "storage": StorageType(config["storage"])})
+        try:
+            await js.add_stream(wanted)
+        except Exception as error:  # exists with other settings: bring it to these
+            if "already in use" not in str(error):
+                raise
+            await js.update_stream(wanted)

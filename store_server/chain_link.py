@@ -1,0 +1,172 @@
+"""A store's link to its chain's HQ: enrolment, and the JetStream link that carries the
+exporter's messages up and HQ's down.
+
+A store enrols once, as a lane does with its store: an IT admin at HQ makes a one-time token
+for the store (`laneguard hq store add`), and the store's IT runs `laneguard server hq-enrol
+--hq URL --token T`. The store sends the public half of its own signing key (the one it signs
+gallery updates with); HQ answers with the store's id, a credential for HQ's HTTP API (bundle
+files), the NATS address and HQ's public key. All of it is kept in ``data_dir/hq/`` (0600).
+
+The store depends on HQ for nothing it does alone: while HQ or the broker is unreachable the
+link retries, the store's tables keep what HQ has not yet acknowledged, and the link catches
+up, oldest first, when it can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from laneguard.chain import HQ_STREAM, STORE_ID, hq_subject
+from laneguard.files import private_dir, write_json_atomic
+from laneguard.jetstream import Consumer, JetStreamLink
+from laneguard.signing import public_key_from_pem
+from product_db.errors import LaneGuardError
+from store_server.chain_apply import ChainApplier, fetch_from_hq
+from store_server.chain_export import ChainExporter
+from store_server.learning import public_pem, store_signing_key
+from store_server.media import MediaStore
+from store_server.settings import StoreSettings
+
+log = logging.getLogger("laneguard.server.chain")
+
+
+class HqEnrolmentError(LaneGuardError, ValueError):
+    """HQ refused the enrolment, or answered with something that is not an enrolment."""
+
+
+@dataclass(frozen=True)
+class HqEnrolment:
+    store_id: str
+    hq_url: str
+    nats_url: str
+    credential: str
+    hq_public_key: str  # PEM
+
+    @staticmethod
+    def folder(data_dir: Path) -> Path:
+        return data_dir / "hq"
+
+    @classmethod
+    def load(cls, data_dir: Path) -> HqEnrolment | None:
+        path = cls.folder(data_dir) / "enrolment.json"
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+    def save(self, data_dir: Path) -> Path:
+        folder = private_dir(self.folder(data_dir))
+        (folder / "hq.pub").write_text(self.hq_public_key)
+        (folder / "hq.pub").chmod(0o600)
+        return write_json_atomic(folder / "enrolment.json", asdict(self), mode=0o600)
+
+    def key_file(self, data_dir: Path) -> Path:
+        return self.folder(data_dir) / "hq.pub"
+
+
+def enrol_with_hq(settings: StoreSettings, hq_url: str, token: str) -> HqEnrolment:
+    """Spend ``token`` at HQ and keep what it answers."""
+    key = store_signing_key(settings)
+    try:
+        response = httpx.post(
+            f"{hq_url.rstrip('/')}/api/v1/hq/enrol",
+            json={"token": token, "store_name": settings.store_name, "public_key": public_pem(key)},
+            timeout=10.0,
+        )
+    except httpx.HTTPError as error:
+        raise HqEnrolmentError(f"HQ at {hq_url} could not be reached: {error}") from None
+    if response.status_code != 200:
+        raise HqEnrolmentError(f"HQ refused the enrolment: {_detail(response)}")
+    body = response.json()
+    try:
+        enrolment = HqEnrolment(
+            store_id=str(body["store_id"]),
+            hq_url=hq_url.rstrip("/"),
+            nats_url=str(body["nats_url"]),
+            credential=str(body["credential"]),
+            hq_public_key=str(body["hq_public_key"]),
+        )
+        public_key_from_pem(enrolment.hq_public_key, "HQ's key")
+    except (KeyError, TypeError, ValueError) as error:
+        raise HqEnrolmentError(f"HQ's answer is not an enrolment: {error}") from None
+    if not STORE_ID.match(enrolment.store_id):
+        raise HqEnrolmentError(f"HQ gave an unusable store id {enrolment.store_id!r}")
+    enrolment.save(settings.data_dir)
+    return enrolment
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:200]
+
+
+@dataclass
+class ChainLink:
+    """The exporter, the applier and the JetStream link between them and HQ."""
+
+    enrolment: HqEnrolment
+    exporter: ChainExporter
+    applier: ChainApplier
+    link: JetStreamLink
+
+    def start(self) -> None:
+        self.link.start()
+
+    def stop(self) -> None:
+        self.link.stop()
+
+    def state(self) -> dict[str, Any]:
+        stats = self.link.stats
+        return {
+            "store_id": self.enrolment.store_id,
+            "connected": stats.connected,
+            "published": stats.published,
+            "received": stats.received,
+            "refused": stats.refused,
+            "last_error": stats.last_error,
+            "backlog": self.exporter.backlog(),
+        }
+
+
+def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> ChainLink | None:
+    """The link, when this store has enrolled with an HQ (``laneguard server hq-enrol``)."""
+    enrolment = HqEnrolment.load(settings.data_dir)
+    if enrolment is None:
+        return None
+    folder = HqEnrolment.folder(settings.data_dir)
+    exporter = ChainExporter(
+        engine,
+        media,
+        folder,
+        enrolment.store_id,
+        settings.store_name,
+        settings.currency,
+        store_signing_key(settings),
+        status_every_s=settings.hq_status_s,
+    )
+    applier = ChainApplier(
+        engine,
+        settings.data_dir,
+        enrolment.store_id,
+        public_key_from_pem(enrolment.hq_public_key, "HQ's key"),
+        enrolment.key_file(settings.data_dir),
+        fetch_from_hq(enrolment.hq_url, enrolment.credential),
+    )
+    store_id = enrolment.store_id
+    link = JetStreamLink(
+        enrolment.nats_url,
+        f"store-{store_id}",
+        exporter.pending,
+        exporter.published,
+        consumers=[
+            Consumer(f"store-{store_id}-all", HQ_STREAM, hq_subject(">"), applier.handle),
+            Consumer(f"store-{store_id}-own", HQ_STREAM, hq_subject(">", store_id), applier.handle),
+        ],
+    )
+    return ChainLink(enrolment, exporter, applier, link)

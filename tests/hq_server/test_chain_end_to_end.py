@@ -1,0 +1,272 @@
+"""The chain end to end on this computer: HQ, three store servers and a private NATS JetStream,
+each a real server. A product the models never saw, bought honestly three times in store A,
+is recognised by the lanes of stores B and C within a minute; a release HQ publishes goes to
+A, B and C in waves (canary store first), each store rolling it out to its own lanes; a
+release whose canary store's lane fails its smoke test is halted and rolled back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from sqlmodel import Session, col, select
+
+from checkout_node.gallery_follower import GalleryFollower
+from checkout_node.models import load_models
+from hq_server.app import create_app as create_hq
+from hq_server.models import ChainGalleryEntry, ChainRollout, PooledSample, StoreStatus
+from hq_server.releases import publish_release, start_chain_rollout
+from hq_server.settings import HqSettings
+from laneguard.bundle import SHIPPED_BUNDLE
+from laneguard.embedding import Embedder
+from laneguard.wire import HeartbeatMessage, UpdateReport
+from product_db.db import make_engine
+from product_db.models import utcnow
+from simulator.world import World
+from store_server.app import create_app as create_store
+from store_server.models import BundleRelease, GalleryEntry, Rollout
+from tests.harness.test_gallery_learning import crop_of, honest_sample
+from tests.helpers.chain import NatsServer, enrol_lane, enrolled_store, shifted_bundle, wait_for
+from tests.helpers.live_server import serve
+
+
+@dataclass
+class Site:
+    store_id: str
+    base: str
+    database_url: str
+    lane: dict[str, Any]  # the enrolment answer of its one lane
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.lane['credential']}"}
+
+
+@dataclass
+class Chain:
+    hq: str
+    hq_database_url: str
+    hq_app: Any
+    sites: dict[str, Site]
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[Chain]:
+    nats = NatsServer(tmp_path / "nats").start()
+    hq_url_db = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
+    settings = HqSettings(
+        database_url=hq_url_db,
+        data_dir=tmp_path / "hq",
+        nats_url=nats.url,
+        wave_check_s=0.3,
+        wave_soak_s=0.0,
+        store_soak_s=0.0,
+    )
+    hq_app = create_hq(settings)
+    with ExitStack() as stack:
+        stack.callback(nats.stop)
+        hq = stack.enter_context(serve(hq_app))
+        sites = {}
+        for store_id in ("A", "B", "C"):
+            site = enrolled_store(tmp_path, hq, hq_url_db, store_id, rollout_check_s=0.3)
+            base = stack.enter_context(serve(create_store(site.settings)))
+            lane = enrol_lane(base, site.database_url, f"lane-{store_id}")
+            sites[store_id] = Site(store_id, base, site.database_url, lane)
+        yield Chain(hq, hq_url_db, hq_app, sites)
+
+
+def _rows(url: str, query: Any) -> list[Any]:
+    engine = make_engine(url)
+    with Session(engine) as session:
+        rows = list(session.exec(query))
+    engine.dispose()
+    return rows
+
+
+def _recognises(site: Site, code: str, crop: bytes, tmp: Path) -> bool:
+    """What the site's lane does: fetch the store's signed gallery updates, then name a crop."""
+    models = load_models()
+    staged: list[Any] = []
+    follower = GalleryFollower(
+        site.base,
+        lambda: site.lane["credential"],
+        lambda: site.lane["config"]["gallery_key"],
+        models.gallery,
+        staged.append,
+        tmp / f"lane-{site.store_id}",
+    )
+    follower.poll_once()
+    if not staged or code not in staged[-1].codes:
+        return False
+    image = cv2.imdecode(np.frombuffer(crop, np.uint8), cv2.IMREAD_COLOR)
+    vector = Embedder(models.path(models.embedder)).embed([image])
+    return bool(staged[-1].identify(vector, k=1)[0][0].code == code)
+
+
+def _act_as_lanes(chain: Chain, sha_failing: str | None = None) -> None:
+    """Each store's lane asks which bundle it should run and reports running it (or, for
+    ``sha_failing``, that its smoke test failed), as the lane's updater does."""
+    for site in chain.sites.values():
+        desired = httpx.get(f"{site.base}/api/v1/lane/bundle", headers=site.headers).json()
+        sha = desired["sha256"]
+        failed = sha is not None and sha == sha_failing
+        beat = HeartbeatMessage(
+            message_id=f"{site.store_id}:hb:{time.time_ns()}",
+            lane_id=f"lane-{site.store_id}",
+            at=utcnow(),
+            fps=25.0,
+            frames_dropped=0,
+            camera="up",
+            model_version=desired["version"] or "shipped",
+            outbox_depth=0,
+            uptime_s=60.0,
+            bundle_sha256=None if failed else sha,
+            update=UpdateReport(sha256=sha, state="smoke_failed", detail="golden frames differ")
+            if failed
+            else None,
+        )
+        reply = httpx.post(
+            f"{site.base}/api/v1/ingest",
+            json={"messages": [beat.model_dump(mode="json")]},
+            headers=site.headers,
+        )
+        assert reply.status_code == 200, reply.text
+
+
+@pytest.mark.timeout(400)
+def test_a_product_learned_in_one_store_is_known_in_all_and_releases_go_out_in_waves(
+    chain: Chain, tmp_path: Path
+) -> None:
+    world = World.from_catalog()
+    new = world.new_products[0].code
+    a, b, c = (chain.sites[s] for s in "ABC")
+    assert not _recognises(b, new, crop_of(world, new, 90), tmp_path / "before")
+
+    for n in (1, 2, 3):
+        reply = httpx.post(
+            f"{a.base}/api/v1/ingest",
+            json={"messages": [honest_sample("lane-A", n, new, crop_of(world, new, n))]},
+            headers=a.headers,
+        )
+        assert reply.json()["rejected"] == 0, reply.text
+    third_at = time.monotonic()
+
+    learned_in_a = wait_for(
+        lambda: _rows(a.database_url, select(GalleryEntry).where(GalleryEntry.code == new)),
+        60,
+        "store A to learn the product",
+    )
+    for site in (b, c):
+        wait_for(
+            lambda site=site: _recognises(site, new, crop_of(world, new, 91), tmp_path),
+            60 - (time.monotonic() - third_at),
+            f"store {site.store_id}'s lane to recognise the product",
+            every=0.5,
+        )
+    elapsed = time.monotonic() - third_at
+    print(f"third honest transaction in A to lanes of B and C recognising it: {elapsed:.1f} s")
+    assert elapsed < 60
+    for site in (b, c):
+        copies = _rows(site.database_url, select(GalleryEntry).where(GalleryEntry.code == new))
+        assert len(copies) == len(learned_in_a) and {e.origin_store for e in copies} == {"A"}
+    # A's own entries came back from HQ, and A did not add them twice.
+    assert len(_rows(a.database_url, select(GalleryEntry))) == len(learned_in_a)
+    hq_entries = _rows(chain.hq_database_url, select(ChainGalleryEntry))
+    assert len(hq_entries) == len(learned_in_a) and {e.store_id for e in hq_entries} == {"A"}
+    wait_for(
+        lambda: len(_rows(chain.hq_database_url, select(PooledSample))) == 3, 20, "HQ's samples"
+    )
+
+    # A release in waves: canary store A, then half the chain, then all of it.
+    state = chain.hq_app.state
+    with Session(state.engine) as session:
+        release = publish_release(
+            session, state.outbox, state.settings.data_dir, SHIPPED_BUNDLE, state.hq_key, "test"
+        )
+        session.commit()
+        release_id, sha = release.id, release.sha256
+    for site in chain.sites.values():
+        wait_for(
+            lambda site=site: _rows(
+                site.database_url, select(BundleRelease).where(BundleRelease.sha256 == sha)
+            ),
+            30,
+            f"store {site.store_id} to fetch the release",
+        )
+    with Session(state.engine) as session:
+        rollout = start_chain_rollout(
+            session, state.outbox, release_id or 0, ["A"], "test", soak_s=0, store_soak_s=0
+        )
+        session.commit()
+        rollout_id, waves = rollout.id, rollout.waves
+    state.link.wake()
+    assert waves[0] == {"name": "canary", "stores": ["A"]} and len(waves) >= 2
+
+    def finished() -> ChainRollout | None:
+        _act_as_lanes(chain)
+        row = _rows(
+            chain.hq_database_url, select(ChainRollout).where(ChainRollout.id == rollout_id)
+        )[0]
+        return row if row.state == "completed" else None
+
+    wait_for(finished, 90, "the chain rollout to complete", every=0.5)
+    statuses = _rows(chain.hq_database_url, select(StoreStatus))
+    assert {s.store_id: s.production_sha256 for s in statuses} == {"A": sha, "B": sha, "C": sha}
+    for site in chain.sites.values():
+        local = _rows(site.database_url, select(Rollout).order_by(col(Rollout.id)))
+        assert local[-1].state == "completed" and local[-1].created_by == "hq"
+
+    # The next release fails on the canary store's lane: its store rolls back, HQ halts and
+    # no other store is ordered.
+    second = shifted_bundle(tmp_path)
+    with Session(state.engine) as session:
+        release2 = publish_release(
+            session, state.outbox, state.settings.data_dir, second, state.hq_key, "test"
+        )
+        session.commit()
+        sha2, release2_id = release2.sha256, release2.id
+    for site in chain.sites.values():
+        wait_for(
+            lambda site=site: _rows(
+                site.database_url, select(BundleRelease).where(BundleRelease.sha256 == sha2)
+            ),
+            30,
+            f"store {site.store_id} to fetch the second release",
+        )
+    with Session(state.engine) as session:
+        halted = start_chain_rollout(
+            session, state.outbox, release2_id or 0, ["B"], "test", soak_s=0, store_soak_s=0
+        )
+        session.commit()
+        halted_id = halted.id
+    state.link.wake()
+
+    def halted_now() -> ChainRollout | None:
+        _act_as_lanes(chain, sha_failing=sha2)
+        row = _rows(
+            chain.hq_database_url, select(ChainRollout).where(ChainRollout.id == halted_id)
+        )[0]
+        return row if row.state == "rolled_back" else None
+
+    row = wait_for(halted_now, 60, "HQ to halt the failing rollout", every=0.5)
+    assert "store B rolled back" in row.reason
+    b_rollouts = _rows(b.database_url, select(Rollout).order_by(col(Rollout.id)))
+    assert b_rollouts[-1].state == "rolled_back"
+    for site in (a, c):  # never ordered: still on the first release
+        rollouts = _rows(site.database_url, select(Rollout).order_by(col(Rollout.id)))
+        assert rollouts[-1].state == "completed"
+        release_of = _rows(
+            site.database_url,
+            select(BundleRelease).where(BundleRelease.id == rollouts[-1].release_id),
+        )
+        assert release_of[0].sha256 == sha
+    assert timedelta(0) <= utcnow() - row.created_at
