@@ -158,13 +158,24 @@ def _store_trainer(
     from trainer.gate import GatePolicy
     from trainer.store_training import StoreTrainer
 
+    policy = GatePolicy(options.pop("tolerance"), options.pop("new_product_min"))
+    base = TrainRunConfig.quick if options.pop("quick") else TrainRunConfig
+    at_hq = options.pop("hq")
+    chosen = {k: v for k, v in options.items() if v is not None}
+    config = base(policy=policy, **chosen)
+    if at_hq:  # the pooled crops of every store; HQ signs what passes with its own key
+        from hq_server.cli import hq_settings
+        from hq_server.db import migrate as migrate_hq
+        from trainer.chain_training import ChainTrainer
+
+        hq = hq_settings(config_file, database_url)
+        engine = make_engine(hq.database_url)
+        migrate_hq(engine)
+        return ChainTrainer(engine, hq, config, work, publish)
     settings = store_settings(config_file, database_url)
     engine = make_engine(settings.database_url)
     migrate(engine)
-    policy = GatePolicy(options.pop("tolerance"), options.pop("new_product_min"))
-    base = TrainRunConfig.quick if options.pop("quick") else TrainRunConfig
-    chosen = {k: v for k, v in options.items() if v is not None}
-    return StoreTrainer(engine, settings, base(policy=policy, **chosen), work, key, publish)
+    return StoreTrainer(engine, settings, config, work, key, publish)
 
 
 def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -177,7 +188,8 @@ def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
                 "config_file",
                 type=click.Path(path_type=Path),
                 default=None,
-                help="The store server's YAML settings (database, data folder, bundle keys).",
+                help="The store server's YAML settings (database, data folder, bundle keys); "
+                "with --hq, HQ's.",
             ),
             click.option("--db", "database_url", default=None, metavar="URL", help="Database URL."),
             click.option(
@@ -221,6 +233,12 @@ def store_training_options(command: Callable[..., None]) -> Callable[..., None]:
                 help="Held-out identity every product new to production must reach.",
             ),
             click.option("--quick", is_flag=True, help="Tiny simulator sets, 1-2 epochs (tests)."),
+            click.option(
+                "--hq",
+                is_flag=True,
+                help="Train at the chain's HQ (--config is HQ's settings) on every store's "
+                "pooled crops; refused if worse for any one store.",
+            ),
             PHOTOS,
         ],
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -176,8 +177,14 @@ def split_transactions(
     return train, set(test)
 
 
-def build_dataset(crops: list[HarvestedCrop], config: HarvestConfig) -> HarvestDataset:
-    """Deduplicated, split by transaction and time, balanced."""
+def build_dataset(
+    crops: list[HarvestedCrop],
+    config: HarvestConfig,
+    split_by: Callable[[HarvestedCrop], str] | None = None,
+) -> HarvestDataset:
+    """Deduplicated, split by transaction and time, balanced. With ``split_by`` (HQ: the
+    store a crop came from) each group's newest transactions are held out on their own, so
+    every store has held-out transactions for the gate to judge it by."""
     unique, duplicates = deduplicate(crops, config.duplicate_bits)
     transactions_of: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for crop in unique:
@@ -186,7 +193,12 @@ def build_dataset(crops: list[HarvestedCrop], config: HarvestConfig) -> HarvestD
         code: len(ts) for code, ts in transactions_of.items() if len(ts) < config.min_transactions
     }
     taught = [c for c in unique if c.code not in too_few]
-    train_transactions, _ = split_transactions(taught, config.test_fraction)
+    groups: dict[str, list[HarvestedCrop]] = defaultdict(list)
+    for crop in taught:
+        groups[split_by(crop) if split_by else ""].append(crop)
+    train_transactions: set[tuple[str, str]] = set()
+    for group in groups.values():
+        train_transactions |= split_transactions(group, config.test_fraction)[0]
     train: dict[str, list[HarvestedCrop]] = defaultdict(list)
     test: dict[str, list[HarvestedCrop]] = defaultdict(list)
     for crop in taught:

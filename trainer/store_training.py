@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, func, select
@@ -126,21 +126,43 @@ class StoreTrainer:
     ) -> list[dict[str, Any]]:
         """Run a pass whenever ``min_new`` crops arrived since the last, checking every
         ``every_s`` seconds, until ``stop`` is set; returns the reports of the passes."""
-        from trainer.finetune import TrainingError
+        return watch_passes(self, stop, every_s, min_new, progress)
 
-        reports = []
-        while not stop.is_set():
-            waiting = self.new_crops()
-            if waiting >= min_new:
-                progress(f"{waiting} new crops: training")
-                try:
-                    reports.append(self.run_once(progress).report)
-                except TrainingError as exc:
-                    progress(f"not trained: {exc}")
-                    write_json_atomic(self.state_path, {"max_sample_id": self._max_sample_id()})
-            stop.wait(every_s)
-        return reports
+    def mark_all_seen(self) -> None:
+        """Nothing trainable came of the crops so far: wait for ``min_new`` more."""
+        write_json_atomic(self.state_path, {"max_sample_id": self._max_sample_id()})
 
     def _max_sample_id(self) -> int:
         with Session(self.engine) as session:
             return int(session.exec(select(func.max(SampleRecord.id))).one() or 0)
+
+
+class Trainable(Protocol):
+    def new_crops(self) -> int: ...
+    def run_once(self, progress: Callable[[str], None]) -> TrainRunResult: ...
+    def mark_all_seen(self) -> None: ...
+
+
+def watch_passes(
+    trainer: Trainable,
+    stop: threading.Event,
+    every_s: float,
+    min_new: int,
+    progress: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """The training service's loop, a store's or HQ's: a pass whenever ``min_new`` crops
+    arrived since the last."""
+    from trainer.finetune import TrainingError
+
+    reports = []
+    while not stop.is_set():
+        waiting = trainer.new_crops()
+        if waiting >= min_new:
+            progress(f"{waiting} new crops: training")
+            try:
+                reports.append(trainer.run_once(progress).report)
+            except TrainingError as exc:
+                progress(f"not trained: {exc}")
+                trainer.mark_all_seen()
+        stop.wait(every_s)
+    return reports
