@@ -40,6 +40,7 @@ from laneguard.chain import (
     StatusUp,
     SummaryUp,
     open_from_store,
+    presented_key_id,
 )
 from product_db.models import as_utc, utcnow
 from store_server.media import EvidenceImageError, MediaStore, decode_jpeg_b64
@@ -74,7 +75,7 @@ class Intake:
         if len(parts) != 4 or parts[:2] != ["lg", "store"] or not STORE_ID.match(parts[2]):
             raise ChainMessageError(f"subject {subject!r} is not lg.store.<store id>.<kind>")
         store_id = parts[2]
-        key = store_keys.key(self.engine, store_id)
+        key = store_keys.key(self.engine, store_id, presented_key_id(data))
         if key is None:
             raise ChainMessageError(f"store {store_id!r} is not enrolled")
         message_id, body = open_from_store(data, store_id, key)
@@ -141,6 +142,7 @@ class Intake:
                 vector=entry.vector_b64,
                 embedder_sha256=entry.embedder_sha256,
                 origin_store=store_id,
+                origin_entry_id=body.entry_id,
             ),
         )
 
@@ -182,7 +184,8 @@ class Intake:
                 code=target.code,
                 vector="",
                 embedder_sha256=target.embedder_sha256,
-                origin_store=store_id,
+                origin_store=target.store_id,
+                origin_entry_id=target.store_entry_id,
                 withdraws=target.id,
             ),
         )

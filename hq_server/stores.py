@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from hq_server.models import Store, StoreToken
 from laneguard.chain import STORE_ID
-from laneguard.signing import public_key_from_pem
+from laneguard.signing import key_id, public_key_from_pem
 from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.auth import audit, sha256
@@ -90,6 +90,7 @@ def enrol_store(session: Session, token: str, name: str, public_key_pem: str) ->
         store.name = name[:120]
     record.used_at = utcnow()
     session.add_all([store, record])
+    store_keys.forget(store.store_id)
     audit(session, f"store:{store.store_id}", "store.enrolled", store.store_id)
     return EnrolledStore(store.store_id, credential)
 
@@ -105,14 +106,18 @@ def retire_store(session: Session, store_id: str, username: str) -> None:
 
 
 class StoreKeys:
-    """Each active store's public key, loaded once (every message is checked against it)."""
+    """Each active store's public key, loaded once (every message is checked against it). A
+    message signed by another key id reloads it: the store may have enrolled again (its new
+    key recorded by this or another HQ process)."""
 
     def __init__(self) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
 
-    def key(self, engine: Engine, store_id: str) -> Ed25519PublicKey | None:
+    def key(
+        self, engine: Engine, store_id: str, presented: str | None = None
+    ) -> Ed25519PublicKey | None:
         cached = self._keys.get(store_id)
-        if cached is not None:
+        if cached is not None and (presented is None or key_id(cached) == presented):
             return cached
         with Session(engine) as session:
             store = session.get(Store, store_id)

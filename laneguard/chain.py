@@ -120,11 +120,16 @@ class ReviewUp(ChainModel):
 
 
 class AlertTally(ChainModel):
+    """One alert type's day in a store, counted as the store's own analytics count it."""
+
     alert_type: str = Field(max_length=24)
     raised: int = Field(ge=0)
-    confirmed: int = Field(ge=0, description="a manager confirmed it as loss")
-    value_minor: int = Field(ge=0, description="value of the raised alerts' items")
-    confirmed_value_minor: int = Field(ge=0, description="estimated loss prevented")
+    value_minor: int = Field(ge=0, description="value of the alerted items")
+    prevented: int = Field(ge=0, description="paid for or left in the store after the alert")
+    prevented_value_minor: int = Field(ge=0, description="loss prevented")
+    confirmed_loss: int = Field(ge=0, description="a manager confirmed the item left unpaid")
+    confirmed_loss_value_minor: int = Field(ge=0)
+    false_alarms: int = Field(ge=0)
 
 
 class SummaryUp(ChainModel):
@@ -178,7 +183,8 @@ class GalleryDown(ChainModel):
     code: str = Field(max_length=64)
     vector: str = Field(max_length=20_000)
     embedder_sha256: str = Field(max_length=64)
-    origin_store: str = Field(max_length=48)
+    origin_store: str = Field(max_length=48, description="the store that learned it")
+    origin_entry_id: int | None = Field(default=None, description="that store's own id")
     withdraws: int | None = None
 
 
@@ -264,9 +270,10 @@ def _open(data: bytes) -> dict[str, Any]:
     return envelope
 
 
-def sender_of(data: bytes) -> str:
-    """Who the envelope says sent it (not yet checked: ``open_from_store`` checks)."""
-    return str(_open(data)["sender"])
+def presented_key_id(data: bytes) -> str | None:
+    """The key id the envelope says it is signed with (not yet checked)."""
+    value = _open(data).get("key_id")
+    return value if isinstance(value, str) else None
 
 
 def open_from_store(

@@ -71,11 +71,13 @@ class ChainApplier:
                 return
         if isinstance(body, ReleaseDown):
             self._fetch(body)  # outside the transaction: it may take a while
+        elif isinstance(body, CatalogDown):
+            self._catalog(body)  # the catalog's upsert is a transaction of its own
         with Session(self.engine) as session:
             if isinstance(body, GalleryDown):
                 self._gallery(session, body)
             elif isinstance(body, CatalogDown):
-                self._catalog(session, body)
+                pass
             elif isinstance(body, ReleaseDown):
                 self._release(session, body)
             else:
@@ -85,15 +87,18 @@ class ChainApplier:
         self.applied[body.kind] = self.applied.get(body.kind, 0) + 1
 
     def _gallery(self, session: Session, body: GalleryDown) -> None:
-        if body.origin_store == self.store_id:
-            return  # the store's own entry, back from HQ: it has it
-        if body.withdraws is not None:
-            mine = session.exec(
-                select(GalleryEntry).where(GalleryEntry.hq_entry_id == body.withdraws)
-            ).first()
-            if mine is not None and mine.id is not None:
+        if body.withdraws is not None:  # taken back somewhere in the chain: here too
+            if body.origin_store == self.store_id:
+                mine = session.get(GalleryEntry, body.origin_entry_id or 0)
+            else:
+                mine = session.exec(
+                    select(GalleryEntry).where(GalleryEntry.hq_entry_id == body.withdraws)
+                ).first()
+            if mine is not None and mine.id is not None and mine.withdraws is None:
                 withdraw(session, mine.id)
             return
+        if body.origin_store == self.store_id:
+            return  # the store's own entry, back from HQ: it has it
         if session.exec(
             select(GalleryEntry).where(GalleryEntry.hq_entry_id == body.hq_entry_id)
         ).first():
@@ -110,15 +115,16 @@ class ChainApplier:
             )
         )
 
-    def _catalog(self, session: Session, body: CatalogDown) -> None:
-        overrides = {
-            o.code: o.price_minor
-            for o in session.exec(
-                select(PriceOverride).where(
-                    col(PriceOverride.code).in_([p.code for p in body.products])
+    def _catalog(self, body: CatalogDown) -> None:
+        with Session(self.engine) as session:
+            overrides = {
+                o.code: o.price_minor
+                for o in session.exec(
+                    select(PriceOverride).where(
+                        col(PriceOverride.code).in_([p.code for p in body.products])
+                    )
                 )
-            )
-        }
+            }
         records = [
             ProductRecord(
                 code=p.code,

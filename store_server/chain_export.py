@@ -43,6 +43,7 @@ from laneguard.chain import (
 from laneguard.files import write_json_atomic
 from laneguard.jetstream import Publication
 from product_db.models import as_utc, utcnow
+from store_server.analytics import FALSE_ALARM_RESOLUTIONS, PREVENTED_RESOLUTIONS, outcome_of
 from store_server.lanes import lane_state
 from store_server.media import MediaStore
 from store_server.models import (
@@ -56,6 +57,15 @@ from store_server.models import (
 from store_server.rollouts import active_rollout, production
 
 log = logging.getLogger("laneguard.server.chain")
+TALLIES = (
+    "raised",
+    "value_minor",
+    "prevented",
+    "prevented_value_minor",
+    "confirmed_loss",
+    "confirmed_loss_value_minor",
+    "false_alarms",
+)
 
 
 @dataclass
@@ -244,18 +254,27 @@ class ChainExporter:
                 col(TransactionRecord.ended_at) >= day, col(TransactionRecord.ended_at) < end
             )
         ).all()
-        tallies: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        tallies: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TALLIES, 0))
         for alert in session.exec(
             select(AlertRecord).where(
                 col(AlertRecord.raised_at) >= day, col(AlertRecord.raised_at) < end
             )
         ):
-            tally = tallies[alert.alert_type]
+            tally, value, outcome = (
+                tallies[alert.alert_type],
+                max(alert.value_minor or 0, 0),
+                outcome_of(alert),
+            )
             tally["raised"] += 1
-            tally["value_minor"] += alert.value_minor or 0
-            if alert.review == "confirmed":
-                tally["confirmed"] += 1
-                tally["confirmed_value_minor"] += alert.value_minor or 0
+            tally["value_minor"] += value
+            if outcome in (*PREVENTED_RESOLUTIONS, "recovered"):
+                tally["prevented"] += 1
+                tally["prevented_value_minor"] += value
+            elif outcome == "confirmed_loss":
+                tally["confirmed_loss"] += 1
+                tally["confirmed_loss_value_minor"] += value
+            elif outcome in (*FALSE_ALARM_RESOLUTIONS, "false_alarm"):
+                tally["false_alarms"] += 1
         now = utcnow()
         body = SummaryUp(
             day=day.date().isoformat(),
@@ -264,14 +283,7 @@ class ChainExporter:
             honest=sum(1 for honest in transactions if honest),
             currency=self.currency,
             alerts=[
-                AlertTally(
-                    alert_type=alert_type,
-                    raised=t["raised"],
-                    confirmed=t["confirmed"],
-                    value_minor=t["value_minor"],
-                    confirmed_value_minor=t["confirmed_value_minor"],
-                )
-                for alert_type, t in sorted(tallies.items())
+                AlertTally(alert_type=alert_type, **t) for alert_type, t in sorted(tallies.items())
             ][:32],
         )
         return self._seal("summary", f"summary:{body.day}:{now.isoformat()}", body)

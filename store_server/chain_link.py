@@ -149,6 +149,7 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
         settings.currency,
         store_signing_key(settings),
         status_every_s=settings.hq_status_s,
+        summary_every_s=settings.hq_summary_s,
     )
     applier = ChainApplier(
         engine,

@@ -96,3 +96,6 @@ class StoreSettings(BaseSettings):
     hq_status_s: float = Field(
         default=15.0, gt=0, description="how often the store tells its chain's HQ its health"
     )
+    hq_summary_s: float = Field(
+        default=300.0, gt=0, description="how often the store sends HQ today's figures"
+    )

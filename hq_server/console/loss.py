@@ -19,7 +19,15 @@ from store_server.console.templating import render
 from store_server.deps import get_engine
 
 router = APIRouter(include_in_schema=False)
-FIGURES = ("raised", "confirmed", "value_minor", "confirmed_value_minor")
+FIGURES = (
+    "raised",
+    "value_minor",
+    "prevented",
+    "prevented_value_minor",
+    "confirmed_loss",
+    "confirmed_loss_value_minor",
+    "false_alarms",
+)
 
 
 def loss_report(engine: Engine, days: int) -> dict[str, Any]:
@@ -27,9 +35,13 @@ def loss_report(engine: Engine, days: int) -> dict[str, Any]:
     first = (utcnow() - timedelta(days=days - 1)).date().isoformat()
     with Session(engine) as session:
         rows = list(session.exec(select(StoreDay).where(col(StoreDay.day) >= first)))
-    per_store: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
-    per_type: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
-    per_day: dict[str, dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+
+    def zeros() -> dict[str, int]:
+        return dict.fromkeys((*FIGURES, "transactions", "honest", "stores"), 0)
+
+    per_store: dict[str, dict[str, Any]] = defaultdict(zeros)
+    per_type: dict[str, dict[str, Any]] = defaultdict(zeros)
+    per_day: dict[str, dict[str, Any]] = defaultdict(zeros)
     for row in rows:
         store, day = per_store[row.store_id], per_day[row.day]
         store["transactions"] += row.transactions
@@ -46,7 +58,7 @@ def loss_report(engine: Engine, days: int) -> dict[str, Any]:
         "per_store": [{"store_id": k, **v} for k, v in sorted(per_store.items())],
         "per_type": [
             {"alert_type": k, **v}
-            for k, v in sorted(per_type.items(), key=lambda kv: -kv[1]["confirmed_value_minor"])
+            for k, v in sorted(per_type.items(), key=lambda kv: -kv[1]["prevented_value_minor"])
         ],
         "per_day": [{"day": k, **v} for k, v in sorted(per_day.items(), reverse=True)],
     }

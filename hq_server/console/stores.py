@@ -71,7 +71,9 @@ def _stores(
             {
                 "store": store,
                 "status": status,
-                "state": store_state(status, settings.stale_s) if store.active else "retired",
+                "state": store_state(status, settings.stale_s)
+                if store.active
+                else ("retired" if store.enrolled_at else "awaiting enrolment"),
                 "lanes_ok": sum(1 for lane in status.lanes if lane.get("state") == "ok")
                 if status
                 else 0,

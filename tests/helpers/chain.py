@@ -107,6 +107,7 @@ def enrolled_store(
         store_name=f"Store {store_id}",
         discovery_port=0,
         hq_status_s=1.0,
+        hq_summary_s=1.0,
         **settings,
     )
     enrol_with_hq(store, hq_url, store_token(hq_database_url, store_id))

@@ -8,9 +8,6 @@ smoke test is halted and rolled back."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,68 +20,20 @@ from sqlmodel import Session, col, select
 
 from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.models import load_models
-from hq_server.app import create_app as create_hq
 from hq_server.models import ChainGalleryEntry, ChainRollout, PooledSample, StoreStatus
 from hq_server.releases import publish_release, release_path, start_chain_rollout
-from hq_server.settings import HqSettings
 from laneguard.embedding import Embedder
 from laneguard.wire import HeartbeatMessage, UpdateReport
 from product_db.db import make_engine
 from product_db.models import utcnow
 from simulator.world import World
-from store_server.app import create_app as create_store
 from store_server.models import BundleRelease, GalleryEntry, Rollout
 from tests.harness.test_gallery_learning import crop_of, honest_sample
-from tests.helpers.chain import NatsServer, enrol_lane, enrolled_store, shifted_bundle, wait_for
-from tests.helpers.live_server import serve
+from tests.helpers.chain import shifted_bundle, wait_for
+from tests.hq_server.conftest import Chain, Site
 from trainer.chain_training import ChainTrainer
 from trainer.finetune import TrainRunConfig
 from trainer.gate import GatePolicy
-
-
-@dataclass
-class Site:
-    store_id: str
-    base: str
-    database_url: str
-    lane: dict[str, Any]  # the enrolment answer of its one lane
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.lane['credential']}"}
-
-
-@dataclass
-class Chain:
-    hq: str
-    hq_database_url: str
-    hq_app: Any
-    sites: dict[str, Site]
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[Chain]:
-    nats = NatsServer(tmp_path / "nats").start()
-    hq_url_db = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
-    settings = HqSettings(
-        database_url=hq_url_db,
-        data_dir=tmp_path / "hq",
-        nats_url=nats.url,
-        wave_check_s=0.3,
-        wave_soak_s=0.0,
-        store_soak_s=0.0,
-    )
-    hq_app = create_hq(settings)
-    with ExitStack() as stack:
-        stack.callback(nats.stop)
-        hq = stack.enter_context(serve(hq_app))
-        sites = {}
-        for store_id in ("A", "B", "C"):
-            site = enrolled_store(tmp_path, hq, hq_url_db, store_id, rollout_check_s=0.3)
-            base = stack.enter_context(serve(create_store(site.settings)))
-            lane = enrol_lane(base, site.database_url, f"lane-{store_id}")
-            sites[store_id] = Site(store_id, base, site.database_url, lane)
-        yield Chain(hq, hq_url_db, hq_app, sites)
 
 
 def varied_crop(world: World, code: str, seed: int) -> bytes:
