@@ -153,6 +153,12 @@ def _clips() -> dict[str, Any]:
     return clips.run()
 
 
+def _chain() -> dict[str, Any]:
+    from harness.benchmarks import chain
+
+    return chain.run(progress=lambda line: click.echo(line, err=True))
+
+
 def _body_limits() -> dict[str, Any]:
     from harness.benchmarks import body_limits
 
@@ -176,6 +182,7 @@ BENCHMARKS = {
     "embedder-variants": (_embedder_variants, tables.embedder_variants_table),
     "monitoring": (_monitoring, tables.monitoring_table),
     "clips": (_clips, tables.clips_table),
+    "chain": (_chain, tables.chain_table),
 }
 
 
@@ -215,6 +222,7 @@ DESCRIPTIONS = {
     "board's pick.",
     "monitoring": "/metrics scrape time on a lane and a store; MQTT's cost to ingest p99.",
     "clips": "Alert clips: frame loop off vs on, ring memory, clip size, alert-to-console time.",
+    "chain": "HQ ingest from many stores (samples/s) and HQ training time as stores are added.",
 }
 
 

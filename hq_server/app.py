@@ -118,7 +118,15 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
         "hq",
         outbox.pending,
         outbox.published,
-        consumers=[Consumer("hq-intake", STORES_STREAM, store_subject("*", "*"), intake.handle)],
+        consumers=[
+            Consumer(
+                "hq-intake",
+                STORES_STREAM,
+                store_subject("*", "*"),
+                intake.handle,
+                batch_handler=intake.handle_batch,
+            )
+        ],
     )
     intake.on_gallery = link.wake  # a gallery entry goes straight back out to every store
     waves = app.state.waves = WaveLoop(engine, outbox, link, settings)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -71,6 +72,47 @@ class Intake:
     stored: dict[str, int] = field(default_factory=dict)
 
     def handle(self, subject: str, data: bytes) -> None:
+        """Store one message (raises what ``handle_batch`` would report for it)."""
+        error = self.handle_batch([(subject, data)])[0]
+        if error is not None:
+            raise error
+
+    def handle_batch(self, messages: Sequence[tuple[str, bytes]]) -> list[Exception | None]:
+        """Store a batch in one database transaction, each message in a savepoint of its own:
+        one refused message (``ChainMessageError``) or one failed write leaves the others
+        stored. Returns, per message, None (stored, or stored before) or why not."""
+        results: list[Exception | None] = [None] * len(messages)
+        opened: list[tuple[int, str, str, Any]] = []
+        for index, (subject, data) in enumerate(messages):  # keys load before the write lock
+            try:
+                opened.append((index, *self._open(subject, data)))
+            except ChainMessageError as error:
+                results[index] = error
+        stored: list[str] = []
+        with Session(self.engine) as session:
+            for index, store_id, message_id, body in opened:
+                try:
+                    with session.begin_nested():
+                        if session.get(ChainReceipt, (store_id, message_id)) is None:
+                            self._apply(session, store_id, body)
+                            session.add(
+                                ChainReceipt(
+                                    store_id=store_id, message_id=message_id, kind=body.kind
+                                )
+                            )
+                            stored.append(body.kind)
+                except Exception as error:  # refused content, or a write that failed
+                    results[index] = error
+            session.commit()
+        for kind in stored:
+            self.stored[kind] = self.stored.get(kind, 0) + 1
+        if "sample" in stored:
+            self.on_sample()
+        if "gallery" in stored:
+            self.on_gallery()
+        return results
+
+    def _open(self, subject: str, data: bytes) -> tuple[str, str, Any]:
         parts = subject.split(".")
         if len(parts) != 4 or parts[:2] != ["lg", "store"] or not STORE_ID.match(parts[2]):
             raise ChainMessageError(f"subject {subject!r} is not lg.store.<store id>.<kind>")
@@ -81,26 +123,19 @@ class Intake:
         message_id, body = open_from_store(data, store_id, key)
         if not message_id.startswith(f"{store_id}:") or body.kind != parts[3]:
             raise ChainMessageError(f"message {message_id!r} does not match subject {subject!r}")
-        with Session(self.engine) as session:
-            if session.get(ChainReceipt, (store_id, message_id)) is not None:
-                return
-            if isinstance(body, SampleUp):
-                self._sample(session, store_id, body)
-            elif isinstance(body, GalleryUp):
-                self._gallery(session, store_id, body)
-            elif isinstance(body, ReviewUp):
-                self._review(session, store_id, body)
-            elif isinstance(body, SummaryUp):
-                self._summary(session, store_id, body)
-            else:
-                self._status(session, store_id, body)
-            session.add(ChainReceipt(store_id=store_id, message_id=message_id, kind=body.kind))
-            session.commit()
-        self.stored[body.kind] = self.stored.get(body.kind, 0) + 1
+        return store_id, message_id, body
+
+    def _apply(self, session: Session, store_id: str, body: Any) -> None:
         if isinstance(body, SampleUp):
-            self.on_sample()
+            self._sample(session, store_id, body)
         elif isinstance(body, GalleryUp):
-            self.on_gallery()
+            self._gallery(session, store_id, body)
+        elif isinstance(body, ReviewUp):
+            self._review(session, store_id, body)
+        elif isinstance(body, SummaryUp):
+            self._summary(session, store_id, body)
+        else:
+            self._status(session, store_id, body)
 
     def _sample(self, session: Session, store_id: str, body: SampleUp) -> None:
         if session.exec(

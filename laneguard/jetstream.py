@@ -38,12 +38,15 @@ class Publication:
 
 @dataclass(frozen=True)
 class Consumer:
-    """A durable pull consumer: ``handler(subject, data)`` stores one message."""
+    """A durable pull consumer: ``handler(subject, data)`` stores one message; a
+    ``batch_handler`` (a list of them) stores what one fetch brought in one go and says, per
+    message, None (stored) or why not."""
 
     durable: str
     stream: str
     subject: str
     handler: Callable[[str, bytes], None]
+    batch_handler: Callable[[list[tuple[str, bytes]]], list[Exception | None]] | None = None
 
 
 @dataclass
@@ -157,22 +160,39 @@ class JetStreamLink:
             messages = await subscription.fetch(self.batch, timeout=0.05)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):  # nothing waiting
             return 0
-        for message in messages:
+        if consumer.batch_handler is not None:
             try:
-                await asyncio.to_thread(consumer.handler, message.subject, message.data)
-            except ChainMessageError as error:
-                self.stats.refused += 1
-                log.warning("%s: refused a message on %s: %s", self.name, message.subject, error)
-                await message.term()
-                continue
-            except Exception as error:
-                self.stats.errors += 1
-                log.warning("%s: could not store a message (%s); it comes again", self.name, error)
-                await message.nak(delay=self.retry_s)
-                continue
+                outcomes = await asyncio.to_thread(
+                    consumer.batch_handler, [(m.subject, m.data) for m in messages]
+                )
+            except Exception as error:  # the whole batch failed (the database down)
+                outcomes = [error] * len(messages)
+        else:
+            outcomes = [await self._one(consumer, m) for m in messages]
+        for message, outcome in zip(messages, outcomes):
+            await self._settle(message, outcome)
+        return len(messages)
+
+    async def _one(self, consumer: Consumer, message: Any) -> Exception | None:
+        try:
+            await asyncio.to_thread(consumer.handler, message.subject, message.data)
+        except Exception as error:
+            return error
+        return None
+
+    async def _settle(self, message: Any, outcome: Exception | None) -> None:
+        """Acknowledge what was stored; terminate what was refused for good; the rest again."""
+        if outcome is None:
             await message.ack()
             self.stats.received += 1
-        return len(messages)
+        elif isinstance(outcome, ChainMessageError):
+            self.stats.refused += 1
+            log.warning("%s: refused a message on %s: %s", self.name, message.subject, outcome)
+            await message.term()
+        else:
+            self.stats.errors += 1
+            log.warning("%s: could not store a message (%s); it comes again", self.name, outcome)
+            await message.nak(delay=self.retry_s)
 
     async def _pause(self, seconds: float) -> None:
         await asyncio.to_thread(self._wake.wait, seconds)

@@ -18,7 +18,8 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── BundleError                      bundle: a model bundle that cannot be used
     │   ├── GalleryError                     gallery: unreadable, or another embedder's
     │   ├── SigningKeyError                  signing: a key file that cannot be used
-    │   └── SignatureError                   signing: a signed document its signer did not sign
+    │   ├── SignatureError                   signing: a signed document its signer did not sign
+    │   └── ChainMessageError                chain: a store/HQ message malformed, forged or too big
     ├── checkout_node                        (the lane)
     │   ├── CatalogLoadError                 catalog: the lane's catalog copy cannot be loaded
     │   ├── LaneEnrolmentError               enrolment: the store refused the lane's token
@@ -31,7 +32,12 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── EnrolmentError                   lanes: a token unknown, used or expired
     │   ├── WrongLaneError                   api.ingest: a message for another lane
     │   ├── EvidenceImageError               media: evidence bytes that are not a usable JPEG
-    │   └── RolloutError                     rollouts: a rollout request that cannot be carried out
+    │   ├── RolloutError                     rollouts: a rollout request that cannot be carried out
+    │   ├── HqEnrolmentError                 chain_link: HQ refused the store's enrolment
+    │   └── UnknownProductError              chain_apply: a price override for no product (Lookup)
+    ├── hq_server                            (the chain's HQ)
+    │   ├── StoreEnrolmentError              stores: a store token unknown, used or expired
+    │   └── ChainRolloutError                releases: a release or rollout that cannot be made
     ├── simulator
     │   ├── ProduceDataError                 produce: a produce photo folder that is not usable
     │   └── ScenarioError                    scenario: a scenario that cannot be built
