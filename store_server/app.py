@@ -184,6 +184,8 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     )
     # The chain's HQ, once this store enrolled with one (`laneguard server hq-enrol`).
     app.state.chain = chain_link(settings, engine, app.state.media)
+    if app.state.chain is not None:
+        app.state.metrics.watch_chain(app.state.chain.state)
     app.include_router(catalog_api.router)
     app.include_router(lanes_api.router)
     app.include_router(ingest_api.router)

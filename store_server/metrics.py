@@ -13,7 +13,7 @@ none configured, this computer only (a Prometheus or node exporter on the server
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -56,6 +56,10 @@ class StoreMetrics:
             registry=self.registry,
         )
         self.registry.register(_StoreState(engine, feed))
+
+    def watch_chain(self, state: Callable[[], dict[str, Any]]) -> None:
+        """The link to the chain's HQ, when the store enrolled with one."""
+        self.registry.register(_ChainState(state))
 
     def ingested(self, kinds: dict[str, dict[str, int]], seconds: float) -> None:
         """One ingest request: message counts by kind and status, and how long it took."""
@@ -135,6 +139,36 @@ class _StoreState(Collector):
         for rollout, version in rollouts:
             stage.add_metric([str(rollout.id), version, rollout.state], float(rollout.stage))
         yield stage
+
+
+class _ChainState(Collector):
+    def __init__(self, state: Callable[[], dict[str, Any]]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Any]:
+        state = self.state()
+        yield _gauge(
+            "laneguard_store_hq_connected",
+            "1 while the link to HQ's broker is up",
+            float(state["connected"]),
+        )
+        yield _gauge(
+            "laneguard_store_hq_backlog",
+            "Samples and gallery entries HQ has not acknowledged yet",
+            state["backlog"],
+        )
+        messages = GaugeMetricFamily(
+            "laneguard_store_hq_messages",
+            "Messages since start: published to HQ, applied from HQ, refused from HQ",
+            labels=["direction"],
+        )
+        for direction, key in (
+            ("sent", "published"),
+            ("applied", "received"),
+            ("refused", "refused"),
+        ):
+            messages.add_metric([direction], float(state[key]))
+        yield messages
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:

@@ -294,7 +294,7 @@ def _crops_of(world: Any, code: str, n: int) -> list[bytes]:
         image = cv2.resize(sprite.bgr, None, fx=0.5, fy=0.5)
         height, width = image.shape[:2]
         turn = cv2.getRotationMatrix2D(
-            (width / 2, height / 2), rng.uniform(-12, 12), rng.uniform(0.9, 1.1)
+            (width / 2, height / 2), rng.uniform(-20, 20), rng.uniform(0.85, 1.15)
         )
         image = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
         out.append(bytes(cv2.imencode(".jpg", image)[1]))
@@ -327,7 +327,7 @@ def paper_estimate(samples_per_s: float, training: list[dict[str, Any]]) -> dict
 def run(
     ingest_sizes: tuple[tuple[int, int], ...] = ((10, 100), (50, 40), (200, 10)),
     training_stores: tuple[int, ...] = (1, 2, 4),
-    transactions: int = 12,
+    transactions: int = 24,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     crops = _crops(200)

@@ -54,7 +54,16 @@ def _lanes(
                 "state": lane_state(beat, now),
             }
         )
-    return render(request, "lanes.html", user, rows=rows, token=token, error=error)
+    chain = request.app.state.chain
+    return render(
+        request,
+        "lanes.html",
+        user,
+        rows=rows,
+        token=token,
+        error=error,
+        chain=chain.state() if chain is not None else None,
+    )
 
 
 @router.post("/lanes/enrolment-tokens", response_class=HTMLResponse)

@@ -49,6 +49,11 @@ def _confirmed_loss_in_store_a(chain: Chain) -> None:
             "/alerts/lane-A-a1/review", data={"review": "recovered", "csrf_token": csrf}
         )
         assert reviewed.status_code in (200, 303)
+        lanes = console.get("/lanes").text  # the store's own console shows its link to HQ
+        assert 'id="chain-link"' in lanes and "<strong>A</strong> of its chain" in lanes
+    metrics = httpx.get(f"{a.base}/metrics").text
+    assert "laneguard_store_hq_connected 1.0" in metrics
+    assert 'laneguard_store_hq_messages{direction="sent"}' in metrics
 
 
 def test_it_sees_every_store_and_rolls_a_release_out_from_the_console(
