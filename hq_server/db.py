@@ -11,6 +11,7 @@ from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 import hq_server.models  # noqa: F401  (every HQ table on the metadata)
+from store_server.db import alembic_config as store_alembic_config
 from store_server.db import migrate as migrate_store_schema
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -18,12 +19,7 @@ VERSION_TABLE = "hq_alembic_version"
 
 
 def alembic_config(engine: Engine) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.set_main_option(
-        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
-    )
-    return config
+    return store_alembic_config(engine, MIGRATIONS)
 
 
 def migrate(engine: Engine) -> None:

@@ -132,6 +132,10 @@ class AlertTally(ChainModel):
     false_alarms: int = Field(ge=0)
 
 
+# The figures of an AlertTally (all but its type), summed the same way wherever they are.
+TALLY_FIGURES = tuple(name for name in AlertTally.model_fields if name != "alert_type")
+
+
 class SummaryUp(ChainModel):
     """One day's figures of the store (UTC day), sent again as the day goes on: the newest
     ``as_of`` wins at HQ."""

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from laneguard.chain import (
+    TALLY_FIGURES,
     AlertTally,
     ChainModel,
     GalleryUp,
@@ -57,15 +58,6 @@ from store_server.models import (
 from store_server.rollouts import active_rollout, production
 
 log = logging.getLogger("laneguard.server.chain")
-TALLIES = (
-    "raised",
-    "value_minor",
-    "prevented",
-    "prevented_value_minor",
-    "confirmed_loss",
-    "confirmed_loss_value_minor",
-    "false_alarms",
-)
 
 
 @dataclass
@@ -254,7 +246,7 @@ class ChainExporter:
                 col(TransactionRecord.ended_at) >= day, col(TransactionRecord.ended_at) < end
             )
         ).all()
-        tallies: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TALLIES, 0))
+        tallies: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(TALLY_FIGURES, 0))
         for alert in session.exec(
             select(AlertRecord).where(
                 col(AlertRecord.raised_at) >= day, col(AlertRecord.raised_at) < end

@@ -24,9 +24,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine, migrations: Path = MIGRATIONS) -> Config:
+    """Alembic's configuration for ``engine`` and a folder of migrations (HQ has its own)."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("script_location", str(migrations))
     config.set_main_option(
         "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
     )

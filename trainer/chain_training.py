@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -34,10 +33,9 @@ from product_db.models import as_utc
 from store_server.auth import audit
 from store_server.learning import decode_vector
 from store_server.media import MediaStore
-from store_server.models import REVIEWED_LABELS
 from trainer.finetune import TrainRunConfig, TrainRunResult, run_training
 from trainer.gate import GateSide, judge, measure
-from trainer.harvest import HarvestDataset, HarvestedCrop, build_dataset
+from trainer.harvest import HarvestDataset, HarvestedCrop, build_dataset, may_teach
 
 log = logging.getLogger("laneguard.trainer.chain")
 STATE_FILE = "chain-training-state.json"
@@ -54,15 +52,7 @@ def pooled_crops(engine: Engine, media: MediaStore) -> list[HarvestedCrop]:
         rows = list(
             session.exec(
                 select(PooledSample)
-                .where(
-                    PooledSample.review != "rejected",
-                    or_(
-                        (col(PooledSample.reason) == "honest")
-                        & col(PooledSample.code).is_not(None),
-                        col(PooledSample.review).in_(REVIEWED_LABELS)
-                        & col(PooledSample.label).is_not(None),
-                    ),
-                )
+                .where(may_teach(PooledSample))
                 .order_by(col(PooledSample.captured_at), col(PooledSample.id))
             )
         )
@@ -182,6 +172,11 @@ class ChainTrainer:
         progress("per-store gate")
         report = result.report
         report["per_store"] = self._per_store(dataset, parent, out, held_out)
+        # A store whose crops all went to training (too few transactions of its own, or
+        # pictures like other stores') cannot be judged alone; the report says which.
+        report["stores_not_judged"] = sorted(
+            {store_of(c) for c in crops} - set(report["per_store"])
+        )
         refused = sorted(s for s, v in report["per_store"].items() if not v["passed"])
         passed = bool(report["gate"]["passed"]) and not refused
         report["passed"] = passed

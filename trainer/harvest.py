@@ -22,7 +22,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -92,21 +92,25 @@ def difference_hash(image: np.ndarray) -> int:
     return int(sum(1 << i for i, bit in enumerate(bits) if bit))
 
 
+def may_teach(table: Any) -> Any:
+    """The crops of ``table`` (a store's samples, or HQ's pooled ones: the same columns) that
+    may teach: honest and labelled, or labelled in review, and never rejected."""
+    return and_(
+        col(table.review) != "rejected",
+        or_(
+            (col(table.reason) == "honest") & col(table.code).is_not(None),
+            col(table.review).in_(REVIEWED_LABELS) & col(table.label).is_not(None),
+        ),
+    )
+
+
 def harvested_crops(engine: Engine, media: MediaStore) -> list[HarvestedCrop]:
     """Every crop the store may learn from, oldest first; unreadable files are left out."""
     with Session(engine) as session:
         rows = list(
             session.exec(
                 select(SampleRecord)
-                .where(
-                    SampleRecord.review != "rejected",
-                    or_(
-                        (col(SampleRecord.reason) == "honest")
-                        & col(SampleRecord.code).is_not(None),
-                        col(SampleRecord.review).in_(REVIEWED_LABELS)
-                        & col(SampleRecord.label).is_not(None),
-                    ),
-                )
+                .where(may_teach(SampleRecord))
                 .order_by(col(SampleRecord.captured_at), col(SampleRecord.id))
             )
         )

@@ -282,6 +282,7 @@ def training(stores: int, transactions: int, crops: list[bytes]) -> dict[str, An
         "per_store_gate_s": round(ended - at["per-store gate"], 2),
         "total_s": round(ended - started, 2),
         "stores_judged": len(report["per_store"]),
+        "stores_not_judged": len(report["stores_not_judged"]),
     }
 
 

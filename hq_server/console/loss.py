@@ -13,21 +13,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hq_server.models import StoreDay
+from laneguard.chain import TALLY_FIGURES
 from product_db.models import utcnow
 from store_server.auth import SignedIn, current_user
 from store_server.console.templating import render
 from store_server.deps import get_engine
 
 router = APIRouter(include_in_schema=False)
-FIGURES = (
-    "raised",
-    "value_minor",
-    "prevented",
-    "prevented_value_minor",
-    "confirmed_loss",
-    "confirmed_loss_value_minor",
-    "false_alarms",
-)
 
 
 def loss_report(engine: Engine, days: int) -> dict[str, Any]:
@@ -37,7 +29,7 @@ def loss_report(engine: Engine, days: int) -> dict[str, Any]:
         rows = list(session.exec(select(StoreDay).where(col(StoreDay.day) >= first)))
 
     def zeros() -> dict[str, int]:
-        return dict.fromkeys((*FIGURES, "transactions", "honest", "stores"), 0)
+        return dict.fromkeys((*TALLY_FIGURES, "transactions", "honest", "stores"), 0)
 
     per_store: dict[str, dict[str, Any]] = defaultdict(zeros)
     per_type: dict[str, dict[str, Any]] = defaultdict(zeros)
@@ -49,7 +41,7 @@ def loss_report(engine: Engine, days: int) -> dict[str, Any]:
         day["transactions"] += row.transactions
         day["stores"] += 1
         for tally in row.alerts:
-            for figure in FIGURES:
+            for figure in TALLY_FIGURES:
                 value = int(tally.get(figure, 0))  # type: ignore[call-overload]
                 store[figure] += value
                 per_type[str(tally["alert_type"])][figure] += value
