@@ -35,6 +35,7 @@ from product_db.catalog import import_records
 from product_db.errors import LaneGuardError
 from product_db.models import Product
 from product_db.records import ProductRecord, SoldBy
+from store_server.auth import audit
 from store_server.learning import withdraw
 from store_server.models import BundleRelease, ChainInbox, GalleryEntry, PriceOverride, Rollout
 from store_server.rollouts import (
@@ -198,19 +199,20 @@ class ChainApplier:
             log.info("chain: HQ rollout of %s: %s", body.version, error)
 
     def _back_from_completed(self, session: Session, release_id: int, reason: str) -> None:
-        """A store whose lanes all took the release when HQ halts the wave: back to what they
-        ran before it, as a rollout of its own."""
+        """A store whose lanes all took the release when HQ halts the wave: that rollout is
+        marked rolled back, so production is again what the lanes ran before it (the previous
+        completed rollout's bundle, or the one they shipped with) and they go back to it."""
         done = session.exec(
             select(Rollout)
             .where(Rollout.release_id == release_id, Rollout.state == "completed")
             .order_by(col(Rollout.id).desc())
         ).first()
-        if done is None or done.previous_id is None:
+        if done is None:
             return
-        lanes = _active_lanes(session)
-        if lanes:
-            start_rollout(session, done.previous_id, lanes[:1], HQ_USER, shares=(1.0,), soak_s=0)
-        log.warning("chain: going back from release %d: %s", release_id, reason)
+        done.state, done.reason = "rolled_back", (reason or "HQ rolled the wave back")[:500]
+        session.add(done)
+        audit(session, HQ_USER, "rollout.rolled_back", str(done.id), reason=done.reason)
+        log.warning("chain: going back from release %d: %s", release_id, done.reason)
 
 
 def fetch_from_hq(hq_url: str, credential: str) -> Callable[[str, int, Path], None]:
@@ -240,8 +242,6 @@ def fetch_from_hq(hq_url: str, credential: str) -> Callable[[str, int, Path], No
 
 def set_price_override(engine: Engine, code: str, price_minor: int, username: str) -> None:
     """This store's own price for ``code``: applied now, and kept over HQ's changes."""
-    from store_server.auth import audit
-
     with Session(engine) as session:
         product = session.get(Product, code)
         if product is None:

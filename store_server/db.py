@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -22,6 +22,16 @@ import store_server.models  # noqa: F401  (every table on the metadata)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE = "0001"
+
+
+def store_metadata() -> MetaData:
+    """The tables the store schema owns (product_db's and store_server's), apart from other
+    tables on SQLModel's shared metadata in this process (HQ's, which its own migrations keep)."""
+    owned = MetaData()
+    for mapper in SQLModel._sa_registry.mappers:
+        if mapper.class_.__module__.startswith(("product_db.", "store_server.")):
+            mapper.local_table.to_metadata(owned)
+    return owned
 
 
 def alembic_config(engine: Engine, migrations: Path = MIGRATIONS) -> Config:
@@ -53,7 +63,7 @@ def migrate(engine: Engine) -> str:
         tables = set(inspect(connection).get_table_names())
         if "alembic_version" not in tables and "product" in tables:
             # Made by create_all: as new as the models it was made with, if all are there.
-            complete = set(SQLModel.metadata.tables) <= tables
+            complete = set(store_metadata().tables) <= tables
             command.stamp(config, "head" if complete else BASELINE)
         command.upgrade(config, "head")
     return head_revision()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy.engine import Connection
-from sqlmodel import SQLModel
 
 import product_db.models  # noqa: F401  (catalog tables)
 import store_server.models  # noqa: F401  (store tables)
 from product_db.db import make_engine
+from store_server.db import store_metadata
 
-target_metadata = SQLModel.metadata
+target_metadata = store_metadata()
 
 
 def run_migrations() -> None:

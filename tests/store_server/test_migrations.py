@@ -7,11 +7,10 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlmodel import SQLModel
 
 import store_server.models  # noqa: F401  (store tables on the metadata)
 from product_db.db import create_tables, make_engine
-from store_server.db import current_revision, head_revision, migrate
+from store_server.db import current_revision, head_revision, migrate, store_metadata
 
 
 def test_migrations_build_the_schema_the_models_declare(database_url: str) -> None:
@@ -21,7 +20,7 @@ def test_migrations_build_the_schema_the_models_declare(database_url: str) -> No
     assert current_revision(engine) == head_revision()
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        drift = compare_metadata(context, SQLModel.metadata)
+        drift = compare_metadata(context, store_metadata())
     assert drift == [], f"models and migrations differ: {drift}"
     assert migrate(engine) == head_revision()  # a second start changes nothing
     engine.dispose()
@@ -92,5 +91,5 @@ def test_upgrading_a_store_keeps_its_messages_and_scopes_their_ids_to_lanes(
         assert connection.execute(text("SELECT count(*) FROM training_sample")).scalar() == 2
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, SQLModel.metadata) == []
+        assert compare_metadata(context, store_metadata()) == []
     engine.dispose()
