@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, Table, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
@@ -29,8 +29,10 @@ def store_metadata() -> MetaData:
     tables on SQLModel's shared metadata in this process (HQ's, which its own migrations keep)."""
     owned = MetaData()
     for mapper in SQLModel._sa_registry.mappers:
+        table = mapper.local_table
         if mapper.class_.__module__.startswith(("product_db.", "store_server.")):
-            mapper.local_table.to_metadata(owned)
+            assert isinstance(table, Table)
+            table.to_metadata(owned)
     return owned
 
 
