@@ -109,7 +109,6 @@ class ClipStats:
     dropped: int = 0  # the worker was behind, or the window held no frames
     failed: int = 0
     encode_seconds: float = 0.0
-    bytes_made: int = 0
 
 
 @dataclass
@@ -227,7 +226,6 @@ class ClipRecorder:
             try:
                 clip = self._encode(pending, frames, scale)
                 self.stats.made += 1
-                self.stats.bytes_made += len(clip.data)
                 self.on_clip(clip)
             except Exception:  # one bad clip must not stop the next alert's
                 self.stats.failed += 1

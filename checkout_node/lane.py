@@ -320,15 +320,16 @@ class Lane:
         for change in changes:
             alert = change.alert
             evidence = self.evidence.get(alert.alert_id) if change.change == "raised" else None
+            item = self._item_of(alert) if change.change == "raised" else None
             if change.change == "raised":
                 self.health.alerts_raised += 1
                 by_type = self.counters.alerts_by_type
                 by_type[alert.type] = by_type.get(alert.type, 0) + 1
                 if self.clips is not None:
-                    self.clips.alert(
-                        alert.alert_id, alert.transaction_id, alert.track_id, self._event_s(alert)
-                    )
-            item = self._item_of(alert) if change.change == "raised" else None
+                    # When what it is about happened: its item's crossing (an alert at the
+                    # final check names an item that passed seconds earlier), else its raising.
+                    event_s = item.crossed_s if item is not None else alert.raised_s
+                    self.clips.alert(alert.alert_id, alert.transaction_id, alert.track_id, event_s)
             message = alert_message(self.lane_id, alert, self.clock, evidence, item)
             self.outbox.put("alert", *self._encoded(message))
             self.publish({"type": "alert", "change": change.change, "alert": self._alert(alert)})
@@ -341,12 +342,6 @@ class Lane:
                 if item.track_id == alert.track_id:
                     return item
         return None
-
-    def _event_s(self, alert: Alert) -> float:
-        """When what an alert is about happened: its item's crossing (an alert at the final
-        check names an item that passed seconds earlier), else when it was raised (a scan)."""
-        item = self._item_of(alert)
-        return item.crossed_s if item is not None else alert.raised_s
 
     def clip_ready(self, clip: Clip) -> None:
         """A clip the recorder made (its worker thread): to the store, and to the screen."""

@@ -40,7 +40,7 @@ from laneguard.wire import (
 )
 from product_db.models import as_utc, utcnow
 from store_server.live import AlertFeed
-from store_server.media import MediaStore
+from store_server.media import MediaStore, b64_size
 from store_server.models import (
     AlertClip,
     AlertRecord,
@@ -295,7 +295,7 @@ def _clip(session: Session, message: ClipMessage, media_name: str) -> bool:
             width=message.width,
             height=message.height,
             frames=message.frames,
-            size=len(message.clip_b64) * 3 // 4,
+            size=b64_size(message.clip_b64),
         )
     )
     return True

@@ -35,11 +35,20 @@ class EvidenceImageError(LaneGuardError, ValueError):
     """Bytes that are not an acceptable JPEG image."""
 
 
-def decode_jpeg_b64(text: str) -> bytes:
+def _b64decode(text: str, what: str) -> bytes:
     try:
-        data = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as error:
-        raise EvidenceImageError(f"image is not valid base64: {error}") from error
+        raise EvidenceImageError(f"{what} is not valid base64: {error}") from error
+
+
+def b64_size(text: str) -> int:
+    """The byte length of valid base64 ``text`` (checked before), without decoding it."""
+    return len(text) * 3 // 4 - text[-2:].count("=")
+
+
+def decode_jpeg_b64(text: str) -> bytes:
+    data = _b64decode(text, "image")
     check_jpeg(data)
     return data
 
@@ -59,10 +68,7 @@ def check_jpeg(data: bytes) -> None:
 
 
 def decode_webm_b64(text: str) -> bytes:
-    try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise EvidenceImageError(f"clip is not valid base64: {error}") from error
+    data = _b64decode(text, "clip")
     check_webm(data)
     return data
 

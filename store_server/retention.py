@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
@@ -39,7 +39,6 @@ class RetentionReport:
     crops: int = 0  # crop files removed
     clips: int = 0  # clip files removed
     kept: int = 0  # alerts past retention whose evidence a manager keeps
-    files: list[str] = field(default_factory=list, repr=False)
 
 
 def purge_expired_evidence(
@@ -66,10 +65,8 @@ def purge_expired_evidence(
         report.alerts += alerts
         report.crops += len(removed & set(crops))
         report.clips += len(removed & set(clips))
-        report.files += sorted(removed)
     orphans = _remove_unused(engine, media, _purge_orphan_clips(engine, cutoff))
     report.clips += len(orphans)
-    report.files += orphans
     if report.alerts:
         log.info("retention: evidence of %d alerts deleted (%d days)", report.alerts, days)
     return report

@@ -215,17 +215,15 @@ def test_below_t3_a_manager_picks_from_three_proposals_above_it_the_teacher_labe
     # The slow path trains on the teacher's labels; the fast path makes gallery entries of them.
     harvested = {c.sample_id: c.code for c in harvested_crops(engine, media)}
     assert {s.id: s.label for s in taught}.items() <= harvested.items()
+    # One transaction per entry and any agreement: every teacher label joins, whatever codes
+    # the quick teacher happened to give (the 3-transaction guard is tested on its own).
     learner = GalleryLearner(
-        engine, media, SHIPPED_BUNDLE, LearnConfig(min_transactions=3, consistency=-1.0)
+        engine, media, SHIPPED_BUNDLE, LearnConfig(min_transactions=1, consistency=-1.0)
     )
     learner.learn()
     with Session(engine) as session:
-        entries = {e.sample_id for e in session.exec(select(GalleryEntry))}
-    by_label: dict[str, set[int]] = {}
-    for s in taught:
-        by_label.setdefault(str(s.label), set()).add(int(s.id or 0))
-    joined = set().union(*(ids for ids in by_label.values() if len(ids) >= 3))
-    assert joined <= entries  # each label seen in 3 transactions joined the lanes' gallery
+        entries = {e.sample_id: e.code for e in session.exec(select(GalleryEntry))}
+    assert {s.id: s.label for s in taught}.items() <= entries.items()
     engine.dispose()
 
 
