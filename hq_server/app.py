@@ -4,7 +4,6 @@ the JetStream link (stores' messages in, HQ's outbox out) and the rollout waves'
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from hq_server.db import migrate
 from hq_server.intake import Intake
 from hq_server.outbox import HqOutbox
 from hq_server.releases import evaluate_waves
+from hq_server.retention import purge
 from hq_server.settings import HqSettings
 from laneguard.body_limit import BodyLimit
 from laneguard.chain import STORES_STREAM, store_subject
@@ -31,6 +31,7 @@ from laneguard.jetstream import Consumer, JetStreamLink
 from laneguard.signing import load_private_key, new_keypair
 from product_db.db import make_engine
 from store_server.auth import AuditClientMiddleware, AuthError
+from store_server.background import PeriodicLoop
 from store_server.console import session as session_pages
 from store_server.console.templating import STATIC_DIR, make_templates, render
 from store_server.media import MediaStore
@@ -47,37 +48,16 @@ def hq_signing_key(settings: HqSettings) -> Ed25519PrivateKey:
     return load_private_key(path)
 
 
-class WaveLoop:
-    """Moves the chain's rollout on (or halts it) every ``every_s`` seconds."""
-
-    def __init__(self, engine: Engine, outbox: HqOutbox, link: JetStreamLink, settings: HqSettings):
-        self.engine, self.outbox, self.link, self.settings = engine, outbox, link, settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def run_once(self) -> str | None:
-        with Session(self.engine) as session:
-            done = evaluate_waves(session, self.outbox, store_soak_s=self.settings.store_soak_s)
-            session.commit()
-        if done:
-            self.link.wake()
-        return done
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.wave_check_s):
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("rollout wave evaluation failed")
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="hq-waves")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+def _waves(
+    engine: Engine, outbox: HqOutbox, link: JetStreamLink, settings: HqSettings
+) -> str | None:
+    """One look at the chain's rollout; the link is woken when it ordered stores."""
+    with Session(engine) as session:
+        done = evaluate_waves(session, outbox, store_soak_s=settings.store_soak_s)
+        session.commit()
+    if done:
+        link.wake()
+    return done
 
 
 def _keep_private(settings: HqSettings) -> None:
@@ -99,7 +79,9 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
         migrate(engine)
         link.start()
         waves.start()
+        retention.start()
         yield
+        retention.stop()
         waves.stop()
         link.stop()
         engine.dispose()
@@ -129,7 +111,15 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
         ],
     )
     intake.on_gallery = link.wake  # a gallery entry goes straight back out to every store
-    waves = app.state.waves = WaveLoop(engine, outbox, link, settings)
+    waves = app.state.waves = PeriodicLoop(
+        "hq-waves", lambda: _waves(engine, outbox, link, settings), settings.wave_check_s
+    )
+    retention = app.state.retention = PeriodicLoop(
+        "hq-retention",
+        lambda: purge(engine, app.state.media, settings.pooled_days),
+        every_s=3600.0,
+        first_s=300.0,
+    )
     app.include_router(api.router)
     app.include_router(session_pages.router)
     for page in PAGES:

@@ -170,3 +170,23 @@ def key_command(config_file: Path | None) -> None:
     from store_server.learning import public_pem
 
     click.echo(public_pem(hq_signing_key(hq_settings(config_file))), nl=False)
+
+
+@hq.command("retention")
+@click.option("--days", type=click.IntRange(1, 3650), default=None, help="Default: pooled_days.")
+@_config_option
+@_db_option
+def retention_command(days: int | None, config_file: Path | None, database_url: str | None) -> None:
+    """Delete pooled crops older than the retention days, and old outbox rows and receipts (HQ
+    also does this hourly)."""
+    from hq_server.retention import purge
+    from store_server.media import MediaStore
+
+    settings = hq_settings(config_file, database_url)
+    report = purge(
+        _engine(settings), MediaStore(settings.data_dir / "media"), days or settings.pooled_days
+    )
+    click.echo(
+        f"{report.samples} pooled samples and {report.crops} crops deleted; "
+        f"{report.broadcasts} outbox rows, {report.receipts} receipts"
+    )

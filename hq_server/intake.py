@@ -156,6 +156,13 @@ class Intake:
             self._withdraw(session, store_id, body)
             return
         check_vector(body.vector)
+        if session.exec(
+            select(ChainGalleryEntry).where(
+                ChainGalleryEntry.store_id == store_id,
+                ChainGalleryEntry.store_entry_id == body.entry_id,
+            )
+        ).first():
+            return  # sent again (the store lost its cursor): HQ has it
         entry = ChainGalleryEntry(
             store_id=store_id,
             store_entry_id=body.entry_id,

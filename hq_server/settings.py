@@ -33,6 +33,9 @@ class HqSettings(BaseSettings):
         default=None, description="Ed25519 key HQ signs messages and bundles with (default: made)"
     )
     max_body_kb: int = Field(default=256, ge=1)
+    pooled_days: int = Field(
+        default=180, ge=1, le=3650, description="days pooled crops are kept for training"
+    )
     wave_soak_s: float = Field(
         default=600.0, ge=0, description="healthy time of a wave's stores before the next wave"
     )

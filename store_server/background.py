@@ -1,7 +1,7 @@
-"""A background worker that runs when told there is work, at most every ``interval_s``.
-
-The gallery learner and the teacher both wait for the ingest writer to say samples arrived,
-then do their work off the request path; one failure is logged and the next poke tries again.
+"""Background workers: one that runs when told there is work, at most every ``interval_s``
+(the gallery learner and the teacher wait for the ingest writer to say samples arrived), and
+one that runs on a clock (evidence retention; HQ's waves and retention). One failure is logged
+and the next round tries again.
 """
 
 from __future__ import annotations
@@ -54,3 +54,37 @@ class PokedLoop:
             except Exception:  # one bad crop or model must not stop the next round
                 log.exception("%s failed", self.name)
             self._stop.wait(self.interval_s)
+
+
+class PeriodicLoop:
+    """Runs ``work`` ``first_s`` after start (a server starting is busy enough), then every
+    ``every_s``; keeps what the last run returned."""
+
+    def __init__(
+        self, name: str, work: Callable[[], object], every_s: float, first_s: float | None = None
+    ) -> None:
+        self.name, self.work, self.every_s = name, work, every_s
+        self.first_s = every_s if first_s is None else first_s
+        self.last: object = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        if self._stop.wait(self.first_s):
+            return
+        while not self._stop.is_set():
+            try:
+                self.last = self.work()
+            except Exception:  # the next run tries again; the server goes on
+                log.exception("%s failed", self.name)
+            self._stop.wait(self.every_s)

@@ -16,7 +16,6 @@ never a row naming a missing file.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +24,7 @@ from sqlmodel import Session, col, select
 
 from product_db.models import utcnow
 from store_server.auth import audit
+from store_server.background import PeriodicLoop
 from store_server.media import MediaStore
 from store_server.models import AlertClip, AlertRecord, SampleRecord
 
@@ -162,9 +162,8 @@ def _remove_unused(engine: Engine, media: MediaStore, names: list[str]) -> list[
     return removed
 
 
-class RetentionLoop:
-    """Runs the purge ``first_s`` after start (a server starting is busy enough) and then every
-    ``every_s`` (hourly by default)."""
+class RetentionLoop(PeriodicLoop):
+    """The purge ``first_s`` after start, then every ``every_s`` (hourly by default)."""
 
     def __init__(
         self,
@@ -174,27 +173,6 @@ class RetentionLoop:
         every_s: float = 3600.0,
         first_s: float = 300.0,
     ) -> None:
-        self.engine, self.media, self.days = engine, media, days
-        self.every_s, self.first_s = every_s, first_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.last: RetentionReport | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        if self._stop.wait(self.first_s):
-            return
-        while not self._stop.is_set():
-            try:
-                self.last = purge_expired_evidence(self.engine, self.media, self.days)
-            except Exception:  # the next run tries again; the server goes on
-                log.exception("evidence retention failed")
-            self._stop.wait(self.every_s)
+        super().__init__(
+            "retention", lambda: purge_expired_evidence(engine, media, days), every_s, first_s
+        )
