@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from hq_server import api
@@ -26,10 +26,10 @@ from hq_server.retention import purge
 from hq_server.settings import HqSettings
 from laneguard.body_limit import BodyLimit
 from laneguard.chain import STORES_STREAM, store_subject
-from laneguard.files import private_dir, private_file
 from laneguard.jetstream import Consumer, JetStreamLink
-from laneguard.signing import load_private_key, new_keypair
+from laneguard.signing import load_or_make_key
 from product_db.db import make_engine
+from store_server.app import keep_private
 from store_server.auth import AuditClientMiddleware, AuthError
 from store_server.background import PeriodicLoop
 from store_server.console import session as session_pages
@@ -42,10 +42,7 @@ TEMPLATES = Path(__file__).parent / "console" / "templates"
 
 def hq_signing_key(settings: HqSettings) -> Ed25519PrivateKey:
     """HQ's key for messages to stores and release bundles: configured, or made once."""
-    path = settings.signing_key or settings.data_dir / "keys" / "hq.key"
-    if not path.exists():
-        new_keypair(path.parent, path.stem)
-    return load_private_key(path)
+    return load_or_make_key(settings.signing_key or settings.data_dir / "keys" / "hq.key")
 
 
 def _waves(
@@ -60,18 +57,9 @@ def _waves(
     return done
 
 
-def _keep_private(settings: HqSettings) -> None:
-    private_dir(settings.data_dir)
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        database = Path(url.database)
-        database.parent.mkdir(parents=True, exist_ok=True)
-        private_file(database)
-
-
 def create_app(settings: HqSettings | None = None) -> FastAPI:
     settings = settings or HqSettings()
-    _keep_private(settings)
+    keep_private(settings.data_dir, settings.database_url)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from hq_server.models import Broadcast
 from hq_server.outbox import HqOutbox
 from laneguard.chain import CatalogDown, ProductDown
-from product_db.models import Product
+from product_db.models import Product, SoldBy
 
 CHUNK = 500
 
@@ -46,7 +46,7 @@ def push_catalog_changes(engine: Engine, outbox: HqOutbox, since: datetime | Non
                         price_minor=p.price_minor,
                         currency=p.currency,
                         category=p.category,
-                        sold_by=p.sold_by.value if hasattr(p.sold_by, "value") else str(p.sold_by),
+                        sold_by=SoldBy(p.sold_by).value,
                         age_restricted=p.age_restricted,
                         active=p.active,
                     )

@@ -15,7 +15,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,6 @@ from laneguard.chain import (
     StatusUp,
     SummaryUp,
     open_from_store,
-    presented_key_id,
 )
 from product_db.models import as_utc, utcnow
 from store_server.media import EvidenceImageError, MediaStore, decode_jpeg_b64
@@ -67,9 +66,7 @@ class Intake:
     engine: Engine
     media: MediaStore
     outbox: HqOutbox
-    on_sample: Callable[[], None] = lambda: None
     on_gallery: Callable[[], None] = lambda: None
-    stored: dict[str, int] = field(default_factory=dict)
 
     def handle(self, subject: str, data: bytes) -> None:
         """Store one message (raises what ``handle_batch`` would report for it)."""
@@ -104,10 +101,6 @@ class Intake:
                 except Exception as error:  # refused content, or a write that failed
                     results[index] = error
             session.commit()
-        for kind in stored:
-            self.stored[kind] = self.stored.get(kind, 0) + 1
-        if "sample" in stored:
-            self.on_sample()
         if "gallery" in stored:
             self.on_gallery()
         return results
@@ -117,10 +110,9 @@ class Intake:
         if len(parts) != 4 or parts[:2] != ["lg", "store"] or not STORE_ID.match(parts[2]):
             raise ChainMessageError(f"subject {subject!r} is not lg.store.<store id>.<kind>")
         store_id = parts[2]
-        key = store_keys.key(self.engine, store_id, presented_key_id(data))
-        if key is None:
-            raise ChainMessageError(f"store {store_id!r} is not enrolled")
-        message_id, body = open_from_store(data, store_id, key)
+        message_id, body = open_from_store(
+            data, store_id, lambda presented: store_keys.key(self.engine, store_id, presented)
+        )
         if not message_id.startswith(f"{store_id}:") or body.kind != parts[3]:
             raise ChainMessageError(f"message {message_id!r} does not match subject {subject!r}")
         return store_id, message_id, body

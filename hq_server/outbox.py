@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
 
 from hq_server.models import Broadcast
-from laneguard.chain import ChainModel, hq_subject, seal
+from laneguard.chain import CatalogDown, GalleryDown, ReleaseDown, RolloutDown, hq_subject, seal
 from laneguard.jetstream import Publication
 from product_db.models import utcnow
 
@@ -25,10 +25,14 @@ class HqOutbox:
     key: Ed25519PrivateKey
 
     def queue(
-        self, session: Session, message_id: str, body: ChainModel, store_id: str | None = None
+        self,
+        session: Session,
+        message_id: str,
+        body: GalleryDown | CatalogDown | ReleaseDown | RolloutDown,
+        store_id: str | None = None,
     ) -> Broadcast:
         """Add a message for every store (or for ``store_id``) to ``session``'s transaction."""
-        kind = str(getattr(body, "kind"))  # noqa: B009  (every HQ body has one)
+        kind = body.kind
         full_id = f"hq:{message_id}"
         row = Broadcast(
             subject=hq_subject(kind, store_id),

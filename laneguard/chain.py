@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -274,19 +275,18 @@ def _open(data: bytes) -> dict[str, Any]:
     return envelope
 
 
-def presented_key_id(data: bytes) -> str | None:
-    """The key id the envelope says it is signed with (not yet checked)."""
-    value = _open(data).get("key_id")
-    return value if isinstance(value, str) else None
-
-
 def open_from_store(
-    data: bytes, store_id: str, key: Ed25519PublicKey
+    data: bytes, store_id: str, key_for: Callable[[str | None], Ed25519PublicKey | None]
 ) -> tuple[str, SampleUp | GalleryUp | ReviewUp | SummaryUp | StatusUp]:
-    """The id and body of a store's envelope, once its signature is the store's own."""
+    """The id and body of a store's envelope, once its signature is the store's own;
+    ``key_for(key id the envelope names)`` is the store's key (None: not enrolled)."""
     envelope = _open(data)
     if envelope["sender"] != store_id:
         raise ChainMessageError(f"envelope from {envelope['sender']!r} on {store_id!r}'s subject")
+    presented = envelope.get("key_id")
+    key = key_for(presented if isinstance(presented, str) else None)
+    if key is None:
+        raise ChainMessageError(f"store {store_id!r} is not enrolled")
     return str(envelope["id"]), _checked(envelope, key, _store_body)
 
 

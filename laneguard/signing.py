@@ -96,6 +96,14 @@ def public_key_from_pem(pem: bytes | str, source: str = "key") -> Ed25519PublicK
     return key
 
 
+def load_or_make_key(path: Path) -> Ed25519PrivateKey:
+    """The private key at ``path``, made there (with its ``.pub`` beside it) on first use: a
+    server's own key (the store's, HQ's), which it then keeps."""
+    if not path.exists():
+        new_keypair(path.parent, path.stem)
+    return load_private_key(path)
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
         pem = Path(path).read_bytes()

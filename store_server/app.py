@@ -74,11 +74,12 @@ def _discovery(settings: StoreSettings, key: Ed25519PrivateKey) -> DiscoveryResp
     return responder
 
 
-def _keep_private(settings: StoreSettings) -> None:
+def keep_private(data_dir: Path, database_url: str) -> None:
     """The data folder (evidence, keys, bundles) and a SQLite database are the server's user's
-    alone: they hold crops of customers' shopping and the store's signing key."""
-    private_dir(settings.data_dir)
-    url = make_url(settings.database_url)
+    alone: they hold crops of customers' shopping and the server's signing key (the store's,
+    and HQ's, which calls this too)."""
+    private_dir(data_dir)
+    url = make_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         database = Path(url.database)
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,7 @@ def _teacher(
 def create_app(settings: StoreSettings | None = None) -> FastAPI:
     """Build the app for ``settings``; the database is migrated to the newest schema on start."""
     settings = settings or StoreSettings()
-    _keep_private(settings)
+    keep_private(settings.data_dir, settings.database_url)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager

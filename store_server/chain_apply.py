@@ -15,7 +15,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -63,7 +63,6 @@ class ChainApplier:
     hq_key: Ed25519PublicKey
     hq_key_file: Path  # HQ's public key on disk: bundles HQ releases must carry its signature
     fetch_bundle: Callable[[str, int, Path], None]  # (sha256, size, target) from HQ
-    applied: dict[str, int] = field(default_factory=dict)
 
     def handle(self, _subject: str, data: bytes) -> None:
         message_id, body = open_from_hq(data, self.hq_key)
@@ -85,7 +84,6 @@ class ChainApplier:
                 self._rollout(session, body)
             session.add(ChainInbox(message_id=message_id, kind=body.kind))
             session.commit()
-        self.applied[body.kind] = self.applied.get(body.kind, 0) + 1
 
     def _gallery(self, session: Session, body: GalleryDown) -> None:
         if body.withdraws is not None:  # taken back somewhere in the chain: here too

@@ -49,9 +49,11 @@ from store_server.lanes import lane_state
 from store_server.media import MediaStore
 from store_server.models import (
     AlertRecord,
+    BundleRelease,
     GalleryEntry,
     Lane,
     LaneHealth,
+    Rollout,
     SampleRecord,
     TransactionRecord,
 )
@@ -309,8 +311,6 @@ class ChainExporter:
 
 def _rollout_state(session: Session) -> dict[str, Any] | None:
     """The store's newest rollout of a bundle HQ ordered, for HQ's wave to judge."""
-    from store_server.models import BundleRelease, Rollout
-
     rollout = (
         active_rollout(session)
         or session.exec(select(Rollout).order_by(col(Rollout.id).desc())).first()

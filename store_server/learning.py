@@ -39,7 +39,7 @@ from sqlmodel import Session, col, select
 from laneguard.bundle import extracted
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
-from laneguard.signing import key_id, load_private_key, new_keypair, sign_json
+from laneguard.signing import key_id, load_or_make_key, sign_json
 from store_server.background import PokedLoop
 from store_server.media import MediaStore
 from store_server.models import REVIEWED_LABELS, GalleryEntry, SampleRecord
@@ -276,10 +276,7 @@ class LearningLoop(PokedLoop):
 def store_signing_key(settings: StoreSettings) -> Ed25519PrivateKey:
     """The store's own key for gallery updates: the configured one, or one made on the first
     start in the data folder. Lanes receive its public half when they enrol."""
-    path = settings.signing_key or settings.data_dir / "keys" / "store.key"
-    if not path.exists():
-        new_keypair(path.parent, path.stem)
-    return load_private_key(path)
+    return load_or_make_key(settings.signing_key or settings.data_dir / "keys" / "store.key")
 
 
 def store_key_id(settings: StoreSettings) -> str:

@@ -171,7 +171,9 @@ class ChainTrainer:
         )
         progress("per-store gate")
         report = result.report
-        report["per_store"] = self._per_store(dataset, parent, out, held_out)
+        report["per_store"] = self._per_store(
+            dataset, parent, out, held_out, report["gate"]["new_codes"]
+        )
         # A store whose crops all went to training (too few transactions of its own, or
         # pictures like other stores') cannot be judged alone; the report says which.
         report["stores_not_judged"] = sorted(
@@ -207,7 +209,12 @@ class ChainTrainer:
         return result
 
     def _per_store(
-        self, dataset: HarvestDataset, parent: Path, candidate: Path, held_out: set[Any]
+        self,
+        dataset: HarvestDataset,
+        parent: Path,
+        candidate: Path,
+        held_out: set[Any],
+        new_codes: list[str],
     ) -> dict[str, Any]:
         parent_folder, parent_manifest = extracted(parent)
         candidate_folder, candidate_manifest = extracted(candidate)
@@ -225,11 +232,6 @@ class ChainTrainer:
                 )
             return GateSide(name, folder / fp32.file, gallery, manifest.thresholds)
 
-        new_codes = [
-            c
-            for c in dataset.codes
-            if c not in set(Gallery.load(parent_folder / parent_manifest.gallery).codes)
-        ]
         return per_store_gate(
             dataset,
             side("production", parent_folder, parent_manifest, True),

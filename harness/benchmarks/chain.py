@@ -37,25 +37,41 @@ from laneguard.serving import free_port
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def _turned(world: Any, product: Any, seed: int, angle: float, scale: float, quality: int) -> bytes:
+    """A simulator crop of ``product`` as a lane would send it, turned and scaled a little."""
+    sprite = world.sprite(product, 1, Random(seed))
+    image = cv2.resize(sprite.bgr, None, fx=0.5, fy=0.5)
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, scale)
+    image = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])[1])
+
+
 def _crops(n: int, seed: int = 0) -> list[bytes]:
-    """``n`` real simulator crops (several products, each turned and scaled a little)."""
+    """``n`` real simulator crops of several products."""
     from simulator.world import World
 
     world = World.from_catalog()
     rng = Random(seed)
-    crops = []
-    for index in range(n):
-        product = world.products[index % len(world.products)]
-        sprite = world.sprite(product, 1, Random(seed + index))
-        image = cv2.resize(sprite.bgr, None, fx=0.5, fy=0.5)
-        height, width = image.shape[:2]
-        turn = cv2.getRotationMatrix2D((width / 2, height / 2), rng.uniform(-12, 12), 1.0)
-        image = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
-        crops.append(bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1]))
-    return crops
+    return [
+        _turned(
+            world, world.products[i % len(world.products)], seed + i, rng.uniform(-12, 12), 1.0, 90
+        )
+        for i in range(n)
+    ]
 
 
-def _sample(store: int, n: int, crop: bytes, code: str, transaction: str) -> SampleUp:
+def _crops_of(world: Any, code: str, n: int) -> list[bytes]:
+    """At least 4 crops of one product, differing enough for the trainer's duplicate filter."""
+    product = next(p for p in world.products if p.code == code)
+    rng = Random(code)
+    return [
+        _turned(world, product, i, rng.uniform(-20, 20), rng.uniform(0.85, 1.15), 95)
+        for i in range(max(n, 4))
+    ]
+
+
+def _sample(n: int, crop: bytes, code: str, transaction: str) -> SampleUp:
     from product_db.models import utcnow
 
     return SampleUp(
@@ -167,7 +183,7 @@ def ingest(stores: int, per_store: int, database: str, crops: list[bytes]) -> di
                     store_id = f"S{index:03d}"
                     for n in range(1, per_store + 1):
                         crop = crops[(index * per_store + n) % len(crops)]
-                        body = _sample(index, n, crop, "4011", f"tx-{n // 3}")
+                        body = _sample(n, crop, "4011", f"tx-{n // 3}")
                         message_id = f"{store_id}:sample:{n}"
                         envelopes.append(
                             (
@@ -207,7 +223,7 @@ def ingest(stores: int, per_store: int, database: str, crops: list[bytes]) -> di
     }
 
 
-def training(stores: int, transactions: int, crops: list[bytes]) -> dict[str, Any]:
+def training(stores: int, transactions: int) -> dict[str, Any]:
     """One quick HQ pass over ``stores`` stores with ``transactions`` honest transactions each
     (two crops of one of four products per transaction), timed by phase."""
     from hq_server.db import migrate
@@ -243,7 +259,7 @@ def training(stores: int, transactions: int, crops: list[bytes]) -> dict[str, An
                 for _ in range(2):
                     n += 1
                     crop = pictures[code][(index * transactions + t + n) % len(pictures[code])]
-                    body = _sample(index, n, crop, code, f"tx-{t}")
+                    body = _sample(n, crop, code, f"tx-{t}")
                     message_id = f"{store_id}:sample:{n}"
                     intake.handle(
                         store_subject(store_id, "sample"), seal(store_id, message_id, body, key)
@@ -286,22 +302,6 @@ def training(stores: int, transactions: int, crops: list[bytes]) -> dict[str, An
     }
 
 
-def _crops_of(world: Any, code: str, n: int) -> list[bytes]:
-    product = next(p for p in world.products if p.code == code)
-    rng = Random(code)
-    out = []
-    for index in range(max(n, 4)):
-        sprite = world.sprite(product, 1, Random(index))
-        image = cv2.resize(sprite.bgr, None, fx=0.5, fy=0.5)
-        height, width = image.shape[:2]
-        turn = cv2.getRotationMatrix2D(
-            (width / 2, height / 2), rng.uniform(-20, 20), rng.uniform(0.85, 1.15)
-        )
-        image = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
-        out.append(bytes(cv2.imencode(".jpg", image)[1]))
-    return out
-
-
 def paper_estimate(samples_per_s: float, training: list[dict[str, Any]]) -> dict[str, Any]:
     """What 300 stores of 20 lanes would need, from the measured rates (stated assumptions)."""
     lanes = 300 * 20
@@ -340,7 +340,7 @@ def run(
     training_runs = []
     for stores in training_stores:
         progress(f"training: {stores} stores x {transactions} transactions")
-        training_runs.append(training(stores, transactions, crops))
+        training_runs.append(training(stores, transactions))
     measured = [r["samples_per_s"] for r in ingest_runs if "samples_per_s" in r]
     return {
         "ingest": ingest_runs,
