@@ -77,7 +77,7 @@ def new_rollout(
     request: Request,
     user: Annotated[SignedIn, Depends(require_admin)],
     engine: Annotated[Engine, Depends(get_engine)],
-    release_id: Annotated[int, Form(ge=1)],
+    release_id: Annotated[int, Form(ge=1, le=DATABASE_INT_MAX)],
     canary: Annotated[list[str], Form(max_length=64)],
     shares: Annotated[str, Form(max_length=64)] = "50,100",
     soak_minutes: Annotated[float, Form(ge=0, le=10_080)] = 30.0,

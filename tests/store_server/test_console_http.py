@@ -222,3 +222,13 @@ def test_it_admin_enrols_and_retires_lanes_and_reads_the_audit_log(console: str)
         audit = client.get("/audit").text
         for action in ("lane.token_created", "lane.enrolled", "lane.retired", "login"):
             assert action in audit
+
+
+def test_a_release_id_past_the_databases_integers_is_refused_not_a_crash(console: str) -> None:
+    """Found by the forms fuzzer: 2**63 reached SQLite and failed with a 500."""
+    with httpx.Client(base_url=console, timeout=10) as client:
+        csrf = sign_in(client, "ivan", "admin-pass!")
+        reply = client.post(
+            "/rollouts", data={"release_id": str(2**63), "canary": "lane-1", "csrf_token": csrf}
+        )
+        assert reply.status_code == 422
