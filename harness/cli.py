@@ -141,6 +141,12 @@ def _embedder_variants() -> dict[str, Any]:
     return embedder_variants.run(photos, progress=lambda line: click.echo(line, err=True))
 
 
+def _detector_variants() -> dict[str, Any]:
+    from harness.benchmarks import detector_variants
+
+    return detector_variants.run(progress=lambda line: click.echo(line, err=True))
+
+
 def _monitoring() -> dict[str, Any]:
     from harness.benchmarks import monitoring
 
@@ -180,6 +186,7 @@ BENCHMARKS = {
     "retraining": (_retraining, tables.retraining_table),
     "body-limits": (_body_limits, tables.body_limits_table),
     "embedder-variants": (_embedder_variants, tables.embedder_variants_table),
+    "detector-variants": (_detector_variants, tables.detector_variants_table),
     "monitoring": (_monitoring, tables.monitoring_table),
     "clips": (_clips, tables.clips_table),
     "chain": (_chain, tables.chain_table),
@@ -220,6 +227,8 @@ DESCRIPTIONS = {
     "body-limits": "1 GB request bodies to a store server and a lane: refused, memory bounded.",
     "embedder-variants": "The embedder menu (Lite0/1 x input size x fp32/int8) and each "
     "board's pick.",
+    "detector-variants": "The detector menu: shipped YOLO11 p against YOLO11 over a pretrained "
+    "EfficientNet-Lite0 (input size, fp32/int8): lane latency and training cost.",
     "monitoring": "/metrics scrape time on a lane and a store; MQTT's cost to ingest p99.",
     "clips": "Alert clips: frame loop off vs on, ring memory, clip size, alert-to-console time.",
     "chain": "HQ ingest from many stores (samples/s) and HQ training time as stores are added.",

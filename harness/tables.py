@@ -242,6 +242,31 @@ def embedder_variants_table(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def detector_variants_table(result: dict[str, Any]) -> list[str]:
+    rows = [
+        f"session.run on {result['threads']} threads; the lane's frame budget at 30 frames/s is "
+        f"{result['frame_budget_ms']} ms for everything.",
+        "",
+        "| variant | MMAC | MB | ms | frames/s ceiling | ms left at 30 frames/s | mAP50 (test) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in result["variants"]:
+        rows.append(
+            f"| {row['variant']} | {row.get('mmacs', '-')} | {row['file_mb']} | "
+            f"{row['latency_ms']} | {row['fps_ceiling']} | {row['leaves_ms_at_30fps']} | "
+            f"{row['test_scene_mAP50'] if row['test_scene_mAP50'] is not None else 'not trained'} |"
+        )
+    rows += [
+        "",
+        f"| training: network | parameters (M) | s per forward+backward of "
+        f"{result['train_batch']} at {result['train_size']} |",
+        "|---|---|---|",
+    ]
+    for row in result["training"]:
+        rows.append(f"| {row['variant']} | {row['parameters_m']} | {row['train_step_s']} |")
+    return rows
+
+
 def monitoring_table(result: dict[str, Any]) -> list[str]:
     lane, off = result["lane_scrape"], result["without_mqtt"]
     rows = [

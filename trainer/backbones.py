@@ -35,6 +35,13 @@ class SameConv(nn.Conv2d):
     pixel of padding on the right and bottom."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and all(k % 2 for k in self.kernel_size):
+            # At stride 1 "same" is symmetric and independent of the input's size: the
+            # convolution pads itself, so an exported graph holds no Pad and no shape arithmetic.
+            padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+            return functional.conv2d(
+                x, self.weight, self.bias, 1, padding, self.dilation, self.groups
+            )
         height, width = x.shape[-2:]
         pads = []
         for size, kernel, stride in zip(
@@ -101,17 +108,25 @@ class EfficientNetLite(nn.Module):
         stem = state["_conv_stem.weight"]
         self._conv_stem = SameConv(3, int(stem.shape[0]), int(stem.shape[-1]), 2, bias=False)
         self._bn0 = _bn(int(stem.shape[0]))
-        blocks, stage, previous_out = [], -1, None
+        blocks: list[MBConv] = []
+        stage, previous_out = -1, None
+        stage_ends: list[int] = []  # index of each stage's last block
         for c_in, hidden, c_out, kernel in _block_shapes(state):
             first_of_stage = c_out != previous_out
             if first_of_stage:
                 stage += 1
+                stage_ends.append(len(blocks))
+            else:
+                stage_ends[-1] = len(blocks)
             stride = STAGE_STRIDES[stage] if first_of_stage else 1
             blocks.append(MBConv(c_in, hidden, c_out, kernel, stride))
             previous_out = c_out
         if stage != len(STAGE_STRIDES) - 1:
             raise ValueError(f"weights have {stage + 1} stages, EfficientNet-Lite has 7")
         self._blocks = nn.ModuleList(blocks)
+        # The blocks that end at strides 8, 16 and 32 (stages 3, 5 and 7): a detector's P3-P5.
+        self.pyramid_ends = (stage_ends[2], stage_ends[4], stage_ends[6])
+        self.pyramid_channels = tuple(blocks[i]._bn2.num_features for i in self.pyramid_ends)
         head = state["_conv_head.weight"]
         self._conv_head = SameConv(int(head.shape[1]), int(head.shape[0]), 1, bias=False)
         self._bn1 = _bn(int(head.shape[0]))
@@ -125,6 +140,16 @@ class EfficientNetLite(nn.Module):
             y = block(y)
         y = functional.relu6(self._bn1(self._conv_head(y)))
         return torch.flatten(functional.adaptive_avg_pool2d(y, 1), 1)
+
+    def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps at strides 8, 16 and 32 (the head convolution is not run)."""
+        y = functional.relu6(self._bn0(self._conv_stem(x)))
+        maps = []
+        for index, block in enumerate(self._blocks[: self.pyramid_ends[-1] + 1]):
+            y = block(y)
+            if index in self.pyramid_ends:
+                maps.append(y)
+        return maps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet class logits (1000)."""

@@ -67,6 +67,9 @@ class BootstrapConfig:
     riding_share: float = 0.0  # off: see simulator.datasets
     detect_test_images: int = 150
     detector_scale: str = "p"
+    # None: YOLO11 from scratch. An EfficientNet-Lite (trainer.detector.PRETRAINED_BACKBONES):
+    # YOLO11's neck and head over its ImageNet features (trainer.pretrained_detector).
+    detector_backbone: str | None = None
     detector_epochs: int = 60
     detector_sizes: tuple[int, ...] = (320, 416)
     detector_batch: int = 16
@@ -410,6 +413,7 @@ def _new_detector(
         "detector_images": detect.images,
         "detector_test_images": detect_test.images,
         "detector_boxes": detect.boxes,
+        "detector_pretrained_weights": pretrained_record(config.detector_backbone),
     }
     return DetectorModels(models, members, det.weights, pt_metrics, data, config.version)
 
@@ -436,7 +440,12 @@ def _kept_detector(bundle: Path, models_dir: Path) -> DetectorModels:
             shutil.copyfile(Path(scratch) / name, members[name])
     data: dict[str, Any] = {
         key: manifest.training_data[key]
-        for key in ("detector_images", "detector_test_images", "detector_boxes")
+        for key in (
+            "detector_images",
+            "detector_test_images",
+            "detector_boxes",
+            "detector_pretrained_weights",
+        )
         if key in manifest.training_data
     }
     data["detector_kept_from"] = {"version": manifest.version, "sha256": sha256_file(bundle)}
@@ -452,7 +461,7 @@ def _kept_detector(bundle: Path, models_dir: Path) -> DetectorModels:
 
 
 def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
-    return {
+    recipe: dict[str, Any] = {
         "seed": config.seed,
         "detect_images": config.detect_images,
         "riding_share": config.riding_share,
@@ -461,6 +470,9 @@ def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
         "imgsz": config.detector_sizes[0],
         "batch": config.detector_batch,
     }
+    if config.detector_backbone is not None:  # absent, a from-scratch run's stamp stays valid
+        recipe["detector_backbone"] = config.detector_backbone
+    return recipe
 
 
 def _trained_detector(
@@ -490,6 +502,7 @@ def _trained_detector(
         batch=config.detector_batch,
         scale=config.detector_scale,
         seed=config.seed,
+        backbone=config.detector_backbone,
     )
     stamp.write_text(json.dumps(recipe), "utf-8")
     return run

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from laneguard.cli_options import produce_photos_option, with_options
+from trainer.detector import PRETRAINED_BACKBONES
 
 PHOTOS = produce_photos_option
 
@@ -46,6 +47,13 @@ def train() -> None:
     help="Keep this bundle's detector (files, metrics, training record) instead of training "
     "one: for a change of the embedder recipe only.",
 )
+@click.option(
+    "--detector-backbone",
+    type=click.Choice(PRETRAINED_BACKBONES),
+    default=None,
+    help="Train the detector over this ImageNet-pretrained backbone instead of from scratch "
+    "(about ten times the compute per step: a GPU's job).",
+)
 @PHOTOS
 def bootstrap_command(
     out: Path | None,
@@ -53,14 +61,20 @@ def bootstrap_command(
     quick: bool,
     seed: int,
     detector_from: Path | None,
+    detector_backbone: str | None,
     produce_photos: Path | None,
 ) -> None:
     """Make the bootstrap bundle from the simulator (and real produce photos when given)."""
     from laneguard.bundle import SHIPPED_BUNDLE
     from trainer.bootstrap import BootstrapConfig, run_bootstrap
 
+    if detector_from is not None and detector_backbone is not None:
+        raise click.UsageError("--detector-from keeps a detector; --detector-backbone trains one")
     config = (BootstrapConfig.quick if quick else BootstrapConfig)(
-        seed=seed, produce_photos=produce_photos, detector_from=detector_from
+        seed=seed,
+        produce_photos=produce_photos,
+        detector_from=detector_from,
+        detector_backbone=detector_backbone,
     )
     target = out or SHIPPED_BUNDLE
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result

@@ -1,8 +1,10 @@
 """The class-agnostic checkout detector: product / hand / non_merchandise, YOLO11 from yaml.
 
-No pretrained weights exist here, so training starts from the architecture file
-(trainer/models/laneguard-det.yaml) and learns from simulator images. The same call uses a GPU
-when torch sees one.
+Two architectures: YOLO11 trained from scratch (trainer/models/laneguard-det.yaml; no
+pretrained YOLO weights exist here), or YOLO11's neck and head over an ImageNet-pretrained
+EfficientNet-Lite (trainer/models/laneguard-det-lite.yaml, trainer.pretrained_detector). Both
+learn from simulator images, export the same ONNX layout and are decoded alike on the lane. The
+same call uses a GPU when torch sees one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import yaml
 from trainer.offline import configure_offline
 
 MODEL_YAML = Path(__file__).parent / "models" / "laneguard-det.yaml"
+PRETRAINED_MODEL_YAML = Path(__file__).parent / "models" / "laneguard-det-lite.yaml"
+PRETRAINED_BACKBONES = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 CLASS_NAMES = ("product", "hand", "non_merchandise")
 
 
@@ -27,16 +31,32 @@ class DetectorRun:
     metrics: dict[str, Any]
 
 
-def model_yaml_for(scale: str, out_dir: Path) -> Path:
-    """Our architecture file with the chosen width/depth scale written in."""
-    spec = yaml.safe_load(MODEL_YAML.read_text("utf-8"))
+def model_yaml_for(scale: str, out_dir: Path, backbone: str | None = None) -> Path:
+    """Our architecture file with the chosen width/depth scale written in, and for a
+    pretrained ``backbone`` its variant and feature widths."""
+    source = MODEL_YAML if backbone is None else PRETRAINED_MODEL_YAML
+    spec = yaml.safe_load(source.read_text("utf-8"))
     if scale not in spec["scales"]:
         raise ValueError(f"unknown detector scale {scale!r}; choose from {sorted(spec['scales'])}")
     # ultralytics reads the scale from the file name (yolo11n.yaml) and otherwise takes the
     # first entry of `scales`, so the chosen scale goes first.
     spec["scales"] = {scale: spec["scales"][scale]}
+    name = f"laneguard-det-{scale}"
+    if backbone is not None:
+        if backbone not in PRETRAINED_BACKBONES:
+            raise ValueError(
+                f"unknown detector backbone {backbone!r}; choose from {PRETRAINED_BACKBONES}"
+            )
+        from trainer.pretrained_detector import pyramid_channels
+
+        variant = backbone.removeprefix("efficientnet-")
+        layers = spec["backbone"]
+        layers[0][3] = [pyramid_channels(variant)[-1], variant]
+        for index, width in enumerate(pyramid_channels(variant)):
+            layers[1 + index][3] = [width, index]
+        name = f"laneguard-det-{variant}-{scale}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"laneguard-det-{scale}.yaml"
+    path = out_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), "utf-8")
     return path
 
@@ -58,14 +78,44 @@ def train_detector(
     seed: int = 0,
     workers: int = 2,
     parent_weights: Path | None = None,
+    backbone: str | None = None,
 ) -> DetectorRun:
-    """Train (or fine-tune from ``parent_weights``) and validate; returns best weights."""
+    """Train (or fine-tune from ``parent_weights``) and validate; returns best weights.
+
+    ``backbone`` (one of ``PRETRAINED_BACKBONES``) starts from ImageNet features instead of
+    from scratch; a fine-tune keeps whatever architecture its parent has.
+    """
     configure_offline()
     from ultralytics import YOLO
 
+    from trainer.pretrained_detector import backbone_slot
+
     out_dir = out_dir.resolve()
-    source = str(parent_weights) if parent_weights else str(model_yaml_for(scale, out_dir))
-    model = YOLO(source, task="detect")
+    source = (
+        str(parent_weights) if parent_weights else str(model_yaml_for(scale, out_dir, backbone))
+    )
+    with backbone_slot():
+        model = YOLO(source, task="detect")
+        _fit(model, data_yaml, out_dir, epochs, imgsz, batch, seed, workers)
+    run_dir = out_dir / "detector"
+    weights = run_dir / "weights" / "best.pt"
+    if not weights.exists():
+        weights = run_dir / "weights" / "last.pt"
+    metrics = evaluate_detector(weights, data_yaml, imgsz)
+    return DetectorRun(weights=weights, run_dir=run_dir, metrics=metrics)
+
+
+def _fit(
+    model: Any,
+    data_yaml: Path,
+    out_dir: Path,
+    epochs: int,
+    imgsz: int,
+    batch: int,
+    seed: int,
+    workers: int,
+) -> None:
+    """Ultralytics' training with the settings that keep it offline and suit a lane camera."""
     model.train(
         data=str(data_yaml),
         epochs=epochs,
@@ -90,12 +140,6 @@ def train_detector(
         mosaic=1.0,
         close_mosaic=max(1, epochs // 5),
     )
-    run_dir = out_dir / "detector"
-    weights = run_dir / "weights" / "best.pt"
-    if not weights.exists():
-        weights = run_dir / "weights" / "last.pt"
-    metrics = evaluate_detector(weights, data_yaml, imgsz)
-    return DetectorRun(weights=weights, run_dir=run_dir, metrics=metrics)
 
 
 def evaluate_detector(

@@ -45,10 +45,10 @@ def pretrained_weights(variant: str) -> PretrainedWeights:
     return PretrainedWeights(variant, package, importlib.metadata.version(package), str(path))
 
 
-def pretrained_record(arch: str) -> list[dict[str, str]]:
-    """What a bundle's manifest records of the pretrained weights an embedder architecture
-    started from (package, version, file, licence); none for architectures trained from
-    scratch."""
-    if not arch.startswith("efficientnet-"):
+def pretrained_record(arch: str | None) -> list[dict[str, str]]:
+    """What a bundle's manifest records of the pretrained weights an embedder architecture or
+    a detector backbone started from (package, version, file, licence); none for architectures
+    trained from scratch."""
+    if arch is None or not arch.startswith("efficientnet-"):
         return []
     return [pretrained_weights(arch.removeprefix("efficientnet-")).to_json()]

@@ -65,3 +65,31 @@ def test_the_larger_variants_load_strictly_from_their_wheels(variant: str) -> No
     with torch.no_grad():
         features = network.features(torch.zeros(1, 3, 64, 64))
     assert features.shape == (1, network.feature_dim)
+
+
+def test_stride_one_same_padding_is_the_convolutions_own_and_exports_without_pads(
+    tmp_path: Path,
+) -> None:
+    # "Same" at stride 1 is symmetric whatever the input size, so the convolution pads itself:
+    # the same numbers as padding first, and no Pad or shape arithmetic in the exported graph.
+    import onnx
+
+    torch.manual_seed(0)
+    conv = SameConv(8, 8, 5, stride=1, groups=8, bias=False).eval()
+    x = torch.rand(1, 8, 23, 30)
+    explicit = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, [2, 2, 2, 2]), conv.weight, None, 1, 0, 1, 8
+    )
+    assert torch.allclose(conv(x), explicit, atol=1e-6)
+    path = tmp_path / "conv.onnx"
+    torch.onnx.export(conv, (x,), str(path), dynamo=False)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert ops == {"Conv"}, ops
+
+
+def test_the_pyramid_is_the_feature_maps_at_strides_8_16_32() -> None:
+    network, _ = load_backbone("lite0")
+    with torch.no_grad():
+        maps = network.pyramid(torch.zeros(1, 3, 320, 256))
+    assert [tuple(m.shape[1:]) for m in maps] == [(40, 40, 32), (112, 20, 16), (320, 10, 8)]
+    assert network.pyramid_channels == (40, 112, 320)
