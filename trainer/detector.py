@@ -50,9 +50,10 @@ def model_yaml_for(scale: str, out_dir: Path, backbone: str | None = None) -> Pa
         from trainer.pretrained_detector import pyramid_channels
 
         variant = backbone.removeprefix("efficientnet-")
+        widths = pyramid_channels(variant)
         layers = spec["backbone"]
-        layers[0][3] = [pyramid_channels(variant)[-1], variant]
-        for index, width in enumerate(pyramid_channels(variant)):
+        layers[0][3] = [widths[-1], variant]
+        for index, width in enumerate(widths):
             layers[1 + index][3] = [width, index]
         name = f"laneguard-det-{variant}-{scale}"
     out_dir.mkdir(parents=True, exist_ok=True)

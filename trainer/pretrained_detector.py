@@ -7,7 +7,8 @@ another). Its ``TorchVision`` slot is one of those, so :func:`backbone_slot` put
 :class:`LitePyramid` there while a model is built from ``trainer/models/laneguard-det-lite.yaml``;
 everything after (training with ultralytics' augmentations and loss, validation, ONNX export with
 the same output layout, the lane's decoding) is unchanged. A saved ``best.pt`` holds the module
-itself, so loading it needs no slot.
+itself, so loading it needs no slot. The slot is this process's: ultralytics' multi-GPU training
+(DDP) builds the model again in child processes, which would not have it, so train on one device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import torch
 from torch import nn
 
 from trainer.backbones import INPUT_MEAN, INPUT_STD, load_backbone
-from trainer.pretrained import VARIANTS
 
 
 class LitePyramid(nn.Module):
@@ -31,9 +31,7 @@ class LitePyramid(nn.Module):
 
     def __init__(self, variant: str = "lite0") -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; one of {VARIANTS}")
-        network, _source = load_backbone(variant)
+        network, _source = load_backbone(variant)  # an unknown variant is a ValueError there
         self.variant = variant
         self.network = network
         # The ImageNet head is not part of a detector: dropped so it is neither trained nor saved.
