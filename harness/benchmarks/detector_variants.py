@@ -7,7 +7,7 @@ backbone, untrained neck and head) and need no training run: whether one is wort
 then a question of accuracy alone, which `laneguard train bootstrap --detector-backbone` answers
 on the test scenes (a GPU's job; the training cost here says why). The lane's frame budget at
 the camera's 30 frames/s is 33 ms for everything; `bench node-pipeline` measures the rest of a
-frame (about 6 ms with the shipped detector).
+frame (a fifth of it outside session.run with the shipped detector).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ FRAME_BUDGET_MS = 1000 / 30
 TRAIN_BATCH = 16
 
 
-def _calibration_frames(size: int, count: int = 16) -> list[np.ndarray]:
-    """Letterboxed simulator frames of a checkout, for int8 ranges."""
+def _checkout_frames(count: int = 16) -> list[np.ndarray]:
+    """Simulator frames of a checkout, for int8 ranges (letterboxed per input size)."""
     from simulator.scenario import build_scenario
     from simulator.scene import SceneRenderer
     from simulator.world import World
@@ -42,7 +42,7 @@ def _calibration_frames(size: int, count: int = 16) -> list[np.ndarray]:
     scenario = build_scenario("honest", 0, world)
     renderer = SceneRenderer(scenario, world)
     step = max(1, scenario.n_frames // count)
-    return [letterbox(renderer.render(i)[0], size)[0] for i in range(0, step * count, step)]
+    return [renderer.render(i)[0] for i in range(0, step * count, step)]
 
 
 def _train_step_s(network: Any, size: int) -> float:
@@ -82,6 +82,7 @@ def run(
     from ultralytics import YOLO
 
     rows: list[dict[str, Any]] = []
+    frames = _checkout_frames()
     manifest = read_manifest(SHIPPED_BUNDLE)
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
@@ -125,7 +126,9 @@ def run(
                 for size in sizes:
                     fp32 = export_detector_onnx(weights, scratch / f"{name}-{size}-fp32.onnx", size)
                     int8 = quantize_int8(
-                        fp32, scratch / f"{name}-{size}-int8.onnx", _calibration_frames(size)
+                        fp32,
+                        scratch / f"{name}-{size}-int8.onnx",
+                        [letterbox(f, size)[0] for f in frames],
                     )
                     macs = multiply_adds(network.float().eval(), size)
                     for precision, path in (("fp32", fp32), ("int8", int8)):
