@@ -11,8 +11,9 @@ lanes something.
 Guards against poisoning: only crops of honest transactions; a crop a manager rejected never
 joins; the crops of a code must agree with one another (each within ``consistency`` cosine
 similarity of their medoid, by default measured on the bundle's gallery) and only the agreeing
-ones join; and the console's samples page shows a random audit sample of what joined, where a
-manager can withdraw an entry.
+ones join; a crop more like another product of the bundle's gallery than like its own code's
+medoid (a known product's crop under a new code) never joins; and the console's samples page
+shows a random audit sample of what joined, where a manager can withdraw an entry.
 
 Lanes fetch the entries after the last one they have, signed by the store's key
 (``GET /api/v1/gallery/updates``), and use them from their next transaction.
@@ -205,7 +206,13 @@ class GalleryLearner:
         # The medoid (the crop most like all the others), not the mean: a mislabelled crop
         # pulls a mean towards itself, but cannot become the medoid while most crops agree.
         medoid = vectors[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
-        agreeing = [(s, v) for s, v in zip(group, vectors) if float(v @ medoid) >= self.consistency]
+        own = vectors @ medoid
+        others = self._best_other_product(code, vectors)
+        agreeing = [
+            (s, v)
+            for s, v, mine, theirs in zip(group, vectors, own, others)
+            if mine >= self.consistency and mine > theirs
+        ]
         transactions = {(s.lane_id, s.transaction_id) for s, _ in agreeing}
         if len(transactions) < self.config.min_transactions or room <= 0:
             return []
@@ -221,6 +228,17 @@ class GalleryLearner:
             )
             for sample, vector in agreeing[:room]
         ]
+
+    def _best_other_product(self, code: str, vectors: np.ndarray) -> np.ndarray:
+        """Each crop's best similarity to the bundle's references of any other code. The
+        consistency threshold is measured between products the embedder was trained on, which it
+        keeps far apart; a product it never saw can lie closer to a known one than that, so a
+        known product's crop labelled with the new code could pass the threshold alone."""
+        gallery = self.model.gallery
+        scores = gallery.class_scores(vectors)
+        if code in gallery.codes:
+            scores[:, gallery.codes.index(code)] = -1.0
+        return scores.max(axis=1) if scores.shape[1] else np.full(len(vectors), -1.0)
 
     def _vector(self, sample: SampleRecord) -> np.ndarray:
         assert sample.id is not None

@@ -62,7 +62,7 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-5"
+    version: str = "bootstrap-6"
     detect_images: int = 1500
     riding_share: float = 0.0  # off: see simulator.datasets
     detect_test_images: int = 150
@@ -75,7 +75,7 @@ class BootstrapConfig:
     detector_batch: int = 16
     embed_crops: int = 40
     embed_test_crops: int = 10
-    embed_epochs: int = 6
+    embed_epochs: int = 12
     embed_arch: str = "efficientnet-lite0"
     embed_input_size: int = 192
     embed_lr: float = 2e-3

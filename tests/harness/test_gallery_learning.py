@@ -169,9 +169,9 @@ def test_crops_join_only_from_enough_consistent_honest_transactions(
 @pytest.mark.timeout(600)
 def test_a_new_product_is_learned_from_honest_transactions_end_to_end() -> None:
     result = learning_eval.run(max_transactions=5, progress=lambda line: None)
-    # Entries join after 3 honest transactions; with the Lite0 embedder of bootstrap-5 the lane
-    # recognises the product from the 5th checkout on, "of interest" (0.84, under T1), so the
-    # skip-scan alert does not name it yet (bootstrap-3: recognised after 3, trusted, named).
+    # Entries join after 3 honest transactions; with the Lite0 embedder of bootstrap-6 the lane
+    # recognises the product from the 5th checkout on (trusted at 0.87, just over T1), but the
+    # skip-scan alert that follows need not name it (bootstrap-3: recognised after 3, named).
     first = result["transactions"][0]
     assert not first["recognised"] and first["band"] == "unknown"
     after = result["recognised_after_honest_transactions"]
