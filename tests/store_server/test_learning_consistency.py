@@ -69,7 +69,7 @@ def test_a_known_products_crop_under_a_new_code_never_joins_even_above_the_thres
     )
     learner._model = ModelForLearning(None, "sha", "test", gallery)  # type: ignore[arg-type]
     vectors = {1: _unit(1, 0.1, 0), 2: _unit(1, 0.12, 0.05), 3: _unit(1, 0.08, -0.05)}
-    vectors[4] = _unit(0.7, 1, 0)  # K's crop: 0.6 to N's medoid, 0.8 to K
+    vectors[4] = _unit(0.7, 1, 0)  # K's crop: 0.67 to N's medoid, 0.82 to K's reference
     group = []
     for sample_id, vector in vectors.items():
         learner._vectors[sample_id] = vector
