@@ -92,6 +92,12 @@ class ModelForLearning:
         )
 
 
+def medoid(vectors: np.ndarray) -> np.ndarray:
+    """The vector most like all the others. Not the mean: a mislabelled crop pulls a mean
+    towards itself, but cannot become the medoid while most crops agree."""
+    return vectors[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
+
+
 def consistency_threshold(gallery: Gallery, cross_product_share: float = 0.001) -> float:
     """The similarity to a code's medoid that only ``cross_product_share`` of the other
     products' reference vectors reach, measured on the bundle's own gallery: a crop that close
@@ -100,12 +106,30 @@ def consistency_threshold(gallery: Gallery, cross_product_share: float = 0.001) 
     vectors = gallery.vectors
     others = []
     for code in np.unique(labels):
-        own = vectors[labels == code]
-        medoid = own[int(np.argmax((own @ own.T).sum(axis=1)))]
-        others.append(vectors[labels != code] @ medoid)
+        others.append(vectors[labels != code] @ medoid(vectors[labels == code]))
     if not others:
         raise ValueError("the bundle's gallery has no products to measure consistency on")
     return float(np.quantile(np.concatenate(others), 1.0 - cross_product_share))
+
+
+def joining_crops(
+    vectors: np.ndarray, code: str, gallery: Gallery, consistency: float
+) -> list[int]:
+    """Which of a code's crops may join, the most typical first: those at least
+    ``consistency`` similar to the crops' medoid and more like it than like any other product
+    of the bundle's gallery. The threshold is measured between products the embedder was
+    trained on, which it keeps far apart; a product it never saw can lie closer to a known one
+    than that, so a known product's crop labelled with the new code could pass it alone."""
+    own = vectors @ medoid(vectors)
+    others = gallery.class_scores(vectors)
+    if code in gallery.codes:
+        others[:, gallery.codes.index(code)] = -1.0
+    best_other = others.max(axis=1) if others.shape[1] else np.full(len(vectors), -1.0)
+    return [
+        int(i)
+        for i in np.argsort(-own, kind="stable")
+        if own[i] >= consistency and own[i] > best_other[i]
+    ]
 
 
 @dataclass
@@ -203,42 +227,21 @@ class GalleryLearner:
 
     def _join(self, code: str, group: list[SampleRecord], room: int) -> list[GalleryEntry]:
         vectors = np.stack([self._vector(s) for s in group])
-        # The medoid (the crop most like all the others), not the mean: a mislabelled crop
-        # pulls a mean towards itself, but cannot become the medoid while most crops agree.
-        medoid = vectors[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
-        own = vectors @ medoid
-        others = self._best_other_product(code, vectors)
-        agreeing = [
-            (s, v)
-            for s, v, mine, theirs in zip(group, vectors, own, others)
-            if mine >= self.consistency and mine > theirs
-        ]
-        transactions = {(s.lane_id, s.transaction_id) for s, _ in agreeing}
+        order = joining_crops(vectors, code, self.model.gallery, self.consistency)
+        transactions = {(group[i].lane_id, group[i].transaction_id) for i in order}
         if len(transactions) < self.config.min_transactions or room <= 0:
             return []
-        agreeing.sort(key=lambda pair: -float(pair[1] @ medoid))  # the most typical first
         return [
             GalleryEntry(
                 code=code,
-                vector_b64=encode_vector(vector),
+                vector_b64=encode_vector(vectors[i]),
                 embedder_sha256=self.model.embedder_sha256,
-                sample_id=sample.id or 0,
-                transaction_id=sample.transaction_id,
-                lane_id=sample.lane_id,
+                sample_id=group[i].id or 0,
+                transaction_id=group[i].transaction_id,
+                lane_id=group[i].lane_id,
             )
-            for sample, vector in agreeing[:room]
+            for i in order[:room]
         ]
-
-    def _best_other_product(self, code: str, vectors: np.ndarray) -> np.ndarray:
-        """Each crop's best similarity to the bundle's references of any other code. The
-        consistency threshold is measured between products the embedder was trained on, which it
-        keeps far apart; a product it never saw can lie closer to a known one than that, so a
-        known product's crop labelled with the new code could pass the threshold alone."""
-        gallery = self.model.gallery
-        scores = gallery.class_scores(vectors)
-        if code in gallery.codes:
-            scores[:, gallery.codes.index(code)] = -1.0
-        return scores.max(axis=1) if scores.shape[1] else np.full(len(vectors), -1.0)
 
     def _vector(self, sample: SampleRecord) -> np.ndarray:
         assert sample.id is not None

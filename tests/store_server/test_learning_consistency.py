@@ -4,21 +4,12 @@ like its own code's crops never joins."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from checkout_node.models import load_models
 from laneguard.gallery import Gallery
-from product_db.models import utcnow
-from store_server.learning import (
-    GalleryLearner,
-    LearnConfig,
-    ModelForLearning,
-    consistency_threshold,
-)
-from store_server.models import SampleRecord
+from store_server.learning import consistency_threshold, joining_crops, medoid
 
 
 def _unit(*values: float) -> np.ndarray:
@@ -50,8 +41,7 @@ def test_the_shipped_bundle_gives_a_threshold_its_own_products_mostly_pass() -> 
     own = []
     for code in np.unique(labels):
         vectors = gallery.vectors[labels == code]
-        medoid = vectors[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
-        own.extend(vectors @ medoid)
+        own.extend(vectors @ medoid(vectors))
     assert 0.3 < threshold < 0.95
     assert float(np.mean(np.array(own) >= threshold)) > 0.5
 
@@ -61,28 +51,9 @@ def test_a_known_products_crop_under_a_new_code_never_joins_even_above_the_thres
     # mislabel): all four lie above the consistency threshold of N's medoid, but K's crop is
     # more like K's references than like N's medoid, so only N's own three join.
     gallery = Gallery.build({"K": np.stack([_unit(0, 1, 0)])}, "sha", max_per_code=1)
-    learner = GalleryLearner(
-        engine=None,  # type: ignore[arg-type]  # _join reads neither the database nor media
-        media=None,  # type: ignore[arg-type]
-        bundle=Path("unused"),
-        config=LearnConfig(consistency=0.5),
-    )
-    learner._model = ModelForLearning(None, "sha", "test", gallery)  # type: ignore[arg-type]
-    vectors = {1: _unit(1, 0.1, 0), 2: _unit(1, 0.12, 0.05), 3: _unit(1, 0.08, -0.05)}
-    vectors[4] = _unit(0.7, 1, 0)  # K's crop: 0.67 to N's medoid, 0.82 to K's reference
-    group = []
-    for sample_id, vector in vectors.items():
-        learner._vectors[sample_id] = vector
-        group.append(
-            SampleRecord(
-                id=sample_id, message_id=f"m-{sample_id}", lane_id="lane-1",
-                transaction_id=f"tx-{sample_id}", track_id=1, code="N", band="unknown",
-                score=0.0, reason="honest", image=f"{sample_id}.jpg", captured_at=utcnow(),
-            )
-        )  # fmt: skip
-    joined = learner._join("N", group, room=16)
-    assert sorted(e.transaction_id for e in joined) == ["tx-1", "tx-2", "tx-3"]
+    crops = np.stack([_unit(1, 0.1, 0), _unit(1, 0.12, 0.05), _unit(1, 0.08, -0.05)])
+    crops = np.vstack([crops, _unit(0.7, 1, 0)])  # K's: 0.67 to N's medoid, 0.82 to K's reference
+    assert sorted(joining_crops(crops, "N", gallery, consistency=0.5)) == [0, 1, 2]
     # With a bundle that does not know K, the same crop joins on the threshold alone.
     unrelated = Gallery.build({"Z": np.stack([_unit(0, 0, 1)])}, "sha", max_per_code=1)
-    learner._model = ModelForLearning(None, "sha", "test", unrelated)  # type: ignore[arg-type]
-    assert len(learner._join("N", group, room=16)) == 4
+    assert sorted(joining_crops(crops, "N", unrelated, consistency=0.5)) == [0, 1, 2, 3]
