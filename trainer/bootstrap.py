@@ -38,7 +38,7 @@ from laneguard.detection import letterbox
 from laneguard.embedding import Embedder, preprocess
 from laneguard.gallery import Gallery
 from trainer.detector import DetectorRun
-from trainer.embedder import PRETRAINED_ARCHS, read_image
+from trainer.embedder import PRETRAINED_ARCHS, EmbedderRun, read_image
 from trainer.evaluate import open_set_thresholds, recognition_metrics
 from trainer.golden import write_golden_frames
 from trainer.pretrained import pretrained_record
@@ -78,6 +78,8 @@ class BootstrapConfig:
     embed_epochs: int = 12
     embed_arch: str = "efficientnet-lite0"
     embed_input_size: int = 192
+    # The input the shipped embedder takes (None: embed_input_size): see EmbedderRun.serve_size.
+    embed_serve_size: int | None = None
     embed_lr: float = 2e-3
     gallery_per_code: int = 8
     new_product_refs: int = 5
@@ -86,6 +88,10 @@ class BootstrapConfig:
     # A bundle whose detector this recipe keeps instead of training one (its detector recipe
     # unchanged): re-making the bundle for a new embedder then skips the hour-long step.
     detector_from: Path | None = None
+    # A bundle whose embedder weights this recipe keeps instead of training them: only one
+    # this recipe's embedder settings trained (checked), so a change of serving size, gallery
+    # or thresholds costs minutes instead of the hour training takes.
+    embedder_from: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -181,6 +187,8 @@ def run_bootstrap(
     if models_dir.exists():
         shutil.rmtree(models_dir)
     models_dir.mkdir()
+    if config.embedder_from is not None:
+        check_kept_embedder(config)
     world = World.from_catalog(produce_photos=config.produce_photos)
     seed = config.seed
 
@@ -210,15 +218,21 @@ def run_bootstrap(
     progress("3/4 embedder")
     train_samples = image_listing(work / "embed-train")
     combined = with_known_produce_photos(world, train_samples)
-    run = train_embedder(
-        combined,
-        arch=config.embed_arch,
-        epochs=config.embed_epochs,
-        input_size=config.embed_input_size,
-        lr=config.embed_lr,
-        seed=seed,
-        progress=progress,
-    )
+    embedder_data: dict[str, Any] = {}
+    if config.embedder_from is not None:
+        run, embedder_data = _kept_embedder(config, sorted(combined))
+        progress(f"embedder weights kept from {config.embedder_from}")
+    else:
+        run = train_embedder(
+            combined,
+            arch=config.embed_arch,
+            epochs=config.embed_epochs,
+            input_size=config.embed_input_size,
+            lr=config.embed_lr,
+            seed=seed,
+            progress=progress,
+            serve_size=config.embed_serve_size,
+        )
     emb_fp32 = export_embedder_onnx(run, models_dir / "embedder-fp32.onnx")
     calibration = dict(train_samples)
     if world.photos is not None:
@@ -227,7 +241,7 @@ def run_bootstrap(
     emb_int8 = quantize_int8(
         emb_fp32,
         models_dir / "embedder-int8.onnx",
-        embedder_calibration(calibration, run.input_size, max(config.calibration_samples, 16)),
+        embedder_calibration(calibration, run.export_size, max(config.calibration_samples, 16)),
         float_stem=config.embed_arch in PRETRAINED_ARCHS,
     )
     embedder = Embedder(emb_fp32)
@@ -284,7 +298,7 @@ def run_bootstrap(
                 file=path.name,
                 role="embedder",
                 precision=precision,
-                input_size=run.input_size,
+                input_size=run.export_size,
                 latency_ms=latency,
                 metrics=metrics,
             )
@@ -324,6 +338,7 @@ def run_bootstrap(
             **detector.training_data,
             "embedder_images": run.train_images,
             "embedder_classes": len(run.classes),
+            **embedder_data,
             "holdout_products": sorted(world.holdout),
             "packaging_versions": [1],
             "weights": weights_named(members),
@@ -458,6 +473,71 @@ def _kept_detector(bundle: Path, models_dir: Path) -> DetectorModels:
         data,
         manifest.version,
     )
+
+
+# The recipe settings that decide an embedder's weights; a kept one must share them.
+EMBEDDER_RECIPE = (
+    "seed",
+    "embed_crops",
+    "embed_epochs",
+    "embed_arch",
+    "embed_input_size",
+    "embed_lr",
+)
+
+
+def check_kept_embedder(config: BootstrapConfig) -> Manifest:
+    """The manifest of ``config.embedder_from`` if this recipe may keep its embedder weights:
+    only where that bundle's recipe trained them with this recipe's embedder settings, with or
+    without real produce photos as this one; anything else would ship a model the recipe does
+    not describe. Checked before anything is trained, so a refusal costs no detector run."""
+    bundle = config.embedder_from
+    assert bundle is not None
+    manifest = read_manifest(bundle)
+    recipe = manifest.training_data.get("recipe") or {}
+    wanted = {key: getattr(config, key) for key in EMBEDDER_RECIPE}
+    wanted["produce_photos"] = config.produce_photos is not None
+    found = {key: recipe.get(key) for key in EMBEDDER_RECIPE}
+    found["produce_photos"] = recipe.get("produce_photos") is not None
+    differing = sorted(key for key in wanted if wanted[key] != found[key])
+    if differing:
+        raise BundleError(
+            f"{bundle}: its embedder was trained with other settings than this recipe's "
+            f"({', '.join(f'{k} {found[k]!r}, not {wanted[k]!r}' for k in differing)}); "
+            "train it instead"
+        )
+    return manifest
+
+
+def _kept_embedder(
+    config: BootstrapConfig, classes: list[str]
+) -> tuple[EmbedderRun, dict[str, Any]]:
+    """The embedder weights of ``config.embedder_from`` (see ``check_kept_embedder``), trained
+    on these ``classes``, served at this recipe's size; and the record the bundle gets."""
+    from trainer.weights import TRAINING_WEIGHTS, load_embedder
+
+    manifest = check_kept_embedder(config)
+    bundle = config.embedder_from
+    assert bundle is not None
+    with tempfile.TemporaryDirectory() as scratch:
+        extract_bundle(bundle, Path(scratch))
+        model, meta = load_embedder(Path(scratch) / TRAINING_WEIGHTS["embedder"])
+    if list(meta["classes"]) != classes:
+        raise BundleError(f"{bundle}: its embedder was trained on other products than these")
+    history = manifest.metrics.get("embedder_history") or {}
+    run = EmbedderRun(
+        model,
+        list(meta["classes"]),
+        str(meta["arch"]),
+        int(meta["input_size"]),
+        config.embed_epochs,
+        int(manifest.training_data.get("embedder_images", 0)),
+        0.0,
+        [history] if history else [],
+        config.embed_serve_size,
+    )
+    kept = {"version": manifest.version, "sha256": sha256_file(bundle)}
+    return run, {"embedder_kept_from": kept}
 
 
 def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:

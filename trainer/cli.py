@@ -48,6 +48,21 @@ def train() -> None:
     "one: for a change of the embedder recipe only.",
 )
 @click.option(
+    "--embedder-from",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Keep this bundle's embedder weights instead of training them (refused unless this "
+    "recipe's embedder settings trained them): for a change of serving size, gallery or "
+    "thresholds only.",
+)
+@click.option(
+    "--embed-serve-size",
+    type=click.IntRange(32, 512),
+    default=None,
+    help="Input size of the exported embedder, if not the size it trains at (an experiment: "
+    "the shipped recipe serves at its training size).",
+)
+@click.option(
     "--detector-backbone",
     type=click.Choice(PRETRAINED_BACKBONES),
     default=None,
@@ -61,6 +76,8 @@ def bootstrap_command(
     quick: bool,
     seed: int,
     detector_from: Path | None,
+    embedder_from: Path | None,
+    embed_serve_size: int | None,
     detector_backbone: str | None,
     produce_photos: Path | None,
 ) -> None:
@@ -74,6 +91,8 @@ def bootstrap_command(
         seed=seed,
         produce_photos=produce_photos,
         detector_from=detector_from,
+        embedder_from=embedder_from,
+        embed_serve_size=embed_serve_size,
         detector_backbone=detector_backbone,
     )
     target = out or SHIPPED_BUNDLE

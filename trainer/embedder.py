@@ -190,11 +190,21 @@ class EmbedderRun:
     model: Any
     classes: list[str]
     arch: str
-    input_size: int
+    input_size: int  # the crops it was trained on
     epochs: int
     train_images: int
     seconds: float
     history: list[dict[str, float]]
+    # The input its exported model takes; None: the training size. Training crops are cut at
+    # 75-100% of the item (``augment``) while the lane embeds whole items, so an item fills
+    # more of a training input than of a lane input of the same size. Serving larger gives
+    # it that size back: better on photos and simulator test crops, not in the lane's
+    # checkouts (models README), so the shipped recipe serves at the training size.
+    serve_size: int | None = None
+
+    @property
+    def export_size(self) -> int:
+        return self.serve_size or self.input_size
 
 
 def train_embedder(
@@ -210,8 +220,10 @@ def train_embedder(
     scale: float = 20.0,
     progress: Callable[[str], None] = print,
     parent: Any | None = None,
+    serve_size: int | None = None,
 ) -> EmbedderRun:
-    """Train on ``samples`` (class -> images). Progress lines go to ``progress`` each epoch."""
+    """Train on ``samples`` (class -> images) at ``input_size``; the run exports at
+    ``serve_size`` (None: ``input_size``). Progress lines go to ``progress`` each epoch."""
     import torch
     from torch import nn
 
@@ -284,12 +296,14 @@ def train_embedder(
         len(items),
         time.perf_counter() - start,
         history,
+        serve_size,
     )
 
 
 def export_embedder_onnx(run: EmbedderRun, out_path: Path) -> Path:
-    """Fixed input (1, 3, S, S) -> 'embedding' (1, D), normalised inside the graph."""
-    return export_onnx(run.model, run.input_size, out_path)
+    """Fixed input (1, 3, S, S) at the run's serving size -> 'embedding' (1, D), normalised
+    inside the graph."""
+    return export_onnx(run.model, run.export_size, out_path)
 
 
 def export_onnx(model: Any, size: int, out_path: Path) -> Path:

@@ -277,6 +277,7 @@ def run_training(
         arch=embed_meta["arch"],
         epochs=config.embed_epochs,
         input_size=embed_meta["input_size"],
+        serve_size=embed_meta["serve_size"],
         seed=seed,
         lr=config.embed_lr,
         progress=progress,
@@ -287,7 +288,7 @@ def run_training(
     embedder = Embedder(emb_fp32)
     models: list[ModelFile] = []
     members: dict[str, Path] = {emb_fp32.name: emb_fp32}
-    calibration = embedder_calibration(combined, run.input_size, 64)
+    calibration = embedder_calibration(combined, run.export_size, 64)
     for precision, entry in parent_embedders.items():
         path = emb_fp32
         if precision == "int8":

@@ -34,6 +34,7 @@ def save_embedder(run: EmbedderRun, path: Path) -> Path:
         {
             "arch": run.arch,
             "input_size": run.input_size,
+            "serve_size": run.export_size,
             "classes": list(run.classes),
             "state_dict": run.model.state_dict(),
         },
@@ -43,7 +44,9 @@ def save_embedder(run: EmbedderRun, path: Path) -> Path:
 
 
 def load_embedder(path: Path) -> tuple[Any, dict[str, Any]]:
-    """The embedding network saved by ``save_embedder`` and its description.
+    """The embedding network saved by ``save_embedder`` and its description (``input_size``
+    it was trained at, ``serve_size`` its ONNX takes: the same in files from before the two
+    could differ).
 
     Loaded with ``weights_only`` so a file from elsewhere cannot run code."""
     import torch
@@ -52,7 +55,9 @@ def load_embedder(path: Path) -> tuple[Any, dict[str, Any]]:
     model = build_model(saved["arch"], len(saved["classes"]))
     model.load_state_dict(saved["state_dict"])
     model.eval()
-    return model, {k: saved[k] for k in ("arch", "input_size", "classes")}
+    meta = {k: saved[k] for k in ("arch", "input_size", "classes")}
+    meta["serve_size"] = int(saved.get("serve_size", saved["input_size"]))
+    return model, meta
 
 
 def training_weights(
@@ -65,7 +70,8 @@ def training_weights(
     }
     if detector_pt is not None:
         detector = folder / TRAINING_WEIGHTS["detector"]
-        shutil.copyfile(detector_pt, detector)
+        if detector_pt.resolve() != detector.resolve():  # a kept detector's is there already
+            shutil.copyfile(detector_pt, detector)
         members[detector.name] = detector
     return members
 

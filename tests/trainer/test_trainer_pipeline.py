@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from laneguard.bundle import Manifest, extract_bundle, read_manifest
-from laneguard.embedding import Embedder
+from laneguard.embedding import Embedder, preprocess
 
 
 def test_bootstrap_runs_offline_and_reports_progress(
@@ -160,6 +160,68 @@ def test_bootstrap_can_keep_a_bundles_detector(tmp_path: Path) -> None:
     assert manifest.training_data["detector_images"] == shipped.training_data["detector_images"]
     assert manifest.metrics["detector_pt"] == shipped.metrics["detector_pt"]
     assert not (tmp_path / "work" / "detect").exists()  # no detector data was rendered
+
+
+def test_bootstrap_can_keep_a_bundles_embedder_and_serve_it_at_another_size(
+    quick_bundle: tuple[Path, Manifest, list[str]], tmp_path: Path
+) -> None:
+    # A change of serving size re-makes the bundle without training: the parent's weights,
+    # unchanged, exported at the new input, with gallery, thresholds and metrics measured anew;
+    # the weights file keeps the training size for the slow path to fine-tune at.
+    import torch
+
+    from laneguard.bundle import sha256_file
+    from trainer.bootstrap import BootstrapConfig, run_bootstrap
+    from trainer.weights import load_embedder
+
+    parent, parent_manifest, _ = quick_bundle
+    lines: list[str] = []
+    manifest = run_bootstrap(
+        BootstrapConfig.quick(detector_from=parent, embedder_from=parent, embed_serve_size=128),
+        tmp_path / "work",
+        tmp_path / "served.tar.gz",
+        progress=lines.append,
+    )
+    assert not any(line.startswith("embedder epoch") for line in lines)
+    assert manifest.training_data["embedder_kept_from"] == {
+        "version": parent_manifest.version,
+        "sha256": sha256_file(parent),
+    }
+    embedders = [m for m in manifest.models if m.role == "embedder"]
+    assert {m.input_size for m in embedders} == {128}
+    folder, parent_folder = tmp_path / "served", tmp_path / "parent"
+    extract_bundle(tmp_path / "served.tar.gz", folder)
+    extract_bundle(parent, parent_folder)
+    for model in embedders:
+        assert Embedder(folder / model.file).size == 128
+    kept, meta = load_embedder(folder / "embedder-weights.pt")
+    original, _ = load_embedder(parent_folder / "embedder-weights.pt")
+    assert meta["input_size"] == 96 and meta["serve_size"] == 128
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(kept.state_dict()[name], tensor), name
+    crop = np.random.default_rng(0).integers(0, 255, (70, 50, 3), np.uint8)
+    with torch.no_grad():
+        expected = kept.embed(torch.from_numpy(preprocess([crop], 128))).numpy()
+    served = Embedder(folder / "embedder-fp32.onnx").embed([crop])
+    assert np.allclose(served, expected, atol=1e-4)
+
+
+def test_bootstrap_refuses_an_embedder_another_recipe_trained(tmp_path: Path) -> None:
+    # Keeping the shipped embedder under the quick recipe would ship weights the recipe does
+    # not describe: refused, naming the settings, before any data is rendered.
+    import pytest
+
+    from laneguard.bundle import SHIPPED_BUNDLE, BundleError
+    from trainer.bootstrap import BootstrapConfig, run_bootstrap
+
+    with pytest.raises(BundleError, match=r"embed_epochs 12, not 1.*embed_input_size 192, not 96"):
+        run_bootstrap(
+            BootstrapConfig.quick(embedder_from=SHIPPED_BUNDLE),
+            tmp_path / "work",
+            tmp_path / "refused.tar.gz",
+            progress=lambda _line: None,
+        )
+    assert not (tmp_path / "work" / "embed-train").exists()
 
 
 def test_the_pretrained_embedders_int8_keeps_its_stem_in_float(

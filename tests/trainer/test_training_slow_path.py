@@ -343,7 +343,17 @@ def test_the_shipped_bundle_can_be_fine_tuned_from(tmp_path: Path) -> None:
     model, meta = load_embedder(weights.embedder)
     exported = tmp_path / "re-exported.onnx"
     export_embedder_onnx(
-        EmbedderRun(model, meta["classes"], meta["arch"], meta["input_size"], 0, 0, 0.0, []),
+        EmbedderRun(
+            model,
+            meta["classes"],
+            meta["arch"],
+            meta["input_size"],
+            0,
+            0,
+            0.0,
+            [],
+            meta["serve_size"],
+        ),
         exported,
     )
     shipped = next(m for m in manifest.models if m.role == "embedder" and m.precision == "fp32")
