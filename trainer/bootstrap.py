@@ -187,8 +187,7 @@ def run_bootstrap(
     if models_dir.exists():
         shutil.rmtree(models_dir)
     models_dir.mkdir()
-    if config.embedder_from is not None:
-        check_kept_embedder(config)
+    kept_embedder = check_kept_embedder(config) if config.embedder_from is not None else None
     world = World.from_catalog(produce_photos=config.produce_photos)
     seed = config.seed
 
@@ -219,8 +218,8 @@ def run_bootstrap(
     train_samples = image_listing(work / "embed-train")
     combined = with_known_produce_photos(world, train_samples)
     embedder_data: dict[str, Any] = {}
-    if config.embedder_from is not None:
-        run, embedder_data = _kept_embedder(config, sorted(combined))
+    if kept_embedder is not None:
+        run, embedder_data = _kept_embedder(config, kept_embedder, sorted(combined))
         progress(f"embedder weights kept from {config.embedder_from}")
     else:
         run = train_embedder(
@@ -510,13 +509,13 @@ def check_kept_embedder(config: BootstrapConfig) -> Manifest:
 
 
 def _kept_embedder(
-    config: BootstrapConfig, classes: list[str]
+    config: BootstrapConfig, manifest: Manifest, classes: list[str]
 ) -> tuple[EmbedderRun, dict[str, Any]]:
-    """The embedder weights of ``config.embedder_from`` (see ``check_kept_embedder``), trained
-    on these ``classes``, served at this recipe's size; and the record the bundle gets."""
+    """The embedder weights of ``config.embedder_from`` (``manifest``, as
+    ``check_kept_embedder`` passed it), trained on these ``classes``, served at this recipe's
+    size; and the record the bundle gets."""
     from trainer.weights import TRAINING_WEIGHTS, load_embedder
 
-    manifest = check_kept_embedder(config)
     bundle = config.embedder_from
     assert bundle is not None
     with tempfile.TemporaryDirectory() as scratch:
