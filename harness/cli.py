@@ -332,47 +332,85 @@ def counting_command(
     _print_lane_eval(evaluate_counting, transactions, seed, fps, bundle, profile, produce_photos)
 
 
-@evaluate.command("recognition")
-@click.option(
-    "--reference",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Folder of class sub-folders: the gallery's images.",
-)
-@click.option(
-    "--query",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),
-    required=True,
-    help="Folder of class sub-folders: the images to identify.",
-)
-@click.option(
+BUNDLE_OPTION = click.option(
     "--bundle",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="Model bundle (default: the shipped bootstrap bundle).",
 )
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True)
-def recognition_command(reference: Path, query: Path, bundle: Path | None, precision: str) -> None:
-    """Build a gallery from REFERENCE, identify every QUERY image, print JSON."""
-    from harness.evals.recognition import evaluate_recognition
+PRECISION_OPTION = click.option(
+    "--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True
+)
+
+
+def _class_folders_option(name: str, help_text: str, required: bool = True) -> Any:
+    return click.option(
+        name,
+        type=click.Path(path_type=Path, file_okay=False, exists=True),
+        required=required,
+        default=None,
+        help=help_text,
+    )
+
+
+def _print_embedder_eval(
+    evaluation: Callable[[Path], dict[str, Any]], bundle: Path | None, precision: str
+) -> None:
+    """Run ``evaluation`` on the bundle's embedder file of ``precision`` (extracted, so the
+    bundle's checks run) and print its JSON with the bundle's version and the file's name; a
+    broken bundle or unusable folders are a clear CLI error."""
     from laneguard.bundle import BundleError, extract_bundle
 
-    source = bundle or SHIPPED_BUNDLE
     with tempfile.TemporaryDirectory(prefix="laneguard-eval-") as tmp:
         try:
-            manifest = extract_bundle(source, Path(tmp))
+            manifest = extract_bundle(bundle or SHIPPED_BUNDLE, Path(tmp))
         except BundleError as exc:
             raise click.ClickException(str(exc)) from None
         model = next(
             m for m in manifest.models if m.role == "embedder" and m.precision == precision
         )
         try:
-            result = evaluate_recognition(Path(tmp) / model.file, reference, query)
+            result = evaluation(Path(tmp) / model.file)
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     result["bundle"] = manifest.version
     result["embedder"] = model.file
     click.echo(json.dumps(result, indent=2))
+
+
+@evaluate.command("recognition")
+@_class_folders_option("--reference", "Folder of class sub-folders: the gallery's images.")
+@_class_folders_option("--query", "Folder of class sub-folders: the images to identify.")
+@BUNDLE_OPTION
+@PRECISION_OPTION
+def recognition_command(reference: Path, query: Path, bundle: Path | None, precision: str) -> None:
+    """Build a gallery from REFERENCE, identify every QUERY image, print JSON."""
+    from harness.evals.recognition import evaluate_recognition
+
+    _print_embedder_eval(
+        lambda model: evaluate_recognition(model, reference, query), bundle, precision
+    )
+
+
+@evaluate.command("probe")
+@_class_folders_option("--train", "Folder of class sub-folders: the probe's training images.")
+@_class_folders_option("--query", "Folder of class sub-folders: the images to score.")
+@_class_folders_option(
+    "--val",
+    "Folder of class sub-folders to choose the weight decay on (default: every fifth "
+    "training image, held out).",
+    required=False,
+)
+@BUNDLE_OPTION
+@PRECISION_OPTION
+def probe_command(
+    train: Path, query: Path, val: Path | None, bundle: Path | None, precision: str
+) -> None:
+    """Ceiling of the embedder's vectors: a linear classifier trained on TRAIN, scored on QUERY,
+    beside plain nearest-neighbour top-1; print JSON."""
+    from harness.evals.probe import evaluate_probe
+
+    _print_embedder_eval(lambda model: evaluate_probe(model, train, query, val), bundle, precision)
 
 
 @evaluate.command("lanes")
