@@ -43,10 +43,15 @@ class LabelledVectors:
     labels: np.ndarray  # (N,) index into the class list
 
 
+def _with_bias(vectors: np.ndarray) -> np.ndarray:
+    """The probe's inputs: scaled vectors and a constant column for the bias."""
+    return np.hstack([LOGIT_SCALE * vectors, np.ones((len(vectors), 1))])
+
+
 def fit_probe(data: LabelledVectors, classes: int, weight_decay: float) -> np.ndarray:
     """Weights (D + 1, C) of the softmax classifier minimising cross-entropy plus
     ``weight_decay`` times the squared weights (not the bias)."""
-    x = np.hstack([LOGIT_SCALE * data.vectors, np.ones((len(data.vectors), 1))])
+    x = _with_bias(data.vectors)
     onehot = np.eye(classes)[data.labels]
     weights = np.zeros((x.shape[1], classes))
     velocity = np.zeros_like(weights)
@@ -64,8 +69,7 @@ def fit_probe(data: LabelledVectors, classes: int, weight_decay: float) -> np.nd
 
 
 def probe_top1(weights: np.ndarray, data: LabelledVectors) -> float:
-    x = np.hstack([LOGIT_SCALE * data.vectors, np.ones((len(data.vectors), 1))])
-    return float(np.mean((x @ weights).argmax(axis=1) == data.labels))
+    return float(np.mean((_with_bias(data.vectors) @ weights).argmax(axis=1) == data.labels))
 
 
 def nearest_neighbour_top1(train: LabelledVectors, query: LabelledVectors) -> float:
@@ -73,22 +77,21 @@ def nearest_neighbour_top1(train: LabelledVectors, query: LabelledVectors) -> fl
     return float(np.mean(train.labels[nearest] == query.labels))
 
 
-def _vectors(
-    embedder: Embedder, folders: dict[str, list[Path]], classes: list[str]
-) -> LabelledVectors:
-    parts = [embed_paths(embedder, folders[c]) for c in classes if folders.get(c)]
-    labels = [i for i, c in enumerate(classes) for _ in folders.get(c, [])]
-    if not parts:
-        return LabelledVectors(np.zeros((0, 1)), np.zeros(0, np.int64))
-    return LabelledVectors(np.concatenate(parts), np.array(labels, np.int64))
+@dataclass(frozen=True)
+class _Embedded(LabelledVectors):
+    positions: np.ndarray  # (N,) each image's place in its class folder's sorted listing
+
+    def where(self, keep: np.ndarray) -> LabelledVectors:
+        return LabelledVectors(self.vectors[keep], self.labels[keep])
 
 
-def _split_off_every_fifth(
-    folders: dict[str, list[Path]],
-) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
-    fit = {c: [p for i, p in enumerate(ps) if i % 5 != 4] for c, ps in folders.items()}
-    held = {c: [p for i, p in enumerate(ps) if i % 5 == 4] for c, ps in folders.items()}
-    return fit, held
+def _embed(embedder: Embedder, folders: dict[str, list[Path]], classes: list[str]) -> _Embedded:
+    paths = {c: folders.get(c, []) for c in classes}
+    parts = [embed_paths(embedder, paths[c]) for c in classes if paths[c]]
+    labels = [i for i, c in enumerate(classes) for _ in paths[c]]
+    positions = [k for c in classes for k in range(len(paths[c]))]
+    vectors = np.concatenate(parts) if parts else np.zeros((0, 1))
+    return _Embedded(vectors, np.array(labels, np.int64), np.array(positions, np.int64))
 
 
 def evaluate_probe(
@@ -106,14 +109,15 @@ def evaluate_probe(
             f"query classes with no training images (a probe cannot name them): {', '.join(unseen)}"
         )
     embedder = Embedder(model)
+    train_data = _embed(embedder, train_folders, classes)
     if val is not None:
-        fit_folders, held_folders = train_folders, image_folder(val)
+        fit_data: LabelledVectors = train_data
+        held_data: LabelledVectors = _embed(embedder, image_folder(val), classes)
         chosen_on = "val"
     else:
-        fit_folders, held_folders = _split_off_every_fifth(train_folders)
+        held_out = train_data.positions % 5 == 4
+        fit_data, held_data = train_data.where(~held_out), train_data.where(held_out)
         chosen_on = "every fifth training image"
-    fit_data = _vectors(embedder, fit_folders, classes)
-    held_data = _vectors(embedder, held_folders, classes)
     if len(held_data.labels) == 0:
         raise ProbeError("no images to choose the weight decay on (give --val, or more images)")
     by_decay = {
@@ -121,8 +125,7 @@ def evaluate_probe(
         for decay in WEIGHT_DECAYS
     }
     decay = max(WEIGHT_DECAYS, key=lambda d: (by_decay[d], -d))
-    train_data = fit_data if val is not None else _vectors(embedder, train_folders, classes)
-    query_data = _vectors(embedder, query_folders, classes)
+    query_data = _embed(embedder, query_folders, classes)
     if len(query_data.labels) == 0:
         raise ProbeError(f"{query}: no images to score")
     weights = fit_probe(train_data, len(classes), decay)
