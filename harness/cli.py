@@ -413,6 +413,105 @@ def probe_command(
     _print_embedder_eval(lambda model: evaluate_probe(model, train, query, val), bundle, precision)
 
 
+@evaluate.command("scenes")
+@click.option(
+    "--images",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of photos (.jpg, .jpeg, .png, searched recursively).",
+)
+@click.option(
+    "--counts",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="CSV 'file,count,...': the true product count of photos (file relative to --images).",
+)
+@click.option(
+    "--boxes",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="JSON {file: [[x1, y1, x2, y2], ...]}: true product boxes in the photo's pixels.",
+)
+@BUNDLE_OPTION
+@click.option(
+    "--size",
+    type=click.IntRange(min=32),
+    default=None,
+    help="Detector input size (default: the one the lane picks from the bundle).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8"]),
+    default=None,
+    help="Detector precision (default: the one the lane picks from the bundle).",
+)
+@click.option(
+    "--overlays",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder to write each photo's lane frame with its boxes drawn into.",
+)
+def scenes_command(
+    images: Path,
+    counts: Path | None,
+    boxes: Path | None,
+    bundle: Path | None,
+    size: int | None,
+    precision: str | None,
+    overlays: Path | None,
+) -> None:
+    """Run the bundle's detector on real photos as a lane frame sees them; print product counts
+    (and box scores) at the tracker's new-track and low scores as JSON, and markdown rows on
+    stderr."""
+    from checkout_node.models import load_models
+    from harness.evals.scenes import evaluate_scenes
+    from laneguard.bundle import BundleError, read_manifest
+
+    bundle = bundle or SHIPPED_BUNDLE
+    try:
+        manifest = read_manifest(bundle)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from None
+    detectors = [m.file for m in manifest.models if m.role == "detector"]
+    wanted = [
+        m.file
+        for m in manifest.models
+        if m.role == "detector"
+        and (size is None or m.input_size == size)
+        and (precision is None or m.precision == precision)
+    ]
+    if not wanted:
+        raise click.ClickException(
+            f"bundle {manifest.version} has no {precision or ''} detector at input size "
+            f"{size or 'any'}; it has {', '.join(detectors) or 'no detector'}"
+        )
+    try:
+        # The lane's own choice (no hardware profile): the variant and the thread count.
+        models = load_models(bundle, detector_precision=precision, detector_size=size)
+        result = evaluate_scenes(
+            models.path(models.detector),
+            images,
+            counts,
+            boxes,
+            overlays,
+            threads=models.threads,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    detector = models.detector
+    result = {
+        "bundle": models.manifest.version,
+        "model": detector.file,
+        "size": detector.input_size,
+        "precision_mode": detector.precision,
+        "threads": models.threads,
+        **result,
+    }
+    click.echo(json.dumps(result, indent=2))
+    click.echo("\n".join(tables.scenes_table(result)), err=True)
+
+
 @evaluate.command("lanes")
 @click.option(
     "--scenarios", type=click.IntRange(min=1), default=5, show_default=True, help="Per kind."

@@ -155,10 +155,15 @@ def write_detect_dataset(
     version: int = TRAINING_PACKAGING_VERSION,
     layout: LaneLayout | None = None,
     riding_share: float = 0.0,
+    randomized_share: float = 0.0,
 ) -> DatasetReport:
     """Write ``n`` labelled images in ultralytics YOLO layout under ``out``.
 
-    ``riding_share`` of them (known products only) are frames of a stacked pair on the move."""
+    ``riding_share`` of them (known products only) are frames of a stacked pair on the move;
+    ``randomized_share`` are images of the randomised world (simulator.randomized), drawn from
+    a random stream of their own so the lane images of a recipe without them stay the same."""
+    from simulator.randomized import PrintSource, randomized_frame
+
     folder = Path(out)
     layout = layout or LaneLayout()
     pool = _products(world, selection)
@@ -167,6 +172,8 @@ def write_detect_dataset(
     drawn = world.without_photos() if world.photos is not None else world
     scenarios: list[SceneRenderer] = []
     riding: list[SceneRenderer] = []
+    randomized_rng = Random(f"randomized:{seed}")
+    prints = PrintSource.from_world(world)
     n_val = max(1, int(n * val_fraction)) if n > 1 else 0
     for split in ("train", "val"):
         (folder / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -175,8 +182,10 @@ def write_detect_dataset(
         split = "val" if i >= n - n_val else "train"
         look = Look.random(rng, jpeg=rng.random() < 0.5)
         view = drawn if rng.random() < DRAWN_PRODUCE_SHARE else world
-        # No draw when off, so recipes without riding frames keep their images.
-        if selection == "known" and riding_share > 0 and rng.random() < riding_share:
+        # No draw when off, so recipes without riding (or randomised) frames keep their images.
+        if randomized_share > 0 and randomized_rng.random() < randomized_share:
+            frame, boxes = randomized_frame(world, randomized_rng, prints)
+        elif selection == "known" and riding_share > 0 and rng.random() < riding_share:
             if not riding or rng.random() < 0.2:
                 scenario = build_scenario(
                     "stacked_item", rng.randrange(10**6), world, fps=10.0, layout=layout
@@ -203,12 +212,13 @@ def write_detect_dataset(
             str(folder / "images" / split / f"{name}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 92]
         )
         lines = []
+        height, width = frame.shape[:2]
         for box in boxes:
             if box.visible < MIN_VISIBLE:
                 continue
-            cx = (box.x1 + box.x2) / 2 / layout.width
-            cy = (box.y1 + box.y2) / 2 / layout.height
-            bw, bh = (box.x2 - box.x1) / layout.width, (box.y2 - box.y1) / layout.height
+            cx = (box.x1 + box.x2) / 2 / width
+            cy = (box.y1 + box.y2) / 2 / height
+            bw, bh = (box.x2 - box.x1) / width, (box.y2 - box.y1) / height
             lines.append(f"{box.cls} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
             label = DETECT_NAMES[box.cls]
             report.boxes[label] = report.boxes.get(label, 0) + 1

@@ -88,6 +88,18 @@ def produce_photos() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def real_scenes() -> Path:
+    """The real cart and pile photos with their counts (never copied into the repo). Skips,
+    saying why, when absent."""
+    path = Path(
+        os.environ.get("LANEGUARD_REAL_SCENES", REPO_ROOT.parent / "shared/data/real-scenes")
+    )
+    if not (path / "counts.csv").is_file():
+        pytest.skip(f"real scene photos not found at {path} (set LANEGUARD_REAL_SCENES)")
+    return path
+
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +51,18 @@ if TYPE_CHECKING:
 
 PROFILE_BUDGETS_MS = {"x86-2core": 20.0, "raspberry-pi-5": 60.0, "jetson-orin-nano": 15.0}
 PROFILE_THREADS = {"x86-2core": 2, "raspberry-pi-5": 4, "jetson-orin-nano": 4}
-# A board's latency for a model over this build machine's (2 x86 cores): stated estimates.
+# A board's latency for a model over this build machine's (2 x86 cores): stated estimates, for
+# models whose multiply-adds are not recorded (the embedders, detectors of older bundles).
 PROFILE_SLOWDOWN = {"x86-2core": 1.0, "raspberry-pi-5": 2.5, "jetson-orin-nano": 0.5}
+# Boards we cannot time here: the multiply-adds per second (billions) that small depthwise-heavy
+# detectors reach on them, by precision. Stated from published timings (Q-engineering's ncnn
+# tables: NanoDet-m 320 and PP-PicoDet 320 on a Raspberry Pi 5 reach 15-25 G/s; YOLOv5n 640
+# with TensorRT on a Jetson Orin about 225 G/s), rounded down; a board's latency for a detector
+# is then its recorded ``gmacs`` over this rate (trainer.cost).
+BOARD_GMACS_PER_S = {
+    "raspberry-pi-5": {"fp32": 15.0, "int8": 22.0},
+    "jetson-orin-nano": {"fp32": 150.0, "int8": 150.0},
+}
 # A counted item's identity is due 3 frames (100 ms at 30 frames/s) after it counts
 # (LanePipeline.embed_lag_frames) and needs its 3 kept crops embedded: a third each.
 EMBED_CROP_BUDGET_MS = 100.0 / 3
@@ -62,16 +73,22 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-6"
-    detect_images: int = 1500
+    version: str = "bootstrap-7"
+    detect_images: int = 1800
     riding_share: float = 0.0  # off: see simulator.datasets
+    # Share of detector images from the randomised world (simulator.randomized); the rest are
+    # lane scenes. The test scenes stay lane scenes: they measure the lane.
+    randomized_share: float = 0.6
     detect_test_images: int = 150
     detector_scale: str = "p"
     # None: YOLO11 from scratch. An EfficientNet-Lite (trainer.detector.PRETRAINED_BACKBONES):
     # YOLO11's neck and head over its ImageNet features (trainer.pretrained_detector).
-    detector_backbone: str | None = None
-    detector_epochs: int = 60
-    detector_sizes: tuple[int, ...] = (320, 416)
+    detector_backbone: str | None = "efficientnet-lite0"
+    # Train the neck and head only, over the backbone's ImageNet features as they are: what
+    # makes the pretrained detector fit a CPU session (no backward pass through the backbone).
+    detector_freeze_backbone: bool = True
+    detector_epochs: int = 8
+    detector_sizes: tuple[int, ...] = (320, 256)
     detector_batch: int = 16
     embed_crops: int = 40
     embed_test_crops: int = 10
@@ -100,7 +117,9 @@ class BootstrapConfig:
         values: dict[str, Any] = {
             "version": "quick",
             "detect_images": 24,
+            "randomized_share": 0.5,
             "detect_test_images": 8,
+            "detector_backbone": None,
             "detector_epochs": 1,
             "detector_sizes": (160,),
             "detector_batch": 8,
@@ -204,7 +223,12 @@ def run_bootstrap(
         progress(f"detector kept from {config.detector_from} ({detector.version})")
     else:
         detect = write_detect_dataset(
-            world, work / "detect", config.detect_images, seed, riding_share=config.riding_share
+            world,
+            work / "detect",
+            config.detect_images,
+            seed,
+            riding_share=config.riding_share,
+            randomized_share=config.randomized_share,
         )
         detect_test = write_detect_dataset(
             world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
@@ -381,6 +405,7 @@ def _new_detector(
 ) -> DetectorModels:
     """Train (or resume) the detector, export it at each input size, fp32 and int8, and
     measure each file on the test scenes."""
+    from trainer.cost import detector_gmacs
     from trainer.detector import evaluate_detector, export_detector_onnx
     from trainer.quantize import median_latency_ms, quantize_int8
 
@@ -400,11 +425,13 @@ def _new_detector(
             detector_calibration(calibration_images, size, config.calibration_samples),
         )
         float_metrics = evaluate_detector(fp32, test_yaml, size)
+        float_metrics["gmacs"] = detector_gmacs(det.weights, size)
         float_latency = median_latency_ms(fp32)
         int8_metrics = evaluate_detector(int8, test_yaml, size)
         int8_metrics["float_mAP50"] = float_metrics["mAP50"]
         int8_metrics["mAP50_drop"] = round(float_metrics["mAP50"] - int8_metrics["mAP50"], 4)
         int8_metrics["float_latency_ms"] = float_latency
+        int8_metrics["gmacs"] = float_metrics["gmacs"]
         shipped = [(int8, "int8", int8_metrics)]
         if size == config.detector_sizes[0]:
             shipped.insert(0, (fp32, "fp32", float_metrics))
@@ -549,8 +576,12 @@ def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
         "imgsz": config.detector_sizes[0],
         "batch": config.detector_batch,
     }
-    if config.detector_backbone is not None:  # absent, a from-scratch run's stamp stays valid
+    # Absent at their old values, so stamps of earlier recipes stay valid.
+    if config.detector_backbone is not None:
         recipe["detector_backbone"] = config.detector_backbone
+        recipe["detector_freeze_backbone"] = config.detector_freeze_backbone
+    if config.randomized_share:
+        recipe["randomized_share"] = config.randomized_share
     return recipe
 
 
@@ -559,13 +590,15 @@ def _trained_detector(
 ) -> DetectorRun:
     """Train the detector, or reuse the one an earlier run of the same recipe left in ``work``.
 
-    Detector training is the long step (minutes per epoch on a small CPU); an interrupted or
-    repeated bootstrap with the same recipe and data resumes after it.
+    Detector training is the long step (minutes per epoch on a small CPU); a repeated bootstrap
+    with the same recipe and data reuses it, and one that was cut short resumes from the last
+    epoch's checkpoint (``started`` names the recipe of the run under way).
     """
     from trainer.detector import evaluate_detector, train_detector
 
     data_yaml = work / "detect" / "data.yaml"
     stamp = work / "runs" / "detector-recipe.json"
+    started = work / "runs" / "detector-recipe-started.json"
     weights = work / "runs" / "detector" / "weights" / "best.pt"
     recipe = _detector_recipe(config)
     if weights.exists() and stamp.exists() and json.loads(stamp.read_text("utf-8")) == recipe:
@@ -573,6 +606,11 @@ def _trained_detector(
         metrics = evaluate_detector(weights, data_yaml, config.detector_sizes[0])
         return DetectorRun(weights=weights, run_dir=weights.parent.parent, metrics=metrics)
     stamp.unlink(missing_ok=True)
+    resume = started.exists() and json.loads(started.read_text("utf-8")) == recipe
+    if resume:
+        progress("resuming the detector training this recipe started earlier")
+    started.parent.mkdir(parents=True, exist_ok=True)
+    started.write_text(json.dumps(recipe), "utf-8")
     run = train_detector(
         data_yaml,
         work / "runs",
@@ -582,6 +620,8 @@ def _trained_detector(
         scale=config.detector_scale,
         seed=config.seed,
         backbone=config.detector_backbone,
+        freeze_backbone=config.detector_freeze_backbone and config.detector_backbone is not None,
+        resume=resume,
     )
     stamp.write_text(json.dumps(recipe), "utf-8")
     return run
@@ -604,8 +644,10 @@ def choose_profiles(models: list[ModelFile]) -> list[HardwareProfile]:
     }
     for name, budget in PROFILE_BUDGETS_MS.items():
         slowdown = PROFILE_SLOWDOWN[name]
-        detector = _most_accurate(detectors, "mAP50", budget / slowdown)
-        embedder = _most_accurate(embedders, "known_top1", EMBED_CROP_BUDGET_MS / slowdown)
+        detector = _most_accurate(detectors, "mAP50", budget, partial(board_latency_ms, board=name))
+        embedder = _most_accurate(
+            embedders, "known_top1", EMBED_CROP_BUDGET_MS, partial(_slowed, slowdown=slowdown)
+        )
         profiles.append(
             HardwareProfile(
                 name=name,
@@ -619,11 +661,30 @@ def choose_profiles(models: list[ModelFile]) -> list[HardwareProfile]:
     return profiles
 
 
-def _most_accurate(models: list[ModelFile], metric: str, max_latency_ms: float) -> ModelFile:
+def board_latency_ms(model: ModelFile, board: str) -> float:
+    """A model's latency on ``board``: measured on this machine's class, else its recorded
+    multiply-adds over the board's stated rate, else the measured latency scaled."""
+    rates = BOARD_GMACS_PER_S.get(board)
+    gmacs = model.metrics.get("gmacs")
+    if rates is None or not isinstance(gmacs, (int, float)):
+        return _slowed(model, PROFILE_SLOWDOWN.get(board, 1.0))
+    return round(1000 * float(gmacs) / rates.get(model.precision, rates["fp32"]), 1)
+
+
+def _slowed(model: ModelFile, slowdown: float) -> float:
+    return (model.latency_ms or 1e9) * slowdown
+
+
+def _most_accurate(
+    models: list[ModelFile],
+    metric: str,
+    max_latency_ms: float,
+    latency: Callable[[ModelFile], float],
+) -> ModelFile:
     """The best ``metric`` within the latency (ties: the faster); the fastest if none fits."""
-    fitting = [m for m in models if (m.latency_ms or 1e9) <= max_latency_ms]
-    pool = fitting or sorted(models, key=lambda m: m.latency_ms or 1e9)[:1]
-    return max(pool, key=lambda m: (m.metrics.get(metric, 0.0), -(m.latency_ms or 0)))
+    fitting = [m for m in models if latency(m) <= max_latency_ms]
+    pool = fitting or sorted(models, key=latency)[:1]
+    return max(pool, key=lambda m: (m.metrics.get(metric, 0.0), -latency(m)))
 
 
 def real_produce_eval(model: Path, photos_root: Path, refs_per_class: int = 5) -> dict[str, Any]:

@@ -64,10 +64,10 @@ def train() -> None:
 )
 @click.option(
     "--detector-backbone",
-    type=click.Choice(PRETRAINED_BACKBONES),
+    type=click.Choice((*PRETRAINED_BACKBONES, "scratch")),
     default=None,
-    help="Train the detector over this ImageNet-pretrained backbone instead of from scratch "
-    "(about ten times the compute per step: a GPU's job).",
+    help="The detector's backbone: an ImageNet-pretrained EfficientNet-Lite (the recipe's is "
+    "efficientnet-lite0, frozen) or 'scratch' for YOLO11 trained from nothing.",
 )
 @PHOTOS
 def bootstrap_command(
@@ -93,8 +93,9 @@ def bootstrap_command(
         detector_from=detector_from,
         embedder_from=embedder_from,
         embed_serve_size=embed_serve_size,
-        detector_backbone=detector_backbone,
     )
+    if detector_backbone is not None:  # else the recipe's
+        config.detector_backbone = None if detector_backbone == "scratch" else detector_backbone
     target = out or SHIPPED_BUNDLE
     with contextlib.redirect_stdout(sys.stderr):  # stdout is for the result
         manifest = run_bootstrap(

@@ -80,11 +80,16 @@ def train_detector(
     workers: int = 2,
     parent_weights: Path | None = None,
     backbone: str | None = None,
+    freeze_backbone: bool = False,
+    resume: bool = False,
 ) -> DetectorRun:
     """Train (or fine-tune from ``parent_weights``) and validate; returns best weights.
 
     ``backbone`` (one of ``PRETRAINED_BACKBONES``) starts from ImageNet features instead of
-    from scratch; a fine-tune keeps whatever architecture its parent has.
+    from scratch; a fine-tune keeps whatever architecture its parent has. ``freeze_backbone``
+    trains only the neck and head: no backward pass runs through the backbone (about five
+    times cheaper a step on a CPU) and its batch-norm statistics stay ImageNet's. ``resume``
+    continues from the ``last.pt`` an interrupted run of the same call left in ``out_dir``.
     """
     configure_offline()
     from ultralytics import YOLO
@@ -92,13 +97,18 @@ def train_detector(
     from trainer.pretrained_detector import backbone_slot
 
     out_dir = out_dir.resolve()
-    source = (
-        str(parent_weights) if parent_weights else str(model_yaml_for(scale, out_dir, backbone))
-    )
-    with backbone_slot():
-        model = YOLO(source, task="detect")
-        _fit(model, data_yaml, out_dir, epochs, imgsz, batch, seed, workers)
     run_dir = out_dir / "detector"
+    last = run_dir / "weights" / "last.pt"
+    if resume and last.exists():
+        with backbone_slot():
+            YOLO(str(last), task="detect").train(resume=True)
+    else:
+        source = (
+            str(parent_weights) if parent_weights else str(model_yaml_for(scale, out_dir, backbone))
+        )
+        with backbone_slot():
+            model = YOLO(source, task="detect")
+            _fit(model, data_yaml, out_dir, epochs, imgsz, batch, seed, workers, freeze_backbone)
     weights = run_dir / "weights" / "best.pt"
     if not weights.exists():
         weights = run_dir / "weights" / "last.pt"
@@ -115,9 +125,11 @@ def _fit(
     batch: int,
     seed: int,
     workers: int,
+    freeze_backbone: bool = False,
 ) -> None:
     """Ultralytics' training with the settings that keep it offline and suit a lane camera."""
     model.train(
+        freeze=[0] if freeze_backbone else None,  # layer 0 is the backbone (the yaml's slot)
         data=str(data_yaml),
         epochs=epochs,
         imgsz=imgsz,

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.benchmarks.embedder_variants import multiply_adds
 from laneguard.bundle import SHIPPED_BUNDLE, extract_bundle, read_manifest
 from laneguard.detection import letterbox
+from trainer.cost import multiply_adds
 from trainer.quantize import median_latency_ms, quantize_int8
 
 BACKBONES: tuple[str | None, ...] = (None, "efficientnet-lite0")

@@ -25,6 +25,7 @@ import numpy as np
 
 from laneguard.embedding import MEAN, STD, Embedder, preprocess
 from trainer.bootstrap import EMBED_CROP_BUDGET_MS, PROFILE_SLOWDOWN
+from trainer.cost import multiply_adds
 from trainer.embedder import embed_paths, export_onnx, image_folder, read_image
 from trainer.quantize import median_latency_ms, quantize_int8
 
@@ -52,30 +53,6 @@ def frozen_embedder(arch: str) -> Any:
             return nn.functional.normalize(self.features(x), dim=1)
 
     return Normalised().eval()
-
-
-def multiply_adds(model: Any, size: int) -> int:
-    """Multiply-accumulates of one (1, 3, size, size) forward pass: convolutions and linear
-    layers, counted from their output shapes."""
-    import torch
-    from torch import nn
-
-    total = 0
-
-    def count(module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * int(np.prod(module.kernel_size))
-            total += int(output.numel()) * per_output
-        elif isinstance(module, nn.Linear):
-            total += int(output.numel()) * module.in_features
-
-    hooks = [m.register_forward_hook(count) for m in model.modules()]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
-    for hook in hooks:
-        hook.remove()
-    return total
 
 
 def top1(model: Path, refs: dict[str, list[Path]], queries: dict[str, list[Path]]) -> float:

@@ -8,10 +8,10 @@ from harness.benchmarks.embedder_variants import (
     CROP_BUDGET_MS,
     choose,
     frozen_embedder,
-    multiply_adds,
     run,
 )
 from harness.tables import embedder_variants_table
+from trainer.cost import multiply_adds
 
 
 def test_lite0_costs_what_its_paper_says() -> None:
