@@ -87,6 +87,10 @@ class BootstrapConfig:
     # Train the neck and head only, over the backbone's ImageNet features as they are: what
     # makes the pretrained detector fit a CPU session (no backward pass through the backbone).
     detector_freeze_backbone: bool = True
+    # With the backbone frozen: train the neck and head over this many augmented views' cached
+    # backbone features (trainer.feature_cache; epochs then count passes over all views), or
+    # 0 for ultralytics' own trainer, which runs the backbone on every image of every epoch.
+    detector_feature_views: int = 0
     detector_epochs: int = 8
     detector_sizes: tuple[int, ...] = (320, 256)
     detector_batch: int = 16
@@ -582,6 +586,8 @@ def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
         recipe["detector_freeze_backbone"] = config.detector_freeze_backbone
     if config.randomized_share:
         recipe["randomized_share"] = config.randomized_share
+    if config.detector_feature_views:
+        recipe["detector_feature_views"] = config.detector_feature_views
     return recipe
 
 
@@ -611,6 +617,7 @@ def _trained_detector(
         progress("resuming the detector training this recipe started earlier")
     started.parent.mkdir(parents=True, exist_ok=True)
     started.write_text(json.dumps(recipe), "utf-8")
+    frozen = config.detector_freeze_backbone and config.detector_backbone is not None
     run = train_detector(
         data_yaml,
         work / "runs",
@@ -620,8 +627,9 @@ def _trained_detector(
         scale=config.detector_scale,
         seed=config.seed,
         backbone=config.detector_backbone,
-        freeze_backbone=config.detector_freeze_backbone and config.detector_backbone is not None,
+        freeze_backbone=frozen,
         resume=resume,
+        feature_views=config.detector_feature_views if frozen else 0,
     )
     stamp.write_text(json.dumps(recipe), "utf-8")
     return run

@@ -82,6 +82,7 @@ def train_detector(
     backbone: str | None = None,
     freeze_backbone: bool = False,
     resume: bool = False,
+    feature_views: int = 0,
 ) -> DetectorRun:
     """Train (or fine-tune from ``parent_weights``) and validate; returns best weights.
 
@@ -90,6 +91,9 @@ def train_detector(
     trains only the neck and head: no backward pass runs through the backbone (about five
     times cheaper a step on a CPU) and its batch-norm statistics stay ImageNet's. ``resume``
     continues from the ``last.pt`` an interrupted run of the same call left in ``out_dir``.
+    ``feature_views`` > 0 (with a frozen pretrained backbone, from its yaml) trains the neck and
+    head over that many augmented views' cached backbone features instead
+    (trainer.feature_cache); ``epochs`` then counts passes over all views.
     """
     configure_offline()
     from ultralytics import YOLO
@@ -99,7 +103,17 @@ def train_detector(
     out_dir = out_dir.resolve()
     run_dir = out_dir / "detector"
     last = run_dir / "weights" / "last.pt"
-    if resume and last.exists():
+    if feature_views > 0:
+        if not (freeze_backbone and backbone is not None and parent_weights is None):
+            raise ValueError("cached features need a frozen pretrained backbone trained anew")
+        from trainer.feature_cache import CachedRecipe, forget_cache, train_over_cached_features
+
+        if not resume:
+            forget_cache(out_dir)
+        recipe = CachedRecipe(views=feature_views, epochs=epochs, batch=batch, workers=workers)
+        model_yaml = model_yaml_for(scale, out_dir, backbone)
+        train_over_cached_features(model_yaml, data_yaml, out_dir, recipe, imgsz, seed)
+    elif resume and last.exists():
         with backbone_slot():
             YOLO(str(last), task="detect").train(resume=True)
     else:
