@@ -198,7 +198,8 @@ def procedural_product(rng: Random, prints: PrintSource) -> Sprite:
         cv2.rectangle(mask, (0, int(shoulder * 1.4)), (w - 1, h - 1), 255, -1)
         image[: max(2, h // 12)] = _colour(rng)  # the cap
         if rng.random() < 0.4:  # clear plastic or glass: the surface shows through
-            alpha_scale[h // 12 :] = rng.randint(90, 190)
+            # Above half, so the clear body still counts as the bottle's (alpha > 127).
+            alpha_scale[h // 12 :] = rng.randint(135, 200)
             label = rng.uniform(0.3, 0.6)
             y0 = int(h * label)
             alpha_scale[y0 : y0 + int(h * 0.25)] = 255
@@ -409,8 +410,13 @@ def _layout_items(rng: Random, w: int, h: int, n: int, pile: bool) -> list[tuple
     return points
 
 
-def _camera(frame: np.ndarray, ids: np.ndarray, rng: Random) -> tuple[np.ndarray, np.ndarray]:
-    """Camera height and tilt (a homography) and lens distortion, on the frame and the id map."""
+def _camera(
+    frame: np.ndarray, bare: np.ndarray, ids: np.ndarray, rng: Random
+) -> tuple[np.ndarray, np.ndarray]:
+    """Camera height and tilt (a homography) and lens distortion, on the frame and the id map.
+
+    Where the camera sees past the canvas it sees more of the bare surface (``bare``, mirrored
+    outwards), never mirrored items: those would be products without labels."""
     h, w = frame.shape[:2]
     tilt = rng.uniform(0.0, 0.18)
     src = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
@@ -428,7 +434,10 @@ def _camera(frame: np.ndarray, ids: np.ndarray, rng: Random) -> tuple[np.ndarray
     points = np.stack([dx.ravel(), dy.ravel()], axis=1).reshape(-1, 1, 2)
     mapped = cv2.perspectiveTransform(points, homography).reshape(h, w, 2)
     map_x, map_y = mapped[..., 0].astype(np.float32), mapped[..., 1].astype(np.float32)
-    out = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    inside = (map_x >= 0) & (map_x <= w - 1) & (map_y >= 0) & (map_y <= h - 1)
+    out = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    beyond = cv2.remap(bare, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    out[~inside] = beyond[~inside]
     out_ids = cv2.remap(ids, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
     return out, out_ids
 
@@ -477,6 +486,7 @@ def randomized_frame(
     prints = prints if prints is not None else PrintSource.from_world(world)
     w, h = rng.choice(FRAME_SIZES)
     frame = surface(rng, w, h, prints)
+    bare = frame.copy()
     pile = rng.random() < 0.5
     n = rng.randint(6, 28) if pile else rng.randint(1, 10)
     scale = min(w, h) * (rng.uniform(0.08, 0.22) if pile else rng.uniform(0.1, 0.4))
@@ -521,11 +531,12 @@ def randomized_frame(
         ]
         roi[covered] = index + 1
         areas[index + 1] = int(covered.sum())
+    # Visible shares are taken before the camera, whose warp changes areas, and before a
+    # cart's wires, which hide thin lines of an item a lane would still count.
+    visible = np.bincount(ids.ravel(), minlength=len(things) + 1)
     if rng.random() < 0.25:  # a cart's wires in front of everything
         ids[_wires(frame, rng, rng.uniform(0.6, 1.0))] = 0
-    # Visible shares are taken before the camera, whose warp changes areas.
-    visible = np.bincount(ids.ravel(), minlength=len(things) + 1)
-    frame, ids = _camera(frame, ids, rng)
+    frame, ids = _camera(frame, bare, ids, rng)
     frame = _sensor(frame, rng)
     shares = {i: visible[i] / area for i, area in areas.items() if area > 0}
     return frame, _boxes(ids, shares, things)

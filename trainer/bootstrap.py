@@ -90,8 +90,8 @@ class BootstrapConfig:
     # With the backbone frozen: train the neck and head over this many augmented views' cached
     # backbone features (trainer.feature_cache; epochs then count passes over all views), or
     # 0 for ultralytics' own trainer, which runs the backbone on every image of every epoch.
-    detector_feature_views: int = 0
-    detector_epochs: int = 8
+    detector_feature_views: int = 4
+    detector_epochs: int = 6
     detector_sizes: tuple[int, ...] = (320, 256)
     detector_batch: int = 16
     embed_crops: int = 40

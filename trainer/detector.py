@@ -114,8 +114,9 @@ def train_detector(
         model_yaml = model_yaml_for(scale, out_dir, backbone)
         train_over_cached_features(model_yaml, data_yaml, out_dir, recipe, imgsz, seed)
     elif resume and last.exists():
-        with backbone_slot():
-            YOLO(str(last), task="detect").train(resume=True)
+        if not _finished(last):  # a finished run's last.pt has nothing left to resume
+            with backbone_slot():
+                YOLO(str(last), task="detect").train(resume=True)
     else:
         source = (
             str(parent_weights) if parent_weights else str(model_yaml_for(scale, out_dir, backbone))
@@ -128,6 +129,14 @@ def train_detector(
         weights = run_dir / "weights" / "last.pt"
     metrics = evaluate_detector(weights, data_yaml, imgsz)
     return DetectorRun(weights=weights, run_dir=run_dir, metrics=metrics)
+
+
+def _finished(last: Path) -> bool:
+    """Whether ultralytics ended the run that wrote ``last`` (it marks the epoch -1)."""
+    import torch
+
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    return int(checkpoint.get("epoch", -1)) == -1
 
 
 def _fit(

@@ -7,11 +7,12 @@ EfficientNet-Lite's forward pass, whose result for the same augmented image neve
 So the data is augmented here as ultralytics augments it (its dataset, mosaic and all), each
 augmented batch goes through the backbone once, and its three feature maps (fp16, about 0.3 MB
 an image at 320) are kept; the neck and head then train for as many epochs as they need over
-those views at about a sixth of the cost per image. Mosaic is closed for the last view, as
-ultralytics closes it for its last epochs.
+those views at about a sixth of the cost per image. Mosaic is closed for the last view.
 
-A cut-short run resumes: each finished view is saved in ``out_dir/features`` and the neck and
-head, their moving average and the optimiser after every epoch in ``out_dir/cached-last.pt``.
+The last epoch goes over the last view alone, whose images are whole (mosaic closed), as
+ultralytics ends its runs. A cut-short run resumes: each finished view is saved in
+``out_dir/features``, and the neck and head, their moving average and the optimiser after
+every epoch in ``out_dir/cached-last.pt``.
 The result is an ordinary ultralytics checkpoint (``out_dir/detector/weights/best.pt``), so
 evaluation, export and the lane see the same model they would after ultralytics' trainer.
 """
@@ -114,6 +115,7 @@ def cache_views(
     data = check_det_dataset(str(data_yaml), autodownload=False)
     dataset: Any = build_yolo_dataset(args, data["train"], recipe.batch, data, mode="train")
     backbone = model.model[0].eval()
+    device = next(backbone.parameters()).device
     cache_dir.mkdir(parents=True, exist_ok=True)
     batches: list[FeatureBatch] = []
     for view in range(recipe.views):
@@ -131,10 +133,10 @@ def cache_views(
         start, stored = time.perf_counter(), []
         with torch.no_grad():
             for batch in loader:
-                features = backbone(batch["img"].float() / 255)
+                features = backbone(batch["img"].to(device).float() / 255)
                 stored.append(
                     {
-                        "features": [f.half() for f in features],
+                        "features": [f.half().cpu() for f in features],
                         "cls": batch["cls"],
                         "bboxes": batch["bboxes"],
                         "batch_idx": batch["batch_idx"],
@@ -149,6 +151,17 @@ def cache_views(
             f"{time.perf_counter() - start:.0f} s"
         )
     return batches
+
+
+def epoch_batches(batches: int, views: int, epochs: int) -> list[list[int]]:
+    """The cached batches each epoch trains on: all of them, but for the last epoch of a
+    multi-view run, which takes the last view's alone (whole images, mosaic closed), as
+    ultralytics' trainer ends its run with mosaic closed."""
+    every = list(range(batches))
+    plan = [every for _ in range(epochs)]
+    if views > 1 and epochs > 1:
+        plan[-1] = every[-(batches // views) :]
+    return plan
 
 
 def forget_cache(out_dir: Path) -> None:
@@ -183,6 +196,12 @@ def train_over_cached_features(
         detector = YOLO(str(model_yaml), task="detect")
     model: Any = detector.model
     model.args = _augmentation_args(imgsz, recipe.batch, seed)
+    from ultralytics.data.utils import check_det_dataset
+
+    names = check_det_dataset(str(data_yaml), autodownload=False)["names"]
+    model.names, model.nc = names, len(names)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
     backbone = model.model[0]
     for parameter in backbone.parameters():
         parameter.requires_grad_(False)
@@ -193,7 +212,7 @@ def train_over_cached_features(
     no_decay = [p for p in trainable if p.ndim <= 1]
     groups: list[dict[str, Any]] = [
         {"params": decay, "weight_decay": recipe.weight_decay},
-        {"params": no_decay},
+        {"params": no_decay, "weight_decay": 0.0},
     ]
     optimiser = torch.optim.AdamW(
         groups,
@@ -201,7 +220,8 @@ def train_over_cached_features(
         betas=(0.937, 0.999),
     )
     ema = ModelEMA(model)
-    total_steps = recipe.epochs * len(batches)
+    schedule = epoch_batches(len(batches), recipe.views, recipe.epochs)
+    total_steps = sum(len(indices) for indices in schedule)
     warmup = max(1, int(total_steps * WARMUP_SHARE))
 
     def rate(step: int) -> float:
@@ -225,24 +245,26 @@ def train_over_cached_features(
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
         backbone.eval()  # its batch-norm statistics stay ImageNet's
-        indices = list(range(len(batches)))
+        indices = list(schedule[epoch])
         order.seed(seed * 7919 + epoch)
         order.shuffle(indices)
+        first_step = sum(len(done) for done in schedule[:epoch])
         start, totals = time.perf_counter(), torch.zeros(3)
         for position, index in enumerate(indices):
-            step = epoch * len(batches) + position
+            step = first_step + position
             for group in optimiser.param_groups:
                 group["lr"] = rate(step)
             item = batches[index]
-            preds = forward_from_features(model, [f.float() for f in item.features])
-            loss, items = model.loss(item.labels(), preds)
+            features = [f.to(device).float() for f in item.features]
+            labels = {key: value.to(device) for key, value in item.labels().items()}
+            loss, items = model.loss(labels, forward_from_features(model, features))
             optimiser.zero_grad(set_to_none=True)
             loss.sum().backward()
             torch.nn.utils.clip_grad_norm_(trainable, GRAD_CLIP)
             optimiser.step()
             ema.update(model)
-            totals += torch.stack([v.detach().float().sum() for v in items.values()])[:3]
-        mean = (totals / len(batches)).tolist()
+            totals += torch.stack([v.detach().float().sum().cpu() for v in items.values()])[:3]
+        mean = (totals / len(indices)).tolist()
         progress(
             f"epoch {epoch + 1}/{recipe.epochs}: box {mean[0]:.3f} cls {mean[1]:.3f} "
             f"dfl {mean[2]:.3f}, {time.perf_counter() - start:.0f} s"
@@ -262,8 +284,10 @@ def train_over_cached_features(
 
     weights = out_dir / "detector" / "weights" / "best.pt"
     weights.parent.mkdir(parents=True, exist_ok=True)
-    averaged: Any = ema.ema
-    averaged.args = dict(vars(model.args))
+    averaged: Any = ema.ema.cpu()
+    averaged.names, averaged.nc = names, len(names)
     detector.model = averaged
+    # As ultralytics' trainer records them, so YOLO(weights) knows the size it was trained at.
+    detector.ckpt = {"train_args": dict(vars(model.args))}
     detector.save(str(weights))
     return weights

@@ -16,6 +16,7 @@ from trainer.detector import export_detector_onnx, model_yaml_for, train_detecto
 from trainer.feature_cache import (
     CACHED_STATE,
     CachedRecipe,
+    epoch_batches,
     forward_from_features,
     train_over_cached_features,
 )
@@ -111,3 +112,9 @@ def test_train_detector_starts_afresh_unless_resuming(data_yaml: Path, tmp_path:
     assert set(run.metrics) >= {"mAP50", "mAP50_95"}
     with pytest.raises(ValueError, match="frozen pretrained backbone"):
         train_detector(data_yaml, tmp_path, epochs=1, feature_views=1)
+
+
+def test_the_last_epoch_ends_on_whole_images() -> None:
+    assert epoch_batches(6, 3, 2) == [[0, 1, 2, 3, 4, 5], [4, 5]]  # the last view's batches
+    assert epoch_batches(4, 1, 2) == [[0, 1, 2, 3], [0, 1, 2, 3]]
+    assert epoch_batches(4, 2, 1) == [[0, 1, 2, 3]]

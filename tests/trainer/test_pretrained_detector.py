@@ -127,3 +127,11 @@ def test_the_command_line_refuses_keeping_and_training_a_detector_at_once(tmp_pa
     )
     assert result.exit_code == 2 and "--detector-from keeps a detector" in result.output
     assert not (tmp_path / "x.tar.gz").exists()
+
+
+def test_resuming_a_finished_run_trains_nothing_more(tmp_path: Path) -> None:
+    from trainer.detector import _finished
+
+    torch.save({"epoch": -1}, tmp_path / "done.pt")  # how ultralytics marks a finished run
+    torch.save({"epoch": 3}, tmp_path / "cut.pt")
+    assert _finished(tmp_path / "done.pt") and not _finished(tmp_path / "cut.pt")
