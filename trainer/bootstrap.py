@@ -90,9 +90,9 @@ class BootstrapConfig:
     # With the backbone frozen: train the neck and head over this many augmented views' cached
     # backbone features (trainer.feature_cache; epochs then count passes over all views), or
     # 0 for ultralytics' own trainer, which runs the backbone on every image of every epoch.
-    detector_feature_views: int = 4
-    detector_epochs: int = 6
-    detector_sizes: tuple[int, ...] = (320, 256)
+    detector_feature_views: int = 3
+    detector_epochs: int = 9
+    detector_sizes: tuple[int, ...] = (320, 416)
     detector_batch: int = 16
     embed_crops: int = 40
     embed_test_crops: int = 10
