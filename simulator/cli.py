@@ -109,6 +109,13 @@ def scenario_command(
     show_default=True,
     help="Which split of the real produce photos to use.",
 )
+@click.option(
+    "--randomized-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="detect: share of images from the randomised world (simulator.randomized).",
+)
 @CATALOG_OPTION
 @PHOTOS_OPTION
 def dataset_command(
@@ -119,6 +126,7 @@ def dataset_command(
     products: str,
     packaging_version: int,
     photo_split: str,
+    randomized_share: float,
     catalog: Path | None,
     produce_photos: Path | None,
 ) -> None:
@@ -135,6 +143,7 @@ def dataset_command(
             seed,
             selection=products,  # type: ignore[arg-type]
             version=packaging_version,
+            randomized_share=randomized_share,
         )
     else:
         report = write_embed_dataset(

@@ -96,3 +96,18 @@ def test_a_dataset_with_randomised_images_labels_each_relative_to_its_own_size(
                 values = [float(v) for v in coords]
                 assert cls in ("0", "1", "2") and all(0.0 <= v <= 1.0 for v in values)
     assert len(shapes) >= 2  # portrait and landscape images both labelled in their own terms
+
+
+def test_the_dataset_command_draws_from_the_randomised_world(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from simulator.cli import sim
+
+    args = ["dataset", "--task", "detect", "--n", "6", "--randomized-share", "1"]
+    result = CliRunner().invoke(sim, [*args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    images = sorted((tmp_path / "images").rglob("*.jpg"))
+    assert len(images) == 6
+    assert len({cv2.imread(str(p)).shape for p in images}) >= 2  # not the lane's one frame
+    refused = CliRunner().invoke(sim, [*args[:-1], "1.5", "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 2 and "randomized-share" in refused.output
