@@ -160,6 +160,28 @@ class _TunedDetector:
     members: dict[str, Path]  # bundle member name -> file
 
 
+@dataclass(frozen=True, slots=True)
+class InheritedDetectorRecipe:
+    """What a detector fine-tune keeps of the recipe that made production's detector."""
+
+    freeze_backbone: bool  # an ImageNet backbone stays frozen: what it knows of real photos
+    randomized_share: float  # the same share of randomised-world images it learned among
+
+
+def inherited_detector_recipe(parent: Manifest) -> InheritedDetectorRecipe:
+    """Production's detector recipe, as its manifest recorded it.
+
+    A store's harvest is simulator scenes with a few pasted crops; training a pretrained
+    backbone on them, or only on the plain simulator, would trade the real-photo features the
+    bootstrap kept for the simulator's look (checkout_node/models/README.md)."""
+    recipe = parent.training_data.get("recipe") or {}
+    return InheritedDetectorRecipe(
+        freeze_backbone=bool(recipe.get("detector_freeze_backbone", False))
+        and recipe.get("detector_backbone") is not None,
+        randomized_share=float(recipe.get("randomized_share", 0.0)),
+    )
+
+
 def _fine_tune_detector(
     world: Any,
     dataset: HarvestDataset,
@@ -177,7 +199,14 @@ def _fine_tune_detector(
     from trainer.quantize import median_latency_ms, quantize_int8
 
     primary = next(m for m in parent.models if m.role == "detector" and m.precision == "fp32")
-    detect = write_detect_dataset(world, work / "detect", config.detector_images, config.seed)
+    inherited = inherited_detector_recipe(parent)
+    detect = write_detect_dataset(
+        world,
+        work / "detect",
+        config.detector_images,
+        config.seed,
+        randomized_share=inherited.randomized_share,
+    )
     train_crops = [c for crops in dataset.train.values() for c in crops]
     images = detect.out / "images" / "train"
     pasted = paste_crops(
@@ -196,6 +225,7 @@ def _fine_tune_detector(
         batch=16,
         seed=config.seed,
         parent_weights=parent_pt,
+        freeze_backbone=inherited.freeze_backbone,
     )
     fp32_path = export_detector_onnx(det.weights, models_dir / primary.file, primary.input_size)
     tuned = _TunedDetector(det.weights, [], {})

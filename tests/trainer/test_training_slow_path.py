@@ -29,7 +29,7 @@ from laneguard.embedding import Embedder
 from laneguard.wire import SampleMessage
 from product_db.db import make_engine
 from product_db.models import utcnow
-from simulator.datasets import write_embed_dataset
+from simulator.datasets import DETECT_NAMES, write_embed_dataset
 from simulator.world import World
 from store_server.app import create_app
 from store_server.auth import create_user
@@ -332,14 +332,23 @@ def sample_id(engine: Engine, entry_id: int) -> int:
 
 
 def test_the_shipped_bundle_can_be_fine_tuned_from(tmp_path: Path) -> None:
-    """The shipped bundle carries its embedder's weights (what new products are learned in);
-    without its detector's, a candidate keeps the shipped detector."""
+    """The shipped bundle carries both networks' weights: the embedder's (what new products are
+    learned in) and the detector's, whose fine-tune keeps the ImageNet backbone frozen and the
+    randomised world in its images."""
+    import torch
+
     from laneguard.bundle import SHIPPED_BUNDLE, extracted
+    from trainer.finetune import inherited_detector_recipe
     from trainer.weights import load_embedder, parent_weights
 
     folder, manifest = extracted(SHIPPED_BUNDLE, tmp_path)
     weights = parent_weights(folder, manifest)
-    assert weights.detector is None
+    assert weights.detector is not None
+    checkpoint = torch.load(weights.detector, map_location="cpu", weights_only=False)
+    assert checkpoint["model"].names == DETECT_NAMES
+    inherited = inherited_detector_recipe(manifest)
+    assert inherited.freeze_backbone
+    assert inherited.randomized_share == manifest.training_data["recipe"]["randomized_share"] > 0
     model, meta = load_embedder(weights.embedder)
     exported = tmp_path / "re-exported.onnx"
     export_embedder_onnx(
