@@ -198,6 +198,7 @@ def _order(
             session,
             f"rollout:{rollout.id}:{wave}:{action}:{store_id}",
             RolloutDown(
+                store_id=store_id,
                 rollout_id=rollout.id,
                 action=action,
                 sha256=release.sha256,

@@ -229,9 +229,11 @@ class ReleaseDown(ChainModel):
 
 class RolloutDown(ChainModel):
     """HQ's order to one store: roll this release out to your lanes (canary lane first), or go
-    back to the previous one."""
+    back to the previous one. It names its store, under HQ's signature, so a copy published on
+    another store's subject or on the chain-wide one is refused there (``check_hq_subject``)."""
 
     kind: Literal["rollout"] = "rollout"
+    store_id: str = Field(pattern=STORE_ID.pattern, description="the store the order is for")
     rollout_id: int = Field(ge=1)
     action: Literal["install", "rollback"]
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -297,6 +299,23 @@ def open_from_hq(
     if envelope["sender"] != "hq":
         raise ChainMessageError(f"envelope from {envelope['sender']!r}, not HQ")
     return str(envelope["id"]), _checked(envelope, key, _hq_body)
+
+
+def check_hq_subject(
+    subject: str, body: GalleryDown | CatalogDown | ReleaseDown | RolloutDown, store_id: str
+) -> None:
+    """Refuse an HQ message that arrived where it was not sent: an order for one store only on
+    that store's own subject and naming it, everything chain-wide only on the chain-wide
+    subject of its kind. The signature proves HQ wrote the body; this proves it was meant for
+    the store reading it (anyone on the broker can copy a signed message to another subject)."""
+    if isinstance(body, RolloutDown):
+        if body.store_id != store_id:
+            raise ChainMessageError(f"a rollout order for store {body.store_id!r}, not this one")
+        expected = hq_subject(body.kind, store_id)
+    else:
+        expected = hq_subject(body.kind)
+    if subject != expected:
+        raise ChainMessageError(f"an HQ {body.kind} message on {subject!r}, not {expected!r}")
 
 
 def _checked(envelope: dict[str, Any], key: Ed25519PublicKey, adapter: TypeAdapter[Any]) -> Any:

@@ -29,6 +29,7 @@ from laneguard.chain import (
     GalleryDown,
     ReleaseDown,
     RolloutDown,
+    check_hq_subject,
     open_from_hq,
 )
 from product_db.catalog import import_records
@@ -64,8 +65,9 @@ class ChainApplier:
     hq_key_file: Path  # HQ's public key on disk: bundles HQ releases must carry its signature
     fetch_bundle: Callable[[str, int, Path], None]  # (sha256, size, target) from HQ
 
-    def handle(self, _subject: str, data: bytes) -> None:
+    def handle(self, subject: str, data: bytes) -> None:
         message_id, body = open_from_hq(data, self.hq_key)
+        check_hq_subject(subject, body, self.store_id)
         with Session(self.engine) as session:
             if session.get(ChainInbox, message_id) is not None:
                 return

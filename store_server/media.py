@@ -1,9 +1,10 @@
 """Evidence and sample images, and alert clips, on disk, named by their content.
 
-A lane sends bytes, never names or paths: the server checks that the bytes are a JPEG that
-decodes (or a WebM video that does), and stores them as ``<sha256>.jpg`` / ``<sha256>.webm``
-under the media folder, so nothing a client sends can choose where a file goes, and the same
-crop sent twice is stored once (which is why deleting one needs to know nothing else uses it).
+A lane sends bytes, never names or paths: the server checks that the bytes are a JPEG whose
+header's sides are within bounds and that then decodes (or a WebM video the same way), and
+stores them as ``<sha256>.jpg`` / ``<sha256>.webm`` under the media folder, so nothing a client
+sends can choose where a file goes, and the same crop sent twice is stored once (which is why
+deleting one needs to know nothing else uses it).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from laneguard.files import private_dir
+from laneguard.image_headers import ImageHeaderError, jpeg_size, webm_size
 from product_db.errors import LaneGuardError
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -58,12 +61,25 @@ def check_jpeg(data: bytes) -> None:
         raise EvidenceImageError(f"image is {len(data)} bytes; at most {MAX_IMAGE_BYTES}")
     if not data.startswith(JPEG_MAGIC):
         raise EvidenceImageError("image is not a JPEG (its first bytes are not FF D8 FF)")
+    _check_sides("image", data, jpeg_size)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise EvidenceImageError("image does not decode as a JPEG")
     if max(image.shape[:2]) > MAX_SIDE:
         raise EvidenceImageError(
             f"image is {image.shape[1]}x{image.shape[0]}; at most {MAX_SIDE} a side"
+        )
+
+
+def _check_sides(what: str, data: bytes, size_of: Callable[[bytes], tuple[int, int]]) -> None:
+    """The sides the header claims, before a decoder allocates for them."""
+    try:
+        width, height = size_of(data)
+    except ImageHeaderError as error:
+        raise EvidenceImageError(f"{what}: {error}") from None
+    if max(width, height) > MAX_SIDE:
+        raise EvidenceImageError(
+            f"{what} is {width}x{height} by its header; at most {MAX_SIDE} a side"
         )
 
 
@@ -80,6 +96,7 @@ def check_webm(data: bytes) -> None:
         raise EvidenceImageError(f"clip is {len(data)} bytes; at most {MAX_CLIP_BYTES}")
     if not data.startswith(WEBM_MAGIC):
         raise EvidenceImageError("clip is not a WebM video (its first bytes are not 1A 45 DF A3)")
+    _check_sides("clip", data, webm_size)
     with tempfile.NamedTemporaryFile(suffix=".webm") as handle:
         handle.write(data)
         handle.flush()

@@ -6,6 +6,7 @@ SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 
 import httpx
@@ -233,6 +234,8 @@ def test_a_store_applies_only_messages_signed_by_its_hq(tmp_path: Path) -> None:
         applier.handle("lg.hq.all.gallery", seal("hq", "hq:gallery:7", entry, stranger))
     with pytest.raises(ChainMessageError, match="not HQ"):
         applier.handle("lg.hq.all.gallery", seal("A", "hq:gallery:7", entry, hq_key))
+    with pytest.raises(ChainMessageError, match=re.escape("not 'lg.hq.all.gallery'")):
+        applier.handle("lg.hq.store.B.gallery", seal("hq", "hq:gallery:7", entry, hq_key))
     with Session(engine) as session:
         assert list(session.exec(select(GalleryEntry))) == []
     applier.handle("lg.hq.all.gallery", seal("hq", "hq:gallery:7", entry, hq_key))
