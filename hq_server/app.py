@@ -27,6 +27,7 @@ from hq_server.settings import HqSettings
 from laneguard.body_limit import BodyLimit
 from laneguard.chain import STORES_STREAM, store_subject
 from laneguard.jetstream import Consumer, JetStreamLink
+from laneguard.security_headers import SecurityHeaders
 from laneguard.signing import load_or_make_key
 from product_db.db import make_engine
 from store_server.app import keep_private
@@ -113,6 +114,7 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
     for page in PAGES:
         app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AuditClientMiddleware)
     app.add_middleware(BodyLimit, default_bytes=settings.max_body_kb << 10, caps=[])
 

@@ -19,6 +19,7 @@ from laneguard.body_limit import BodyLimit
 from laneguard.bundle import SHIPPED_BUNDLE, SHIPPED_TEACHER
 from laneguard.discovery import DiscoveryResponder
 from laneguard.files import private_dir, private_file
+from laneguard.security_headers import SecurityHeaders
 from product_db.db import make_engine
 from store_server import models  # noqa: F401  (registers the store tables)
 from store_server.api import bundles as bundles_api
@@ -195,6 +196,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     for page in PAGES:
         app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AuditClientMiddleware)
     app.add_middleware(
         BodyLimit,

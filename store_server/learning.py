@@ -8,12 +8,14 @@ embedder and adds them to the store's gallery once a code has them from enough d
 honest transactions (default 3), so no single transaction, cashier or customer can teach the
 lanes something.
 
-Guards against poisoning: only crops of honest transactions; a crop a manager rejected never
-joins; the crops of a code must agree with one another (each within ``consistency`` cosine
-similarity of their medoid, by default measured on the bundle's gallery) and only the agreeing
-ones join; a crop more like another product of the bundle's gallery than like its own code's
-medoid (a known product's crop under a new code) never joins; and the console's samples page
-shows a random audit sample of what joined, where a manager can withdraw an entry.
+Guards against poisoning: only crops of honest transactions the store holds, whose scans
+include the crop's code (``vouched_for``: not what the sample says of itself); a crop a
+manager rejected never joins; the crops of a code must agree with one another (each within
+``consistency`` cosine similarity of their medoid, by default measured on the bundle's
+gallery) and only the agreeing ones join; a crop more like another product of the bundle's
+gallery than like its own code's medoid (a known product's crop under a new code) never joins;
+and the console's samples page shows a random audit sample of what joined, where a manager can
+withdraw an entry.
 
 Lanes fetch the entries after the last one they have, signed by the store's key
 (``GET /api/v1/gallery/updates``), and use them from their next transaction.
@@ -43,7 +45,7 @@ from laneguard.gallery import Gallery
 from laneguard.signing import key_id, load_or_make_key, sign_json
 from store_server.background import PokedLoop
 from store_server.media import MediaStore
-from store_server.models import REVIEWED_LABELS, GalleryEntry, SampleRecord
+from store_server.models import REVIEWED_LABELS, GalleryEntry, SampleRecord, TransactionRecord
 from store_server.settings import StoreSettings
 
 log = logging.getLogger("laneguard.server.learning")
@@ -201,6 +203,7 @@ class GalleryLearner:
                     )
                 )
             )
+            samples = vouched_for(session, samples)
         by_code: dict[str, list[SampleRecord]] = defaultdict(list)
         for sample in samples:
             label = sample.label or sample.code
@@ -253,6 +256,37 @@ class GalleryLearner:
             cached = self.model.embedder.embed([image])[0]
             self._vectors[sample.id] = cached
         return cached
+
+
+def vouched_for(session: Session, samples: list[SampleRecord]) -> list[SampleRecord]:
+    """The samples whose label the store itself can vouch for: one a person (or the teacher)
+    gave, or an "honest" crop whose lane's transaction of that id is here, honest, with the
+    crop's code among its scans.
+
+    The sample's own ``reason``, ``transaction_id`` and ``code`` are whatever the lane said; a
+    lane that invents three transaction ids for one mislabelled crop teaches nothing. A crop
+    whose transaction has not arrived yet waits for it (the learner runs again)."""
+    wanted = {(s.lane_id, s.transaction_id) for s in samples if s.review not in REVIEWED_LABELS}
+    scanned: dict[tuple[str, str], set[str]] = {}
+    for lane_id in {lane for lane, _ in wanted}:
+        ids = [t for lane, t in wanted if lane == lane_id]
+        for start in range(0, len(ids), 500):  # bound each IN list
+            for record in session.exec(
+                select(TransactionRecord).where(
+                    TransactionRecord.lane_id == lane_id,
+                    col(TransactionRecord.transaction_id).in_(ids[start : start + 500]),
+                    TransactionRecord.honest == True,  # noqa: E712
+                )
+            ):
+                scanned[(lane_id, record.transaction_id)] = {
+                    str(line.get("key")) for line in record.scanned if line.get("key")
+                }
+    return [
+        s
+        for s in samples
+        if s.review in REVIEWED_LABELS
+        or (s.code is not None and s.code in scanned.get((s.lane_id, s.transaction_id), set()))
+    ]
 
 
 def signed_updates(

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from product_db.models import as_utc
+from store_server.learning import vouched_for
 from store_server.media import MediaStore
 from store_server.models import REVIEWED_LABELS, SampleRecord
 
@@ -105,7 +106,9 @@ def may_teach(table: Any) -> Any:
 
 
 def harvested_crops(engine: Engine, media: MediaStore) -> list[HarvestedCrop]:
-    """Every crop the store may learn from, oldest first; unreadable files are left out."""
+    """Every crop the store may learn from, oldest first: labelled by a person, or honest
+    and vouched for by the store's own record of the transaction (store_server.learning's
+    ``vouched_for``); unreadable files are left out."""
     with Session(engine) as session:
         rows = list(
             session.exec(
@@ -114,6 +117,7 @@ def harvested_crops(engine: Engine, media: MediaStore) -> list[HarvestedCrop]:
                 .order_by(col(SampleRecord.captured_at), col(SampleRecord.id))
             )
         )
+        rows = vouched_for(session, rows)
     crops = []
     for row in rows:
         path = media.path(row.image)

@@ -29,8 +29,10 @@ PACKAGING_CHANGES = 5
 
 def _messages(folder: Path, lane: str, start: int) -> list[dict[str, Any]]:
     """Honest sample messages for the crops in ``folder/<code>/``, a transaction every
-    ``CROPS_PER_TRANSACTION`` crops, spread over the past day (oldest first)."""
-    from laneguard.wire import SampleMessage
+    ``CROPS_PER_TRANSACTION`` crops, spread over the past day (oldest first), each
+    transaction's own message (which scanned the code) before its crops, as a lane sends
+    them: the store lets a crop teach only when it holds its honest transaction."""
+    from laneguard.wire import SampleMessage, ScannedEntry, TransactionMessage
     from product_db.models import utcnow
 
     messages, n = [], start
@@ -39,6 +41,31 @@ def _messages(folder: Path, lane: str, start: int) -> list[dict[str, Any]]:
         crops = sorted(code_folder.glob("*.jpg"))
         for index, crop in enumerate(crops):
             transaction = index // CROPS_PER_TRANSACTION
+            at = now - timedelta(hours=24 - 3 * transaction)
+            if index % CROPS_PER_TRANSACTION == 0:
+                scans = min(CROPS_PER_TRANSACTION, len(crops) - index)
+                messages.append(
+                    TransactionMessage(
+                        message_id=f"{lane}:tx:{code_folder.name}-{transaction}",
+                        lane_id=lane,
+                        transaction_id=f"tx-{code_folder.name}-{transaction}",
+                        started_at=at,
+                        ended_at=at,
+                        honest=True,
+                        seen=[],
+                        scanned=[
+                            ScannedEntry(
+                                event_id=f"s{k}",
+                                t=float(k),
+                                code=code_folder.name,
+                                key=code_folder.name,
+                                quantity=1,
+                                source="scanner",
+                            )
+                            for k in range(scans)
+                        ],
+                    ).model_dump(mode="json")
+                )
             n += 1
             messages.append(
                 SampleMessage(
@@ -52,7 +79,7 @@ def _messages(folder: Path, lane: str, start: int) -> list[dict[str, Any]]:
                     score=0.0,
                     reason="honest",
                     crop_jpeg_b64=base64.b64encode(crop.read_bytes()).decode(),
-                    captured_at=now - timedelta(hours=24 - 3 * transaction),
+                    captured_at=at,
                 ).model_dump(mode="json")
             )
     return messages
@@ -123,7 +150,8 @@ def run(
                 )
                 reply.raise_for_status()
             progress(
-                f"{len(messages)} honest crops of {len(new)} new and {len(redesigned)} "
+                f"{sum(m['type'] == 'sample' for m in messages)} honest crops of {len(new)} new "
+                f"and {len(redesigned)} "
                 "redesigned products ingested"
             )
             time.sleep(5.0)  # the fast path's learner runs beside the ingest; let it settle

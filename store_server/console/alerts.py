@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import time
+from asyncio import FIRST_COMPLETED
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -25,6 +27,7 @@ from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
+SESSION_RECHECK_S = 2.0  # a signed-out console sees at most this long of alerts
 REVIEWS = {
     "confirmed_loss": "Confirmed: the item left unpaid",
     "recovered": "Recovered: paid for or left in store",
@@ -186,11 +189,16 @@ def media_file(
 
 @router.websocket("/ws/alerts")
 async def live_alerts(websocket: WebSocket) -> None:
-    """Every alert stored from now on, as JSON, to a signed-in console on this site."""
+    """Every alert stored from now on, as JSON, to a signed-in console on this site.
+
+    The session is checked again at least every ``SESSION_RECHECK_S`` and before any alert
+    after that: a console whose user signed out, timed out or was deactivated is closed
+    (4401) instead of being shown what it may no longer see."""
     origin = websocket.headers.get("origin")
     host = websocket.headers.get("host", "")
     engine: Engine = websocket.app.state.engine
-    user = await asyncio.to_thread(session_user, engine, websocket.cookies.get(SESSION_COOKIE))
+    cookie = websocket.cookies.get(SESSION_COOKIE)
+    user = await asyncio.to_thread(session_user, engine, cookie)
     if user is None or (origin is not None and origin.split("://", 1)[-1] != host):
         await websocket.close(code=4401, reason="sign in to the console first")
         return
@@ -200,20 +208,30 @@ async def live_alerts(websocket: WebSocket) -> None:
     async with feed.subscribe() as queue:
         await websocket.send_json({"type": "hello", "user": user.username})
         receiver = asyncio.create_task(_until_closed(websocket))
+        getter: asyncio.Task[Any] | None = None
+        checked = time.monotonic()
         try:
             while not receiver.done():
-                getter = asyncio.create_task(queue.get())
+                getter = getter or asyncio.create_task(queue.get())
                 done, _ = await asyncio.wait(
-                    {getter, receiver}, return_when=asyncio.FIRST_COMPLETED
+                    {getter, receiver}, timeout=SESSION_RECHECK_S, return_when=FIRST_COMPLETED
                 )
+                if receiver in done:
+                    break
+                if time.monotonic() - checked >= SESSION_RECHECK_S:
+                    if await asyncio.to_thread(session_user, engine, cookie) is None:
+                        await websocket.close(code=4401, reason="the session has ended")
+                        break
+                    checked = time.monotonic()
                 if getter in done:
                     await websocket.send_json(metrics.sent_to_console(getter.result()))
-                else:
-                    getter.cancel()
+                    getter = None
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
             receiver.cancel()
+            if getter is not None:
+                getter.cancel()
 
 
 async def _until_closed(websocket: WebSocket) -> None:

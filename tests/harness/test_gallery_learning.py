@@ -28,6 +28,7 @@ from store_server.learning import audit_sample, withdraw
 from store_server.models import GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrolment_token, serve
+from tests.helpers.messages import as_json, vouching_transactions
 
 
 def crop_of(world: World, code: str, seed: int) -> bytes:
@@ -96,7 +97,10 @@ def test_crops_join_only_from_enough_consistent_honest_transactions(
     lane = {"Authorization": f"Bearer {credential}"}
 
     def send(*messages: dict) -> None:
-        reply = httpx.post(f"{base}/api/v1/ingest", json={"messages": list(messages)}, headers=lane)
+        vouching = [as_json(t) for t in vouching_transactions(messages)]
+        reply = httpx.post(
+            f"{base}/api/v1/ingest", json={"messages": [*vouching, *messages]}, headers=lane
+        )
         assert reply.json()["rejected"] == 0, reply.text
 
     # Two transactions are not enough; crops already recognised (trusted, same code) teach
@@ -164,6 +168,40 @@ def test_crops_join_only_from_enough_consistent_honest_transactions(
     )
     with pytest.raises(SignatureError):
         impostor.poll_once()
+
+
+def test_one_lane_cannot_teach_with_invented_or_mismatched_transactions(
+    store: tuple[str, str, str, str],
+) -> None:
+    """The issue's probe: one lane sends near-copies of a crop labelled as a product it is not,
+    "honest", under transaction ids it invented. Without the store's own honest transaction
+    of that id scanning that code, nothing joins: not for invented ids, not for transactions
+    that scanned another code, not for dishonest ones. The same crops vouched for do join."""
+    base, url, credential, _ = store
+    world = World.from_catalog()
+    new, other = world.new_products[0].code, world.known[0].code
+    lane = {"Authorization": f"Bearer {credential}"}
+    crops = [honest_sample("lane-1", n, new, crop_of(world, new, n)) for n in (1, 2, 3)]
+
+    def send(*messages: dict) -> None:
+        reply = httpx.post(f"{base}/api/v1/ingest", json={"messages": list(messages)}, headers=lane)
+        assert reply.json()["rejected"] == 0, reply.text
+
+    send(*crops)  # invented transaction ids
+    elsewhere = [  # transactions with those ids that scanned another product
+        as_json(t.model_copy(update={"scanned": [t.scanned[0].model_copy(update={"key": other})]}))
+        for t in vouching_transactions(crops[:2])
+    ]
+    dishonest = as_json(vouching_transactions(crops[2:])[0].model_copy(update={"honest": False}))
+    send(*elsewhere, dishonest)
+    assert wait_for_entries(url, 1, timeout=6) == []
+
+    vouched = [dict(c, transaction_id=f"real-{c['transaction_id']}") for c in crops]
+    for crop in vouched:
+        crop["message_id"] = f"{crop['message_id']}:vouched"
+    send(*[as_json(t) for t in vouching_transactions(vouched)], *vouched)
+    joined = wait_for_entries(url, 3)
+    assert sorted(e.transaction_id for e in joined) == ["real-tx-1", "real-tx-2", "real-tx-3"]
 
 
 @pytest.mark.timeout(600)

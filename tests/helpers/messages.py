@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from laneguard.wire import (
     ClipMessage,
     HeartbeatMessage,
     SampleMessage,
+    ScannedEntry,
     TransactionMessage,
 )
 
@@ -143,3 +146,35 @@ def heartbeat(lane: str, at: datetime, fps: float) -> HeartbeatMessage:
 
 def as_json(message: object) -> dict[str, object]:
     return json.loads(message.model_dump_json())  # type: ignore[attr-defined, no-any-return]
+
+
+def vouching_transactions(samples: Iterable[SampleMessage | dict]) -> list[TransactionMessage]:
+    """The honest transactions a lane sends along with its honest crops, each scanning the
+    codes of its crops: the store lets a crop teach only when it holds such a transaction
+    (store_server.learning.vouched_for)."""
+    codes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for sample in samples:
+        fields = sample.model_dump() if isinstance(sample, SampleMessage) else sample
+        if fields["reason"] == "honest" and fields["code"]:
+            codes[(str(fields["lane_id"]), str(fields["transaction_id"]))].append(fields["code"])
+    return [
+        transaction(lane, 0).model_copy(
+            update={
+                "message_id": f"{lane}:tx:{transaction_id}",
+                "transaction_id": transaction_id,
+                "seen": [],
+                "scanned": [
+                    ScannedEntry(
+                        event_id=f"s{index}",
+                        t=1.0 + index,
+                        code=code,
+                        key=code,
+                        quantity=1,
+                        source="scanner",
+                    )
+                    for index, code in enumerate(scanned)
+                ],
+            }
+        )
+        for (lane, transaction_id), scanned in codes.items()
+    ]

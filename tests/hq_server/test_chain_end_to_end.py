@@ -29,6 +29,7 @@ from simulator.world import World
 from store_server.models import BundleRelease, GalleryEntry, Rollout
 from tests.harness.test_gallery_learning import crop_of, honest_sample
 from tests.helpers.chain import shifted_bundle, wait_for
+from tests.helpers.messages import as_json, vouching_transactions
 from tests.hq_server.conftest import Chain, Site
 from trainer.chain_training import ChainTrainer
 from trainer.finetune import TrainRunConfig
@@ -115,10 +116,10 @@ def test_a_product_learned_in_one_store_is_known_in_all_and_releases_go_out_in_w
     assert not _recognises(b, new, crop_of(world, new, 90), tmp_path / "before")
 
     for n in (1, 2, 3):
+        crop = honest_sample("lane-A", n, new, varied_crop(world, new, n))
+        vouching = [as_json(t) for t in vouching_transactions([crop])]
         reply = httpx.post(
-            f"{a.base}/api/v1/ingest",
-            json={"messages": [honest_sample("lane-A", n, new, varied_crop(world, new, n))]},
-            headers=a.headers,
+            f"{a.base}/api/v1/ingest", json={"messages": [*vouching, crop]}, headers=a.headers
         )
         assert reply.json()["rejected"] == 0, reply.text
     third_at = time.monotonic()

@@ -51,6 +51,19 @@ def browser_sign_in(page: Page, base: str, username: str, password: str) -> None
     page.click("form.login button[type=submit]")
 
 
+def csp_violations(page: Page) -> list[str]:
+    """What the page's Content-Security-Policy blocked, as Chromium reports it (to assert the
+    console runs whole under its policy: no inline script or handler left behind)."""
+    blocked: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            blocked.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return blocked
+
+
 def deliver(base: str, credential: str, *messages: object) -> None:
     reply = httpx.post(
         f"{base}/api/v1/ingest",
@@ -66,6 +79,7 @@ def test_live_alert_arrives_and_is_reviewed_with_its_evidence(
 ) -> None:
     base, credential = store
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    blocked = csp_violations(page)
     browser_sign_in(page, base, "mia", "wrong password")
     expect(page.locator(".error")).to_contain_text("Wrong user name or password")
     page.fill("input[name=username]", "mia")
@@ -121,6 +135,7 @@ def test_live_alert_arrives_and_is_reviewed_with_its_evidence(
     expect(tablet.locator("table.products tbody tr")).to_have_count(1)
     tablet.screenshot(path=str(artifacts_dir / "console-transactions-tablet.png"))
     page.close()
+    assert blocked == []
 
 
 def test_it_admin_enrols_a_lane_from_the_console(
@@ -139,7 +154,47 @@ def test_it_admin_enrols_a_lane_from_the_console(
     assert enrolled.json()["lane_id"] == "lane-4"
     page.click("text=Audit")
     expect(page.locator("table.audit")).to_contain_text("lane.enrolled")
+
+    # Retiring asks first (the question from the form's data-confirm, under the CSP).
+    questions: list[str] = []
+    page.click("text=Lanes")
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+    page.locator("form[action='/lanes/lane-4/retire'] button").click()
+    expect(page.locator("form[action='/lanes/lane-4/retire']")).to_have_count(1)
+    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    page.locator("form[action='/lanes/lane-4/retire'] button").click()
+    expect(page.locator("form[action='/lanes/lane-4/retire']")).to_have_count(0)
+    assert questions == ["Retire lane-4? Its credential stops working."] * 2
     page.close()
+
+
+def test_both_consoles_send_their_security_headers(console_url: str, tmp_path: Path) -> None:
+    """Framing, sniffing, referrers, shared caches and any script but the console's own are
+    refused by header, on the store's console and on HQ's, signed in or not."""
+    from hq_server.app import create_app as create_hq
+    from hq_server.settings import HqSettings
+    from tests.helpers.chain import NatsServer
+
+    nats = NatsServer(tmp_path / "nats").start()
+    hq = HqSettings(
+        database_url=f"sqlite:///{tmp_path / 'hq.sqlite3'}",
+        data_dir=tmp_path / "hq",
+        nats_url=nats.url,
+    )
+    try:
+        with serve(create_hq(hq)) as hq_url:
+            replies = [httpx.get(f"{base}/login") for base in (console_url, hq_url)]
+    finally:
+        nats.stop()
+    replies.append(httpx.get(f"{console_url}/api/v1/nothing-here"))
+    for reply in replies:
+        headers = reply.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src 'self';" in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cache-control"] == "no-store"
 
 
 def test_manager_searches_catalog_and_opens_a_product(

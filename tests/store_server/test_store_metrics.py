@@ -4,6 +4,7 @@ a console on the live feed and the fan-out to it, lanes online, samples; scraper
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import Session, select
 from websockets.sync.client import connect
 
 from product_db.db import make_engine
@@ -121,3 +123,36 @@ def test_a_scraper_without_the_token_gets_nothing(store: Store, headers: dict[st
         f"{store.url}/metrics", headers={"Authorization": f"Bearer {store.credential}"}
     )
     assert lane.status_code == 401
+
+
+@pytest.mark.parametrize("ending", ["sign-out", "deactivation"])
+def test_a_console_whose_session_ended_is_closed_and_shown_nothing_more(
+    store: Store, database_url: str, ending: str
+) -> None:
+    """The live feed checks the session again: after signing out in another tab, or after
+    IT deactivates the user, the open websocket is closed (4401) before the next alert."""
+    from websockets.exceptions import ConnectionClosed
+
+    from store_server.models import User
+
+    with httpx.Client(base_url=store.url) as client:
+        csrf = sign_in(client, "mia", "manager-pass")
+        cookie = client.cookies["lg_session"]
+        ws_url = store.url.replace("http://", "ws://") + "/ws/alerts"
+        with connect(ws_url, additional_headers={"Cookie": f"lg_session={cookie}"}) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+            if ending == "sign-out":
+                assert client.post("/logout", data={"csrf_token": csrf}).status_code == 303
+            else:
+                engine = make_engine(database_url)
+                with Session(engine) as session:
+                    user = session.exec(select(User).where(User.username == "mia")).one()
+                    user.active = False
+                    session.add(user)
+                    session.commit()
+                engine.dispose()
+            time.sleep(2.5)  # past the feed's re-check interval
+            store.ingest([as_json(alert("lane-1", 8))])
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

@@ -33,7 +33,7 @@ from store_server.models import AuditEntry, GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
 from store_server.teacher import StoreTeacher, TeacherModel
 from tests.helpers.live_server import enrol, serve, sign_in
-from tests.helpers.messages import as_json, sample
+from tests.helpers.messages import as_json, sample, vouching_transactions
 from trainer.harvest import harvested_crops
 from trainer.teacher import choose_t3, measure
 
@@ -133,9 +133,11 @@ def of_interest(n: int, picture: Path) -> SampleMessage:
 
 
 def deliver(store: Store, *messages: SampleMessage) -> None:
+    """The crops, with the honest transactions that vouch for the honest ones."""
+    vouching = vouching_transactions(messages)
     reply = httpx.post(
         f"{store.url}/api/v1/ingest",
-        json={"messages": [as_json(m) for m in messages]},
+        json={"messages": [as_json(m) for m in (*vouching, *messages)]},
         headers={"Authorization": f"Bearer {store.credential}"},
         timeout=30,
     )

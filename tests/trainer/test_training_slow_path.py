@@ -37,6 +37,7 @@ from store_server.media import MediaStore
 from store_server.models import AuditEntry, BundleRelease, GalleryEntry, SampleRecord
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrol, serve, sign_in
+from tests.helpers.messages import as_json, vouching_transactions
 from trainer.embedder import EmbedderRun, export_embedder_onnx
 from trainer.finetune import TrainRunConfig, store_entries
 from trainer.gate import GatePolicy, judge
@@ -110,6 +111,7 @@ def store(
                 for picture in pictures[index : index + 2]:
                     n += 1
                     messages.append(sample("lane-1", n, transaction, code, picture, 100 - index))
+        messages += [as_json(t) for t in vouching_transactions(messages)]
         reply = httpx.post(
             f"{base}/api/v1/ingest",
             json={"messages": messages},

@@ -4,8 +4,9 @@
   "use strict";
   const rows = document.getElementById("alert-rows");
   const state = document.getElementById("live-state");
-  if (!rows || !window.LG_LIVE) { if (state) state.textContent = ""; return; }
-  const currency = window.LG_CURRENCY || "";
+  const feed = document.getElementById("alert-feed");
+  if (!rows || !feed || feed.dataset.live !== "yes") { if (state) state.textContent = ""; return; }
+  const currency = feed.dataset.currency || "";
   let delay = 500;
 
   function money(minor) {
