@@ -368,6 +368,8 @@ class LaneService:
         """Serve until interrupted (Ctrl-C or SIGTERM from systemd)."""
         import uvicorn
 
+        from laneguard.slow_clients import server_options
+
         self.start()
         log.info(
             "lane %s: screen at http://%s:%d/, camera %s, models %s",
@@ -383,6 +385,7 @@ class LaneService:
                 host=self.settings.http_host,
                 port=self.settings.http_port,
                 log_level="warning",
+                **server_options(),
             )
         finally:
             self.stop()

@@ -15,6 +15,12 @@ from hq_server.models import ChainRelease
 from hq_server.releases import release_path
 from hq_server.settings import HqSettings
 from hq_server.stores import StoreEnrolmentError, current_store, enrol_store
+from product_db.models import utcnow
+from store_server.auth import (
+    audit_client,
+    record_enrolment_failure,
+    refuse_while_enrolment_throttled,
+)
 from store_server.deps import get_engine, get_settings
 from store_server.learning import public_pem
 
@@ -41,17 +47,24 @@ def enrol(
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[HqSettings, Depends(get_settings)],
 ) -> EnrolOut:
-    """Anyone holding a one-time store enrolment token (made by an HQ IT admin)."""
+    """Anyone holding a one-time store enrolment token (made by an HQ IT admin). Wrong
+    tokens are audited and counted by address, as at a store (429 with Retry-After)."""
+    address = audit_client.get()
+    now = utcnow()
     with Session(engine) as session:
+        refuse_while_enrolment_throttled(session, address, now)
         try:
             enrolled = enrol_store(session, body.token, body.store_name, body.public_key)
         except StoreEnrolmentError as error:
+            session.rollback()
+            record_enrolment_failure(session, "store:?", address, now)
+            session.commit()
             raise HTTPException(403, str(error)) from None
         session.commit()
     return EnrolOut(
         store_id=enrolled.store_id,
         credential=enrolled.credential,
-        nats_url=settings.nats_url,
+        nats_url=settings.nats_url_for_stores(),
         hq_public_key=public_pem(request.app.state.hq_key),
     )
 

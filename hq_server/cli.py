@@ -59,10 +59,17 @@ def run_command(
     import uvicorn
 
     from hq_server.app import create_app
+    from laneguard.slow_clients import server_options
 
     settings = hq_settings(config_file, database_url, host=host, port=port)
     click.echo(f"LaneGuard HQ: console at http://{settings.host}:{settings.port}/")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        **server_options(),
+    )
 
 
 @hq.command("add-user")
@@ -160,6 +167,33 @@ def publish_command(
     except BundleError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"released {release.version} (release {release.release}, id {release.id})")
+
+
+@hq.command("withdraw-entry")
+@click.argument("entry_id", type=click.IntRange(1))
+@click.option("--by", "username", required=True, help="Who takes it back (for the audit log).")
+@_config_option
+@_db_option
+def withdraw_entry_command(
+    entry_id: int, username: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Take a learned gallery entry back in every store (a store can take back only what it
+    learned; another store's entry it finds wrong is HQ's to withdraw)."""
+    from sqlmodel import Session
+
+    from hq_server.app import hq_signing_key
+    from hq_server.intake import withdraw_by_hq
+    from hq_server.outbox import HqOutbox
+
+    settings = hq_settings(config_file, database_url)
+    engine = _engine(settings)
+    with Session(engine) as session:
+        try:
+            withdraw_by_hq(session, HqOutbox(engine, hq_signing_key(settings)), entry_id, username)
+        except LookupError as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"entry {entry_id} withdrawn in every store (sent with HQ's next messages)")
 
 
 @hq.command("key")

@@ -43,6 +43,7 @@ from laneguard.chain import (
     open_from_store,
 )
 from product_db.models import as_utc, utcnow
+from store_server.auth import audit
 from store_server.media import EvidenceImageError, MediaStore, decode_jpeg_b64
 
 log = logging.getLogger("laneguard.hq.intake")
@@ -192,37 +193,26 @@ class Intake:
             ).first()
         if target is None or target.withdrawn or target.withdraws is not None:
             return
-        target.withdrawn = True
-        row = ChainGalleryEntry(
-            store_id=store_id,
-            store_entry_id=body.entry_id,
-            code=target.code,
-            vector_b64="",
-            embedder_sha256=target.embedder_sha256,
-            transaction_id=target.transaction_id,
-            lane_id=target.lane_id,
-            withdrawn=True,
-            withdraws=target.id,
-        )
-        session.add_all([target, row])
-        session.flush()
-        assert row.id is not None and target.id is not None
-        log.warning(
-            "chain gallery: store %s took back entry %d (%s)", store_id, target.id, target.code
-        )
-        self.outbox.queue(
-            session,
-            f"gallery:{row.id}",
-            GalleryDown(
-                hq_entry_id=row.id,
+        if target.store_id != store_id:
+            # A store takes back only what it learned: another store's entry it withdrew is
+            # gone from its own lanes; for the chain, HQ's IT decides (`hq withdraw-entry`).
+            audit(
+                session,
+                f"store:{store_id}",
+                "chain_gallery.withdrawal_refused",
+                str(target.id),
                 code=target.code,
-                vector="",
-                embedder_sha256=target.embedder_sha256,
-                origin_store=target.store_id,
-                origin_entry_id=target.store_entry_id,
-                withdraws=target.id,
-            ),
-        )
+                learned_in=target.store_id,
+            )
+            log.warning(
+                "chain gallery: store %s took back %s's entry %d (%s) for itself only",
+                store_id,
+                target.store_id,
+                target.id,
+                target.code,
+            )
+            return
+        withdraw_chain_entry(session, self.outbox, target, store_id, body.entry_id)
 
     def _review(self, session: Session, store_id: str, body: ReviewUp) -> None:
         sample = session.exec(
@@ -263,3 +253,60 @@ class Intake:
         row.production_sha256, row.rollout = body.production_sha256, body.rollout
         row.received_at = utcnow()
         session.add(row)
+
+
+def withdraw_chain_entry(
+    session: Session,
+    outbox: HqOutbox,
+    target: ChainGalleryEntry,
+    withdrawn_by: str,
+    store_entry_id: int | None = None,
+) -> ChainGalleryEntry:
+    """Take ``target`` back in every store: the row recording it (``withdrawn_by``: the store
+    that learned it, or ``hq:<user>``) and its message to every store."""
+    target.withdrawn = True
+    row = ChainGalleryEntry(
+        store_id=withdrawn_by[:48],
+        store_entry_id=store_entry_id,
+        code=target.code,
+        vector_b64="",
+        embedder_sha256=target.embedder_sha256,
+        transaction_id=target.transaction_id,
+        lane_id=target.lane_id,
+        withdrawn=True,
+        withdraws=target.id,
+    )
+    session.add_all([target, row])
+    session.flush()
+    assert row.id is not None and target.id is not None
+    log.warning(
+        "chain gallery: %s took back entry %d (%s) for the chain",
+        withdrawn_by,
+        target.id,
+        target.code,
+    )
+    outbox.queue(
+        session,
+        f"gallery:{row.id}",
+        GalleryDown(
+            hq_entry_id=row.id,
+            code=target.code,
+            vector="",
+            embedder_sha256=target.embedder_sha256,
+            origin_store=target.store_id,
+            origin_entry_id=target.store_entry_id,
+            withdraws=target.id,
+        ),
+    )
+    return row
+
+
+def withdraw_by_hq(session: Session, outbox: HqOutbox, entry_id: int, username: str) -> None:
+    """HQ's IT takes back any store's entry for the whole chain (audited)."""
+    target = session.get(ChainGalleryEntry, entry_id)
+    if target is None or target.withdraws is not None:
+        raise LookupError(f"HQ has no gallery entry {entry_id}")
+    if target.withdrawn:
+        return
+    withdraw_chain_entry(session, outbox, target, f"hq:{username}")
+    audit(session, username, "chain_gallery.withdrawn", str(entry_id), code=target.code)

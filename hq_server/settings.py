@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,11 @@ class HqSettings(BaseSettings):
         default="nats://127.0.0.1:4222",
         description="the JetStream broker stores and HQ share (told to stores at enrolment)",
     )
+    store_nats_url: str | None = Field(
+        default=None,
+        description="the broker URL stores are told at enrolment (default: nats_url without "
+        "its user name and password: HQ never hands out its own credential)",
+    )
     public_url: str | None = Field(
         default=None, description="the URL stores reach HQ at, when not http://<host>:<port>"
     )
@@ -44,6 +50,18 @@ class HqSettings(BaseSettings):
     )
     wave_check_s: float = Field(default=5.0, gt=0, description="how often rollout waves move")
     stale_s: float = Field(default=90.0, gt=0, description="a store silent this long is offline")
+
+    def nats_url_for_stores(self) -> str:
+        """What enrolling stores are told: ``store_nats_url``, or ``nats_url`` with any
+        credential in it removed."""
+        if self.store_nats_url:
+            return self.store_nats_url
+        parts = urlsplit(self.nats_url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
     @property
     def store_name(self) -> str:

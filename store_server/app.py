@@ -41,6 +41,7 @@ from store_server.events import (
     topic_part,
 )
 from store_server.ingest_store import IngestWriter
+from store_server.lane_quota import LaneQuota
 from store_server.learning import GalleryLearner, LearnConfig, LearningLoop, store_signing_key
 from store_server.live import AlertFeed
 from store_server.media import MediaStore
@@ -161,6 +162,12 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.media = MediaStore(settings.data_dir / "media")
     app.state.feed = AlertFeed()
     app.state.metrics = StoreMetrics(engine, app.state.feed)
+    app.state.lane_quota = LaneQuota(
+        {
+            "transaction": settings.lane_transactions_per_minute,
+            "sample": settings.lane_samples_per_minute,
+        }
+    )
     app.state.events, event_services = _events(settings, engine, app.state.feed)
     app.state.signing_key = store_signing_key(settings)
     learner = GalleryLearner(

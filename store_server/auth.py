@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from zxcvbn import zxcvbn
@@ -46,6 +47,8 @@ MIN_PASSWORD_SCORE = 3  # zxcvbn: 0 (top-10 common) .. 4 (very unguessable)
 # (key prefix, failures before the wait starts doubling, failures that lock, lock length)
 THROTTLES = (("user", 3, 10, timedelta(minutes=15)), ("addr", 5, 20, timedelta(minutes=15)))
 MAX_WAIT_S = 60.0
+# Wrong enrolment tokens, per address: (failures before waits, failures to a lock, lock).
+ENROLMENT_THROTTLE = (5, 20, timedelta(minutes=15))
 # The client address audit rows record: set per request by audit_client_middleware, "cli" by
 # the server's commands; background work (rollouts, learning) is the server itself.
 audit_client: ContextVar[str] = ContextVar("audit_client", default="server")
@@ -113,33 +116,79 @@ def _throttle_keys(username: str, address: str) -> list[tuple[str, int, int, tim
 
 def sign_in_wait_s(session: Session, username: str, address: str, now: datetime) -> float:
     """Seconds before this account may try again from this address (0: now)."""
-    wait = 0.0
-    for key, start, _lock, _for in _throttle_keys(username, address):
-        record = session.get(SignInThrottle, key)
-        if record is None:
-            continue
-        if record.locked_until is not None and as_utc(record.locked_until) > now:
-            wait = max(wait, (as_utc(record.locked_until) - now).total_seconds())
-        elif record.failures >= start:
-            backoff = min(MAX_WAIT_S, 2.0 ** (record.failures - start))
-            ready = as_utc(record.last_failure_at) + timedelta(seconds=backoff)
-            wait = max(wait, (ready - now).total_seconds())
-    return max(0.0, wait)
+    return max(
+        (
+            _wait_s(session, key, start, now)
+            for key, start, _, _ in _throttle_keys(username, address)
+        ),
+        default=0.0,
+    )
 
 
 def record_sign_in_failure(session: Session, username: str, address: str, now: datetime) -> None:
     """Count a failed sign-in against the account and the address; lock (audited) at the
     limit. The caller commits."""
     for key, _start, lock, lock_for in _throttle_keys(username, address):
-        record = session.get(SignInThrottle, key) or SignInThrottle(key=key)
-        if record.locked_until is not None and as_utc(record.locked_until) <= now:
-            record.failures, record.locked_until = 0, None  # a lock served starts afresh
-        record.failures += 1
-        record.last_failure_at = now
-        if record.failures >= lock and record.locked_until is None:
-            record.locked_until = now + lock_for
-            audit(session, username[:64], "login.locked", key, failures=record.failures)
-        session.add(record)
+        _count_failure(session, key, lock, lock_for, now, username[:64], "login.locked")
+
+
+def enrolment_wait_s(session: Session, address: str, now: datetime) -> float:
+    """Seconds before this address may present an enrolment token again (0: now). Counted
+    by address only: a count shared by everyone would let one client lock every lane out."""
+    start, _lock, _for = ENROLMENT_THROTTLE
+    return _wait_s(session, f"enrol:{address}"[:200], start, now)
+
+
+def refuse_while_enrolment_throttled(session: Session, address: str, now: datetime) -> None:
+    """429 with Retry-After while ``address`` must wait before presenting another token."""
+    wait = enrolment_wait_s(session, address, now)
+    if wait > 0:
+        raise HTTPException(
+            429,
+            "too many refused enrolment tokens from this address; try again later",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+
+def record_enrolment_failure(session: Session, who: str, address: str, now: datetime) -> None:
+    """A wrong, used or expired enrolment token from ``address``: audited, counted, locked
+    (audited) at the limit. The caller commits."""
+    _start, lock, lock_for = ENROLMENT_THROTTLE
+    audit(session, who, "enrolment.refused", address[:200])
+    _count_failure(session, f"enrol:{address}"[:200], lock, lock_for, now, who, "enrolment.locked")
+
+
+def _wait_s(session: Session, key: str, start: int, now: datetime) -> float:
+    record = session.get(SignInThrottle, key)
+    if record is None:
+        return 0.0
+    if record.locked_until is not None and as_utc(record.locked_until) > now:
+        return max(0.0, (as_utc(record.locked_until) - now).total_seconds())
+    if record.failures >= start:
+        backoff = min(MAX_WAIT_S, 2.0 ** (record.failures - start))
+        ready = as_utc(record.last_failure_at) + timedelta(seconds=backoff)
+        return max(0.0, (ready - now).total_seconds())
+    return 0.0
+
+
+def _count_failure(
+    session: Session,
+    key: str,
+    lock: int,
+    lock_for: timedelta,
+    now: datetime,
+    who: str,
+    locked_action: str,
+) -> None:
+    record = session.get(SignInThrottle, key) or SignInThrottle(key=key)
+    if record.locked_until is not None and as_utc(record.locked_until) <= now:
+        record.failures, record.locked_until = 0, None  # a lock served starts afresh
+    record.failures += 1
+    record.last_failure_at = now
+    if record.failures >= lock and record.locked_until is None:
+        record.locked_until = now + lock_for
+        audit(session, who, locked_action, key, failures=record.failures)
+    session.add(record)
 
 
 def clear_sign_in_failures(session: Session, username: str) -> None:

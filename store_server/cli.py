@@ -51,6 +51,7 @@ def run_command(
     """Start the store server and console; stop with Ctrl-C."""
     import uvicorn
 
+    from laneguard.slow_clients import server_options
     from store_server.app import create_app
 
     try:
@@ -68,6 +69,7 @@ def run_command(
         port=settings.port,
         log_level="info",
         access_log=access_log,
+        **server_options(),
     )
 
 

@@ -56,6 +56,15 @@ class StoreSettings(BaseSettings):
         default=32, ge=1, description="largest ingest batch (lanes send up to 500 messages)"
     )
     max_upload_mb: int = Field(default=20, ge=1, description="largest catalog file upload")
+    lane_transactions_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="transactions one lane may send a minute (a lane rings up a few; five "
+        "minutes' worth pass at once, for the backlog of an outage)",
+    )
+    lane_samples_per_minute: int = Field(
+        default=300, ge=1, description="training crops one lane may send a minute (the same)"
+    )
     mqtt_url: str | None = Field(
         default=None,
         description="publish alerts, lane health and rollout steps to this broker: "

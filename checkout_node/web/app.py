@@ -247,13 +247,18 @@ def create_lane_app(
             hub.unsubscribe(queue)
 
     @app.get("/screen/session", include_in_schema=False)
-    def screen_sign_in(key: str = "") -> Response:
+    def screen_sign_in(request: Request, key: str = "") -> Response:
         """The kiosk's way in: the screen key once, then a session cookie."""
         if not access.key_matches(key):
             return HTMLResponse(NOT_SIGNED_IN, status_code=403)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
-            SCREEN_COOKIE, access.screen_cookie, httponly=True, samesite="strict", path="/"
+            SCREEN_COOKIE,
+            access.screen_cookie,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
         )
         return response
 

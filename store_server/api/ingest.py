@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, ClipMessage, LaneOutput, SampleMessage
 from store_server.deps import get_ingest_writer
 from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
+from store_server.lane_quota import LaneQuota
 from store_server.lanes import current_lane
 from store_server.media import EvidenceImageError, decode_jpeg_b64, decode_webm_b64
 
@@ -76,14 +77,14 @@ async def ingest(
         batch = IngestBatch.model_validate_json(await request.body())
     except ValidationError as error:
         raise HTTPException(422, _describe(error)) from None
+    messages = _within_quota(request, lane_id, batch.messages)
     has_images = any(
-        "crop_jpeg_b64" in m or "clip_b64" in m or m.get("evidence_jpeg_b64")
-        for m in batch.messages
+        "crop_jpeg_b64" in m or "clip_b64" in m or m.get("evidence_jpeg_b64") for m in messages
     )
     if has_images:  # decoding JPEGs and clips takes milliseconds: not on the event loop
-        results, accepted, foreign = await asyncio.to_thread(_check, batch.messages, lane_id)
+        results, accepted, foreign = await asyncio.to_thread(_check, messages, lane_id)
     else:
-        results, accepted, foreign = _check(batch.messages, lane_id)
+        results, accepted, foreign = _check(messages, lane_id)
     if any(isinstance(message, AlertMessage | ClipMessage) for _, (message, _) in accepted):
         foreign += await asyncio.to_thread(_other_lanes_alerts, writer.engine, lane_id, accepted)
     if foreign:
@@ -99,15 +100,47 @@ async def ingest(
     for (index, _), result in zip(accepted, stored):
         results[index] = result
     done = [r for r in results if r is not None]
-    request.app.state.metrics.ingested(
-        _by_kind(batch.messages, results), time.perf_counter() - started
-    )
+    request.app.state.metrics.ingested(_by_kind(messages, results), time.perf_counter() - started)
     return IngestResponse(
         stored=sum(r.status == "stored" for r in done),
         duplicates=sum(r.status == "duplicate" for r in done),
         rejected=sum(r.status == "rejected" for r in done),
         results=done,
     )
+
+
+def _within_quota(
+    request: Request, lane_id: str, messages: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The messages of the batch the lane's quotas let in now, in order, before any image is
+    decoded. Those left out get no result (the lane keeps them queued and sends them again);
+    when none is let in, 429 with Retry-After. Each left-out message is counted in the
+    ingest metric with status "over_quota"."""
+    quota: LaneQuota = request.app.state.lane_quota
+    wanted: dict[str, int] = {}
+    for message in messages:
+        kind = str(message.get("type"))
+        wanted[kind] = wanted.get(kind, 0) + 1
+    granted = {kind: quota.take(lane_id, kind, n) for kind, n in wanted.items()}
+    over = {kind: wanted[kind] - granted[kind] for kind in wanted if granted[kind] < wanted[kind]}
+    if not over:
+        return messages
+    request.app.state.metrics.ingested({kind: {"over_quota": n} for kind, n in over.items()}, 0.0)
+    kept = []
+    for message in messages:
+        kind = str(message.get("type"))
+        if granted[kind] > 0:
+            granted[kind] -= 1
+            kept.append(message)
+    if not kept:
+        kinds = sorted(over)
+        raise HTTPException(
+            429,
+            f"lane {lane_id!r} is over its quota of {', '.join(kinds)} per minute; "
+            "send the rest later",
+            headers={"Retry-After": str(max(quota.retry_after_s(k) for k in kinds))},
+        )
+    return kept
 
 
 def _by_kind(

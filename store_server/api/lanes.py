@@ -9,7 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from store_server.auth import audit
+from product_db.models import utcnow
+from store_server.auth import (
+    audit,
+    audit_client,
+    record_enrolment_failure,
+    refuse_while_enrolment_throttled,
+)
 from store_server.deps import get_engine, get_settings
 from store_server.lanes import EnrolmentError, current_lane, enrol
 from store_server.learning import public_pem
@@ -59,12 +65,21 @@ def enrol_lane(
     engine: Annotated[Engine, Depends(get_engine)],
     settings: Annotated[StoreSettings, Depends(get_settings)],
 ) -> EnrolResponse:
-    """A new lane presents its one-time token and gets its id, config and credential."""
+    """A new lane presents its one-time token and gets its id, config and credential.
+
+    Wrong tokens are audited and counted by client address: after a few, each try waits
+    longer (429 with Retry-After), and many lock the address out for a while."""
+    address = audit_client.get()
+    now = utcnow()
     with Session(engine) as session:
+        refuse_while_enrolment_throttled(session, address, now)
         try:
             config = lane_config(settings, public_pem(http.app.state.signing_key))
             enrolled = enrol(session, request.token, dict(request.hardware), config)
         except EnrolmentError as error:
+            session.rollback()
+            record_enrolment_failure(session, "lane:?", address, now)
+            session.commit()
             raise HTTPException(403, str(error)) from None
         audit(session, f"lane:{enrolled.lane_id}", "lane.enrolled", enrolled.lane_id)
         session.commit()

@@ -42,11 +42,23 @@ def _safe_next(target: str, request: Request) -> str:
     return str(getattr(request.app.state, "home", "/alerts"))
 
 
+def _set_login_csrf(request: Request, response: Response, token: str) -> None:
+    """The login form's CSRF cookie; like the session's, sent only over TLS once served so."""
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=3600,
+    )
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "") -> Response:
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", None, next=_safe_next(next, request), login_csrf=token)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    _set_login_csrf(request, response, token)
     return response
 
 
@@ -106,7 +118,7 @@ def _login_again(request: Request, next: str, error: str, status: int) -> Respon
         login_csrf=token,
         error=error,
     )
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", max_age=3600)
+    _set_login_csrf(request, response, token)
     return response
 
 

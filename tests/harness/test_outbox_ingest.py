@@ -29,7 +29,11 @@ from tests.helpers.messages import NOW, alert, as_json, b64, heartbeat, jpeg, sa
 @pytest.fixture
 def store(database_url: str, tmp_path: Path) -> Iterator[tuple[str, str, Path, str]]:
     """A running store server with lane-1 enrolled; yields its credential last."""
-    settings = StoreSettings(database_url=database_url, data_dir=tmp_path / "store")
+    settings = StoreSettings(
+        database_url=database_url,
+        data_dir=tmp_path / "store",
+        lane_transactions_per_minute=600,  # these tests send bursts of hundreds; quotas: below
+    )
     with serve(create_app(settings)) as url:
         yield url, database_url, tmp_path / "store", enrol(url, database_url, "lane-1")
 
@@ -250,7 +254,13 @@ def test_two_store_server_processes_clash_and_still_store_once(
     """Two servers on one PostgreSQL database take the same messages at the same moment:
     unique keys clash, the losing group falls back to one-by-one and answers duplicates."""
     apps = [
-        create_app(StoreSettings(database_url=postgres_url, data_dir=tmp_path / f"s{n}"))
+        create_app(
+            StoreSettings(
+                database_url=postgres_url,
+                data_dir=tmp_path / f"s{n}",
+                lane_transactions_per_minute=600,  # 200 at once, twice per server
+            )
+        )
         for n in range(2)
     ]
     with serve(apps[0]) as first, serve(apps[1]) as second:
@@ -273,3 +283,52 @@ def test_two_store_server_processes_clash_and_still_store_once(
     assert sum(r["stored"] for r in replies) == 200
     assert sum(r["duplicates"] for r in replies) == 600
     assert count(postgres_url, TransactionRecord) == 200
+
+
+def test_a_lane_over_its_quota_is_held_to_it_and_loses_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A lane flooding samples and transactions: what fits its buckets is stored, the rest is
+    left unanswered (its uploader keeps it queued), a request of which nothing fits gets 429
+    with Retry-After, each held-back message is counted, and another lane is not affected."""
+    settings = StoreSettings(
+        database_url=database_url,
+        data_dir=tmp_path / "store",
+        lane_transactions_per_minute=2,  # buckets of ten
+        lane_samples_per_minute=4,  # and of twenty
+        metrics_tokens=["scrape-token-for-this-test-123"],
+    )
+    with serve(create_app(settings)) as url:
+        flooding = {"Authorization": f"Bearer {enrol(url, database_url, 'lane-1')}"}
+        other = {"Authorization": f"Bearer {enrol(url, database_url, 'lane-2')}"}
+        crop = jpeg(3)
+        flood = [as_json(transaction("lane-1", n)) for n in range(14)]
+        flood += [as_json(sample("lane-1", n, crop)) for n in range(25)]
+        with httpx.Client(base_url=url, timeout=10) as client:
+            first = client.post("/api/v1/ingest", json={"messages": flood}, headers=flooding)
+            assert first.status_code == 200, first.text
+            answered = {r["message_id"] for r in first.json()["results"]}
+            assert first.json()["stored"] == 30 == len(answered)
+            assert {m["message_id"] for m in flood[:10] + flood[14:34]} == answered
+            again = client.post("/api/v1/ingest", json={"messages": flood[10:]}, headers=flooding)
+            assert again.status_code == 429 and int(again.headers["Retry-After"]) >= 1
+            assert "quota" in again.json()["detail"]
+            heartbeats = client.post(  # kinds without a quota still pass
+                "/api/v1/ingest",
+                json={"messages": [as_json(heartbeat("lane-1", NOW, 30.0))]},
+                headers=flooding,
+            )
+            assert heartbeats.json()["stored"] == 1
+            theirs = client.post(
+                "/api/v1/ingest",
+                json={"messages": [as_json(transaction("lane-2", 1))]},
+                headers=other,
+            )
+            assert theirs.json()["stored"] == 1
+            metrics = client.get(
+                "/metrics", headers={"Authorization": "Bearer scrape-token-for-this-test-123"}
+            ).text
+    assert count(database_url, TransactionRecord) == 11
+    assert count(database_url, SampleRecord) == 20
+    held = 'laneguard_store_ingest_messages_total{kind="sample",status="over_quota"} 30.0'
+    assert held in metrics

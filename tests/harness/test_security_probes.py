@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -292,6 +293,25 @@ def test_the_store_refuses_floods_before_reading_them_with_bounded_memory(
     assert stored(store.database_url, TransactionRecord) == []
 
 
+def test_wrong_enrolment_tokens_are_audited_and_throttled_by_address(
+    store: StoreUnderTest,
+) -> None:
+    """Guessing lane enrolment tokens: each wrong one is refused (403) and audited with the
+    client address; after five, the address waits (429, Retry-After) before it may try again,
+    and a right token is then refused the same way until the wait is over."""
+    for n in range(5):
+        wrong = httpx.post(f"{store.url}/api/v1/enrol", json={"token": f"guess-{n:02d}" * 4})
+        assert wrong.status_code == 403, wrong.text
+    held = httpx.post(f"{store.url}/api/v1/enrol", json={"token": "guess-05" * 4})
+    assert held.status_code == 429 and int(held.headers["Retry-After"]) >= 1
+    token = enrolment_token(store.database_url, "lane-9")
+    assert httpx.post(f"{store.url}/api/v1/enrol", json={"token": token}).status_code == 429
+    refused = [r for r in stored(store.database_url, AuditEntry) if r.action == "enrolment.refused"]  # type: ignore[attr-defined]
+    assert len(refused) == 5 and {r.client for r in refused} == {"127.0.0.1"}  # type: ignore[attr-defined]
+    time.sleep(1.1)  # the first wait is a second
+    assert httpx.post(f"{store.url}/api/v1/enrol", json={"token": token}).status_code == 200
+
+
 def test_sign_in_backs_off_locks_and_audits_with_the_client_address(
     store: StoreUnderTest,
 ) -> None:
@@ -531,3 +551,39 @@ def test_a_console_session_idle_too_long_ends(store: StoreUnderTest) -> None:
         with Session(engine) as session:
             assert list(session.exec(select(ConsoleSession))) == [], "the session is gone"
     engine.dispose()
+
+
+def test_slow_header_clients_are_cut_off_and_others_still_served(tmp_path: Path) -> None:
+    """Slowloris: connections that send their request headers a few bytes at a time, or open
+    and send nothing, are closed once the header timeout passes (at connect and again after
+    a keep-alive response), while an ordinary client is answered throughout."""
+    database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    settings = StoreSettings(database_url=database_url, data_dir=tmp_path / "s", discovery_port=0)
+    with serve(create_app(settings), header_timeout_s=1.0) as url:
+        port = int(url.rsplit(":", 1)[1])
+        slow = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(20)]
+        for n, client in enumerate(slow):
+            if n % 2:
+                client.sendall(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
+        kept_alive = socket.create_connection(("127.0.0.1", port), timeout=5)
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert kept_alive.recv(4096).startswith(b"HTTP/1.1")
+        kept_alive.sendall(b"GET /healthz HTTP/1.1\r\n")  # a second request, left unfinished
+        started = time.monotonic()
+        for client in slow[1::2]:
+            client.sendall(b"X-Slow: 1\r\n")  # a trickle of bytes does not keep it open
+        assert httpx.get(f"{url}/login", timeout=5).status_code == 200
+        for client in [*slow, kept_alive]:
+            assert _closed_by_server(client)
+            client.close()
+        assert time.monotonic() - started < 4.0
+
+
+def _closed_by_server(client: socket.socket) -> bool:
+    """Whether the server ends the connection (what it still sends is read and dropped)."""
+    try:
+        while client.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    return True

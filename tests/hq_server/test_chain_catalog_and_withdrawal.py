@@ -1,5 +1,6 @@
 """HQ to stores, beyond the gallery: catalog and price changes (a store's own price stays),
-and a gallery entry taken back in one store is taken back in every store."""
+and a gallery entry: taken back in every store by the store that learned it or by HQ's IT,
+only in its own by another store."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from hq_server.catalog import push_catalog_changes
+from hq_server.intake import withdraw_by_hq
 from hq_server.models import ChainGalleryEntry
 from product_db import SAMPLE_CATALOG
 from product_db.catalog import import_records
@@ -20,7 +22,7 @@ from product_db.db import make_engine
 from product_db.models import Product
 from store_server.chain_apply import UnknownProductError, set_price_override
 from store_server.learning import withdraw
-from store_server.models import GalleryEntry
+from store_server.models import AuditEntry, GalleryEntry
 from tests.helpers.chain import wait_for
 from tests.hq_server.conftest import Chain
 
@@ -71,9 +73,12 @@ def test_catalog_changes_reach_every_store_and_a_local_price_stays(chain: Chain)
     assert product_a is not None and product_a.price_minor == 1
 
 
-def test_an_entry_taken_back_in_one_store_is_taken_back_everywhere(chain: Chain) -> None:
-    """Store A learned an entry (written here as its learner would); B's manager finds it
-    wrong and withdraws B's copy: HQ withdraws it for the chain and A and C drop it too."""
+def test_a_store_takes_back_only_its_own_entries_and_hq_any(chain: Chain) -> None:
+    """Store A learned an entry (written here as its learner would). B's manager finds it
+    wrong and withdraws B's copy: B's lanes drop it, but A's and C's keep it (a store cannot
+    take back what another store learned; HQ audits the refusal). HQ's IT withdraws it for
+    the chain (`hq withdraw-entry`): A and C drop it too. A's own withdrawal of its own entry
+    would have gone chain-wide."""
     a = chain.sites["A"]
     vector = np.random.default_rng(3).normal(size=64).astype("<f4")
     vector /= np.linalg.norm(vector)
@@ -104,12 +109,28 @@ def test_an_entry_taken_back_in_one_store_is_taken_back_everywhere(chain: Chain)
         withdraw(session, b_copy.id or 0)
         session.commit()
     engine_b.dispose()
+    hq = chain.hq_app.state
+
+    def refused() -> bool:
+        with Session(hq.engine) as session:
+            return any(
+                e.action == "chain_gallery.withdrawal_refused" and e.username == "store:B"
+                for e in session.exec(select(AuditEntry))
+            )
+
+    wait_for(refused, 30, "HQ to refuse B's chain-wide withdrawal")
+    assert [copy_in(s).withdrawn for s in "ABC"] == [False, True, False]  # type: ignore[union-attr]
+    with Session(hq.engine) as session:
+        entry = session.exec(select(ChainGalleryEntry)).one()
+        withdraw_by_hq(session, hq.outbox, entry.id or 0, "chain-it")
+        session.commit()
+    hq.link.wake()
     for store_id in "AC":
         wait_for(
             lambda store_id=store_id: (row := copy_in(store_id)) is not None and row.withdrawn,
             30,
             f"{store_id} to drop the entry",
         )
-    hq_rows = list(Session(chain.hq_app.state.engine).exec(select(ChainGalleryEntry)))
-    assert [r.withdrawn for r in hq_rows] == [True, True]  # the entry, and the row taking it back
+    hq_rows = list(Session(hq.engine).exec(select(ChainGalleryEntry)))
+    assert [(r.withdrawn, r.store_id) for r in hq_rows] == [(True, "A"), (True, "hq:chain-it")]
     engine_a.dispose()

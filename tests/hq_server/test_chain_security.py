@@ -38,9 +38,9 @@ from store_server.chain_apply import ChainApplier
 from store_server.db import migrate as migrate_store
 from store_server.learning import public_pem
 from store_server.media import MediaStore
-from store_server.models import ChainInbox, GalleryEntry
+from store_server.models import AuditEntry, ChainInbox, GalleryEntry
 from tests.helpers.chain import NatsServer
-from tests.helpers.live_server import serve
+from tests.helpers.live_server import free_port, serve
 from tests.helpers.messages import jpeg
 
 
@@ -207,6 +207,21 @@ def test_release_files_need_a_stores_credential_and_enrolment_needs_a_token(
             assert httpx.get(file_url, headers=headers).status_code == 404  # known store
             pages = [httpx.get(f"{base}{p}") for p in ("/stores", "/loss", "/releases")]
             assert all(p.status_code == 303 and "/login" in p.headers["location"] for p in pages)
+            key = public_pem(Ed25519PrivateKey.generate())
+            for n in range(3):  # five refused from this address in all
+                guess = {"token": f"guess-{n:02d}" * 4, "public_key": key}
+                assert httpx.post(f"{base}/api/v1/hq/enrol", json=guess).status_code == 403
+            held = httpx.post(
+                f"{base}/api/v1/hq/enrol", json={"token": "y" * 24, "public_key": key}
+            )
+            assert held.status_code == 429 and int(held.headers["Retry-After"]) >= 1
+            with Session(engine) as session:
+                refused_rows = [
+                    row
+                    for row in session.exec(select(AuditEntry))
+                    if row.action == "enrolment.refused"
+                ]
+            assert len(refused_rows) == 5 and {r.client for r in refused_rows} == {"127.0.0.1"}
             engine.dispose()
     finally:
         nats.stop()
@@ -260,3 +275,27 @@ def test_a_store_applies_only_messages_signed_by_its_hq(tmp_path: Path) -> None:
         first = session.exec(select(GalleryEntry).where(GalleryEntry.hq_entry_id == 7)).one()
         assert first.withdrawn
     engine.dispose()
+
+
+def test_hq_never_hands_its_own_broker_credential_to_a_store(tmp_path: Path) -> None:
+    """HQ's nats_url carries HQ's own user and password; an enrolling store is told the
+    broker's address without them (or the store_nats_url IT set)."""
+    port = free_port()  # no broker: HQ's link keeps retrying in the background
+    settings = HqSettings(
+        database_url=f"sqlite:///{tmp_path / 'hq.sqlite3'}",
+        data_dir=tmp_path / "hq",
+        nats_url=f"nats://hq:hq-broker-secret@127.0.0.1:{port}",
+    )
+    with serve(create_hq(settings)) as base:
+        engine = make_engine(settings.database_url)
+        with Session(engine) as session:
+            token = add_store(session, "S1", "S1", "test")
+            session.commit()
+        engine.dispose()
+        reply = httpx.post(
+            f"{base}/api/v1/hq/enrol",
+            json={"token": token, "public_key": public_pem(Ed25519PrivateKey.generate())},
+        )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["nats_url"] == f"nats://127.0.0.1:{port}"
+    assert "hq-broker-secret" not in reply.text

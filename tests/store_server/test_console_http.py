@@ -232,3 +232,34 @@ def test_a_release_id_past_the_databases_integers_is_refused_not_a_crash(console
             "/rollouts", data={"release_id": str(2**63), "canary": "lane-1", "csrf_token": csrf}
         )
         assert reply.status_code == 422
+
+
+def test_every_console_cookie_is_secure_behind_tls(tmp_path: Path) -> None:
+    """Served over HTTPS, the login form's CSRF cookie and the session cookie carry Secure
+    (a browser never sends them over plain HTTP); served over HTTP (the demo), they cannot."""
+    from tests.helpers.tls import self_signed
+
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    engine = make_engine(url)
+    migrate(engine)
+    create_user(engine, "mia", "manager-pass", "manager")
+    engine.dispose()
+    certificate, key = self_signed(tmp_path / "tls")
+    app = create_app(StoreSettings(database_url=url, data_dir=tmp_path / "store"))
+    with serve(app, tls=(certificate, key)) as base:
+        assert base.startswith("https://")
+        with httpx.Client(base_url=base, verify=str(certificate)) as client:
+            form = client.get("/login")
+            assert "secure" in form.headers["set-cookie"].lower()
+            token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+            assert token is not None
+            signed_in = client.post(
+                "/login",
+                data={"username": "mia", "password": "manager-pass", "login_csrf": token[1]},
+            )
+            session_cookie = next(
+                c for c in signed_in.headers.get_list("set-cookie") if c.startswith("lg_session=")
+            )
+            assert "secure" in session_cookie.lower()
+    with serve(create_app(StoreSettings(database_url=url, data_dir=tmp_path / "store"))) as base:
+        assert "secure" not in httpx.get(f"{base}/login").headers["set-cookie"].lower()
