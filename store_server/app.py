@@ -182,7 +182,12 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     app.state.learning = LearningLoop(learner)
     learner_poke = app.state.learning.poke
     app.state.rollouts = RolloutLoop(engine, HealthLimits(), every_s=settings.rollout_check_s)
-    app.state.retention = RetentionLoop(engine, app.state.media, settings.retention_days)
+    app.state.retention = RetentionLoop(
+        engine,
+        app.state.media,
+        settings.retention_days,
+        sample_days=settings.sample_retention_days,
+    )
     app.state.teacher = TeacherLoop(_teacher(settings, engine, app.state.media, learner_poke))
     app.state.ingest_writer = IngestWriter(
         engine,

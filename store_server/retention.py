@@ -1,4 +1,5 @@
-"""Evidence retention: alert crops and clips are deleted after the store's retention days.
+"""Evidence retention: alert crops and clips are deleted after the store's retention days,
+training crops after ``sample_retention_days``.
 
 Evidence shows customers and their shopping; a store keeps it only as long as its policy says
 (``retention_days``, 30 by default), except for the alerts a manager marked to keep (a confirmed
@@ -26,7 +27,7 @@ from product_db.models import utcnow
 from store_server.auth import audit
 from store_server.background import PeriodicLoop
 from store_server.media import MediaStore
-from store_server.models import AlertClip, AlertRecord, SampleRecord
+from store_server.models import AlertClip, AlertRecord, GalleryEntry, SampleRecord
 
 log = logging.getLogger("laneguard.server.retention")
 RETENTION_USER = "retention"  # the audit log's name for this job
@@ -39,6 +40,8 @@ class RetentionReport:
     crops: int = 0  # crop files removed
     clips: int = 0  # clip files removed
     kept: int = 0  # alerts past retention whose evidence a manager keeps
+    samples: int = 0  # training crops' rows deleted
+    sample_files: int = 0  # their files removed
 
 
 def purge_expired_evidence(
@@ -69,6 +72,50 @@ def purge_expired_evidence(
     report.clips += len(orphans)
     if report.alerts:
         log.info("retention: evidence of %d alerts deleted (%d days)", report.alerts, days)
+    return report
+
+
+def purge_expired_samples(
+    engine: Engine, media: MediaStore, days: int, now: datetime | None = None
+) -> RetentionReport:
+    """Delete the training crops captured more than ``days`` ago: rows, and files no other
+    row names. Crops show customers' shopping as evidence does; the gallery entries learned
+    from them keep their vectors and lose only the link to the crop."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    report = RetentionReport()
+    while True:
+        with Session(engine) as session:
+            samples = list(
+                session.exec(
+                    select(SampleRecord).where(col(SampleRecord.captured_at) < cutoff).limit(BATCH)
+                )
+            )
+            if not samples:
+                break
+            ids = [s.id for s in samples]
+            for entry in session.exec(
+                select(GalleryEntry).where(col(GalleryEntry.sample_id).in_(ids))
+            ):
+                entry.sample_id = None
+                session.add(entry)
+            session.flush()
+            names = [s.image for s in samples]
+            for sample in samples:
+                session.delete(sample)
+            audit(
+                session,
+                RETENTION_USER,
+                "samples.deleted",
+                f"{len(samples)} samples",
+                days=days,
+                captured_before=cutoff.isoformat(),
+            )
+            session.commit()
+        report.samples += len(samples)
+        report.sample_files += len(_remove_unused(engine, media, names))
+    if report.samples:
+        log.info("retention: %d training crops deleted (%d days)", report.samples, days)
     return report
 
 
@@ -172,7 +219,11 @@ class RetentionLoop(PeriodicLoop):
         days: int,
         every_s: float = 3600.0,
         first_s: float = 300.0,
+        sample_days: int | None = None,
     ) -> None:
-        super().__init__(
-            "retention", lambda: purge_expired_evidence(engine, media, days), every_s, first_s
-        )
+        def purge() -> None:
+            purge_expired_evidence(engine, media, days)
+            if sample_days is not None:
+                purge_expired_samples(engine, media, sample_days)
+
+        super().__init__("retention", purge, every_s, first_s)

@@ -46,6 +46,12 @@ class StoreSettings(BaseSettings):
         le=3650,
         description="days alert crops and clips are kept (alerts a manager keeps: until unkept)",
     )
+    sample_retention_days: int = Field(
+        default=180,
+        ge=1,
+        le=3650,
+        description="days training crops are kept (HQ keeps its pooled copies pooled_days)",
+    )
     rollout_check_s: float = Field(
         default=5.0, gt=0, description="how often the active rollout's lanes are judged"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import stat
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,8 +29,8 @@ from store_server.auth import create_user
 from store_server.cli import server as server_cli
 from store_server.db import migrate
 from store_server.media import MediaStore
-from store_server.models import AlertClip, AlertRecord, AuditEntry, SampleRecord
-from store_server.retention import RETENTION_USER, purge_expired_evidence
+from store_server.models import AlertClip, AlertRecord, AuditEntry, GalleryEntry, SampleRecord
+from store_server.retention import RETENTION_USER, purge_expired_evidence, purge_expired_samples
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrol, serve, sign_in
 from tests.helpers.messages import alert, as_json, clip, jpeg, sample, transaction, webm
@@ -97,7 +98,8 @@ def test_a_clip_is_checked_stored_privately_and_shown_with_its_own_lanes_alert(
     results = statuses(store.deliver(store.lane_1, *bad))
     assert [s for s, _ in results] == ["rejected"] * 4
     assert "not a WebM video" in str(results[0][1]) and "not a WebM video" in str(results[1][1])
-    assert "does not decode" in str(results[2][1])
+    cut_short = str(results[2][1])  # refused by its header, or failing to decode after it
+    assert "does not decode" in cut_short or "WebM" in cut_short, cut_short
     assert "clip_b64" in str(results[3][1])
 
     engine = make_engine(store.database_url)
@@ -136,11 +138,14 @@ def test_the_console_plays_the_clip_beside_the_crop(
     page.fill("input[name=password]", "manager-pass")
     page.click("form.login button[type=submit]")
     page.goto(store.url + "/alerts/lane-1-a1")
-    page.wait_for_function(
-        "(() => { const v = document.getElementById('clip');"
-        " return v.readyState >= 2 && v.currentTime > 0.2; })()",
-        timeout=15_000,
-    )
+    # Polled from here: the console's CSP forbids the eval wait_for_function's predicate uses.
+    deadline = time.monotonic() + 15
+    while not page.evaluate(
+        "() => { const v = document.getElementById('clip');"
+        " return v.readyState >= 2 && v.currentTime > 0.2; }"
+    ):
+        assert time.monotonic() < deadline, "the clip did not play"
+        page.wait_for_timeout(100)
     drawn = page.evaluate(
         """() => {
         const v = document.getElementById('clip');
@@ -270,3 +275,69 @@ def test_an_unknown_item_shows_the_lanes_best_guesses_by_name(store: Store, tmp_
     alert_card = receipt.split('data-alert="lane-1-a7"', 1)[1]
     assert '<video class="clip" src="/media/' in alert_card
     assert "Best guesses:" in alert_card and "Whole Milk 1 l" in alert_card
+
+
+def test_training_crops_past_their_retention_are_deleted(database_url: str, tmp_path: Path) -> None:
+    """Samples captured more than sample_retention_days ago go, rows and files; a file an
+    alert still shows stays; a gallery entry learned from one keeps its vector; newer samples
+    stay; the run is audited."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    media = MediaStore(tmp_path / "media")
+    now = utcnow()
+    old_crop, shared_crop, new_crop = (media.save(jpeg(n)) for n in (1, 2, 3))
+
+    def row(n: int, image: str, days_ago: int) -> SampleRecord:
+        return SampleRecord(
+            message_id=f"lane-1:sample:{n}",
+            lane_id="lane-1",
+            transaction_id=f"t{n}",
+            track_id=1,
+            code="4011",
+            band="unknown",
+            score=0.5,
+            reason="honest",
+            image=image,
+            captured_at=now - timedelta(days=days_ago),
+        )
+
+    with Session(engine) as session:
+        rows = [row(1, old_crop, 200), row(2, shared_crop, 190), row(3, new_crop, 10)]
+        session.add_all(rows)
+        session.flush()
+        session.add(
+            GalleryEntry(
+                code="4011",
+                vector_b64="AAAA",
+                embedder_sha256="e" * 64,
+                transaction_id="t1",
+                lane_id="lane-1",
+                sample_id=rows[0].id,
+            )
+        )
+        message = alert("lane-1", 9)
+        session.add(
+            AlertRecord(
+                **message.model_dump(
+                    include={"alert_id", "lane_id", "transaction_id", "alert_type", "severity"}
+                ),
+                raised_at=now,
+                evidence=shared_crop,
+                status="open",
+            )
+        )
+        session.commit()
+
+    report = purge_expired_samples(engine, media, days=180, now=now)
+    assert (report.samples, report.sample_files) == (2, 1)
+    with Session(engine) as session:
+        left = [s.message_id for s in session.exec(select(SampleRecord))]
+        entry = session.exec(select(GalleryEntry)).one()
+        audit = [e for e in session.exec(select(AuditEntry)) if e.username == RETENTION_USER]
+    assert left == ["lane-1:sample:3"]
+    assert entry.sample_id is None and entry.vector_b64 == "AAAA"
+    assert not media.path(old_crop).exists()
+    assert media.path(shared_crop).exists() and media.path(new_crop).exists()
+    assert [a.action for a in audit] == ["samples.deleted"]
+    assert purge_expired_samples(engine, media, days=180, now=now).samples == 0
+    engine.dispose()
