@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -117,10 +118,7 @@ def _within_quota(
     when none is let in, 429 with Retry-After. Each left-out message is counted in the
     ingest metric with status "over_quota"."""
     quota: LaneQuota = request.app.state.lane_quota
-    wanted: dict[str, int] = {}
-    for message in messages:
-        kind = str(message.get("type"))
-        wanted[kind] = wanted.get(kind, 0) + 1
+    wanted = Counter(str(message.get("type")) for message in messages)
     granted = {kind: quota.take(lane_id, kind, n) for kind, n in wanted.items()}
     over = {kind: wanted[kind] - granted[kind] for kind in wanted if granted[kind] < wanted[kind]}
     if not over:
