@@ -302,15 +302,17 @@ def _clip(session: Session, message: ClipMessage, media_name: str) -> bool:
 
 
 def _heartbeat(session: Session, message: HeartbeatMessage) -> bool:
+    """Keep the lane's newest health and note that the store heard from it now: ``last_seen``
+    is the store's clock (what says a lane is online), ``at`` the lane's."""
     record = session.get(LaneHealth, message.lane_id)
     values = message.model_dump(exclude={"schema_version", "type", "message_id"})
     if record is None:
-        session.add(LaneHealth(**values))
+        session.add(LaneHealth(**values, last_seen=utcnow()))
         return True
-    if as_utc(record.at) > message.at:
-        return True  # an older heartbeat delivered late
-    for key, value in values.items():
-        setattr(record, key, value)
+    record.last_seen = utcnow()  # a late, older heartbeat still says the lane is there
+    if as_utc(record.at) <= message.at:
+        for key, value in values.items():
+            setattr(record, key, value)
     session.add(record)
     return True
 

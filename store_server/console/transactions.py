@@ -31,18 +31,21 @@ def transactions_page(
     engine: Annotated[Engine, Depends(get_engine)],
     lane: Annotated[str, Query(max_length=64)] = "",
     q: Annotated[str, Query(max_length=64)] = "",
-    day: Annotated[date | None, Query()] = None,
+    # A string, not a date: the form sends "day=" when the field is left blank (the usual
+    # search), which a date parameter would refuse before the page could answer.
+    day: Annotated[str, Query(max_length=32)] = "",
     flagged: bool = False,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     """Newest first; ``q`` finds a transaction id or a product code seen or scanned in it."""
+    chosen_day, error = _day(day)
     query = select(TransactionRecord).order_by(col(TransactionRecord.ended_at).desc())
     if lane:
         query = query.where(TransactionRecord.lane_id == lane)
     if flagged:
         query = query.where(TransactionRecord.honest == False)  # noqa: E712
-    if day is not None:
-        start = datetime.combine(day, time.min, tzinfo=timezone.utc)
+    if chosen_day is not None:
+        start = datetime.combine(chosen_day, time.min, tzinfo=timezone.utc)
         query = query.where(
             col(TransactionRecord.ended_at) >= start,
             col(TransactionRecord.ended_at) < start + timedelta(days=1),
@@ -56,13 +59,26 @@ def transactions_page(
         request,
         "transactions.html",
         user,
+        status_code=422 if error else 200,
+        error=error,
         transactions=rows[:PAGE_SIZE],
         has_next=len(rows) > PAGE_SIZE,
         page=page,
         lanes=lanes,
-        filters={"lane": lane, "q": q, "day": day.isoformat() if day else ""},
+        filters={"lane": lane, "q": q, "day": chosen_day.isoformat() if chosen_day else ""},
         flagged=flagged,
     )
+
+
+def _day(text: str) -> tuple[date | None, str]:
+    """The day to show (None: every day) and, for text that is not a date, what is wrong
+    with it; the search then runs without the day rather than failing whole."""
+    if not text.strip():
+        return None, ""
+    try:
+        return date.fromisoformat(text.strip()), ""
+    except ValueError:
+        return None, f"Day {text.strip()!r} is not a date: use YYYY-MM-DD (e.g. 2026-12-04)."
 
 
 def _matches(q: str) -> ColumnElement[bool]:

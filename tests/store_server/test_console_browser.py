@@ -133,6 +133,10 @@ def test_live_alert_arrives_and_is_reviewed_with_its_evidence(
     tablet.context.add_cookies(page.context.cookies())
     tablet.goto(base + "/transactions")
     expect(tablet.locator("table.products tbody tr")).to_have_count(1)
+    tablet.fill("input[name=q]", "4011")  # the day left blank, as a manager leaves it
+    tablet.click("form.filters button[type=submit]")
+    expect(tablet.locator("table.products tbody tr td.code")).to_have_text(["1"])
+    expect(tablet.locator(".error")).to_have_count(0)
     tablet.screenshot(path=str(artifacts_dir / "console-transactions-tablet.png"))
     page.close()
     assert blocked == []

@@ -144,6 +144,13 @@ def test_manager_reviews_alerts_and_samples_with_csrf_and_audit(
         assert listed(q="40110") == []
         assert listed(flagged=True) == ["1"]
         assert listed(lane="lane-9") == []
+        # What the search form sends: every field, the blank ones empty.
+        assert listed(q="4011", lane="", day="") == ["1", "2"]
+        assert listed(q="4011", lane="", day=NOW.date().isoformat()) == ["1", "2"]
+        assert listed(q="4011", lane="", day="2026-11-25") == []
+        bad_day = client.get("/transactions", params={"q": "4011", "day": "24/11/2026"})
+        assert bad_day.status_code == 422 and "is not a date: use YYYY-MM-DD" in bad_day.text
+        assert "<table" in bad_day.text  # the page, not a bare JSON error
 
         lanes = client.get("/lanes").text
         assert "lane-1" in lanes and "24.0" in lanes and "Enrol a lane" not in lanes

@@ -12,19 +12,24 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import Session
 
 from laneguard.serving import free_port
 from laneguard.wire import AlertEvent, LaneHealthEvent
 from product_db.db import make_engine
+from product_db.models import utcnow
 from store_server.app import create_app
 from store_server.auth import create_user
 from store_server.db import migrate
 from store_server.events import BrokerAddress, EventSettingsError, topic_part
+from store_server.models import LaneHealth
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrol, serve, sign_in
 from tests.helpers.messages import NOW, alert, as_json, heartbeat
@@ -235,3 +240,48 @@ def test_the_event_queue_keeps_its_depth_and_cap_across_a_restart(tmp_path: Path
     assert again.depth() == 2
     assert [payload for _, _, payload in again.oldest(10)] == [b"e3", b"e4"]
     again.close()
+
+
+def test_a_lane_that_keeps_sending_heartbeats_stays_online_everywhere(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A lane is online by when the store last heard from it: its first heartbeat a minute
+    ago (the record made then) and a new one now must read "ok" on the Lanes page, in
+    /metrics and in MQTT health, not "offline" from the first one's time."""
+    store = f"store-{uuid.uuid4().hex[:8]}"
+    subscriber = Subscriber(1883, f"laneguard/{store}/lane-1/health")
+    settings = _store(database_url, tmp_path, "mqtt://127.0.0.1:1883", store)
+    settings.metrics_tokens = ["scrape-token-for-the-heartbeat-test"]
+    with serve(create_app(settings)) as url:
+        credential = enrol(url, database_url, "lane-1")
+        _ingest(url, credential, [as_json(heartbeat("lane-1", NOW, 24.0))])
+        subscriber.wait_for(1)  # "ok", from the first heartbeat
+        engine = make_engine(database_url)
+        with Session(engine) as session:  # that heartbeat arrived a minute ago
+            record = session.get(LaneHealth, "lane-1")
+            assert record is not None
+            record.last_seen = utcnow() - timedelta(seconds=60)
+            session.add(record)
+            session.commit()
+        engine.dispose()
+        subscriber.wait_for(2)  # "offline": nothing heard for a minute
+        _ingest(url, credential, [as_json(heartbeat("lane-1", NOW + timedelta(seconds=60), 24.0))])
+        events = subscriber.wait_for(3)
+        with httpx.Client(base_url=url) as client:
+            sign_in(client, "mia", "manager-pass")
+            page = client.get("/lanes")
+        scraped = httpx.get(
+            f"{url}/metrics",
+            headers={"Authorization": "Bearer scrape-token-for-the-heartbeat-test"},
+        )
+    subscriber.close()
+    states = [(e["state"], e["previous"]) for e in events]
+    assert states == [("ok", None), ("offline", "ok"), ("ok", "offline")]
+    assert page.status_code == 200
+    assert '<td class="state">ok</td>' in page.text and "offline" not in page.text
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    assert samples["laneguard_store_lanes_online"] == 1.0
