@@ -15,6 +15,7 @@ from product_db import SAMPLE_CATALOG
 from product_db.catalog_io import read_catalog_file
 from product_db.codes import InvalidCodeError, normalise_code
 from product_db.errors import LaneGuardError
+from product_db.models import SoldBy
 from product_db.records import ProductRecord
 
 
@@ -50,6 +51,17 @@ class LaneCatalog:
     def price_minor(self, code: str | None) -> int | None:
         product = self.lookup(code)
         return product.price_minor if product else None
+
+    def value_minor(self, code: str | None, weight_g: int | None = None) -> int | None:
+        """What one item of ``code`` is worth: its price, or for a product sold by weight its
+        price per kg times ``weight_g``. None when unknown, including a per-kg product whose
+        weight nobody measured: a price per kg is not what an item costs."""
+        product = self.lookup(code)
+        if product is None:
+            return None
+        if product.sold_by == SoldBy.weight:
+            return None if weight_g is None else round(product.price_minor * weight_g / 1000)
+        return product.price_minor
 
     def name(self, code: str | None) -> str | None:
         product = self.lookup(code)

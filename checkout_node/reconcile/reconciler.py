@@ -366,7 +366,8 @@ class TransactionReconciler:
         return "medium" if value >= cfg.medium_value_minor else "low"
 
     def _unscanned_alert(self, item: SeenItem, t: float) -> Alert:
-        value = self.catalog.price_minor(item.code)
+        # No scale weighed an unscanned item: a per-kg product's value is unknown.
+        value = self.catalog.value_minor(item.code)
         kind: AlertType = "unscanned_item"
         # The same product was scanned with a quantity, and every unit is taken: a miskeyed
         # quantity rather than an item slipped past.
@@ -383,9 +384,16 @@ class TransactionReconciler:
         )
 
     def _switch_alert(self, item: SeenItem, unit: _Unit, t: float) -> Alert:
-        seen_price = self.catalog.price_minor(item.code)
-        scanned_price = self.catalog.price_minor(unit.key)
-        value = None if seen_price is None or scanned_price is None else seen_price - scanned_price
+        # The scale's weight prices both sides of a produce swap. A switch to a dearer code
+        # costs the store nothing: its value at risk is 0, never negative.
+        weight = unit.scan.weight_g
+        seen_value = self.catalog.value_minor(item.code, weight)
+        scanned_value = self.catalog.value_minor(unit.key, weight)
+        value = (
+            None
+            if seen_value is None or scanned_value is None
+            else max(0, seen_value - scanned_value)
+        )
         both_produce = isinstance(parse_code(unit.key), PLU) and (
             item.code is not None and isinstance(parse_code(item.code), PLU)
         )
@@ -393,7 +401,7 @@ class TransactionReconciler:
             self.transaction_id,
             "switch",
             t,
-            "low" if value is not None and value <= 0 else self._severity(value),
+            "low" if value == 0 else self._severity(value),
             value,
             track_id=item.track_id,
             seen_code=item.code,

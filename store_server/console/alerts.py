@@ -34,6 +34,12 @@ REVIEWS = {
     "false_alarm": "False alarm: nothing was wrong",
 }
 STATUSES = ("open", "resolved", "withdrawn")
+# How the lane closed an alert, in words, for closings that say nothing was lost.
+LANE_CLOSINGS = {
+    "rescanned": "rescanned: the item was scanned after the alert",
+    "not_an_item": "not an item: the camera counted something that is not merchandise",
+    "customer_declined": "customer declined: the customer left the item in the store",
+}
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -83,6 +89,18 @@ def alert_page(
     user: Annotated[SignedIn, Depends(current_user)],
     engine: Annotated[Engine, Depends(get_engine)],
 ) -> Response:
+    return _alert_page(request, user, engine, alert_id)
+
+
+def _alert_page(
+    request: Request,
+    user: SignedIn,
+    engine: Engine,
+    alert_id: str,
+    status_code: int = 200,
+    **extra: object,
+) -> Response:
+    """The alert with its evidence; ``extra`` carries a review waiting for confirmation."""
     with Session(engine) as session:
         alert = session.get(AlertRecord, alert_id)
         if alert is None:
@@ -100,6 +118,7 @@ def alert_page(
         request,
         "alert.html",
         user,
+        status_code,
         alert=alert,
         clip=clip,
         retention_days=request.app.state.settings.retention_days,
@@ -107,7 +126,24 @@ def alert_page(
         products=products,
         reviews=REVIEWS,
         outcome=outcome_of(alert),
+        **extra,
     )
+
+
+def contradiction(alert: AlertRecord, review: str) -> str | None:
+    """Why ``review`` goes against what happened at the lane, or None. Only a confirmed loss
+    can: the lane's own record says the item was paid for, put back or never an item."""
+    if review != "confirmed_loss":
+        return None
+    if alert.status == "withdrawn":
+        return (
+            "The lane withdrew this alert at its final check: the item was paid for by the "
+            "end of the transaction."
+        )
+    closed_as = LANE_CLOSINGS.get(alert.resolution or "")
+    if closed_as is None:
+        return None
+    return f"At the lane this alert was closed as {closed_as}."
 
 
 @router.post("/alerts/{alert_id}/review")
@@ -119,7 +155,10 @@ def review_alert(
     review: Annotated[str, Form(max_length=16)],
     note: Annotated[str, Form(max_length=500)] = "",
     csrf_token: Annotated[str, Form(max_length=64)] = "",
+    against_the_lane: Annotated[bool, Form()] = False,
 ) -> Response:
+    """Record a manager's review. One that contradicts the lane's own closing is saved only
+    when sent again with ``against_the_lane`` (the page asks first)."""
     check_csrf(user, csrf_token)
     if review not in REVIEWS:
         return Response(f"review must be one of {', '.join(REVIEWS)}", status_code=422)
@@ -127,10 +166,34 @@ def review_alert(
         alert = session.get(AlertRecord, alert_id)
         if alert is None:
             return Response(f"no alert {alert_id!r}", status_code=404)
+        why = contradiction(alert, review)
+    if why is not None and not against_the_lane:
+        return _alert_page(
+            request,
+            user,
+            engine,
+            alert_id,
+            409,
+            pending_review=review,
+            pending_note=note,
+            contradiction=why,
+        )
+    with Session(engine) as session:
+        alert = session.get(AlertRecord, alert_id)
+        if alert is None:
+            return Response(f"no alert {alert_id!r}", status_code=404)
         alert.review, alert.review_note = review, note.strip() or None
         alert.reviewed_by, alert.reviewed_at = user.username, utcnow()
         session.add(alert)
-        audit(session, user.username, "alert.review", alert_id, review=review, note=note)
+        audit(
+            session,
+            user.username,
+            "alert.review",
+            alert_id,
+            review=review,
+            note=note,
+            **({"against_the_lane": why} if why else {}),
+        )
         session.commit()
         session.refresh(alert)
     events: StoreEvents | None = request.app.state.events

@@ -14,6 +14,8 @@ from checkout_node.catalog import LaneCatalog
 from checkout_node.reconcile.assignment import hungarian, match_with_unmatched
 from checkout_node.reconcile.model import Scan, SeenItem
 from checkout_node.reconcile.reconciler import ReconcileError, TransactionReconciler
+from product_db.models import SoldBy
+from product_db.records import ProductRecord
 
 T1, T2 = 0.95, 0.85
 CATALOG = LaneCatalog.from_file()
@@ -112,6 +114,14 @@ def test_ticket_switch_and_plu_swap_are_switches_weighted_by_the_price_differenc
     rec.add_scan(Scan.of(cheap_fruit.display_code, 4.0, source="keypad", weight_g=800))
     plu = rec.add_item(item(2, 5.0, dear_fruit.code))
     assert plu[0].alert.type == "switch" and plu[0].alert.subtype == "plu"
+
+    # A per-kg price is weighed by the scale's 800 g; a PLU sold by the piece is its price.
+    def worth(product: ProductRecord) -> int:
+        per_kg = product.sold_by == SoldBy.weight
+        return round(product.price_minor * 0.8) if per_kg else product.price_minor
+
+    assert dear_fruit.sold_by == SoldBy.weight
+    assert plu[0].alert.value_minor == worth(dear_fruit) - worth(cheap_fruit)
     outcome, _ = rec.finish(9.0)
     assert not outcome.honest
     assert outcome.seen_codes == [DEAR.code, dear_fruit.code]  # what was seen, not what was paid
@@ -266,3 +276,18 @@ def test_pairs_are_made_only_when_cheaper_than_leaving_both_alone() -> None:
     cost = np.array([[0.5, 9.0], [9.0, 2.5], [1e9, 1e9]])
     assert match_with_unmatched(cost, unmatched=1.0) == [(0, 0)]
     assert match_with_unmatched(cost, unmatched=2.0) == [(0, 0), (1, 1)]
+
+
+def test_value_at_risk_is_never_negative_and_unknown_for_unweighed_produce() -> None:
+    rec = lane()
+    rec.add_scan(Scan.of(DEAR.display_code, 1.0))
+    dearer_code = rec.add_item(item(1, 2.0, CHEAP.code))  # paid more than it was worth
+    assert dearer_code[0].alert.type == "switch"
+    assert (dearer_code[0].alert.value_minor, dearer_code[0].alert.severity) == (0, "low")
+    fruit = PRODUCE[-1]
+    assert fruit.sold_by == SoldBy.weight
+    unscanned = rec.add_item(item(2, 9.0, fruit.code))  # no scale weighed it
+    assert unscanned[0].alert.type == "unscanned_item"
+    assert unscanned[0].alert.value_minor is None  # not its price per kg
+    assert CATALOG.value_minor(fruit.code, 250) == round(fruit.price_minor / 4)
+    assert CATALOG.value_minor(DEAR.code, 250) == DEAR.price_minor  # sold by the item

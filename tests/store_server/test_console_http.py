@@ -270,3 +270,47 @@ def test_every_console_cookie_is_secure_behind_tls(tmp_path: Path) -> None:
             assert "secure" in session_cookie.lower()
     with serve(create_app(StoreSettings(database_url=url, data_dir=tmp_path / "store"))) as base:
         assert "secure" not in httpx.get(f"{base}/login").headers["set-cookie"].lower()
+
+
+def test_a_review_against_the_lanes_closing_is_saved_only_once_confirmed(
+    console: str, database_url: str
+) -> None:
+    """lane-1-a2 was closed at the lane as rescanned: "confirmed loss" asks first."""
+    with httpx.Client(base_url=console, timeout=10) as client:
+        csrf = sign_in(client, "mia", "manager-pass")
+        asked = client.post(
+            "/alerts/lane-1-a2/review",
+            data={"review": "confirmed_loss", "note": "saw it on CCTV", "csrf_token": csrf},
+        )
+        assert asked.status_code == 409
+        assert "closed as rescanned" in asked.text and "anyway" in asked.text
+        assert 'name="against_the_lane" value="true"' in asked.text
+        assert 'name="note" value="saw it on CCTV"' in asked.text
+        assert "not reviewed" in client.get("/alerts/lane-1-a2").text  # nothing saved yet
+        confirmed = client.post(
+            "/alerts/lane-1-a2/review",
+            data={
+                "review": "confirmed_loss",
+                "note": "saw it on CCTV",
+                "against_the_lane": "true",
+                "csrf_token": csrf,
+            },
+        )
+        assert confirmed.status_code == 303
+        # A review that agrees with the lane is saved at once.
+        agreeing = client.post(
+            "/alerts/lane-1-a2/review", data={"review": "recovered", "csrf_token": csrf}
+        )
+        assert agreeing.status_code == 303
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        record = session.get(AlertRecord, "lane-1-a2")
+        assert record is not None and record.review == "recovered"
+        reviews = session.exec(
+            select(AuditEntry)
+            .where(AuditEntry.action == "alert.review")
+            .order_by(col(AuditEntry.id))
+        ).all()
+    engine.dispose()
+    assert [r.detail.get("review") for r in reviews] == ["confirmed_loss", "recovered"]
+    assert "rescanned" in str(reviews[0].detail.get("against_the_lane"))
