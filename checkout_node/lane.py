@@ -51,7 +51,7 @@ INSTRUCTIONS = {
     "unscanned_item": "This item was not scanned. Please scan it.",
     "quantity_mismatch": "More of this item than the quantity keyed. Please check the quantity.",
     "switch": "The scanned code does not match the item. Please check and rescan.",
-    "scan_without_item": "A scan with no item seen. Please check the basket.",
+    "scan_without_item": "An item was scanned, then lost from view. Check it went into the bag.",
 }
 
 Publish = Callable[[dict[str, Any]], None]
@@ -194,6 +194,9 @@ class Lane:
             self.counters.tracks = len(result.products) + sum(map(len, result.others.values()))
             for counted in result.counted:
                 self.add_item(SeenItem.from_counted(counted))
+            if result.lost and self.transaction is not None:
+                for lost in result.lost:
+                    self._changes(self.transaction.add_lost(lost.last_s))
             self.tick(t)
         for observe in self.frame_observers:
             observe(result)

@@ -56,7 +56,10 @@ def transaction_message(
         ended_at=clock.at(outcome.ended_s),
         honest=outcome.honest,
         seen=[SeenEntry(**entry) for entry in outcome.seen],
-        scanned=[ScannedEntry(**scan.to_json()) for scan in outcome.scans],
+        scanned=[
+            ScannedEntry(**scan.to_json(), item_seen=scan.event_id not in outcome.unseen_scans)
+            for scan in outcome.scans
+        ],
         alert_ids=[a.alert_id for a in outcome.alerts],
     )
 

@@ -88,6 +88,9 @@ class ScannedEntry(BaseModel):
     quantity: int = Field(ge=1, le=999)
     weight_g: int | None = None
     source: str = Field(max_length=16)
+    # False: the camera saw no item for this scan (a quiet entry, or a note when an item was
+    # lost around it); None from a lane that does not say.
+    item_seen: bool | None = None
 
 
 class TransactionMessage(LaneMessage):

@@ -5,7 +5,11 @@ window before it (a scan with quantity 3 is three units; later units wait longer
 that follow). No unit: the item is unscanned and the alert fires at once; the cashier's scan of
 it afterwards resolves it ("rescanned"). A unit whose code the recogniser confidently
 contradicts makes a switch. A scan unit that no item claims within its window is a scan without
-an item (a note, not an alarm).
+an item. It is a quiet entry in the transaction (``Outcome.unseen_scans``: the customer paid for
+something the camera did not see, which costs the store nothing and is mostly the detector
+missing an item), and a note for the cashier only when the evidence says an item was there and
+the lane could not follow it: a product track lost in the scan area, uncounted, during the
+scan's window (``add_lost``).
 
 At the end (before payment): one minimum-cost assignment over the whole transaction, which may
 undo an early greedy choice. Open alerts the final check does not confirm are withdrawn; what it
@@ -57,6 +61,9 @@ class ReconcileConfig:
     unmatched_cost: float = 1.6  # per item or unit left alone; a pair costs 0..3
     high_value_minor: int = 500  # at or above: high severity
     medium_value_minor: int = 100  # at or above (or unknown price): medium
+    # A product lost in the scan area up to this long before a scan is evidence for it (the
+    # item was scanned, then the camera lost it); the window's end is the scan's own.
+    lost_before_s: float = 3.0
 
 
 @dataclass
@@ -82,6 +89,8 @@ class Outcome:
     pairs: list[tuple[SeenItem, Scan, Agreement]]
     alerts: list[Alert]
     ended_s: float
+    # Scans no item was seen for: quiet entries and notes alike (event ids).
+    unseen_scans: list[str] = field(default_factory=list)
 
     @property
     def seen_codes(self) -> list[str | None]:
@@ -102,6 +111,8 @@ class TransactionReconciler:
     pairing: dict[int, int] = field(default_factory=dict)  # track id -> unit index
     alerts: list[Alert] = field(default_factory=list)
     outcome: Outcome | None = None
+    lost_s: list[float] = field(default_factory=list)  # product tracks lost in the scan area
+    quiet: set[str] = field(default_factory=set)  # scans without an item, no evidence (yet)
 
     # -- identity ---------------------------------------------------------------------------
     def agreement(self, item: SeenItem, key: str) -> Agreement:
@@ -218,19 +229,45 @@ class TransactionReconciler:
         return changes + self._raise(alert)
 
     def tick(self, now_s: float) -> list[AlertChange]:
-        """Time passes: scan units no item claimed within their window become notes."""
+        """Time passes: scan units no item claimed within their window are scans without an
+        item: a note when an item was lost around them, else a quiet entry."""
         self._open()
         changes: list[AlertChange] = []
-        cfg = self.config
         paired = set(self.pairing.values())
         noted = {a.scan_event_id for a in self.alerts if a.type == "scan_without_item"}
         for u, unit in enumerate(self.units):
-            latest = unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
-            if unit.voided or u in paired or now_s <= latest or unit.scan.event_id in noted:
+            event = unit.scan.event_id
+            if unit.voided or u in paired or now_s <= self._latest(unit) or event in noted:
                 continue
-            changes += self._raise(self._scan_without_item_alert(unit, now_s))
-            noted.add(unit.scan.event_id)
+            if self._lost_during(unit):
+                self.quiet.discard(event)
+                changes += self._raise(self._scan_without_item_alert(unit, now_s))
+                noted.add(event)
+            else:
+                self.quiet.add(event)
         return changes
+
+    def add_lost(self, lost_s: float) -> list[AlertChange]:
+        """The camera lost a product in the scan area at ``lost_s`` without counting it: a
+        quiet scan without an item around then becomes a note (the item was there)."""
+        self._open()
+        self.lost_s.append(lost_s)
+        paired = set(self.pairing.values())
+        changes: list[AlertChange] = []
+        for u, unit in enumerate(self.units):
+            event = unit.scan.event_id
+            if event in self.quiet and u not in paired and self._lost_during(unit):
+                self.quiet.discard(event)
+                changes += self._raise(self._scan_without_item_alert(unit, lost_s))
+        return changes
+
+    def _latest(self, unit: _Unit) -> float:
+        cfg = self.config
+        return unit.scan.t + cfg.scan_before_s + unit.index * cfg.follower_s
+
+    def _lost_during(self, unit: _Unit) -> bool:
+        start = unit.scan.t - self.config.lost_before_s
+        return any(start <= t <= self._latest(unit) for t in self.lost_s)
 
     def resolve(self, alert_id: str, resolution: str, t: float, reason: str | None = None) -> Alert:
         """The cashier or a supervisor closed an alert on the lane screen."""
@@ -326,9 +363,14 @@ class TransactionReconciler:
                 found.append(self._unscanned_alert(item, t))
             elif self.agreement(item, self.units[unit_index].key) == "disagree":
                 found.append(self._switch_alert(item, self.units[unit_index], t))
+        self.quiet = set()
         for u, unit in enumerate(self.units):
-            if not unit.voided and u not in paired_units:
+            if unit.voided or u in paired_units:
+                continue
+            if self._lost_during(unit):
                 found.append(self._scan_without_item_alert(unit, t))
+            else:
+                self.quiet.add(unit.scan.event_id)
         return found
 
     def _settle(self, problems: list[Alert], t: float) -> list[AlertChange]:
@@ -442,7 +484,15 @@ class TransactionReconciler:
             if a.status != "withdrawn" and a.resolution not in ("not_an_item",)
         ]
         honest = not unresolved and all(s.key is not None for s in self.scans)
-        return Outcome(self.transaction_id, honest, seen, list(self.scans), pairs, self.alerts, t)
+        noted = [
+            a.scan_event_id
+            for a in self.alerts
+            if a.type == "scan_without_item" and a.status != "withdrawn" and a.scan_event_id
+        ]
+        unseen = [s.event_id for s in self.scans if s.event_id in self.quiet or s.event_id in noted]
+        return Outcome(
+            self.transaction_id, honest, seen, list(self.scans), pairs, self.alerts, t, unseen
+        )
 
     @staticmethod
     def _seen_entry(item: SeenItem, code: str | None, decided_by: str) -> dict[str, Any]:

@@ -82,6 +82,17 @@ class _TrackState:
     bagging_run: int = 0
     counted: bool = False
     born_frame: int = 0
+    last_s: float = 0.0
+    countable: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LostItem:
+    """A product the camera followed in the scan area and then lost there, uncounted: the
+    evidence that an item was on the lane when a scan pays for nothing the camera counted."""
+
+    track_id: int
+    last_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +109,13 @@ class ZoneCounter:
     frame: int = 0
 
     def update(
-        self, tracks: list[Track], countable: Callable[[Track], bool] | None = None
+        self,
+        tracks: list[Track],
+        countable: Callable[[Track], bool] | None = None,
+        t: float = 0.0,
     ) -> list[Crossing]:
-        """Feed the object tracks seen this frame; returns the items that count now.
+        """Feed the object tracks seen this frame (at stream time ``t``); returns the items
+        that count now.
 
         ``countable`` says whether a track is merchandise (default: all are)."""
         self.frame += 1
@@ -119,7 +134,8 @@ class ZoneCounter:
                 self.states[track.track_id] = state
             state.centre = track.centre
             state.size = float(max(track.box[2] - track.box[0], track.box[3] - track.box[1]))
-            state.last_frame = self.frame
+            state.last_frame, state.last_s = self.frame, t
+            state.countable = countable is None or countable(track)
             if zone == "scan":
                 state.scan_frames += 1
             state.bagging_run = state.bagging_run + 1 if zone == "bagging" else 0
@@ -187,13 +203,27 @@ class ZoneCounter:
                 best, best_distance = state, distance
         return best
 
-    def forget(self, live_ids: set[int]) -> None:
+    def forget(self, live_ids: set[int]) -> list[LostItem]:
         """Drop the state of tracks the tracker no longer knows, once they can no longer be
-        the earlier sighting of an item found again (see _continues_counted_item)."""
+        the earlier sighting of an item found again (see _earlier_sighting); returns those
+        that were products lost in the scan area, never counted and never found again."""
         horizon = 2 * self.config.alias_frames
+        lost = []
         for track_id in [t for t in self.states if t not in live_ids]:
-            if self.frame - self.states[track_id].last_frame > horizon:
-                del self.states[track_id]
+            state = self.states[track_id]
+            if self.frame - state.last_frame <= horizon:
+                continue
+            if (
+                state.zone == "scan"
+                and state.countable
+                and not state.counted
+                and state.born_in != "bagging"
+                and state.scan_frames >= self.config.min_scan_frames
+                and state.last_frame > 0  # not taken over by a later sighting
+            ):
+                lost.append(LostItem(track_id, state.last_s))
+            del self.states[track_id]
+        return lost
 
 
 def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from checkout_node.models import LaneModels
-from checkout_node.vision.counting import CountingConfig, LaneZones, ZoneCounter
+from checkout_node.vision.counting import CountingConfig, LaneZones, LostItem, ZoneCounter
 from checkout_node.vision.detector import Detections, Detector
 from checkout_node.vision.recogniser import Band, Identity, TrackRecogniser
 from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
@@ -84,6 +84,7 @@ class FrameResult:
     counted: list[CountedItem]
     seconds: float
     detector_seconds: float
+    lost: list[LostItem] = field(default_factory=list)  # products lost in the scan area
 
 
 @dataclass
@@ -200,18 +201,20 @@ class LanePipeline:
             hands = self.hand_tracker.update(held.boxes, held.scores)
         for track in objects:
             self.first_seen.setdefault(track.track_id, t)
-        crossings = self.counter.update(objects, countable=is_product)
+        crossings = self.counter.update(objects, countable=is_product, t=t)
         counted = [c for c in (self._count(c.track_id, t) for c in crossings) if c is not None]
         for track in objects:  # the counter has placed each track in its zone this frame
             zone = self.counter.states[track.track_id].zone
             if track.detected_box is not None and zone != "bagging":
                 self.recogniser.observe(frame, track.track_id, track.detected_box)
-        self._forget_gone()
+        lost = self._forget_gone()
         self._last_detections = detections
         self.stats.detected_frames += 1
         self.stats.detector_seconds += self.detector.last_inference_s
         self.stats.embeds = self.recogniser.embeds
-        return self._result(t, start, detections, objects, hands, counted)
+        result = self._result(t, start, detections, objects, hands, counted)
+        result.lost = lost
+        return result
 
     def _coast(self, t: float, start: float) -> FrameResult:
         """A frame between detections: tracks move on by their motion; nothing new counts."""
@@ -298,12 +301,12 @@ class LanePipeline:
             identity.candidates,
         )
 
-    def _forget_gone(self) -> None:
+    def _forget_gone(self) -> list[LostItem]:
         live = {t.track_id for t in self.object_tracker.tracks}
         for track_id in [t for t in self.first_seen if t not in live]:
             self.first_seen.pop(track_id, None)
             self.recogniser.forget(track_id)
-        self.counter.forget(live)
+        return self.counter.forget(live)
 
 
 def is_product(track: Track) -> bool:

@@ -11,7 +11,12 @@ Scores:
 - per alert type, precision and recall against the scenario's expected alerts (same type,
   subject within 1.5 s); an alert counts as raised if the screen showed it, even if a later
   scan or the final check took it back;
-- false alerts per 100 honest transactions (scenarios that expect no alert);
+- false alerts per 100 honest transactions (scenarios that expect no alert), and of them the
+  notes (scans without an item shown to the cashier) on their own;
+- scans without an item recorded: the share of the scenarios' true scans-without-item that the
+  transaction records, as a note or as a quiet entry (``Outcome.unseen_scans``);
+- items missed and counted extra per 100 true items, over every transaction (the long
+  ``mixed`` baskets included: what a lane misses on real baskets, which the short kinds hide);
 - alert latency for unscanned items: stream time from the true crossing into bagging to the
   frame that raised it, plus wall time from that frame's hand-over to the websocket message.
 """
@@ -49,7 +54,7 @@ from simulator.scene import SceneRenderer
 from simulator.world import World
 
 MATCH_S = 1.5
-EVAL_KINDS = tuple(kind for kind in KINDS if kind != "mixed")  # every kind, one at a time
+EVAL_KINDS = KINDS  # every kind, the long mixed baskets included
 ALERT_TYPES = ("unscanned_item", "switch", "scan_without_item", "quantity_mismatch")
 
 
@@ -67,6 +72,10 @@ class CheckoutResult:
     expected: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
     false_alerts: list[dict[str, Any]] = field(default_factory=list)
+    # true scans-without-item, and those the transaction recorded (note or quiet entry)
+    unseen_expected: int = 0
+    unseen_recorded: int = 0
+    quiet_entries: int = 0
     frames: int = 0
     seconds: float = 0.0
 
@@ -154,7 +163,24 @@ def run_checkout(
         seconds=seconds,
     )
     _score_alerts(result, scenario, alerts, listener.arrived, handed_over)
+    _score_unseen_scans(result, scenario, outcome)
     return result
+
+
+def _score_unseen_scans(result: CheckoutResult, scenario: Scenario, outcome: Outcome) -> None:
+    """Whether each true scan without an item is recorded in the transaction, as a note or
+    as a quiet entry, at that scan's time."""
+    times = {scan.event_id: scan.t for scan in outcome.scans}
+    recorded = [times[e] for e in outcome.unseen_scans if e in times]
+    noted = {a.scan_event_id for a in outcome.alerts if a.type == "scan_without_item"}
+    result.quiet_entries = sum(e not in noted for e in outcome.unseen_scans)
+    truth = [e.t for e in scenario.expected_alerts if e.type == "scan_without_item"]
+    result.unseen_expected = len(truth)
+    for t in truth:
+        near = [r for r in recorded if abs(r - t) <= MATCH_S]
+        if near:
+            recorded.remove(min(near, key=lambda r: abs(r - t)))
+            result.unseen_recorded += 1
 
 
 def _shown_alerts(outcome: Outcome) -> list[dict[str, Any]]:
@@ -242,6 +268,14 @@ def summarise(results: list[CheckoutResult], fps: float) -> dict[str, Any]:
         expected.update(r.expected)
     honest = [r for r in results if not r.expects_alerts]
     latencies = [ms for r in results for ms in r.latencies_ms]
+    true_items = sum(len(r.true_codes) for r in results)
+    missed = sum(max(0, len(r.true_codes) - len(r.seen_codes)) for r in results)
+    extra = sum(max(0, len(r.seen_codes) - len(r.true_codes)) for r in results)
+    unseen_expected = sum(r.unseen_expected for r in results)
+
+    def per_100_honest(count: int) -> float | None:
+        return round(100 * count / len(honest), 2) if honest else None
+
     per_kind: dict[str, Any] = {}
     for kind in dict.fromkeys(r.kind for r in results):
         mine = [r for r in results if r.kind == kind]
@@ -261,11 +295,22 @@ def summarise(results: list[CheckoutResult], fps: float) -> dict[str, Any]:
             for t in ALERT_TYPES
         },
         "honest_transactions": len(honest),
-        "false_alerts_per_100_honest": round(
-            100 * sum(sum(r.raised.values()) for r in honest) / len(honest), 2
+        "false_alerts_per_100_honest": per_100_honest(sum(sum(r.raised.values()) for r in honest)),
+        "notes_per_100_honest": per_100_honest(sum(r.raised["scan_without_item"] for r in honest)),
+        "quiet_entries_per_100_honest": per_100_honest(sum(r.quiet_entries for r in honest)),
+        "alerts_per_transaction": round(
+            sum(sum(r.raised.values()) for r in results) / len(results), 3
         )
-        if honest
+        if results
         else None,
+        "scans_without_item_recorded": round(
+            sum(r.unseen_recorded for r in results) / unseen_expected, 4
+        )
+        if unseen_expected
+        else None,
+        "items": true_items,
+        "items_missed_per_100": round(100 * missed / true_items, 2) if true_items else None,
+        "items_counted_extra_per_100": round(100 * extra / true_items, 2) if true_items else None,
         "alert_latency_ms": {
             "p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
             "p99": round(float(np.percentile(latencies, 99)), 1) if latencies else None,

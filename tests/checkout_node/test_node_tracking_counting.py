@@ -244,3 +244,42 @@ def test_a_product_and_a_phone_crossing_paths_keep_their_own_ids() -> None:
             ids["product" if abs(centre - x_product) < 1 else "phone"].add(track.track_id)
     assert len(ids["product"]) == 1 and len(ids["phone"]) == 1
     assert ids["product"] != ids["phone"]
+
+
+def test_a_product_lost_in_the_scan_area_is_reported_once_its_track_is_forgotten() -> None:
+    """The evidence a scan without an item needs: a product followed into the scan area and
+    lost there, never counted and not found again. Items that count, items that went back to
+    the belt and non-merchandise report nothing."""
+    counter = ZoneCounter(LaneZones.standard())
+    lost_at = None
+    frames = list(np.linspace(600, 320, 10)) + [None] * 70  # into the scan area, then gone
+    reported = []
+    for n, x in enumerate(frames):
+        t = n / 30
+        tracks = [] if x is None else [confirmed_track(1, x)]
+        if x is not None:
+            lost_at = t
+        counter.update(tracks, t=t)
+        reported += counter.forget({t.track_id for t in tracks})
+    assert [(r.track_id, r.last_s) for r in reported] == [(1, lost_at)]
+
+    counter = ZoneCounter(LaneZones.standard())
+    reported = []
+    paths = {
+        2: list(np.linspace(600, 30, 20)),  # crossed: counted, not lost
+        3: list(np.linspace(600, 320, 8)) + list(np.linspace(320, 600, 8)),  # back to the belt
+    }
+    for n in range(90):
+        tracks = [confirmed_track(i, p[n]) for i, p in paths.items() if n < len(p)]
+        counter.update(tracks, t=n / 30)
+        reported += counter.forget({t.track_id for t in tracks})
+    assert reported == []
+
+    counter = ZoneCounter(LaneZones.standard())
+    for n, x in enumerate(np.linspace(600, 320, 10)):  # a phone, never merchandise
+        counter.update([confirmed_track(4, x)], countable=lambda _: False, t=n / 30)
+    reported = []
+    for n in range(10, 80):
+        counter.update([], t=n / 30)
+        reported += counter.forget(set())
+    assert reported == [] and 4 not in counter.states

@@ -131,11 +131,13 @@ def test_a_contradicting_scan_after_the_crossing_is_the_next_items_not_a_switch(
     rec = lane()
     raised = rec.add_item(item(1, 6.6, DEAR.code))  # skip-scanned
     assert [c.alert.type for c in raised] == ["unscanned_item"]
-    rec.add_scan(Scan.of(CHEAP.display_code, 7.5))  # the next item's scan, 0.9 s later
+    next_scan = Scan.of(CHEAP.display_code, 7.5)  # the next item's scan, 0.9 s later
+    rec.add_scan(next_scan)
     outcome, final = rec.finish(9.5)  # ... and the next item was never seen
     assert raised[0].alert.status == "open"
-    assert [c.alert.type for c in final] == ["scan_without_item"]
-    assert [a.type for a in outcome.alerts] == ["unscanned_item", "scan_without_item"]
+    assert final == []  # nothing says an item was there: a quiet entry
+    assert [a.type for a in outcome.alerts] == ["unscanned_item"]
+    assert outcome.unseen_scans == [next_scan.event_id]
 
 
 def test_a_close_second_is_no_switch_but_a_product_far_from_a_trusted_item_is() -> None:
@@ -173,18 +175,44 @@ def test_an_unsure_identity_takes_the_scan_and_is_no_switch() -> None:
     assert final == [] and outcome.honest and outcome.seen_codes == [OTHER.code]
 
 
-def test_scan_without_item_becomes_a_note_once_its_window_has_passed() -> None:
+def test_a_scan_without_an_item_is_a_quiet_entry_unless_an_item_was_lost_around_it() -> None:
+    """The rule: no item seen for a scan is recorded, not shown, unless a product track was
+    lost in the scan area from ``lost_before_s`` before the scan to the end of its window."""
     rec = lane()
-    scan = Scan.of(OTHER.display_code, 1.0)
-    rec.add_scan(scan)
-    assert rec.tick(5.0) == []
-    notes = rec.tick(9.5)
+    quiet = Scan.of(OTHER.display_code, 1.0)
+    rec.add_scan(quiet)
+    assert rec.tick(5.0) == [] and rec.tick(9.5) == []  # the window passed: quiet
+    assert rec.quiet == {quiet.event_id}
+    assert rec.add_lost(30.0) == []  # a product lost much later is not its item
+    followed = Scan.of(CHEAP.display_code, 20.0)
+    rec.add_scan(followed)
+    assert rec.add_lost(19.0) == []  # evidence before the window has passed: nothing yet
+    notes = rec.tick(28.5)
     assert [(c.alert.type, c.alert.severity, c.alert.scan_event_id) for c in notes] == [
-        ("scan_without_item", "note", scan.event_id)
+        ("scan_without_item", "note", followed.event_id)
     ]
-    assert rec.tick(12.0) == []  # raised once
-    outcome, final = rec.finish(13.0)
-    assert final == [] and not outcome.honest
+    assert rec.tick(40.0) == []  # raised once
+    late = Scan.of(DEAR.display_code, 50.0)
+    rec.add_scan(late)
+    assert rec.tick(58.5) == []  # quiet at first ...
+    evidence = rec.add_lost(52.0)  # ... until the camera reports the item it lost
+    assert [(c.alert.type, c.alert.scan_event_id) for c in evidence] == [
+        ("scan_without_item", late.event_id)
+    ]
+    outcome, final = rec.finish(60.0)
+    assert final == []
+    assert outcome.unseen_scans == [quiet.event_id, followed.event_id, late.event_id]
+    assert not outcome.honest  # two notes stand
+
+
+def test_a_transaction_whose_only_difference_is_a_quiet_scan_is_honest() -> None:
+    rec = lane()
+    rec.add_scan(Scan.of(CHEAP.display_code, 1.0))
+    rec.add_item(item(1, 2.0, CHEAP.code))
+    rec.add_scan(Scan.of(OTHER.display_code, 4.0))  # the camera missed this one
+    outcome, final = rec.finish(14.0)
+    assert final == [] and outcome.alerts == [] and outcome.honest
+    assert len(outcome.unseen_scans) == 1 and len(outcome.pairs) == 1
 
 
 def test_quantity_key_pays_for_the_followers_and_one_too_many_is_a_quantity_mismatch() -> None:

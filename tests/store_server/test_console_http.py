@@ -314,3 +314,26 @@ def test_a_review_against_the_lanes_closing_is_saved_only_once_confirmed(
     engine.dispose()
     assert [r.detail.get("review") for r in reviews] == ["confirmed_loss", "recovered"]
     assert "rescanned" in str(reviews[0].detail.get("against_the_lane"))
+
+
+def test_a_scan_the_camera_saw_no_item_for_is_marked_quietly_in_the_transaction(
+    console: str, database_url: str
+) -> None:
+    message = transaction("lane-1", 3)
+    quiet = message.scanned[0].model_copy(update={"event_id": "s3-unseen", "item_seen": False})
+    message = message.model_copy(update={"scanned": [*message.scanned, quiet]})
+    with httpx.Client(base_url=console, timeout=10) as client:
+        sign_in(client, "mia", "manager-pass")
+        lane_credential = enrol(console, database_url, "lane-2")
+        reply = httpx.post(
+            f"{console}/api/v1/ingest",
+            json={"messages": [as_json(message.model_copy(update={"lane_id": "lane-2"}))]},
+            headers={"Authorization": f"Bearer {lane_credential}"},
+        )
+        assert reply.json()["stored"] == 1, reply.text
+        listing = client.get("/transactions", params={"lane": "lane-2"}).text
+        link = re.search(r'href="/transactions/(\d+)"', listing)
+        assert link is not None
+        page = client.get(f"/transactions/{link.group(1)}").text
+    assert page.count("no item seen") == 1  # the second scan only
+    assert "0.420 kg" in page  # the keyed produce's weight
