@@ -18,14 +18,16 @@ encoder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -266,6 +268,27 @@ def _lower_priority() -> None:
         log.debug("clip encoder runs at normal priority")
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_ffmpeg_tag_warning() -> Iterator[None]:
+    """OpenCV's FFmpeg writer prints "tag 'VP80' is not supported with ... 'webm'" straight
+    to the process's stderr on every clip (WebM keeps no codec tags, so every fourcc fails
+    its check; it then writes VP8 correctly). No setting silences that print, so the
+    writer's few milliseconds of opening run with file descriptor 2 on /dev/null."""
+    with _STDERR_LOCK:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+                yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def encode_webm(images: list[np.ndarray], fps: float, work_dir: Path) -> bytes:
     """VP8 in WebM through OpenCV's FFmpeg, via a private temporary file (its only API)."""
     height, width = images[0].shape[:2]
@@ -273,7 +296,10 @@ def encode_webm(images: list[np.ndarray], fps: float, work_dir: Path) -> bytes:
     os.close(descriptor)
     path = Path(name)
     try:
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"VP80"), fps, (width, height))
+        with _without_ffmpeg_tag_warning():
+            writer = cv2.VideoWriter(
+                str(path), cv2.VideoWriter.fourcc(*"VP80"), fps, (width, height)
+            )
         if not writer.isOpened():
             raise RuntimeError("OpenCV cannot write WebM/VP8 here (no FFmpeg VP8 encoder)")
         for image in images:

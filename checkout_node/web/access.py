@@ -98,13 +98,21 @@ class LaneAccess:
     def screen_cookie(self) -> str:
         return hmac.new(self.screen_key.encode(), b"lane-screen-session", "sha256").hexdigest()
 
+    @property
+    def screen_cookie_name(self) -> str:
+        """``lg_screen_`` and a tag of this lane's key: browsers keep cookies per host, not per
+        port, so two lanes' screens open in one browser (a demo, a supervisor's laptop) would
+        sign each other out under one name."""
+        tag = hmac.new(self.screen_key.encode(), b"lane-screen-cookie-name", "sha256")
+        return f"{SCREEN_COOKIE}_{tag.hexdigest()[:12]}"
+
     def key_matches(self, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(
             str(presented).encode(), self.screen_key.encode()
         )
 
     def screen_signed_in(self, cookies: Mapping[str, str]) -> bool:
-        presented = cookies.get(SCREEN_COOKIE, "")
+        presented = cookies.get(self.screen_cookie_name, "")
         return bool(presented) and hmac.compare_digest(presented, self.screen_cookie)
 
     def pos_allowed(self, headers: Mapping[str, str], client_host: str | None) -> bool:

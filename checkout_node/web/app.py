@@ -31,7 +31,7 @@ from checkout_node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from checkout_node.metrics import LaneMetrics
 from checkout_node.reconcile.model import RESOLUTIONS
 from checkout_node.reconcile.reconciler import ReconcileError
-from checkout_node.web.access import SCREEN_COOKIE, LaneAccess
+from checkout_node.web.access import LaneAccess
 from checkout_node.web.hub import ScreenHub
 from laneguard.body_limit import BodyLimit
 from laneguard.wire import LaneInput
@@ -253,7 +253,7 @@ def create_lane_app(
             return HTMLResponse(NOT_SIGNED_IN, status_code=403)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
-            SCREEN_COOKIE,
+            access.screen_cookie_name,
             access.screen_cookie,
             httponly=True,
             samesite="strict",

@@ -44,7 +44,7 @@ from checkout_node.outbox import Outbox
 from checkout_node.reconcile.reconciler import Outcome
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
-from checkout_node.web.access import SCREEN_COOKIE, LaneAccess
+from checkout_node.web.access import LaneAccess
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.serving import serve_in_thread
@@ -87,7 +87,7 @@ class ScreenListener:
     def __init__(self, url: str, access: LaneAccess) -> None:
         self.arrived: dict[str, float] = {}
         self._stack = ExitStack()
-        cookie = {"Cookie": f"{SCREEN_COOKIE}={access.screen_cookie}"}
+        cookie = {"Cookie": f"{access.screen_cookie_name}={access.screen_cookie}"}
         self._socket = self._stack.enter_context(connect(url, additional_headers=cookie))
         self._socket.recv(timeout=10)  # the state sent on connect
         self._thread = threading.Thread(target=self._listen, daemon=True)

@@ -5,6 +5,7 @@ alert's clip that the cashier replays in a real Chromium."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from checkout_node.catalog import LaneCatalog
-from checkout_node.clips import WORKER_QUEUE, Clip, ClipRecorder, FrameRing, RingFrame
+from checkout_node.clips import WORKER_QUEUE, Clip, ClipRecorder, FrameRing, RingFrame, encode_webm
 from checkout_node.lane import Lane
 from checkout_node.metrics import LaneMetrics
 from checkout_node.models import LaneModels, load_models
@@ -24,7 +25,7 @@ from checkout_node.outbox import Outbox
 from checkout_node.privacy import FaceDetector, PrivacyFilter
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
-from checkout_node.web.access import SCREEN_COOKIE, LaneAccess
+from checkout_node.web.access import LaneAccess
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE
@@ -226,7 +227,7 @@ def test_a_skip_scan_alert_gets_its_clip_in_the_outbox_and_on_the_lane_screen(
         clip_url = f"{url}/api/alerts/{unscanned[0].alert_id}/clip.webm"
         assert httpx.get(clip_url, timeout=10).status_code == 401  # not the screen's session
         with httpx.Client(timeout=10) as client:
-            client.cookies.set(SCREEN_COOKIE, access.screen_cookie)
+            client.cookies.set(access.screen_cookie_name, access.screen_cookie)
             reply = client.get(clip_url)
             assert reply.status_code == 200 and reply.headers["content-type"] == "video/webm"
             assert reply.content == lane.clip_files[unscanned[0].alert_id]
@@ -246,3 +247,15 @@ def test_a_skip_scan_alert_gets_its_clip_in_the_outbox_and_on_the_lane_screen(
     assert 'laneguard_lane_clip_ring_bytes{lane="lane-4"}' in scraped
     recorder.close()
     outbox.close()
+
+
+def test_encoding_a_clip_writes_nothing_to_stderr_and_stderr_still_works(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's terminal filled with OpenCV's "tag VP80 is not supported" line per clip."""
+    images = [np.full((48, 64, 3), shade, np.uint8) for shade in range(0, 250, 25)]
+    webm = encode_webm(images, 10.0, tmp_path)
+    assert webm[:4] == b"\x1a\x45\xdf\xa3"  # EBML: a WebM file
+    os.write(2, b"after the clip\n")  # the process's own stderr is back
+    captured = capfd.readouterr()
+    assert "VP80" not in captured.err and "after the clip" in captured.err

@@ -16,7 +16,7 @@ from checkout_node.models import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
-from checkout_node.web.access import SCREEN_COOKIE, LaneAccess, hash_pin
+from checkout_node.web.access import LaneAccess, hash_pin
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE
@@ -46,7 +46,7 @@ FUZZ = settings(
 def test_no_server_errors_for_the_till_and_the_screen(case: schemathesis.Case) -> None:
     response = case.call(
         headers={"Authorization": f"Bearer {TILL}"},
-        cookies={SCREEN_COOKIE: ACCESS.screen_cookie},
+        cookies={ACCESS.screen_cookie_name: ACCESS.screen_cookie},
     )
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"

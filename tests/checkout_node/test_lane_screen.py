@@ -22,7 +22,7 @@ from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import SeenItem
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
-from checkout_node.web.access import SCREEN_COOKIE, LaneAccess, hash_pin
+from checkout_node.web.access import LaneAccess, hash_pin
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE
@@ -57,7 +57,7 @@ class RunningLane:
     def client(self) -> httpx.Client:
         """An HTTP client holding the screen's session, as the screen's own scripts do."""
         client = httpx.Client(base_url=self.url, timeout=10)
-        client.cookies.set(SCREEN_COOKIE, self.access.screen_cookie)
+        client.cookies.set(self.access.screen_cookie_name, self.access.screen_cookie)
         return client
 
 
@@ -207,7 +207,7 @@ def test_pos_api_validates_and_the_websocket_acknowledges(running: RunningLane) 
         rejected = json.loads(socket.recv(timeout=5))
         assert rejected["status"] == "rejected" and "event_id" in rejected["error"]
     screen_url = running.url.replace("http", "ws") + "/ws/screen"
-    cookie = {"Cookie": f"{SCREEN_COOKIE}={running.access.screen_cookie}"}
+    cookie = {"Cookie": f"{running.access.screen_cookie_name}={running.access.screen_cookie}"}
     with connect(screen_url, additional_headers=cookie) as socket:
         state = json.loads(socket.recv(timeout=5))
         assert state["type"] == "state" and len(state["transaction"]["scanned"]) == 2
@@ -239,3 +239,32 @@ def test_an_alert_open_at_the_end_of_its_transaction_stays_until_resolved(
     assert alert.status == "resolved" and alert.resolution == "customer_declined"
     assert running.lane.state()["held_alerts"] == []
     page.close()
+
+
+def test_two_lane_screens_in_one_browser_keep_their_own_sessions(
+    running: RunningLane, models: LaneModels, tmp_path: Path, browser: Browser
+) -> None:
+    """Cookies are kept per host, not per port: the demo's two lanes on 127.0.0.1 (or a
+    supervisor's laptop) would sign each other's screen out under one cookie name."""
+    other_key = "another-lane-screen-key"
+    hub = ScreenHub()
+    outbox = Outbox(tmp_path / "other-outbox.sqlite3")
+    other = Lane(
+        "lane-4", LanePipeline(models, LaneZones.standard(640, 480)), CATALOG, outbox, hub.publish
+    )
+    access = LaneAccess(other_key)
+    assert access.screen_cookie_name != running.access.screen_cookie_name
+    context = browser.new_context()
+    try:
+        with serve(create_lane_app(other, hub, live_clock=False, access=access)) as other_url:
+            first, second = context.new_page(), context.new_page()
+            first.goto(running.kiosk_url)
+            first.wait_for_selector("#link.up")
+            second.goto(f"{other_url}/screen/session?key={other_key}")
+            second.wait_for_selector("#link.up")
+            first.reload()  # still signed in after the other lane's sign-in
+            first.wait_for_selector("#link.up")
+            assert httpx.get(running.url + "/").status_code == 401  # no cookie, no screen
+    finally:
+        context.close()
+        outbox.close()

@@ -36,7 +36,7 @@ from checkout_node.service import LaneService
 from checkout_node.settings import LaneSettings
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
-from checkout_node.web.access import SCREEN_COOKIE, LaneAccess, hash_pin
+from checkout_node.web.access import LaneAccess, hash_pin
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from harness.flood import flood, memory_growth
@@ -162,7 +162,7 @@ def test_a_page_on_another_site_cannot_inject_scans(lane: LaneUnderTest) -> None
         headers = {
             **extra,
             "Origin": "http://evil.example",
-            "Cookie": f"{SCREEN_COOKIE}={lane.access.screen_cookie}",
+            "Cookie": f"{lane.access.screen_cookie_name}={lane.access.screen_cookie}",
         }
         with pytest.raises(InvalidStatus) as refused:
             connect(lane.url.replace("http", "ws") + path, additional_headers=headers)
