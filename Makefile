@@ -12,10 +12,11 @@ STAMP := $(VENV)/.installed-$(DEPS_HASH)
 # with a working torchvision); ultralytics then finds them already satisfied.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: help demo test lint bench venv sysdeps sysdeps-test lock clean
+.PHONY: help demo demo-chain test lint bench venv sysdeps sysdeps-test lock clean
 
 help:
 	@echo "make demo   run the demo store (server + simulated lanes) on this computer"
+	@echo "make demo-chain   a chain: HQ, a broker and two demo stores with a lane each"
 	@echo "make test   run lint, type checks and the test suite"
 	@echo "make bench  run the benchmarks (results in bench-results/)"
 	@echo "make lint   ruff, mypy and the import layer contracts"
@@ -41,6 +42,11 @@ sysdeps-test: sysdeps
 
 demo: $(STAMP) sysdeps
 	$(BIN)/laneguard demo
+
+# A chain on this computer: HQ, a NATS JetStream broker and two stores (laneguard demo --chain).
+demo-chain: $(STAMP) sysdeps
+	@bash hardware/scripts/ensure-apt-packages.sh nats-server:/usr/sbin/nats-server
+	$(BIN)/laneguard demo --chain --lanes 1
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

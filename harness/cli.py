@@ -547,8 +547,18 @@ def lanes_command(
     "--lanes", type=click.IntRange(0, 8), default=2, show_default=True, help="Simulated lanes."
 )
 @click.option("--fps", type=click.FloatRange(5, 30), default=15.0, show_default=True)
-def demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
+@click.option(
+    "--chain",
+    is_flag=True,
+    help="A chain instead: HQ (on --port + 200), a NATS JetStream broker and two stores "
+    "enrolled with HQ, each with --lanes lanes (default folder data/demo-chain).",
+)
+def demo(data_dir: Path, host: str, port: int, lanes: int, fps: float, chain: bool) -> None:
     """Run the demo store and its simulated lanes; print the addresses to open."""
-    from harness.demo import run_demo
+    from harness.demo import run_chain_demo, run_demo
 
-    run_demo(data_dir, host, port, lanes, fps)
+    if chain:
+        folder = Path("data/demo-chain") if data_dir == Path("data/demo") else data_dir
+        run_chain_demo(folder, host, port, lanes, fps)
+    else:
+        run_demo(data_dir, host, port, lanes, fps)

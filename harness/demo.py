@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,83 +23,276 @@ from laneguard.serving import serve_in_thread
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from store_server.settings import StoreSettings
+
 DEMO_MANAGER = ("manager", "laneguard-demo")
 DEMO_ADMIN = ("admin", "laneguard-admin")
+DEMO_HQ_ADMIN = ("hq-admin", "laneguard-hq")
 DEMO_BROKER = ("127.0.0.1", 1883)  # where `make demo` looks for an MQTT broker
+# The chain demo (`laneguard demo --chain`): its stores, and where HQ, the broker and the
+# second store listen relative to --port (each store's lanes sit at +91.. and +101.. of its own).
+CHAIN_STORES = (("north", "Demo store North"), ("south", "Demo store South"))
+STORE_PORT_STEP = 20
+HQ_PORT_OFFSET = 200
+BROKER_PORT_OFFSET = 222
 
 
 def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
     """Run the demo store and its simulated lanes; print the addresses to open."""
-    import signal
-    import threading
+    broker = _local_broker()
+    store = _prepare_store(data_dir, host, port, lanes, broker, "demo")
+    with ExitStack() as running:
+        store_url, started = _start_store(running, store, host, port, fps)
+        click.echo("")
+        _print_store("Store console:", store_url, started, broker, "demo")
+        click.echo("  Stop with Ctrl-C.")
+        click.echo("")
+        _wait_for_stop()
 
+
+def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
+    """A chain on this computer: a NATS JetStream broker, HQ, and two stores enrolled with it,
+    each with its own simulated lanes. What one store's lanes learn (a new product from its
+    honest transactions) goes to HQ, which pools it and sends it to the other store."""
+    from hq_server.app import create_app as create_hq
+    from hq_server.db import migrate as migrate_hq
+    from hq_server.settings import HqSettings
+    from product_db.db import make_engine
+
+    hq_port, broker_port = port + HQ_PORT_OFFSET, port + BROKER_PORT_OFFSET
+    data_dir.mkdir(parents=True, exist_ok=True)
+    mqtt = _local_broker()
+    with ExitStack() as running:
+        nats_url = _start_nats(running, data_dir / "nats", host, broker_port)
+        hq_settings = HqSettings(
+            database_url=f"sqlite:///{data_dir / 'hq' / 'hq.sqlite3'}",
+            data_dir=data_dir / "hq",
+            host=host,
+            port=hq_port,
+            nats_url=nats_url,
+            public_url=f"http://{host}:{hq_port}",
+        )
+        hq_settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(hq_settings.database_url)
+        migrate_hq(engine)
+        _demo_users(engine, (DEMO_HQ_ADMIN,))
+        engine.dispose()
+        hq_url = running.enter_context(serve_in_thread(create_hq(hq_settings), host, hq_port))
+        stores = []
+        for n, (store_id, name) in enumerate(CHAIN_STORES):
+            store_port = port + n * STORE_PORT_STEP
+            store = _prepare_store(
+                data_dir / store_id, host, store_port, lanes, mqtt, store_id, name, first_lane=n
+            )
+            _enrol_with_demo_hq(store, hq_url, hq_settings.database_url, store_id, name)
+            stores.append((name, *_start_store(running, store, host, store_port, fps)))
+        click.echo("")
+        click.echo(f"  HQ console:         {hq_url}/")
+        click.echo(f"    sign in as        {DEMO_HQ_ADMIN[0]} / {DEMO_HQ_ADMIN[1]}  (chain IT)")
+        click.echo("    Stores: each store's lanes and bundles, and the samples it pooled at HQ")
+        click.echo(f"  Broker (NATS JetStream): {nats_url}")
+        for name, store_url, started in stores:
+            click.echo("")
+            _print_store(f"{name}:", store_url, started, mqtt, None)
+        click.echo("")
+        click.echo("  What a store learns from honest transactions reaches HQ and, pooled, the")
+        click.echo("  other store: its console's Samples and its lanes' gallery version.")
+        click.echo("  Stop with Ctrl-C.")
+        click.echo("")
+        _wait_for_stop()
+
+
+@dataclass
+class DemoStore:
+    """A demo store's settings and what its lanes need to join it."""
+
+    settings: StoreSettings
+    tokens: list[str | None]  # per lane: an enrolment token, or None when enrolled before
+    release_key: Path
+    first_lane: int  # the simulated feed's seed offset: the stores' customers differ
+
+
+def _prepare_store(
+    data_dir: Path,
+    host: str,
+    port: int,
+    lanes: int,
+    broker: tuple[str, int] | None,
+    mqtt_store: str,
+    store_name: str = "LaneGuard demo store",
+    first_lane: int = 0,
+) -> DemoStore:
+    """The store's database (migrated, the sample catalog imported, the demo users) and one
+    enrolment token per lane that has none yet."""
     from product_db import SAMPLE_CATALOG
     from product_db.catalog import import_records
     from product_db.catalog_io import read_catalog_file
     from product_db.db import make_engine
-    from store_server.app import create_app
     from store_server.db import migrate
     from store_server.learning import store_key_id
     from store_server.settings import StoreSettings
 
     data_dir.mkdir(parents=True, exist_ok=True)
     release_key = _release_key(data_dir)
-    broker = _local_broker()
     settings = StoreSettings(
         database_url=f"sqlite:///{data_dir / 'store.sqlite3'}",
         data_dir=data_dir,
         host=host,
         port=port,
+        store_name=store_name,
         bundle_keys=[release_key],
         mqtt_url=f"mqtt://{broker[0]}:{broker[1]}" if broker else None,
-        mqtt_store="demo",
+        mqtt_store=mqtt_store,
+        # Lanes find their store by UDP broadcast on one port; two stores on one computer
+        # would answer each other's lanes, and the demo's lanes are told the address anyway.
+        discovery_port=0 if first_lane else 47800,
     )
     engine = make_engine(settings.database_url)
     migrate(engine)
     report = import_records(engine, read_catalog_file(SAMPLE_CATALOG).records, "sample catalog")
-    _demo_users(engine)
+    _demo_users(engine, (DEMO_MANAGER, DEMO_ADMIN))
     key_id = store_key_id(settings)
     tokens = [_lane_token(engine, data_dir, f"lane-{n + 1}", key_id) for n in range(lanes)]
     engine.dispose()
-    click.echo(f"Demo store ready in {data_dir}: {report.summary()}")
-    with ExitStack() as running:
-        store_url = running.enter_context(serve_in_thread(create_app(settings), host, port))
-        started = [
-            _start_lane(running, n, data_dir, host, port, store_url, fps, tokens[n], release_key)
-            for n in range(lanes)
-        ]
-        click.echo("")
-        click.echo(f"  Store console:      {store_url}/")
-        click.echo(f"    sign in as        {DEMO_MANAGER[0]} / {DEMO_MANAGER[1]}  (store manager)")
-        click.echo(f"                 or   {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}  (IT admin)")
-        for n, (screen, _) in enumerate(started, start=1):
-            click.echo(f"  Lane {n} screen:      {screen}")
-        click.echo(f"  Metrics (Prometheus, from this computer): {store_url}/metrics")
-        for n, (_, lane_url) in enumerate(started, start=1):
-            click.echo(f"    lane {n}:           {lane_url}/metrics")
-        if broker:
-            click.echo(
-                f"  MQTT events:        mosquitto_sub -h {broker[0]} -p {broker[1]} "
-                "-t 'laneguard/demo/#' -q 1 -v"
-            )
-        else:
-            click.echo(
-                f"  MQTT events:        off (no broker at {DEMO_BROKER[0]}:{DEMO_BROKER[1]})"
-            )
-        click.echo("  Stop with Ctrl-C.")
-        click.echo("")
-        stopping = threading.Event()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager
-            signal.signal(signum, lambda *_: stopping.set())
-        stopping.wait()
-        click.echo("Stopping the demo store.")
+    click.echo(f"{store_name} ready in {data_dir}: {report.summary()}")
+    return DemoStore(settings, tokens, release_key, first_lane)
 
 
-def _demo_users(engine: Engine) -> None:
-    """The demo's two console users (made once; a real store adds its own with add-user)."""
+def _start_store(
+    running: ExitStack, store: DemoStore, host: str, port: int, fps: float
+) -> tuple[str, list[tuple[str, str]]]:
+    """Serve the store and start its lanes; returns its address and each lane's (screen
+    sign-in, own address)."""
+    from store_server.app import create_app
+
+    store_url = running.enter_context(serve_in_thread(create_app(store.settings), host, port))
+    started = [
+        _start_lane(
+            running,
+            n,
+            store.settings.data_dir,
+            host,
+            port,
+            store_url,
+            fps,
+            token,
+            store.release_key,
+            seed=100 + 10 * store.first_lane + n,
+        )
+        for n, token in enumerate(store.tokens)
+    ]
+    return store_url, started
+
+
+def _print_store(
+    title: str,
+    store_url: str,
+    started: list[tuple[str, str]],
+    broker: tuple[str, int] | None,
+    mqtt_store: str | None,
+) -> None:
+    click.echo(f"  {title:<20}{store_url}/")
+    click.echo(f"    sign in as        {DEMO_MANAGER[0]} / {DEMO_MANAGER[1]}  (store manager)")
+    click.echo(f"                 or   {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}  (IT admin)")
+    for n, (screen, _) in enumerate(started, start=1):
+        click.echo(f"  Lane {n} screen:      {screen}")
+    click.echo(f"  Metrics (Prometheus, from this computer): {store_url}/metrics")
+    for n, (_, lane_url) in enumerate(started, start=1):
+        click.echo(f"    lane {n}:           {lane_url}/metrics")
+    if mqtt_store is None:
+        return
+    if broker:
+        click.echo(
+            f"  MQTT events:        mosquitto_sub -h {broker[0]} -p {broker[1]} "
+            f"-t 'laneguard/{mqtt_store}/#' -q 1 -v"
+        )
+    else:
+        click.echo(f"  MQTT events:        off (no broker at {DEMO_BROKER[0]}:{DEMO_BROKER[1]})")
+
+
+def _wait_for_stop() -> None:
+    import signal
+    import threading
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+    click.echo("Stopping the demo.")
+
+
+def _enrol_with_demo_hq(
+    store: DemoStore, hq_url: str, hq_database_url: str, store_id: str, name: str
+) -> None:
+    """Enrol the store with HQ the way a store's IT does (a one-time token from HQ), unless
+    it enrolled in an earlier run."""
+    from sqlmodel import Session
+
+    from hq_server.stores import StoreEnrolmentError, add_store, retire_store
+    from product_db.db import make_engine
+    from store_server.chain_link import HqEnrolment, enrol_with_hq
+
+    if HqEnrolment.load(store.settings.data_dir) is not None:
+        return
+    engine = make_engine(hq_database_url)
+    with Session(engine) as session:
+        with contextlib.suppress(StoreEnrolmentError):
+            retire_store(session, store_id, "demo")  # enrolled before, its folder deleted
+            session.commit()
+        token = add_store(session, store_id, name, "demo")
+        session.commit()
+    engine.dispose()
+    enrol_with_hq(store.settings, hq_url, token)
+
+
+def _start_nats(running: ExitStack, folder: Path, host: str, port: int) -> str:
+    """A NATS server with JetStream for the demo chain, storing in ``folder``; stopped with
+    the demo."""
+    import shutil
+    import subprocess
+    import time
+
+    binary = shutil.which("nats-server")
+    if binary is None:
+        raise click.ClickException(
+            "the chain demo needs nats-server: install it with "
+            "'sudo apt-get install nats-server' (or run 'make demo-chain', which does)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder / "nats.log", "ab")  # noqa: SIM115 - open while the broker runs
+    running.callback(log.close)
+    process = subprocess.Popen(
+        [binary, "-a", host, "-p", str(port), "-js", "-sd", str(folder)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C stops the stores first; the broker goes last
+    )
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    running.callback(stop)
+    deadline = time.monotonic() + 15
+    while not _answers((host, port)):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise click.ClickException(
+                f"nats-server did not start on {host}:{port} (port taken?): see {folder}/nats.log"
+            )
+        time.sleep(0.1)
+    return f"nats://{host}:{port}"
+
+
+def _demo_users(engine: Engine, users: tuple[tuple[str, str], ...]) -> None:
+    """The demo's console users (made once; a real store adds its own with add-user): the
+    manager signs in as a manager, everyone else as IT."""
     from store_server.auth import UserAccountError, create_user
 
-    for (username, password), role in ((DEMO_MANAGER, "manager"), (DEMO_ADMIN, "it_admin")):
+    for username, password in users:
+        role = "manager" if (username, password) == DEMO_MANAGER else "it_admin"
         with contextlib.suppress(UserAccountError):  # already there from an earlier run
             create_user(engine, username, password, role)
 
@@ -140,6 +334,7 @@ def _start_lane(
     fps: float,
     enrolment_token: str | None,
     release_key: Path,
+    seed: int,
 ) -> tuple[str, str]:
     """Lane n: its software on port+101+n, its simulated camera and till on port+91+n.
     Returns the address that signs its screen in (the kiosk's, with the lane's screen key) and
@@ -153,7 +348,7 @@ def _start_lane(
     lane_url = f"http://{host}:{lane_port}"
     photos = Path(os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce"))
     world = World.from_catalog(produce_photos=photos if (photos / "images").is_dir() else None)
-    feed = LiveFeed(world, "mixed", 100 + n, host, feed_port, fps, node_url=lane_url, loop=True)
+    feed = LiveFeed(world, "mixed", seed, host, feed_port, fps, node_url=lane_url, loop=True)
     service = LaneService(
         LaneSettings(
             lane_id=f"lane-{n + 1}",
@@ -180,10 +375,14 @@ def _start_lane(
 
 def _local_broker() -> tuple[str, int] | None:
     """The MQTT broker on this computer, if one answers (Mosquitto's default port)."""
+    return DEMO_BROKER if _answers(DEMO_BROKER) else None
+
+
+def _answers(address: tuple[str, int]) -> bool:
     import socket
 
     try:
-        with socket.create_connection(DEMO_BROKER, timeout=0.5):
-            return DEMO_BROKER
+        with socket.create_connection(address, timeout=0.5):
+            return True
     except OSError:
-        return None
+        return False

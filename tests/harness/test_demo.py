@@ -21,17 +21,17 @@ from store_server.models import LaneHealth
 from tests.helpers.live_server import free_port
 
 
-def _demo_ports() -> int:
+def _demo_ports(offsets: tuple[int, ...] = (91, 101)) -> int:
     """A store port whose lane ports (port+91 camera, port+101 lane, for lane 1) are free too:
     the demo lays its lanes out from the store's port, and an ephemeral port picked alone left
     the lane's taken by another process once."""
     for _ in range(50):
         port = free_port()
-        if port + 101 > 65535:
+        if port + max(offsets) > 65535:
             continue
         sockets = []
         try:
-            for offset in (91, 101):
+            for offset in offsets:
                 probe = socket.socket()
                 sockets.append(probe)
                 probe.bind(("127.0.0.1", port + offset))
@@ -85,3 +85,54 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
     assert (
         "mosquitto_sub -h 127.0.0.1 -p 1883 -t 'laneguard/demo/#'" in output
     )  # Mosquitto runs here
+
+
+def test_the_chain_demo_runs_hq_and_two_stores_that_report_to_it(tmp_path: Path) -> None:
+    """`laneguard demo --chain`: HQ, a NATS JetStream broker and two stores enrolled with HQ,
+    each with a lane; HQ's console signs its IT in and lists both stores with their lane."""
+    import re
+
+    from hq_server.models import StoreStatus
+
+    # North at port (lane +91/+101), South at port+20 (+111/+121), HQ +200, broker +222.
+    port = _demo_ports((20, 91, 101, 111, 121, 200, 222))
+    env = {**os.environ, "LANEGUARD_PRODUCE_PHOTOS": str(tmp_path / "none")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "laneguard.cli", "demo", "--chain", "--data-dir", str(tmp_path),
+         "--port", str(port), "--lanes", "1", "--fps", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    hq_url = f"http://127.0.0.1:{port + 200}"
+    try:
+        deadline = time.monotonic() + 150
+        reported: set[str] = set()
+        while time.monotonic() < deadline and reported != {"north", "south"}:
+            time.sleep(1)
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            if (tmp_path / "hq" / "hq.sqlite3").exists():
+                engine = make_engine(f"sqlite:///{tmp_path / 'hq' / 'hq.sqlite3'}")
+                with Session(engine) as session, contextlib.suppress(OperationalError):
+                    statuses = session.exec(select(StoreStatus)).all()
+                    reported = {s.store_id for s in statuses if s.lanes}
+                engine.dispose()
+        assert reported == {"north", "south"}, "both stores report their lanes to HQ"
+        with httpx.Client(base_url=hq_url, timeout=10) as it:
+            form = it.get("/login")
+            token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+            assert token is not None
+            signed_in = it.post(
+                "/login",
+                data={"username": "hq-admin", "password": "laneguard-hq",
+                      "login_csrf": token.group(1)},
+            )  # fmt: skip
+            assert signed_in.status_code == 303
+            stores = it.get("/stores").text
+        assert 'data-store="north"' in stores and 'data-store="south"' in stores
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=90)
+    assert f"HQ console:         {hq_url}/" in output
+    assert "hq-admin / laneguard-hq" in output
+    assert f"Demo store North:   http://127.0.0.1:{port}/" in output
+    assert f"Demo store South:   http://127.0.0.1:{port + 20}/" in output
+    assert process.returncode == 0, output
