@@ -13,6 +13,7 @@ import asyncio
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -139,23 +140,36 @@ def retire(session: Session, lane_id: str) -> None:
     credentials.forget_lane(lane_id)
 
 
-class CredentialCache:
-    """Credential digest -> lane id, so ingest checks a lane without a query per request."""
+CREDENTIAL_CACHE_S = 30.0
 
-    def __init__(self) -> None:
-        self._lanes: dict[str, str] = {}
+
+class CredentialCache:
+    """Credential digest -> lane id, so ingest checks a lane without a query per request.
+
+    An entry lives ``ttl_s``: a lane retired or re-enrolled through another server process
+    (a second worker, the CLI) is refused here within that time, not accepted forever."""
+
+    def __init__(self, ttl_s: float = CREDENTIAL_CACHE_S) -> None:
+        self.ttl_s = ttl_s
+        self._lanes: dict[str, tuple[str, float]] = {}  # digest -> (lane id, cached at)
         self._lock = threading.Lock()
 
     def cached(self, credential: str) -> str | None:
-        with self._lock:
-            return self._lanes.get(sha256(credential))
-
-    def lane_for(self, engine: Engine, credential: str) -> str | None:
         digest = sha256(credential)
         with self._lock:
-            cached = self._lanes.get(digest)
+            entry = self._lanes.get(digest)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[1] > self.ttl_s:
+                del self._lanes[digest]
+                return None
+            return entry[0]
+
+    def lane_for(self, engine: Engine, credential: str) -> str | None:
+        cached = self.cached(credential)
         if cached is not None:
             return cached
+        digest = sha256(credential)
         with Session(engine) as session:
             lane = session.exec(
                 select(Lane).where(Lane.credential_sha256 == digest, Lane.active == True)  # noqa: E712
@@ -163,12 +177,12 @@ class CredentialCache:
         if lane is None:
             return None
         with self._lock:
-            self._lanes[digest] = lane.lane_id
+            self._lanes[digest] = (lane.lane_id, time.monotonic())
         return lane.lane_id
 
     def forget_lane(self, lane_id: str) -> None:
         with self._lock:
-            self._lanes = {d: lane for d, lane in self._lanes.items() if lane != lane_id}
+            self._lanes = {d: e for d, e in self._lanes.items() if e[0] != lane_id}
 
 
 credentials = CredentialCache()

@@ -19,8 +19,8 @@ from checkout_node.outbox import Outbox, OutboxError
 from checkout_node.uploader import Enrolment, Uploader
 from product_db.db import make_engine
 from store_server.app import create_app
-from store_server.lanes import retire
-from store_server.models import AlertRecord, LaneHealth, SampleRecord, TransactionRecord
+from store_server.lanes import CredentialCache, retire
+from store_server.models import AlertRecord, Lane, LaneHealth, SampleRecord, TransactionRecord
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrol, enrolment_token, free_port, serve
 from tests.helpers.messages import NOW, alert, as_json, b64, heartbeat, jpeg, sample, transaction
@@ -332,3 +332,25 @@ def test_a_lane_over_its_quota_is_held_to_it_and_loses_nothing(
     assert count(database_url, SampleRecord) == 20
     held = 'laneguard_store_ingest_messages_total{kind="sample",status="over_quota"} 30.0'
     assert held in metrics
+
+
+def test_a_lane_retired_by_another_server_process_is_refused_once_its_cache_entry_expires(
+    store: tuple[str, str, Path, str],
+) -> None:
+    """Each server process caches credentials; a retirement made through another process
+    (a second worker, the CLI) does not reach this process's cache, so entries expire."""
+    url, database_url, _data_dir, _credential = store
+    other = enrol(url, database_url, "lane-5")
+    engine = make_engine(database_url)
+    cache = CredentialCache(ttl_s=0.3)  # this process's, as another worker's would be
+    assert cache.lane_for(engine, other) == "lane-5"
+    with Session(engine) as session:  # retired elsewhere: this cache is not told
+        lane = session.get(Lane, "lane-5")
+        assert lane is not None
+        lane.active = False
+        session.add(lane)
+        session.commit()
+    assert cache.lane_for(engine, other) == "lane-5"  # within the cache's lifetime
+    time.sleep(0.4)
+    assert cache.cached(other) is None and cache.lane_for(engine, other) is None
+    engine.dispose()
