@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from product_db.models import as_utc
 from store_server.models import AlertRecord, TransactionRecord
 
 PREVENTED_RESOLUTIONS = ("rescanned", "customer_declined")
@@ -53,7 +54,10 @@ def outcome_of(alert: AlertRecord) -> str:
     return alert.status  # open or withdrawn
 
 
-def compute(engine: Engine, days: int, now: datetime | None = None) -> Analytics:
+def compute(
+    engine: Engine, days: int, now: datetime | None = None, zone: tzinfo = timezone.utc
+) -> Analytics:
+    """The figures of the last ``days``; alerts per hour of the day on ``zone``'s clock."""
     since = (now or datetime.now(timezone.utc)) - timedelta(days=days)
     result = Analytics(since=since)
     with Session(engine) as session:
@@ -61,7 +65,7 @@ def compute(engine: Engine, days: int, now: datetime | None = None) -> Analytics
         for alert in alerts:
             result.alerts += 1
             result.per_lane[alert.lane_id] += 1
-            result.per_hour[alert.raised_at.hour] += 1
+            result.per_hour[as_utc(alert.raised_at).astimezone(zone).hour] += 1
             label = alert.alert_type + (f" ({alert.subtype})" if alert.subtype else "")
             result.per_type[label] += 1
             outcome = outcome_of(alert)

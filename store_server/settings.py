@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from laneguard.time_zones import zone_named
 from product_db.db import DEFAULT_DATABASE_URL
 
 
@@ -24,6 +25,12 @@ class StoreSettings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     store_name: str = Field(default="LaneGuard demo store")
     currency: str = Field(default="EUR", min_length=3, max_length=3)
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone the console shows times and days in, e.g. Europe/Berlin "
+        "(default: this computer's)",
+    )
     bundle: Path | None = Field(
         default=None, description="the model bundle the lanes run (default: the shipped one)"
     )
@@ -114,3 +121,9 @@ class StoreSettings(BaseSettings):
     hq_summary_s: float = Field(
         default=300.0, gt=0, description="how often the store sends HQ today's figures"
     )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str | None) -> str | None:
+        zone_named(value)  # refuses a name the IANA database does not know
+        return value

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from store_server.analytics import compute
 from store_server.auth import SignedIn, current_user
-from store_server.console.templating import render
+from store_server.console.templating import render, time_zone_of
 from store_server.deps import get_engine
 
 router = APIRouter(include_in_schema=False)
@@ -23,7 +23,7 @@ def analytics_page(
     engine: Annotated[Engine, Depends(get_engine)],
     days: Annotated[int, Query(ge=1, le=366)] = 7,
 ) -> Response:
-    numbers = compute(engine, days)
+    numbers = compute(engine, days, zone=time_zone_of(request))
     hours = [(f"{h:02d}", numbers.per_hour.get(h, 0)) for h in range(24)]
     return render(
         request,

@@ -3,13 +3,15 @@ needs (store name, currency, who is signed in, the CSRF token for its forms)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
+from jinja2 import pass_context
 
+from laneguard.time_zones import zone_named
 from product_db.models import as_utc
 from product_db.money import format_price
 from store_server.auth import SignedIn
@@ -23,10 +25,22 @@ STATIC_DIR = HERE / "static"
 DATABASE_INT_MAX = 2**63 - 1
 
 
-def _when(moment: datetime | None) -> str:
+@pass_context
+def _when(context: Any, moment: datetime | None) -> str:
+    """A moment on the store's clock (the page's ``time_zone``; UTC where a page has none)."""
     if moment is None:
         return "–"
-    return as_utc(moment).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    zone = context.get("time_zone") or timezone.utc
+    return as_utc(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def time_zone_of(request: Request) -> tzinfo:
+    """The zone this console's people read times in: the store's (its setting, else this
+    computer's). HQ's console, whose chain may span zones, reads UTC."""
+    settings = request.app.state.settings
+    if not hasattr(settings, "time_zone"):
+        return timezone.utc
+    return zone_named(settings.time_zone)
 
 
 def _money(minor: int | None, currency: str) -> str:
@@ -64,6 +78,7 @@ def render(
         {
             "store_name": settings.store_name,
             "currency": settings.currency,
+            "time_zone": time_zone_of(request),
             "user": user,
             "csrf_token": user.csrf_token if user else "",
             **context,

@@ -3,7 +3,7 @@ items with their alerts."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
 from store_server.auth import SignedIn, current_user
-from store_server.console.templating import DATABASE_INT_MAX, render
+from store_server.console.templating import DATABASE_INT_MAX, render, time_zone_of
 from store_server.deps import get_engine
 from store_server.models import AlertClip, AlertRecord, TransactionRecord
 from store_server.products import describe
@@ -45,7 +45,8 @@ def transactions_page(
     if flagged:
         query = query.where(TransactionRecord.honest == False)  # noqa: E712
     if chosen_day is not None:
-        start = datetime.combine(chosen_day, time.min, tzinfo=timezone.utc)
+        # The store's day: midnight to midnight on its clock.
+        start = datetime.combine(chosen_day, time.min, tzinfo=time_zone_of(request))
         query = query.where(
             col(TransactionRecord.ended_at) >= start,
             col(TransactionRecord.ended_at) < start + timedelta(days=1),

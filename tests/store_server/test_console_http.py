@@ -337,3 +337,44 @@ def test_a_scan_the_camera_saw_no_item_for_is_marked_quietly_in_the_transaction(
         page = client.get(f"/transactions/{link.group(1)}").text
     assert page.count("no item seen") == 1  # the second scan only
     assert "0.420 kg" in page  # the keyed produce's weight
+
+
+def test_the_console_reads_times_days_and_hours_on_the_stores_clock(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Records are UTC; a store in New York (UTC-5 in November) reads New York time."""
+    from datetime import timedelta
+
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not an IANA time zone"):
+        StoreSettings(database_url=database_url, data_dir=tmp_path, time_zone="Mars/Olympus")
+    engine = make_engine(database_url)
+    migrate(engine)
+    create_user(engine, "mia", "manager-pass", "manager")
+    engine.dispose()
+    settings = StoreSettings(
+        database_url=database_url, data_dir=tmp_path, time_zone="America/New_York"
+    )
+    late = transaction("lane-1", 7).model_copy(  # 02:00 UTC on the 25th: the 24th, 21:00
+        update={"ended_at": NOW + timedelta(hours=17), "message_id": "lane-1:tx:7"}
+    )
+    with serve(create_app(settings)) as url:
+        credential = enrol(url, database_url, "lane-1")
+        reply = httpx.post(
+            f"{url}/api/v1/ingest",
+            json={"messages": [as_json(late), as_json(alert("lane-1", 1))]},
+            headers={"Authorization": f"Bearer {credential}"},
+        )
+        assert reply.json()["stored"] == 2, reply.text
+        with httpx.Client(base_url=url, timeout=10) as client:
+            sign_in(client, "mia", "manager-pass")
+            on_the_24th = client.get("/transactions", params={"day": "2026-11-24"}).text
+            on_the_25th = client.get("/transactions", params={"day": "2026-11-25"}).text
+            alert_page = client.get("/alerts/lane-1-a1").text
+            analytics = client.get("/analytics", params={"days": 366}).text
+    assert "2026-11-24 21:00:00" in on_the_24th and '<td class="code">7</td>' in on_the_24th
+    assert '<td class="code">7</td>' not in on_the_25th
+    assert "2026-11-24 04:00:00" in alert_page  # raised 09:00 UTC
+    hours = re.findall(r'data-hour="(\d\d)" data-count="(\d+)"', analytics)
+    assert hours and dict(hours)["04"] == "1" and dict(hours)["09"] == "0"
