@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, func, select
 
 from product_db.codes import normalise_code
-from product_db.models import Product
+from product_db.models import Product, SoldBy
 from store_server.models import SampleRecord
 
 
@@ -20,6 +20,9 @@ class ProductView:
     name: str | None  # None: not in the catalog
     price_minor: int | None
     reference_image: str | None  # media name of a crop the store saw of it
+    # How people write the code (the catalog's form: EAN-13 rather than a lane's GTIN-14).
+    display_code: str = ""
+    per_kg: bool = False  # the price is per kilogram
 
 
 def describe(
@@ -49,6 +52,8 @@ def describe(
             name=product.name if product else None,
             price_minor=product.price_minor if product else None,
             reference_image=images.get(code) or images.get(key),
+            display_code=product.display_code if product else code,
+            per_kg=product is not None and product.sold_by == SoldBy.weight,
         )
     return views
 

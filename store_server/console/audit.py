@@ -10,9 +10,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store_server.auth import SignedIn, require_admin
+from store_server.console.audit_words import audit_sentence
 from store_server.console.templating import render
 from store_server.deps import get_engine
 from store_server.models import AuditEntry
+from store_server.products import describe
 
 router = APIRouter(include_in_schema=False)
 
@@ -29,4 +31,14 @@ def audit_page(
         query = query.where(AuditEntry.username == who)
     with Session(engine) as session:
         entries = list(session.exec(query))
-    return render(request, "audit.html", user, entries=entries, who=who)
+        codes = [
+            str((e.detail or {}).get("code") or e.target)
+            for e in entries
+            if e.action.startswith(("catalog.", "gallery."))
+        ]
+        products = describe(session, codes, pictures=False)
+    currency = request.app.state.settings.currency
+    sentences = [audit_sentence(e.action, e.target, e.detail, currency, products) for e in entries]
+    return render(
+        request, "audit.html", user, entries=list(zip(entries, sentences, strict=True)), who=who
+    )

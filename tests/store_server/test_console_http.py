@@ -198,6 +198,11 @@ def test_catalog_edits_and_imports_from_the_console(console: str, database_url: 
             files={"file": ("prices.csv", b"\xff\xfe\x00bad", "text/csv")},
         )
         assert "not UTF-8" in binary.text
+        csrf = sign_in(client, "ivan", "admin-pass!")
+        audit = client.get("/audit").text
+    # The audit log in words: the product by name, prices in the store's currency.
+    assert "Changed Banana (4011): price from 1.79 EUR to 1.89 EUR" in audit
+    assert "Imported the catalog:" in audit and "price_minor" not in audit
     engine = make_engine(database_url)
     detail = get_product(engine, "4011")
     assert detail.record.price_minor == 199
@@ -229,6 +234,13 @@ def test_it_admin_enrols_and_retires_lanes_and_reads_the_audit_log(console: str)
         audit = client.get("/audit").text
         for action in ("lane.token_created", "lane.enrolled", "lane.retired", "login"):
             assert action in audit
+        for sentence in (
+            "Created a one-time enrolment token for lane lane-2",
+            "Lane lane-2 enrolled",
+            "Retired lane lane-2",
+            "Signed in",
+        ):
+            assert sentence in audit
 
 
 def test_a_release_id_past_the_databases_integers_is_refused_not_a_crash(console: str) -> None:
