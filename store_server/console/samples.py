@@ -39,15 +39,17 @@ def samples_page(
         query = query.where(SampleRecord.review == review)
     if code:
         query = query.where(SampleRecord.code == code.strip())
+    learned = audit_sample(engine)
     with Session(engine) as session:
         rows = list(session.exec(query.offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)))
         proposed = [str(p["code"]) for r in rows[:PAGE_SIZE] for p in r.proposals or []]
-        products = describe(session, proposed)
+        shown = [c for r in rows[:PAGE_SIZE] for c in (r.code, r.label, r.vision_code)]
+        products = describe(session, [*proposed, *shown, *(str(e["code"]) for e in learned)])
     return render(
         request,
         "samples.html",
         user,
-        learned=audit_sample(engine),
+        learned=learned,
         samples=rows[:PAGE_SIZE],
         has_next=len(rows) > PAGE_SIZE,
         page=page,

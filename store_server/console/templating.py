@@ -47,6 +47,22 @@ def _money(minor: int | None, currency: str) -> str:
     return "–" if minor is None else f"{format_price(minor, currency)} {currency}"
 
 
+# The recogniser's words for how sure it was, and how a final identity was decided, as a
+# manager reads them.
+BAND_WORDS = {"trusted": "recognised", "of_interest": "unsure", "unknown": "not recognised"}
+DECIDED_WORDS = {
+    "vision": "camera only",
+    "scan (agree)": "scanned, the camera agrees",
+    "scan (unsure)": "scanned, the camera was unsure",
+    "scan (disagree)": "scanned, the camera disagrees",
+}
+SAMPLE_REASON_WORDS = {"honest": "honest transaction", "of_interest": "camera unsure"}
+
+
+def _words(table: dict[str, str]) -> Any:
+    return lambda value: table.get(str(value), str(value).replace("_", " ")) if value else ""
+
+
 def make_templates(*before: Path) -> Any:
     """The console's templates, with the folders ``before`` searched first (HQ's pages, and
     its base page in place of the store's)."""
@@ -56,6 +72,9 @@ def make_templates(*before: Path) -> Any:
     templates.env.filters["price"] = lambda minor, currency: format_price(minor, currency)
     templates.env.filters["money"] = _money
     templates.env.filters["when"] = _when
+    templates.env.filters["band_words"] = _words(BAND_WORDS)
+    templates.env.filters["decided_words"] = _words(DECIDED_WORDS)
+    templates.env.filters["reason_words"] = _words(SAMPLE_REASON_WORDS)
     return templates
 
 
