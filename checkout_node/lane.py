@@ -44,6 +44,7 @@ from checkout_node.reconcile.reconciler import (
 from checkout_node.vision.pipeline import FrameResult, LanePipeline
 from laneguard.gallery import Gallery
 from laneguard.wire import PosMessage, ScanMessage
+from product_db.models import SoldBy
 
 log = logging.getLogger("laneguard.node.lane")
 
@@ -361,10 +362,17 @@ class Lane:
         return message.message_id, message.model_dump_json().encode()
 
     def _product(self, code: str | None) -> dict[str, Any]:
+        """What the screen shows of a product: its name and price, in the catalog's currency,
+        per kg for produce sold by weight."""
         product = self.catalog.lookup(code)
         if product is None:
             return {"name": None, "price_minor": None}
-        return {"name": product.name, "price_minor": product.price_minor}
+        return {
+            "name": product.name,
+            "price_minor": product.price_minor,
+            "currency": product.currency,
+            "per_kg": product.sold_by == SoldBy.weight,
+        }
 
     def _item(self, item: SeenItem) -> dict[str, Any]:
         return {

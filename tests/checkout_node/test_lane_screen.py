@@ -268,3 +268,28 @@ def test_two_lane_screens_in_one_browser_keep_their_own_sessions(
     finally:
         context.close()
         outbox.close()
+
+
+def test_the_screen_prices_in_the_catalogs_currency_and_weighs_produce(
+    running: RunningLane, browser: Browser
+) -> None:
+    from product_db.models import SoldBy
+
+    produce = next(p for p in CATALOG.products.values() if p.sold_by == SoldBy.weight)
+    packaged = next(p for p in CATALOG.products.values() if p.code_kind != "plu")
+    page = browser.new_page(viewport={"width": 800, "height": 480})
+    page.goto(running.kiosk_url)
+    page.wait_for_selector("#link.up")
+    keyed = {"type": "scan", "event_id": "k1", "t": 1.0, "code": produce.display_code,
+             "source": "keypad", "weight_g": 420}  # fmt: skip
+    scanned = {"type": "scan", "event_id": "k2", "t": 2.0, "code": packaged.display_code}
+    with httpx.Client(base_url=running.url, timeout=10) as client:
+        for event in (keyed, scanned):
+            assert client.post("/api/pos/events", json=event).status_code == 202
+    page.wait_for_function("document.querySelectorAll('#scanned li').length === 2")
+    rows = page.locator("#scanned li").all_inner_texts()
+    per_kg = f"{produce.price_minor / 100:.2f} {produce.currency}/kg"
+    weighed = f"{round(produce.price_minor * 0.42) / 100:.2f} {produce.currency}"
+    assert "0.420 kg" in rows[0] and per_kg in rows[0] and weighed in rows[0], rows
+    assert f"{packaged.price_minor / 100:.2f} {packaged.currency}" in rows[1], rows
+    page.close()

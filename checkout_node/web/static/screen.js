@@ -12,8 +12,17 @@ const TITLES = {
   scan_without_item: "Scan without an item",
 };
 
-function money(minor) {
-  return minor == null ? "" : (minor / 100).toFixed(2);
+function money(minor, currency) {
+  return minor == null ? "" : `${(minor / 100).toFixed(2)}${currency ? " " + currency : ""}`;
+}
+
+// A product's price as the shelf shows it, and for weighed produce what this weight costs.
+function price(p, weightG) {
+  if (p.price_minor == null) return "";
+  if (!p.per_kg) return money(p.price_minor, p.currency);
+  const perKg = `${money(p.price_minor, p.currency)}/kg`;
+  if (!weightG) return perKg;
+  return `${(weightG / 1000).toFixed(3)} kg · ${money(Math.round(p.price_minor * weightG / 1000), p.currency)} (${perKg})`;
 }
 
 function li(text, code, cls) {
@@ -33,12 +42,12 @@ function renderLists() {
     [...state.alerts.values()].filter((a) => a.status === "open").map((a) => a.track_id));
   const seen = $("seen");
   seen.replaceChildren(...state.seen.map((s) => li(
-    s.name || (s.code ? s.code : "Unknown product"), money(s.price_minor),
+    s.name || (s.code ? s.code : "Unknown product"), price(s),
     problemTracks.has(s.track_id) ? "problem" : "")));
   const scanned = $("scanned");
   scanned.replaceChildren(...state.scanned.map((s) => li(
     s.error ? `Invalid code ${s.code}` : (s.name || s.code) + (s.quantity > 1 ? ` ×${s.quantity}` : ""),
-    s.error ? s.error : money(s.price_minor), s.error ? "invalid" : "")));
+    s.error ? s.error : price(s, s.weight_g), s.error ? "invalid" : "")));
   $("seen-count").textContent = state.seen.length;
   $("scanned-count").textContent = state.scanned.length;
   $("transaction").textContent = state.transaction ? `transaction ${state.transaction}` : "no transaction";
@@ -83,8 +92,8 @@ function renderBanner() {
   $("replay").hidden = !alert.has_clip;
   $("banner-title").textContent = TITLES[alert.type] || alert.type;
   $("banner-instruction").textContent = alert.instruction;
-  const seen = alert.seen.name ? `Seen: ${alert.seen.name} ${money(alert.seen.price_minor)}` : "Seen: unknown product";
-  const scanned = alert.scanned && alert.scanned.name ? ` · Scanned: ${alert.scanned.name} ${money(alert.scanned.price_minor)}` : "";
+  const seen = alert.seen.name ? `Seen: ${alert.seen.name} ${price(alert.seen)}` : "Seen: unknown product";
+  const scanned = alert.scanned && alert.scanned.name ? ` · Scanned: ${alert.scanned.name} ${price(alert.scanned)}` : "";
   $("banner-detail").textContent = seen + scanned;
   $("banner-count").textContent = open.length > 1 ? `1 of ${open.length}` : "";
   $("banner-error").textContent = "";
