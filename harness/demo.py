@@ -153,6 +153,7 @@ def _prepare_store(
     _demo_users(engine, (DEMO_MANAGER, DEMO_ADMIN))
     key_id = store_key_id(settings)
     tokens = [_lane_token(engine, data_dir, f"lane-{n + 1}", key_id) for n in range(lanes)]
+    _product_pictures(engine, data_dir)
     engine.dispose()
     click.echo(f"{store_name} ready in {data_dir}: {report.summary()}")
     return DemoStore(settings, tokens, release_key, first_lane)
@@ -295,6 +296,38 @@ def _demo_users(engine: Engine, users: tuple[tuple[str, str], ...]) -> None:
         role = "manager" if (username, password) == DEMO_MANAGER else "it_admin"
         with contextlib.suppress(UserAccountError):  # already there from an earlier run
             create_user(engine, username, password, role)
+
+
+def _product_pictures(engine: Engine, data_dir: Path) -> None:
+    """A reference picture of every catalog product that has none: the simulator's rendering
+    of its pack, or a real photo of the produce (the store replaces them with crops from its
+    own honest transactions as they come)."""
+    from random import Random
+
+    import cv2
+    import numpy as np
+    from sqlmodel import Session, select
+
+    from simulator.world import World
+    from store_server.media import MediaStore
+    from store_server.models import ProductPicture
+    from store_server.products import set_product_picture
+
+    photos = Path(os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce"))
+    world = World.from_catalog(produce_photos=photos if (photos / "images").is_dir() else None)
+    media = MediaStore(data_dir / "media")
+    with Session(engine) as session:
+        pictured = set(session.exec(select(ProductPicture.code)))
+        for product in world.products:
+            if product.code in pictured:
+                continue
+            sprite = world.sprite(product, 1, Random(product.code), splits=("test",))
+            alpha = sprite.alpha[..., None].astype(np.float32) / 255
+            card = sprite.bgr * alpha + np.full_like(sprite.bgr, 245) * (1 - alpha)
+            ok, jpeg = cv2.imencode(".jpg", card.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if ok:
+                set_product_picture(session, media, product.code, jpeg.tobytes(), "simulator")
+        session.commit()
 
 
 def _release_key(data_dir: Path) -> Path:

@@ -278,6 +278,18 @@ class PriceOverride(SQLModel, table=True):
     set_at: datetime = Field(default_factory=utcnow)
 
 
+class ProductPicture(SQLModel, table=True):
+    """A product's reference picture when the store has no crop of it from an honest
+    transaction yet: so a new store's seen and scanned cards show the product from day one."""
+
+    __tablename__ = "product_picture"
+
+    code: str = Field(primary_key=True, max_length=14, description="catalog key")
+    image: str = Field(max_length=80, description="media name")
+    source: str = Field(max_length=32, description='where it came from, e.g. "simulator"')
+    added_at: datetime = Field(default_factory=utcnow)
+
+
 class ChainInbox(SQLModel, table=True):
     """Every message from HQ this store has applied, by id, recorded in the same database
     transaction as its effect: a redelivered message changes nothing twice."""

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, func, select
 
 from product_db.codes import normalise_code
-from product_db.models import Product, SoldBy
-from store_server.models import SampleRecord
+from product_db.models import Product, SoldBy, utcnow
+from store_server.media import MediaStore, check_jpeg
+from store_server.models import ProductPicture, SampleRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ def describe(
         p.code: p for p in session.exec(select(Product).where(col(Product.code).in_(wanted)))
     }
     images = _reference_images(session, keys) if pictures else {}
+    fallback = _product_pictures(session, wanted) if pictures else {}
     views = {}
     for code, key in keys.items():
         product = products.get(key)
@@ -51,11 +53,35 @@ def describe(
             code=code,
             name=product.name if product else None,
             price_minor=product.price_minor if product else None,
-            reference_image=images.get(code) or images.get(key),
+            reference_image=images.get(code) or images.get(key) or fallback.get(key),
             display_code=product.display_code if product else code,
             per_kg=product is not None and product.sold_by == SoldBy.weight,
         )
     return views
+
+
+def _product_pictures(session: Session, keys: list[str]) -> dict[str, str]:
+    rows = session.exec(select(ProductPicture).where(col(ProductPicture.code).in_(keys)))
+    return {row.code: row.image for row in rows}
+
+
+def set_product_picture(
+    session: Session, media: MediaStore, code: str, jpeg: bytes, source: str
+) -> str:
+    """Keep ``jpeg`` (checked to be a JPEG of sane size) as ``code``'s reference picture,
+    replacing an earlier one; returns its media name."""
+    check_jpeg(jpeg)
+    key = normalise_code(code)
+    name = media.save(jpeg)
+    picture = session.get(ProductPicture, key)
+    if picture is None:
+        session.add(ProductPicture(code=key, image=name, source=source))
+        return name
+    if picture.image != name:  # media is named by content: the same picture keeps its file
+        media.delete(picture.image)
+    picture.image, picture.source, picture.added_at = name, source, utcnow()
+    session.add(picture)
+    return name
 
 
 def _reference_images(session: Session, keys: dict[str, str]) -> dict[str, str]:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy.exc import OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from product_db.db import make_engine
-from store_server.models import LaneHealth
+from product_db.models import Product
+from store_server.models import LaneHealth, ProductPicture
+from store_server.products import describe
 from tests.helpers.live_server import free_port
 
 
@@ -65,6 +67,17 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
                     health = session.exec(select(LaneHealth)).first()  # tables may be coming
                 engine.dispose()
         assert health is not None and health.lane_id == "lane-1" and health.camera == "up"
+        engine = make_engine(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+        with Session(engine) as session:  # every product has a reference picture from day one
+            products = session.exec(select(func.count()).select_from(Product)).one()
+            pictured = session.exec(select(ProductPicture)).all()
+            views = describe(session, ["4011"])
+        engine.dispose()
+        assert len(pictured) == products > 0
+        assert {p.source for p in pictured} == {"simulator"}
+        assert views["4011"].reference_image == next(p.image for p in pictured if p.code == "4011")
+        picture = tmp_path / "media" / pictured[0].image[:2] / pictured[0].image
+        assert picture.read_bytes()[:3] == b"\xff\xd8\xff" and picture.stat().st_mode & 0o077 == 0
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
         assert httpx.get(lane_url + "/").status_code == 401, "the screen needs its key"
         key = (tmp_path / "lane-1" / "screen-key").read_text().strip()
