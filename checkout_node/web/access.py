@@ -40,6 +40,8 @@ PIN_SCHEME = "pbkdf2_sha256"
 PIN_ITERATIONS = 200_000
 PIN_TRIES = 5
 PIN_LOCK_S = 60.0
+TICKET_S = 60.0  # a screen sign-in ticket is good for this long, and once
+MAX_TICKETS = 16
 
 
 def hash_pin(pin: str, iterations: int = PIN_ITERATIONS) -> str:
@@ -87,6 +89,7 @@ class LaneAccess:
     screen_origins: frozenset[str] = frozenset()
     metrics_tokens: tuple[str, ...] = ()
     _pin_failures: list[float] = field(default_factory=list)
+    _tickets: dict[str, float] = field(default_factory=dict)  # ticket -> issued (monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
@@ -110,6 +113,26 @@ class LaneAccess:
         return bool(presented) and hmac.compare_digest(
             str(presented).encode(), self.screen_key.encode()
         )
+
+    def issue_ticket(self) -> str:
+        """A one-time screen sign-in for the kiosk, given for the screen key: the kiosk opens
+        ``/screen/session?ticket=...``, so the key itself never sits on the browser's command
+        line, where every local user can read it (``ps``)."""
+        ticket = secrets.token_urlsafe(24)
+        now = time.monotonic()
+        with self._lock:
+            live = {t: at for t, at in self._tickets.items() if now - at < TICKET_S}
+            self._tickets = dict(sorted(live.items(), key=lambda kv: kv[1])[-(MAX_TICKETS - 1) :])
+            self._tickets[ticket] = now
+        return ticket
+
+    def spend_ticket(self, presented: str | None) -> bool:
+        """True once for a ticket issued in the last ``TICKET_S``."""
+        if not presented:
+            return False
+        with self._lock:
+            issued = self._tickets.pop(str(presented), None)
+        return issued is not None and time.monotonic() - issued < TICKET_S
 
     def screen_signed_in(self, cookies: Mapping[str, str]) -> bool:
         presented = cookies.get(self.screen_cookie_name, "")

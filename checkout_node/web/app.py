@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
@@ -246,10 +247,22 @@ def create_lane_app(
         finally:
             hub.unsubscribe(queue)
 
-    @app.get("/screen/session", include_in_schema=False)
-    def screen_sign_in(request: Request, key: str = "") -> Response:
-        """The kiosk's way in: the screen key once, then a session cookie."""
+    @app.post("/screen/ticket", include_in_schema=False)
+    async def screen_ticket(request: Request) -> Response:
+        """The kiosk trades the screen key (in the body, as a form field) for a one-time
+        sign-in ticket good for a minute."""
+        body = await request.body()
+        if len(body) > 512:
+            return Response("the screen key form is at most 512 bytes", status_code=413)
+        key = parse_qs(body.decode("latin-1")).get("key", [""])[0].strip()  # a file's newline
         if not access.key_matches(key):
+            return Response("wrong screen key", status_code=403)
+        return Response(access.issue_ticket(), media_type="text/plain")
+
+    @app.get("/screen/session", include_in_schema=False)
+    def screen_sign_in(request: Request, key: str = "", ticket: str = "") -> Response:
+        """The kiosk's way in: the screen key or a ticket once, then a session cookie."""
+        if not (access.spend_ticket(ticket) if ticket else access.key_matches(key)):
             return HTMLResponse(NOT_SIGNED_IN, status_code=403)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(

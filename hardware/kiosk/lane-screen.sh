@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Open the lane screen full screen, without browser chrome, once the node answers. The screen
-# is signed in with the lane's screen key (made by install-node.sh; readable by the kiosk user),
-# and the page reconnects by itself, so the browser never needs reloading.
+# key (made by install-node.sh; readable by the kiosk user) is traded for a one-time ticket
+# good for a minute, and the browser opens the screen with that ticket: the key itself never
+# appears on a command line, where any local user could read it with ps. The page reconnects
+# by itself, so the browser never needs reloading.
 set -euo pipefail
 BASE="${LANEGUARD_SCREEN_BASE:-http://127.0.0.1:8100}"
 KEY_FILE="${LANEGUARD_SCREEN_KEY_FILE:-/etc/laneguard/screen-key}"
@@ -9,6 +11,9 @@ for _ in $(seq 1 120); do
   curl -fsS -o /dev/null "$BASE/healthz" && break
   sleep 1
 done
-URL="$BASE/screen/session?key=$(cat "$KEY_FILE")"
-exec chromium --kiosk --noerrdialogs --disable-infobars --disable-session-crashed-bubble \
-  --incognito --overscroll-history-navigation=0 --check-for-update-interval=31536000 "$URL"
+# --data-urlencode key@FILE reads the key from the file (not from this command line).
+TICKET="$(curl -fsS --data-urlencode "key@$KEY_FILE" "$BASE/screen/ticket")"
+URL="$BASE/screen/session?ticket=$TICKET"
+exec "${LANEGUARD_BROWSER:-chromium}" --kiosk --noerrdialogs --disable-infobars \
+  --disable-session-crashed-bubble --incognito --overscroll-history-navigation=0 \
+  --check-for-update-interval=31536000 "$URL"

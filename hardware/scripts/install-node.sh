@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Install a lane node on a Raspberry Pi 5 or Jetson Orin Nano (Debian/Ubuntu based), as root:
-#   sudo [RELEASE_PUB=/path/release.pub] hardware/scripts/install-node.sh [ENROLMENT_TOKEN] [SERVER_URL]
+#   sudo RELEASE_PUB=/path/release.pub [LANE_HTTP_HOST=ADDRESS] \
+#     hardware/scripts/install-node.sh [ENROLMENT_TOKEN] [SERVER_URL]
 # Makes the laneguard user and folders, installs LaneGuard's lane part (onnxruntime only, never
 # torch) into /opt/laneguard/venv, the udev rules and the systemd units, writes a first lane.yaml
 # (with the enrolment token, so the lane enrols itself on first start) and starts the lane.
 #
-# Secure by default: the lane trusts bundles signed by RELEASE_PUB only (without it, a key pair
-# is made in /etc/laneguard/keys and its public half trusted: sign the store's bundles with the
-# private half), takes till events only with the till token it prints, shows its screen only to
-# the kiosk (screen key in /etc/laneguard/screen-key), and trusts only the store server whose
-# key the enrolment token names.
+# Secure by default: the lane trusts bundles signed with the store's release key only
+# (RELEASE_PUB, its public half, is required: a signing key made on the lane itself would let
+# whoever holds the lane sign bundles), takes till events only with the till token it prints,
+# shows its screen only to the kiosk (screen key in /etc/laneguard/screen-key, traded for a
+# one-time ticket by the kiosk script), listens on this computer only unless LANE_HTTP_HOST names
+# the address a till on the network reaches it at, reads only the scanners the udev rules give
+# its group (not every keyboard), and trusts only the store server whose key the enrolment
+# token names.
 #   hardware/scripts/install-node.sh --config-only DIR [TOKEN] [SERVER_URL]
 # writes those files into DIR and changes nothing else (for checking what an install sets up).
 # Run `laneguard node doctor --config /etc/laneguard/lane.yaml` to see what it found.
@@ -26,11 +30,13 @@ write_config() {
   install -d -m 0700 "$etc/keys"
   local trusted="$etc/release.pub"
   if [ -n "${RELEASE_PUB:-}" ]; then
+    [ -f "$RELEASE_PUB" ] || { echo "RELEASE_PUB=$RELEASE_PUB: no such file" >&2; exit 2; }
     install -m 0644 "$RELEASE_PUB" "$trusted"
   elif [ ! -f "$trusted" ]; then
-    "$laneguard" keys new --out "$etc/keys" --name release >/dev/null
-    install -m 0644 "$etc/keys/release.pub" "$trusted"
-    echo "made a bundle signing key: $etc/keys/release.key (sign this store's bundles with it)"
+    echo "RELEASE_PUB is required: the public half of the key this store signs its model" >&2
+    echo "bundles with (the store server's keys/release.pub), e.g." >&2
+    echo "  sudo RELEASE_PUB=/path/release.pub $0 TOKEN" >&2
+    exit 2
   fi
   umask 0077
   [ -f "$etc/screen-key" ] || random_secret > "$etc/screen-key"
@@ -43,7 +49,7 @@ write_config() {
       [ -n "$token" ] && echo "enrolment_token: $token"
       echo "data_dir: $data"
       echo "bundle_keys: [$trusted]"
-      echo "http_host: 0.0.0.0              # tills on the network, each with a token below"
+      echo "http_host: ${LANE_HTTP_HOST:-127.0.0.1}   # a till on the network: this lane's address on it"
       echo "pos_tokens: [\"$(cat "$etc/till-token")\"]"
       echo "screen_key: \"$(cat "$etc/screen-key")\""
     } > "$etc/lane.yaml"
@@ -63,7 +69,7 @@ SERVER="${2:-discover}"   # default: find the store server on the network at fir
 
 [ "$(id -u)" = 0 ] || { echo "run as root (sudo)"; exit 1; }
 bash "$HERE/scripts/ensure-apt-packages.sh" libzbar0:libzbar.so.0 python3-venv:/usr/share/doc/python3-venv
-id laneguard >/dev/null 2>&1 || useradd --system --home /var/lib/laneguard --groups video,dialout,input laneguard
+id laneguard >/dev/null 2>&1 || useradd --system --home /var/lib/laneguard --groups video,dialout laneguard
 install -d -m 0700 -o laneguard -g laneguard /var/lib/laneguard /var/lib/laneguard/lane
 install -d /opt/laneguard
 python3 -m venv /opt/laneguard/venv

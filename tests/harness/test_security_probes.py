@@ -445,7 +445,12 @@ def install_lane(tmp_path: Path, token: str, server: str) -> LaneSettings:
     """The lane a fresh `install-node.sh` sets up (its --config-only files), pointed at a
     simulated camera that is not there."""
     etc = tmp_path / "etc"
-    env = {**os.environ, "LANEGUARD_BIN": str(Path(sys.executable).with_name("laneguard"))}
+    release_pub = new_keypair(tmp_path / "store-keys", "release")[1]
+    env = {
+        **os.environ,
+        "LANEGUARD_BIN": str(Path(sys.executable).with_name("laneguard")),
+        "RELEASE_PUB": str(release_pub),
+    }
     subprocess.run(
         ["bash", str(REPO_ROOT / "hardware/scripts/install-node.sh"), "--config-only", str(etc),
          token, server],
@@ -483,7 +488,7 @@ def test_a_freshly_installed_lane_refuses_unsigned_bundles_and_impostor_stores(
             assert discover_store(key, udp_port, timeout_s=3.0) is not None
             installed = install_lane(tmp_path, token, "discover")
             assert installed.bundle_keys and not installed.allow_unsigned_bundles
-            assert installed.http_host == "0.0.0.0" and installed.pos_tokens
+            assert installed.http_host == "127.0.0.1" and installed.pos_tokens
 
             fooled = LaneService(installed.model_copy(update={"discovery_port": impostor_port}))
             looking = threading.Thread(target=fooled.discovery_loop, daemon=True)
@@ -587,3 +592,59 @@ def _closed_by_server(client: socket.socket) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def test_the_kiosk_opens_the_screen_with_a_one_time_ticket_never_the_key(
+    lane: LaneUnderTest, tmp_path: Path
+) -> None:
+    """The screen key on chromium's command line was readable by any local user (ps). The
+    kiosk script trades it for a ticket; a ticket signs in once, within a minute."""
+    key_file = tmp_path / "screen-key"
+    key_file.write_text(lane.access.screen_key + "\n")
+    key_file.chmod(0o600)
+    argv_file, page_file = tmp_path / "browser-argv", tmp_path / "page.html"
+    browser = tmp_path / "browser"  # the real Chromium, headless, recording its command line
+    browser.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\n" "$@" > {argv_file}\n'
+        f'exec chromium --headless --no-sandbox --dump-dom "${{@: -1}}" > {page_file}\n'
+    )
+    browser.chmod(0o700)
+    env = {
+        **os.environ,
+        "LANEGUARD_SCREEN_BASE": lane.url,
+        "LANEGUARD_SCREEN_KEY_FILE": str(key_file),
+        "LANEGUARD_BROWSER": str(browser),
+    }
+    opened = subprocess.run(
+        ["bash", str(REPO_ROOT / "hardware/kiosk/lane-screen.sh")],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert opened.returncode == 0, opened.stderr
+    argv = argv_file.read_text()
+    assert lane.access.screen_key not in argv and "ticket=" in argv
+    assert 'id="seen"' in page_file.read_text(), "the kiosk's browser got the signed-in screen"
+    url = argv.strip().splitlines()[-1]
+    with httpx.Client() as again:
+        assert again.get(url).status_code == 403, "a ticket signs in once"
+        wrong = again.post(f"{lane.url}/screen/ticket", data={"key": "guess"})
+        assert wrong.status_code == 403
+
+
+def test_the_installer_refuses_to_make_the_bundle_signing_key_on_the_lane(tmp_path: Path) -> None:
+    """Without RELEASE_PUB it made a key pair on the lane and trusted it: whoever holds the lane
+    could sign bundles for it. It now stops and says what to give it."""
+    etc = tmp_path / "etc"
+    env = {**os.environ, "LANEGUARD_BIN": str(Path(sys.executable).with_name("laneguard"))}
+    env.pop("RELEASE_PUB", None)
+    refused = subprocess.run(
+        ["bash", str(REPO_ROOT / "hardware/scripts/install-node.sh"), "--config-only", str(etc),
+         "token", "discover"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "RELEASE_PUB is required" in refused.stderr
+    assert not list((etc / "keys").glob("*")) and not (etc / "lane.yaml").exists()
+    unit = (REPO_ROOT / "hardware/systemd/laneguard-node.service").read_text()
+    assert "input" not in unit.split("SupplementaryGroups=")[1].splitlines()[0]
+    rules = (REPO_ROOT / "hardware/udev/99-laneguard-scanners.rules").read_text()
+    assert 'SUBSYSTEM=="input", KERNEL=="event*"' in rules and 'GROUP="laneguard"' in rules
