@@ -180,7 +180,14 @@ class LaneService:
             if token is None and s.enrolment_token
             else None
         )
-        return Uploader(self.outbox, self.server_url, token, enrolment=enrolment)
+        return Uploader(
+            self.outbox,
+            self.server_url,
+            token,
+            enrolment=enrolment,
+            store_key_pem=kept.gallery_key if token is not None and kept is not None else None,
+            lane_id=s.lane_id,
+        )
 
     def _gallery_follower(self) -> GalleryFollower | None:
         """Learned gallery entries from the store, once the lane has enrolled (the store's

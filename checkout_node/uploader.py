@@ -2,10 +2,12 @@
 
 The uploader sends the most important messages first (alerts, then transactions, alert clips,
 heartbeats, samples) in batches (capped in bytes too) to the server's ingest endpoint. Stored and
-duplicate answers both mean delivered. A message the server refuses as invalid goes to the
-outbox's dead letters. When the server cannot be reached, answers 5xx or times out, nothing is
-removed and the uploader waits, doubling the wait each time up to 15 seconds (with jitter, so a
-store's lanes do not all return at once), and starts again at full speed once a delivery succeeds.
+duplicate answers both mean delivered, once the store's signed receipt for that very batch
+verifies with the store's key (laneguard.receipts): a reply it cannot verify removes nothing.
+A message the server refuses as invalid goes to the outbox's dead letters. When the server
+cannot be reached, answers 5xx or times out, nothing is removed and the uploader waits, doubling
+the wait each time up to 15 seconds (with jitter, so a store's lanes do not all return at once),
+and starts again at full speed once a delivery succeeds.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import random
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from checkout_node.enrolment import LaneEnrolmentError, enrol
 from checkout_node.outbox import Entry, Outbox
+from laneguard.receipts import verified_outcomes
+from laneguard.signing import SignatureError, public_key_from_pem
 
 log = logging.getLogger("laneguard.node.uploader")
 
@@ -53,6 +58,11 @@ class Uploader:
     idle_s: float = 0.5
 
     enrolment: Enrolment | None = None  # how to get a credential when there is none yet
+    # The store's public key (PEM, learned at enrolment) and this lane's id: what a receipt
+    # must be signed with and name. Without a key (a credential configured by hand) replies are
+    # taken as they come.
+    store_key_pem: str | None = None
+    lane_id: str | None = None
 
     def __post_init__(self) -> None:
         self.client = httpx.Client(base_url=self.server_url.rstrip("/"), timeout=self.timeout_s)
@@ -95,15 +105,19 @@ class Uploader:
                 report.rejected = 1
                 return report
             return self._one_by_one(entries, report)
-        results = response.json().get("results", [])
-        by_id = {r.get("message_id"): r for r in results}
+        answer = response.json()
+        errors = {r.get("message_id"): r.get("error") for r in answer.get("results", [])}
+        try:
+            statuses = self._trusted_statuses(answer, body)
+        except SignatureError as error:
+            return self._failed(ids, f"the store's reply is not to be trusted: {error}", report)
         delivered = []
         for message_id in ids:
-            result = by_id.get(message_id)
-            if result is None:
+            status = statuses.get(message_id)
+            if status is None:
                 continue  # not answered for: stays queued
-            if result["status"] == "rejected":
-                self.outbox.reject(message_id, str(result.get("error")))
+            if status == "rejected":
+                self.outbox.reject(message_id, str(errors.get(message_id)))
                 report.rejected += 1
             else:
                 delivered.append(message_id)
@@ -112,9 +126,20 @@ class Uploader:
         self.failures, self.last_error = 0, None
         return report
 
+    def _trusted_statuses(self, answer: dict[str, Any], body: bytes) -> dict[str, str]:
+        """Message id -> status, from the store's signed receipt when the lane knows the
+        store's key (raises SignatureError when it does not verify for this batch)."""
+        if self.store_key_pem is None:
+            return {
+                str(r.get("message_id")): str(r.get("status")) for r in answer.get("results", [])
+            }
+        key = public_key_from_pem(self.store_key_pem, "the store's key")
+        return verified_outcomes(answer.get("receipt"), self.lane_id or "", body, key)
+
     def _enrol(self, enrolment: Enrolment) -> None:
         credential = enrol(self.client, enrolment.token, enrolment.data_dir, enrolment.lane_id)
         log.info("enrolled as %s", credential.lane_id)
+        self.store_key_pem, self.lane_id = credential.gallery_key, credential.lane_id
         self.token = credential.credential
         self.client.headers["Authorization"] = f"Bearer {self.token}"
 

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
+from laneguard.receipts import ingest_receipt
 from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, ClipMessage, LaneOutput, SampleMessage
 from store_server.deps import get_ingest_writer
 from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
@@ -42,6 +43,10 @@ class IngestResponse(BaseModel):
     duplicates: int
     rejected: int
     results: list[IngestResult]
+    # The results signed with the store's key over the lane and the request body's SHA-256:
+    # the lane deletes from its outbox only what a receipt it can verify says is stored, so a
+    # forged "stored" from anyone between them loses nothing.
+    receipt: dict[str, Any] | None = None
 
 
 def _describe(error: ValidationError) -> str:
@@ -74,8 +79,9 @@ async def ingest(
     laneguard.body_limit, bounds it), so an unauthenticated client cannot make the server hold
     a batch at all."""
     started = time.perf_counter()
+    body = await request.body()
     try:
-        batch = IngestBatch.model_validate_json(await request.body())
+        batch = IngestBatch.model_validate_json(body)
     except ValidationError as error:
         raise HTTPException(422, _describe(error)) from None
     messages = _within_quota(request, lane_id, batch.messages)
@@ -107,6 +113,7 @@ async def ingest(
         duplicates=sum(r.status == "duplicate" for r in done),
         rejected=sum(r.status == "rejected" for r in done),
         results=done,
+        receipt=ingest_receipt(lane_id, body, done, request.app.state.signing_key),
     )
 
 

@@ -3,6 +3,7 @@ databases: idempotency, validation, the disk cap's drop order, and an outage mid
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI, Request
 from sqlmodel import Session, func, select
 
 from checkout_node.outbox import Outbox, OutboxError
@@ -354,3 +356,56 @@ def test_a_lane_retired_by_another_server_process_is_refused_once_its_cache_entr
     time.sleep(0.4)
     assert cache.cached(other) is None and cache.lane_for(engine, other) is None
     engine.dispose()
+
+
+def test_a_forged_or_replayed_stored_reply_removes_nothing_from_the_outbox(
+    store: tuple[str, str, Path, str], tmp_path: Path
+) -> None:
+    """A man in the middle of plain HTTP answered "stored" for alerts the store never saw,
+    and the lane dropped them. The lane now deletes only on the store's signed receipt for the
+    batch it sent."""
+    url, database_url, _data_dir, _credential = store
+    box = Outbox(tmp_path / "lane" / "outbox.sqlite3")
+    enrolling = Uploader(
+        box,
+        url,
+        enrolment=Enrolment(enrolment_token(database_url, "lane-8"), tmp_path / "lane", "lane-8"),
+    )
+    first = alert("lane-8", 1)
+    box.put("alert", first.message_id, first.model_dump_json().encode())
+    assert enrolling.deliver_once().delivered == 1  # enrolled: it knows the store's key now
+    captured = httpx.post(  # a genuine receipt, for another batch, to replay
+        f"{url}/api/v1/ingest",
+        json={"messages": [as_json(alert("lane-8", 2))]},
+        headers={"Authorization": f"Bearer {enrolling.token}"},
+    ).json()
+    forger = FastAPI()
+    kinds = ["none", "replayed", "altered"]  # what each forged reply carries as its receipt
+
+    @forger.post("/api/v1/ingest")
+    async def forged(request: Request) -> dict[str, object]:
+        ids = [m["message_id"] for m in json.loads(await request.body())["messages"]]
+        results = [{"message_id": i, "status": "stored", "error": None} for i in ids]
+        replayed = dict(captured["receipt"], results=[[i, "stored"] for i in ids])
+        kind = kinds.pop(0)
+        receipt = {"none": None, "replayed": captured["receipt"], "altered": replayed}[kind]
+        return {"stored": len(ids), "duplicates": 0, "rejected": 0, "results": results,
+                "receipt": receipt}  # fmt: skip
+
+    third = alert("lane-8", 3)
+    box.put("alert", third.message_id, third.model_dump_json().encode())
+    with serve(forger) as forger_url:
+        lane = Uploader(box, forger_url, enrolling.token, store_key_pem=enrolling.store_key_pem,
+                        lane_id="lane-8", first_backoff_s=0.0)  # fmt: skip
+        for _ in range(3):
+            box.retry_later([third.message_id], "", 0.0)
+            report = lane.deliver_once()
+            assert report.delivered == 0 and report.failed == 1, report
+            assert "not to be trusted" in (report.error or "")
+    assert box.depth()["alert"] == 1  # still queued
+    honest = Uploader(box, url, enrolling.token, store_key_pem=enrolling.store_key_pem,
+                      lane_id="lane-8")  # fmt: skip
+    box.retry_later([third.message_id], "", 0.0)
+    assert honest.deliver_once().delivered == 1 and box.depth()["alert"] == 0
+    assert count(database_url, AlertRecord) == 3
+    box.close()
