@@ -256,7 +256,7 @@ def test_an_alert_reads_as_products_with_reference_pictures(
     page.reload()  # the same, drawn by the server
     row = page.locator('tr[data-alert="lane-1-a9"]')
     expect(row.locator(".scanned-as")).to_contain_text("Vine tomatoes")
-    expect(row.locator(".price").first).to_have_text("1.79 EUR")
+    expect(row.locator(".price").first).to_have_text("1.79 EUR/kg")
     row.locator("a").click()
     cards = page.locator("figure.product-card")
     expect(cards).to_have_count(2)
