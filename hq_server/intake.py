@@ -127,8 +127,10 @@ class Intake:
             self._review(session, store_id, body)
         elif isinstance(body, SummaryUp):
             self._summary(session, store_id, body)
-        else:
+        elif isinstance(body, StatusUp):
             self._status(session, store_id, body)
+        else:  # the envelope's union admits no other kind; one added later is not a status
+            raise ChainMessageError(f"no handler for a {type(body).__name__} from {store_id}")
 
     def _sample(self, session: Session, store_id: str, body: SampleUp) -> None:
         if session.exec(

@@ -199,15 +199,21 @@ class JetStreamLink:
         self._wake.clear()
 
 
+# JetStream's error code for "stream name already in use with a different configuration"
+# (JSStreamNameExistErr): the one refusal ensure_streams answers by updating the stream.
+STREAM_NAME_IN_USE = 10058
+
+
 async def ensure_streams(js: Any) -> None:
     """Both chain streams, created with the shared settings (or brought up to them)."""
     from nats.js.api import StorageType, StreamConfig
+    from nats.js.errors import BadRequestError
 
     for config in stream_configs():
         wanted = StreamConfig(**{**config, "storage": StorageType(config["storage"])})
         try:
             await js.add_stream(wanted)
-        except Exception as error:  # exists with other settings: bring it to these
-            if "already in use" not in str(error):
+        except BadRequestError as error:  # exists with other settings: bring it to these
+            if error.err_code != STREAM_NAME_IN_USE:
                 raise
             await js.update_stream(wanted)
