@@ -49,3 +49,17 @@ def sign_in(client: httpx.Client, username: str, password: str) -> str:
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token is not None, "not signed in"
     return token.group(1)
+
+
+def deliver(base: str, credential: str, *messages: object) -> None:
+    """Send lane messages through the real ingest API as the lane whose credential this is;
+    every one must be taken."""
+    from tests.helpers.messages import as_json
+
+    reply = httpx.post(
+        f"{base}/api/v1/ingest",
+        json={"messages": [as_json(m) for m in messages]},
+        headers={"Authorization": f"Bearer {credential}"},
+        timeout=10,
+    )
+    assert reply.status_code == 200 and reply.json()["rejected"] == 0, reply.text

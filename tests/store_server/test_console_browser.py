@@ -21,8 +21,8 @@ from store_server.app import create_app
 from store_server.auth import create_user
 from store_server.db import migrate
 from store_server.settings import StoreSettings
-from tests.helpers.live_server import enrol, serve
-from tests.helpers.messages import alert, as_json, heartbeat, sample, transaction
+from tests.helpers.live_server import deliver, enrol, serve
+from tests.helpers.messages import alert, heartbeat, sample, transaction
 
 
 @pytest.fixture
@@ -62,16 +62,6 @@ def csp_violations(page: Page) -> list[str]:
         ),
     )
     return blocked
-
-
-def deliver(base: str, credential: str, *messages: object) -> None:
-    reply = httpx.post(
-        f"{base}/api/v1/ingest",
-        json={"messages": [as_json(m) for m in messages]},
-        headers={"Authorization": f"Bearer {credential}"},
-        timeout=10,
-    )
-    assert reply.status_code == 200 and reply.json()["rejected"] == 0, reply.text
 
 
 def test_live_alert_arrives_and_is_reviewed_with_its_evidence(

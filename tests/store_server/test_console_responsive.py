@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Response
@@ -32,8 +31,8 @@ from store_server.db import migrate
 from store_server.rollouts import publish_bundle, start_rollout
 from store_server.settings import StoreSettings
 from tests.checkout_node.test_lane_screen import CATALOG, RunningLane, start_lane
-from tests.helpers.live_server import enrol, serve
-from tests.helpers.messages import alert, as_json, clip, heartbeat, sample, transaction, webm
+from tests.helpers.live_server import deliver, enrol, serve
+from tests.helpers.messages import alert, clip, heartbeat, sample, transaction, webm
 
 SIZES = {"phone": (390, 844), "tablet": (768, 1024), "desktop": (1280, 800)}
 
@@ -63,16 +62,6 @@ LINES = """(el) => {
   range.selectNodeContents(el);
   return new Set([...range.getClientRects()].map((r) => Math.round(r.top))).size;
 }"""
-
-
-def deliver(base: str, credential: str, *messages: object) -> None:
-    reply = httpx.post(
-        f"{base}/api/v1/ingest",
-        json={"messages": [as_json(m) for m in messages]},
-        headers={"Authorization": f"Bearer {credential}"},
-        timeout=10,
-    )
-    assert reply.status_code == 200 and reply.json()["rejected"] == 0, reply.text
 
 
 def picture(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
