@@ -78,6 +78,8 @@ def enrol(
             f"as {expected_lane_id!r}: set lane_id: {body['lane_id']} in its config"
         )
     gallery_key = body.get("config", {}).get("gallery_key")
+    if gallery_key is not None and _key_id_of(gallery_key) is None:
+        raise LaneEnrolmentError("the store's enrolment answer carries a key that is not a key")
     expected = enrolment_key_id(token)
     if expected is not None and _key_id_of(gallery_key) != expected:
         raise LaneEnrolmentError(

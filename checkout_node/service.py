@@ -185,7 +185,11 @@ class LaneService:
             self.server_url,
             token,
             enrolment=enrolment,
-            store_key_pem=kept.gallery_key if token is not None and kept is not None else None,
+            # The key kept with this very credential: a hand-set server_token beside another
+            # enrolment's credential.json is not vouched for by that file's key.
+            store_key_pem=(
+                kept.gallery_key if kept is not None and kept.credential == token else None
+            ),
             lane_id=s.lane_id,
         )
 

@@ -23,8 +23,8 @@ import httpx
 
 from checkout_node.enrolment import LaneEnrolmentError, enrol
 from checkout_node.outbox import Entry, Outbox
-from laneguard.receipts import verified_outcomes
-from laneguard.signing import SignatureError, public_key_from_pem
+from laneguard.receipts import verified_outcomes, verify_refusal
+from laneguard.signing import SignatureError, SigningKeyError, public_key_from_pem
 
 log = logging.getLogger("laneguard.node.uploader")
 
@@ -100,16 +100,21 @@ class Uploader:
         if response.status_code >= 500 or response.status_code in (401, 408, 429):
             return self._failed(ids, f"HTTP {response.status_code}: {response.text[:200]}", report)
         if response.status_code >= 400:  # the batch as a whole was refused: find the culprit
+            try:
+                self._trusted_refusal(response, body)
+            except (SignatureError, SigningKeyError, ValueError) as error:
+                why = f"HTTP {response.status_code} the store did not sign: {error}"
+                return self._failed(ids, why, report)
             if len(entries) == 1:
                 self.outbox.reject(ids[0], f"HTTP {response.status_code}: {response.text[:500]}")
                 report.rejected = 1
                 return report
             return self._one_by_one(entries, report)
-        answer = response.json()
-        errors = {r.get("message_id"): r.get("error") for r in answer.get("results", [])}
         try:
+            answer = response.json()
+            errors = {r.get("message_id"): r.get("error") for r in answer.get("results", [])}
             statuses = self._trusted_statuses(answer, body)
-        except SignatureError as error:
+        except (SignatureError, SigningKeyError, ValueError, AttributeError) as error:
             return self._failed(ids, f"the store's reply is not to be trusted: {error}", report)
         delivered = []
         for message_id in ids:
@@ -135,6 +140,16 @@ class Uploader:
             }
         key = public_key_from_pem(self.store_key_pem, "the store's key")
         return verified_outcomes(answer.get("receipt"), self.lane_id or "", body, key)
+
+    def _trusted_refusal(self, response: httpx.Response, body: bytes) -> None:
+        """Raises unless the store signed this refusal of this batch (when the lane knows the
+        store's key): a forged 4xx must not move messages aside, which loses them as surely
+        as deleting them."""
+        if self.store_key_pem is None:
+            return
+        key = public_key_from_pem(self.store_key_pem, "the store's key")
+        receipt = response.json().get("receipt")
+        verify_refusal(receipt, self.lane_id or "", body, response.status_code, key)
 
     def _enrol(self, enrolment: Enrolment) -> None:
         credential = enrol(self.client, enrolment.token, enrolment.data_dir, enrolment.lane_id)
@@ -170,7 +185,11 @@ class Uploader:
     # -- background ---------------------------------------------------------------------------
     def run(self) -> None:
         while not self._stop.is_set():
-            report = self.deliver_once()
+            try:
+                report = self.deliver_once()
+            except Exception:  # the thread must outlive any one bad reply or disk hiccup
+                log.exception("delivering the outbox failed; trying again")
+                report = DeliveryReport(failed=1)
             if report.failed:
                 self._stop.wait(self.backoff_s())
             elif report.sent == 0:

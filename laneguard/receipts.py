@@ -40,11 +40,31 @@ def ingest_receipt(
     )
 
 
-def verified_outcomes(
-    receipt: Any, lane_id: str, body: bytes, key: Ed25519PublicKey
-) -> dict[str, str]:
-    """Message id -> status from ``receipt``, once it verifies for this lane and this body;
-    raises SignatureError otherwise."""
+def refusal_receipt(
+    lane_id: str, body: bytes, status: int, key: Ed25519PrivateKey
+) -> dict[str, Any]:
+    """The store's signed word that it refused this batch as a whole (HTTP ``status``): the
+    lane then looks for the message at fault, and moves it aside, only on this."""
+    return sign_json(
+        {
+            "lane_id": lane_id,
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+            "refused": status,
+        },
+        key,
+    )
+
+
+def verify_refusal(
+    receipt: Any, lane_id: str, body: bytes, status: int, key: Ed25519PublicKey
+) -> None:
+    """Raises SignatureError unless ``receipt`` is the store's refusal of this very batch."""
+    _verified(receipt, lane_id, body, key)
+    if receipt.get("refused") != status:
+        raise SignatureError(f"the receipt does not refuse this batch with HTTP {status}")
+
+
+def _verified(receipt: Any, lane_id: str, body: bytes, key: Ed25519PublicKey) -> dict[str, Any]:
     if not isinstance(receipt, dict):
         raise SignatureError("the store's reply carries no signed receipt")
     verify_json(receipt, key)
@@ -52,7 +72,15 @@ def verified_outcomes(
         raise SignatureError(f"the receipt is for lane {receipt.get('lane_id')!r}")
     if receipt.get("body_sha256") != hashlib.sha256(body).hexdigest():
         raise SignatureError("the receipt is for another batch")
-    results = receipt.get("results")
+    return receipt
+
+
+def verified_outcomes(
+    receipt: Any, lane_id: str, body: bytes, key: Ed25519PublicKey
+) -> dict[str, str]:
+    """Message id -> status from ``receipt``, once it verifies for this lane and this body;
+    raises SignatureError otherwise."""
+    results = _verified(receipt, lane_id, body, key).get("results")
     if not isinstance(results, list):
         raise SignatureError("the receipt's results are not a list")
     return {str(r[0]): str(r[1]) for r in results if isinstance(r, list) and len(r) == 2}

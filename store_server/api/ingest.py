@@ -16,10 +16,11 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
-from laneguard.receipts import ingest_receipt
+from laneguard.receipts import ingest_receipt, refusal_receipt
 from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, ClipMessage, LaneOutput, SampleMessage
 from store_server.deps import get_ingest_writer
 from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
@@ -71,7 +72,7 @@ async def ingest(
     request: Request,
     lane_id: Annotated[str, Depends(current_lane)],
     writer: Annotated[IngestWriter, Depends(get_ingest_writer)],
-) -> IngestResponse:
+) -> IngestResponse | JSONResponse:
     """Store a batch from the lane whose credential the request carries. A message naming
     another lane is refused: a lane's credential speaks for that lane only.
 
@@ -83,7 +84,7 @@ async def ingest(
     try:
         batch = IngestBatch.model_validate_json(body)
     except ValidationError as error:
-        raise HTTPException(422, _describe(error)) from None
+        return _refused(request, lane_id, body, 422, _describe(error))
     messages = _within_quota(request, lane_id, batch.messages)
     has_images = any(
         "crop_jpeg_b64" in m or "clip_b64" in m or m.get("evidence_jpeg_b64") for m in messages
@@ -95,7 +96,10 @@ async def ingest(
     if any(isinstance(message, AlertMessage | ClipMessage) for _, (message, _) in accepted):
         foreign += await asyncio.to_thread(_other_lanes_alerts, writer.engine, lane_id, accepted)
     if foreign:
-        raise HTTPException(
+        return _refused(
+            request,
+            lane_id,
+            body,
             403,
             {
                 "error": f"the credential is lane {lane_id!r}'s; these messages speak for "
@@ -115,6 +119,13 @@ async def ingest(
         results=done,
         receipt=ingest_receipt(lane_id, body, done, request.app.state.signing_key),
     )
+
+
+def _refused(request: Request, lane_id: str, body: bytes, status: int, detail: Any) -> JSONResponse:
+    """The batch refused as a whole, with the store's signed word for it (the lane moves a
+    message aside only on that)."""
+    receipt = refusal_receipt(lane_id, body, status, request.app.state.signing_key)
+    return JSONResponse({"detail": detail, "receipt": receipt}, status_code=status)
 
 
 def _within_quota(

@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlmodel import Session, func, select
 
 from checkout_node.outbox import Outbox, OutboxError
@@ -380,14 +381,17 @@ def test_a_forged_or_replayed_stored_reply_removes_nothing_from_the_outbox(
         headers={"Authorization": f"Bearer {enrolling.token}"},
     ).json()
     forger = FastAPI()
-    kinds = ["none", "replayed", "altered"]  # what each forged reply carries as its receipt
+    # what each forged reply carries as its receipt; "refused": a 422 as if the batch were bad
+    kinds = ["none", "replayed", "altered", "refused"]
 
-    @forger.post("/api/v1/ingest")
-    async def forged(request: Request) -> dict[str, object]:
+    @forger.post("/api/v1/ingest", response_model=None)
+    async def forged(request: Request) -> dict[str, object] | JSONResponse:
         ids = [m["message_id"] for m in json.loads(await request.body())["messages"]]
         results = [{"message_id": i, "status": "stored", "error": None} for i in ids]
         replayed = dict(captured["receipt"], results=[[i, "stored"] for i in ids])
         kind = kinds.pop(0)
+        if kind == "refused":
+            return JSONResponse({"detail": "messages.0: invalid"}, status_code=422)
         receipt = {"none": None, "replayed": captured["receipt"], "altered": replayed}[kind]
         return {"stored": len(ids), "duplicates": 0, "rejected": 0, "results": results,
                 "receipt": receipt}  # fmt: skip
@@ -397,15 +401,20 @@ def test_a_forged_or_replayed_stored_reply_removes_nothing_from_the_outbox(
     with serve(forger) as forger_url:
         lane = Uploader(box, forger_url, enrolling.token, store_key_pem=enrolling.store_key_pem,
                         lane_id="lane-8", first_backoff_s=0.0)  # fmt: skip
-        for _ in range(3):
+        for _ in range(4):
             box.retry_later([third.message_id], "", 0.0)
             report = lane.deliver_once()
             assert report.delivered == 0 and report.failed == 1, report
-            assert "not to be trusted" in (report.error or "")
-    assert box.depth()["alert"] == 1  # still queued
+            assert "not to be trusted" in (report.error or "") or "did not sign" in (
+                report.error or ""
+            )
+    assert box.depth()["alert"] == 1 and box.dead_letters() == []  # still queued
     honest = Uploader(box, url, enrolling.token, store_key_pem=enrolling.store_key_pem,
                       lane_id="lane-8")  # fmt: skip
     box.retry_later([third.message_id], "", 0.0)
     assert honest.deliver_once().delivered == 1 and box.depth()["alert"] == 0
+    # A batch the store itself refuses comes with its signed refusal: moved aside as before.
+    box.put("alert", "lane-8:bad", b'{"type": "alert", "message_id": "lane-8:bad"}')
+    assert honest.deliver_once().rejected == 1 and len(box.dead_letters()) == 1
     assert count(database_url, AlertRecord) == 3
     box.close()
