@@ -294,6 +294,8 @@ class Lane:
             tx = self.transaction
             if tx is None:
                 return None
+            for lost in self.pipeline.lost_so_far():  # not reported yet: the end cannot wait
+                self._changes(tx.add_lost(lost.last_s))
             outcome, changes = tx.finish(t)
             self.last_outcome = outcome
             self._changes(changes)

@@ -119,14 +119,20 @@ def clip_message(lane_id: str, clip: Clip, clock: StreamClock) -> ClipMessage:
 
 def sample_messages(lane_id: str, outcome: Outcome, clock: StreamClock) -> list[SampleMessage]:
     """Crops worth learning from: every item of an honest transaction, labelled by its scan,
-    and any item whose identity was "of interest" (for a second opinion on the server)."""
+    and any item whose identity was "of interest" (for a second opinion on the server).
+
+    When a scan had no item seen, the camera missed an item, so which scan pays for which
+    item the camera could not name is a guess: only items the camera agrees with their scan
+    about are labelled honest then."""
     labelled = {item.track_id: scan.key for item, scan, _ in outcome.pairs}
     by_track: dict[int, SeenItem] = {item.track_id: item for item, _, _ in outcome.pairs}
+    agreement = {item.track_id: agreed for item, _, agreed in outcome.pairs}
     samples = []
     for entry in outcome.seen:
         track = entry["track_id"]
         item = by_track.get(track)
-        honest = outcome.honest and item is not None
+        sure_pairing = not outcome.unseen_scans or agreement.get(track) == "agree"
+        honest = outcome.honest and item is not None and sure_pairing
         of_interest = entry["band"] == "of_interest"
         if not (honest or of_interest) or item is None or not item.crop_jpeg:
             continue

@@ -259,6 +259,11 @@ def _start_nats(running: ExitStack, folder: Path, host: str, port: int) -> str:
             "the chain demo needs nats-server: install it with "
             "'sudo apt-get install nats-server' (or run 'make demo-chain', which does)"
         )
+    if _answers((host, port)):
+        raise click.ClickException(
+            f"port {port} on {host} is taken (an earlier demo's nats-server?): stop it, or "
+            "give the demo another --port"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     log = open(folder / "nats.log", "ab")  # noqa: SIM115 - open while the broker runs
     running.callback(log.close)
@@ -278,7 +283,7 @@ def _start_nats(running: ExitStack, folder: Path, host: str, port: int) -> str:
 
     running.callback(stop)
     deadline = time.monotonic() + 15
-    while not _answers((host, port)):
+    while not _answers((host, port)) or process.poll() is not None:
         if process.poll() is not None or time.monotonic() > deadline:
             raise click.ClickException(
                 f"nats-server did not start on {host}:{port} (port taken?): see {folder}/nats.log"

@@ -27,7 +27,7 @@ from product_db.models import utcnow
 from store_server.auth import audit
 from store_server.background import PeriodicLoop
 from store_server.media import MediaStore
-from store_server.models import AlertClip, AlertRecord, GalleryEntry, SampleRecord
+from store_server.models import AlertClip, AlertRecord, GalleryEntry, ProductPicture, SampleRecord
 
 log = logging.getLogger("laneguard.server.retention")
 RETENTION_USER = "retention"  # the audit log's name for this job
@@ -200,7 +200,12 @@ def _remove_unused(engine: Engine, media: MediaStore, names: list[str]) -> list[
         return []
     used: set[str | None] = set()
     with Session(engine) as session:
-        for column in (col(SampleRecord.image), col(AlertRecord.evidence), col(AlertClip.media)):
+        for column in (
+            col(SampleRecord.image),
+            col(AlertRecord.evidence),
+            col(AlertClip.media),
+            col(ProductPicture.image),
+        ):
             used |= set(session.exec(select(column).where(column.in_(names))))
     removed = []
     for name in dict.fromkeys(names):

@@ -251,6 +251,10 @@ class TransactionReconciler:
         """The camera lost a product in the scan area at ``lost_s`` without counting it: a
         quiet scan without an item around then becomes a note (the item was there)."""
         self._open()
+        # Lost before this transaction (and before a first scan's window): an item of the
+        # transaction before, reported late.
+        if lost_s < self.started_s - self.config.lost_before_s:
+            return []
         self.lost_s.append(lost_s)
         paired = set(self.pairing.values())
         changes: list[AlertChange] = []

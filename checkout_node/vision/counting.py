@@ -213,17 +213,30 @@ class ZoneCounter:
             state = self.states[track_id]
             if self.frame - state.last_frame <= horizon:
                 continue
-            if (
-                state.zone == "scan"
-                and state.countable
-                and not state.counted
-                and state.born_in != "bagging"
-                and state.scan_frames >= self.config.min_scan_frames
-                and state.last_frame > 0  # not taken over by a later sighting
-            ):
+            if self._lost_in_scan_area(state):
                 lost.append(LostItem(track_id, state.last_s))
             del self.states[track_id]
         return lost
+
+    def lost_so_far(self) -> list[LostItem]:
+        """Products out of sight in the scan area now, uncounted, that ``forget`` would report
+        once they can no longer be found again: what a transaction ending now must not wait
+        for (forget reports them later all the same)."""
+        return [
+            LostItem(track_id, state.last_s)
+            for track_id, state in self.states.items()
+            if state.last_frame < self.frame and self._lost_in_scan_area(state)
+        ]
+
+    def _lost_in_scan_area(self, state: _TrackState) -> bool:
+        return (
+            state.zone == "scan"
+            and state.countable
+            and not state.counted
+            and state.born_in != "bagging"
+            and state.scan_frames >= self.config.min_scan_frames
+            and state.last_frame > 0  # not taken over by a later sighting
+        )
 
 
 def _distance(a: tuple[float, float], b: tuple[float, float]) -> float:

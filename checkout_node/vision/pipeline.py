@@ -174,6 +174,10 @@ class LanePipeline:
             pending, self._pending = self._pending, []
         return [future.result() for _, future in pending]
 
+    def lost_so_far(self) -> list[LostItem]:
+        """Products lost in the scan area and not reported yet (see ZoneCounter.lost_so_far)."""
+        return self.counter.lost_so_far()
+
     def close(self) -> None:
         """Stop the embedder's worker (after a flush); the pipeline is not used again."""
         if self._worker is not None:

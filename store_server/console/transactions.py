@@ -77,9 +77,12 @@ def _day(text: str) -> tuple[date | None, str]:
     if not text.strip():
         return None, ""
     try:
-        return date.fromisoformat(text.strip()), ""
+        day = date.fromisoformat(text.strip())
     except ValueError:
         return None, f"Day {text.strip()!r} is not a date: use YYYY-MM-DD (e.g. 2026-12-04)."
+    if not 1970 <= day.year <= 9998:  # the day's bounds in any time zone stay representable
+        return None, f"Day {day.isoformat()} is out of range: use a year from 1970 to 9998."
+    return day, ""
 
 
 def _matches(q: str) -> ColumnElement[bool]:

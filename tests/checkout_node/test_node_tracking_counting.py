@@ -283,3 +283,14 @@ def test_a_product_lost_in_the_scan_area_is_reported_once_its_track_is_forgotten
         counter.update([], t=n / 30)
         reported += counter.forget(set())
     assert reported == [] and 4 not in counter.states
+
+
+def test_a_product_just_lost_in_the_scan_area_is_known_before_it_is_forgotten() -> None:
+    """A transaction that ends a moment after its last item vanished cannot wait the seconds
+    forget takes: lost_so_far says it at once."""
+    counter = ZoneCounter(LaneZones.standard())
+    for n, x in enumerate(np.linspace(600, 320, 10)):
+        counter.update([confirmed_track(1, x)], t=n / 30)
+    assert counter.lost_so_far() == []  # still in sight
+    counter.update([], t=10 / 30)
+    assert [(lost.track_id, lost.last_s) for lost in counter.lost_so_far()] == [(1, 9 / 30)]

@@ -319,3 +319,39 @@ def test_value_at_risk_is_never_negative_and_unknown_for_unweighed_produce() -> 
     assert unscanned[0].alert.value_minor is None  # not its price per kg
     assert CATALOG.value_minor(fruit.code, 250) == round(fruit.price_minor / 4)
     assert CATALOG.value_minor(DEAR.code, 250) == DEAR.price_minor  # sold by the item
+
+
+def test_a_loss_from_before_the_transaction_is_no_evidence_for_its_scans() -> None:
+    rec = TransactionReconciler("tx-2", CATALOG, T1, T2, started_s=100.0)
+    scan = Scan.of(OTHER.display_code, 101.0)
+    rec.add_scan(scan)
+    assert rec.add_lost(90.0) == []  # the last transaction's item, reported late
+    assert rec.tick(110.0) == [] and rec.quiet == {scan.event_id}
+    assert [c.alert.type for c in rec.add_lost(100.5)] == ["scan_without_item"]
+
+
+def test_a_crop_the_camera_could_not_name_teaches_nothing_when_a_scan_went_unseen() -> None:
+    """Two scans, one item seen that the camera cannot name: which scan it was is a guess,
+    so its crop is not sent as an honest, labelled sample (with both items seen it is)."""
+    from checkout_node.messages import StreamClock, sample_messages
+
+    def unnamed(track: int, crossed: float) -> SeenItem:
+        return SeenItem(track, crossed, crossed - 2.0, None, "unknown", 0.3, (), b"\xff\xd8")
+
+    clock = StreamClock.now()
+    guessed = lane()
+    guessed.add_scan(Scan.of(CHEAP.display_code, 1.0))
+    guessed.add_scan(Scan.of(OTHER.display_code, 1.5))
+    guessed.add_item(unnamed(1, 2.0))
+    outcome, _ = guessed.finish(14.0)
+    assert outcome.honest and len(outcome.unseen_scans) == 1
+    assert [s.reason for s in sample_messages("lane-1", outcome, clock)] == []
+    both = lane()
+    both.add_scan(Scan.of(CHEAP.display_code, 1.0))
+    both.add_item(unnamed(1, 2.0))
+    both.add_scan(Scan.of(OTHER.display_code, 4.0))
+    both.add_item(unnamed(2, 5.0))
+    outcome, _ = both.finish(14.0)
+    assert outcome.honest and outcome.unseen_scans == []
+    samples = sample_messages("lane-1", outcome, clock)
+    assert [(s.reason, s.code) for s in samples] == [("honest", CHEAP.code), ("honest", OTHER.code)]
