@@ -73,7 +73,7 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-7"
+    version: str = "bootstrap-8"
     detect_images: int = 1800
     riding_share: float = 0.0  # off: see simulator.datasets
     # Share of detector images from the randomised world (simulator.randomized); the rest are
@@ -90,8 +90,8 @@ class BootstrapConfig:
     # With the backbone frozen: train the neck and head over this many augmented views' cached
     # backbone features (trainer.feature_cache; epochs then count passes over all views), or
     # 0 for ultralytics' own trainer, which runs the backbone on every image of every epoch.
-    detector_feature_views: int = 3
-    detector_epochs: int = 9
+    detector_feature_views: int = 4
+    detector_epochs: int = 14
     detector_sizes: tuple[int, ...] = (320, 416)
     detector_batch: int = 16
     embed_crops: int = 40
