@@ -84,6 +84,9 @@ def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float)
             store = _prepare_store(
                 data_dir / store_id, host, store_port, lanes, mqtt, store_id, name, first_lane=n
             )
+            # North's first lane sells the products the bundle has never seen, to honest
+            # customers: North learns them, and through HQ so does South.
+            store.feed_kinds = ("new_product",) if n == 0 else ()
             _enrol_with_demo_hq(store, hq_url, hq_settings.database_url, store_id, name)
             stores.append((name, *_start_store(running, store, host, store_port, fps)))
         click.echo("")
@@ -95,8 +98,9 @@ def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float)
             click.echo("")
             _print_store(f"{name}:", store_url, started, mqtt, None)
         click.echo("")
-        click.echo("  What a store learns from honest transactions reaches HQ and, pooled, the")
-        click.echo("  other store: its console's Samples and its lanes' gallery version.")
+        click.echo("  North's lane 1 sells products the bundle has never seen to honest customers:")
+        click.echo("  North learns them from its transactions and sends them to HQ, which passes")
+        click.echo("  them on to South's lanes.")
         click.echo("  Stop with Ctrl-C.")
         click.echo("")
         _wait_for_stop()
@@ -110,6 +114,8 @@ class DemoStore:
     tokens: list[str | None]  # per lane: an enrolment token, or None when enrolled before
     release_key: Path
     first_lane: int  # the simulated feed's seed offset: the stores' customers differ
+    # What each lane's simulated customers do (simulator.scenario kinds); the rest "mixed".
+    feed_kinds: tuple[str, ...] = ()
 
 
 def _prepare_store(
@@ -179,6 +185,7 @@ def _start_store(
             token,
             store.release_key,
             seed=100 + 10 * store.first_lane + n,
+            kind=store.feed_kinds[n] if n < len(store.feed_kinds) else "mixed",
         )
         for n, token in enumerate(store.tokens)
     ]
@@ -373,6 +380,7 @@ def _start_lane(
     enrolment_token: str | None,
     release_key: Path,
     seed: int,
+    kind: str = "mixed",
 ) -> tuple[str, str]:
     """Lane n: its software on port+101+n, its simulated camera and till on port+91+n.
     Returns the address that signs its screen in (the kiosk's, with the lane's screen key) and
@@ -386,7 +394,7 @@ def _start_lane(
     lane_url = f"http://{host}:{lane_port}"
     photos = Path(os.environ.get("LANEGUARD_PRODUCE_PHOTOS", "../shared/data/grocery-produce"))
     world = World.from_catalog(produce_photos=photos if (photos / "images").is_dir() else None)
-    feed = LiveFeed(world, "mixed", seed, host, feed_port, fps, node_url=lane_url, loop=True)
+    feed = LiveFeed(world, kind, seed, host, feed_port, fps, node_url=lane_url, loop=True)
     service = LaneService(
         LaneSettings(
             lane_id=f"lane-{n + 1}",

@@ -18,7 +18,7 @@ from sqlmodel import Session, func, select
 
 from product_db.db import make_engine
 from product_db.models import Product
-from store_server.models import LaneHealth, ProductPicture
+from store_server.models import GalleryEntry, LaneHealth, ProductPicture
 from store_server.products import describe
 from tests.helpers.live_server import free_port
 
@@ -112,7 +112,7 @@ def test_the_chain_demo_runs_hq_and_two_stores_that_report_to_it(tmp_path: Path)
     env = {**os.environ, "LANEGUARD_PRODUCE_PHOTOS": str(tmp_path / "none")}
     process = subprocess.Popen(
         [sys.executable, "-m", "laneguard.cli", "demo", "--chain", "--data-dir", str(tmp_path),
-         "--port", str(port), "--lanes", "1", "--fps", "5"],
+         "--port", str(port), "--lanes", "1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )  # fmt: skip
     hq_url = f"http://127.0.0.1:{port + 200}"
@@ -129,6 +129,22 @@ def test_the_chain_demo_runs_hq_and_two_stores_that_report_to_it(tmp_path: Path)
                     reported = {s.store_id for s in statuses if s.lanes}
                 engine.dispose()
         assert reported == {"north", "south"}, "both stores report their lanes to HQ"
+        # North's lane sells products the bundle never saw: North learns them from its honest
+        # transactions, HQ pools them, and South's gallery gets them.
+        learned_from_north: list[str] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not learned_from_north:
+            time.sleep(2)
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            engine = make_engine(f"sqlite:///{tmp_path / 'south' / 'store.sqlite3'}")
+            with Session(engine) as session, contextlib.suppress(OperationalError):
+                learned_from_north = list(
+                    session.exec(
+                        select(GalleryEntry.code).where(GalleryEntry.origin_store == "north")
+                    )
+                )
+            engine.dispose()
+        assert learned_from_north, "what North learned reached South through HQ"
         with httpx.Client(base_url=hq_url, timeout=10) as it:
             form = it.get("/login")
             token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
