@@ -20,10 +20,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from sqlmodel import Session, col, select
 
 from laneguard.files import private_dir
 from laneguard.image_headers import ImageHeaderError, jpeg_size, webm_size
 from product_db.errors import LaneGuardError
+from store_server.models import AlertClip, AlertRecord, ProductPicture, SampleRecord
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 WEBM_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML, the container WebM is
@@ -147,3 +149,17 @@ class MediaStore:
         if not NAME.match(name):
             raise EvidenceImageError(f"{name!r} is not a media name")
         return self.root / name[:2] / name
+
+
+def media_in_use(session: Session, names: list[str]) -> set[str]:
+    """Those of ``names`` some row still names (media files are named by their content, so
+    one file may be a crop, an alert's evidence and a product's picture at once)."""
+    used: set[str] = set()
+    for column in (
+        col(SampleRecord.image),
+        col(AlertRecord.evidence),
+        col(AlertClip.media),
+        col(ProductPicture.image),
+    ):
+        used |= {n for n in session.exec(select(column).where(column.in_(names))) if n}
+    return used

@@ -11,8 +11,8 @@ from sqlmodel import Session, col, func, select
 
 from product_db.codes import normalise_code
 from product_db.models import Product, SoldBy, utcnow
-from store_server.media import MediaStore, check_jpeg
-from store_server.models import AlertClip, AlertRecord, ProductPicture, SampleRecord
+from store_server.media import MediaStore, check_jpeg, media_in_use
+from store_server.models import ProductPicture, SampleRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,23 +81,9 @@ def set_product_picture(
     picture.image, picture.source, picture.added_at = name, source, utcnow()
     session.add(picture)
     session.flush()
-    if old != name and not _media_in_use(session, old):  # media is named by content
+    if old != name and not media_in_use(session, [old]):  # media is named by content
         media.delete(old)
     return name
-
-
-def _media_in_use(session: Session, name: str) -> bool:
-    """Whether any row still names the media file ``name`` (files are named by content, so a
-    product's picture may be the same file as a crop or another product's picture)."""
-    for column in (
-        col(ProductPicture.image),
-        col(SampleRecord.image),
-        col(AlertRecord.evidence),
-        col(AlertClip.media),
-    ):
-        if session.exec(select(column).where(column == name).limit(1)).first() is not None:
-            return True
-    return False
 
 
 def _reference_images(session: Session, keys: dict[str, str]) -> dict[str, str]:

@@ -26,8 +26,8 @@ from sqlmodel import Session, col, select
 from product_db.models import utcnow
 from store_server.auth import audit
 from store_server.background import PeriodicLoop
-from store_server.media import MediaStore
-from store_server.models import AlertClip, AlertRecord, GalleryEntry, ProductPicture, SampleRecord
+from store_server.media import MediaStore, media_in_use
+from store_server.models import AlertClip, AlertRecord, GalleryEntry, SampleRecord
 
 log = logging.getLogger("laneguard.server.retention")
 RETENTION_USER = "retention"  # the audit log's name for this job
@@ -198,15 +198,8 @@ def _remove_unused(engine: Engine, media: MediaStore, names: list[str]) -> list[
     """Remove the files of ``names`` that no remaining row names; returns those removed."""
     if not names:
         return []
-    used: set[str | None] = set()
     with Session(engine) as session:
-        for column in (
-            col(SampleRecord.image),
-            col(AlertRecord.evidence),
-            col(AlertClip.media),
-            col(ProductPicture.image),
-        ):
-            used |= set(session.exec(select(column).where(column.in_(names))))
+        used = media_in_use(session, names)
     removed = []
     for name in dict.fromkeys(names):
         if name not in used and media.delete(name):

@@ -146,7 +146,7 @@ class ZoneCounter:
                 and state.born_in != "bagging"
                 and state.scan_frames >= self.config.min_scan_frames
                 and state.bagging_run >= self.config.bagging_frames
-                and (countable is None or countable(track))
+                and state.countable
             )
             if eligible:
                 state.counted = True
