@@ -48,6 +48,13 @@ def train() -> None:
     "one: for a change of the embedder recipe only.",
 )
 @click.option(
+    "--detector-continue-from",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Start the detector's neck and head from this bundle's detector weights and train "
+    "the recipe's epochs on new images (the shipped recipe continues the bundle before it).",
+)
+@click.option(
     "--embedder-from",
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
@@ -76,6 +83,7 @@ def bootstrap_command(
     quick: bool,
     seed: int,
     detector_from: Path | None,
+    detector_continue_from: Path | None,
     embedder_from: Path | None,
     embed_serve_size: int | None,
     detector_backbone: str | None,
@@ -87,10 +95,15 @@ def bootstrap_command(
 
     if detector_from is not None and detector_backbone is not None:
         raise click.UsageError("--detector-from keeps a detector; --detector-backbone trains one")
+    if detector_from is not None and detector_continue_from is not None:
+        raise click.UsageError(
+            "--detector-from keeps a detector; --detector-continue-from trains one"
+        )
     config = (BootstrapConfig.quick if quick else BootstrapConfig)(
         seed=seed,
         produce_photos=produce_photos,
         detector_from=detector_from,
+        detector_continue_from=detector_continue_from,
         embedder_from=embedder_from,
         embed_serve_size=embed_serve_size,
     )

@@ -9,6 +9,7 @@ same call uses a GPU when torch sees one.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,7 @@ def train_detector(
     freeze_backbone: bool = False,
     resume: bool = False,
     feature_views: int = 0,
+    lr: float | None = None,
 ) -> DetectorRun:
     """Train (or fine-tune from ``parent_weights``) and validate; returns best weights.
 
@@ -93,7 +95,10 @@ def train_detector(
     continues from the ``last.pt`` an interrupted run of the same call left in ``out_dir``.
     ``feature_views`` > 0 (with a frozen pretrained backbone, from its yaml) trains the neck and
     head over that many augmented views' cached backbone features instead
-    (trainer.feature_cache); ``epochs`` then counts passes over all views.
+    (trainer.feature_cache); ``epochs`` then counts passes over all views, ``parent_weights``
+    (a detector of the same architecture) starts the neck and head instead of anew, and ``lr``
+    sets their learning rate (None: the cached recipe's; ultralytics' own trainer picks its own,
+    so ``lr`` is refused without ``feature_views``).
     """
     configure_offline()
     from ultralytics import YOLO
@@ -103,16 +108,22 @@ def train_detector(
     out_dir = out_dir.resolve()
     run_dir = out_dir / "detector"
     last = run_dir / "weights" / "last.pt"
+    if lr is not None and feature_views <= 0:
+        raise ValueError("a learning rate is set only for training over cached features")
     if feature_views > 0:
-        if not (freeze_backbone and backbone is not None and parent_weights is None):
-            raise ValueError("cached features need a frozen pretrained backbone trained anew")
+        if not (freeze_backbone and backbone is not None):
+            raise ValueError("cached features need a frozen pretrained backbone")
         from trainer.feature_cache import CachedRecipe, forget_cache, train_over_cached_features
 
         if not resume:
             forget_cache(out_dir)
         recipe = CachedRecipe(views=feature_views, epochs=epochs, batch=batch, workers=workers)
+        if lr is not None:
+            recipe = dataclasses.replace(recipe, lr=lr)
         model_yaml = model_yaml_for(scale, out_dir, backbone)
-        train_over_cached_features(model_yaml, data_yaml, out_dir, recipe, imgsz, seed)
+        train_over_cached_features(
+            model_yaml, data_yaml, out_dir, recipe, imgsz, seed, start_weights=parent_weights
+        )
     elif resume and last.exists():
         if not _finished(last):  # a finished run's last.pt has nothing left to resume
             with backbone_slot():

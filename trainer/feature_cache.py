@@ -181,9 +181,11 @@ def train_over_cached_features(
     imgsz: int,
     seed: int = 0,
     progress: Callable[[str], None] = print,
+    start_weights: Path | None = None,
 ) -> Path:
     """Train the neck and head of the detector ``model_yaml`` describes over its frozen
-    backbone; returns the ultralytics checkpoint written (``detector/weights/best.pt``)."""
+    backbone, from ``start_weights`` (an ultralytics checkpoint of the same architecture) when
+    given; returns the ultralytics checkpoint written (``detector/weights/best.pt``)."""
     configure_offline()
     import torch
     from ultralytics import YOLO
@@ -201,6 +203,11 @@ def train_over_cached_features(
     names = check_det_dataset(str(data_yaml), autodownload=False)["names"]
     model.names, model.nc = names, len(names)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if start_weights is not None:
+        # Strict: a checkpoint of another architecture is refused, not partly loaded.
+        parent = torch.load(start_weights, map_location="cpu", weights_only=False)
+        model.load_state_dict((parent.get("ema") or parent["model"]).float().state_dict())
+        progress(f"neck and head start from {start_weights}")
     model.to(device)
     backbone = model.model[0]
     for parameter in backbone.parameters():

@@ -87,6 +87,26 @@ def test_it_trains_once_per_view_resumes_and_the_lane_decodes_it(
     assert "resuming the neck and head after epoch 2/2" in lines
     assert not any(line.startswith("epoch ") for line in lines)
 
+    # A run that continues these weights (the shipped recipe continues the bundle before it)
+    # starts its neck and head from them: at a vanishing learning rate its weights end where
+    # they began (batch-norm statistics follow the data, so they are not compared).
+    continued_dir = tmp_path / "continued"
+    lines.clear()
+    still = CachedRecipe(views=1, epochs=1, batch=4, workers=0, lr=1e-12)
+    continued = train_over_cached_features(
+        yaml_path,
+        data_yaml,
+        continued_dir,
+        still,
+        128,
+        progress=lines.append,
+        start_weights=weights,
+    )
+    assert f"neck and head start from {weights}" in lines
+    again = dict(YOLO(str(continued), task="detect").model.float().model[-1].named_parameters())
+    before = dict(trained.model[-1].named_parameters())
+    assert all(torch.allclose(again[k], before[k], atol=1e-3) for k in before)
+
     onnx_path = export_detector_onnx(weights, tmp_path / "detector.onnx", 128)
     frame = np.zeros((480, 640, 3), np.uint8)
     detections = Detector(onnx_path, confidence=0.0).detect(frame)
