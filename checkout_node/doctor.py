@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from checkout_node.settings import LaneSettings
+from checkout_node.store_link import PINNED_CERTIFICATE
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -190,8 +191,15 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
                 if found.is_file()
                 else f"to be found on the store's network (UDP {settings.discovery_port})"
             )
+        pinned = (Path(settings.data_dir) / PINNED_CERTIFICATE).is_file()
+        if where.startswith("http://"):
+            how += ", plain HTTP (allow_plain_http: a lab lane)"
+        else:
+            how += ", certificate pinned" if pinned else ", certificate pinned at first contact"
         findings.append(
-            Finding("store server", "ok" if how != "no credential" else "fail", f"{where}: {how}")
+            Finding(
+                "store server", "ok" if "no credential" not in how else "fail", f"{where}: {how}"
+            )
         )
     return findings
 

@@ -62,9 +62,12 @@ class GalleryFollower:
     poll_s: float = 5.0
     latest: int = 0
     entries: dict[int, tuple[str, np.ndarray]] = field(default_factory=dict)
+    transport: httpx.BaseTransport | None = None  # the store link's (pinned certificate)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.server_url.rstrip("/"), timeout=10.0)
+        self.client = httpx.Client(
+            base_url=self.server_url.rstrip("/"), timeout=10.0, transport=self.transport
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._load()

@@ -32,6 +32,7 @@ from checkout_node.reconcile.reconciler import ReconcileConfig
 from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
 from checkout_node.settings import LaneSettings
 from checkout_node.sources import LiveSource
+from checkout_node.store_link import PlainHttpRefused, StoreLink
 from checkout_node.updater import LaneUpdater, UpdaterConfig, bundle_at_start
 from checkout_node.uploader import Enrolment, Uploader
 from checkout_node.vision.counting import LaneZones
@@ -42,6 +43,7 @@ from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE, sha256_file
 from laneguard.discovery import discover_store, enrolment_key_id
 from laneguard.files import write_json_atomic
+from laneguard.signing import key_id, public_key_from_pem
 
 log = logging.getLogger("laneguard.node")
 DEFAULT_FRAME = (640, 480)  # the standard zones assume this camera resolution
@@ -132,6 +134,7 @@ class LaneService:
 
     def _connect(self) -> None:
         """Everything that talks to the store server, once its URL is known."""
+        self.link = self._store_link()
         self.uploader = self._uploader()
         self.gallery = self._gallery_follower()
         self.updater = self._updater()
@@ -159,6 +162,33 @@ class LaneService:
                 self._start_store_clients()
                 return
             self._stop.wait(10.0)
+
+    def _store_link(self) -> StoreLink | None:
+        """The way to the store: HTTPS to the certificate its key vouches for. A discovered
+        plain-HTTP store the settings do not allow is refused here (a configured one was
+        refused when the settings loaded)."""
+        s = self.settings
+        if not self.server_url:
+            return None
+        try:
+            return StoreLink(
+                self.server_url, Path(s.data_dir), self._store_key_id, s.allow_plain_http
+            )
+        except PlainHttpRefused as error:
+            log.error("not connecting to the store server: %s", error)
+            self.server_url = None
+            return None
+
+    def _store_key_id(self) -> str | None:
+        """The store key this lane trusts: configured, the one its credential came with, or
+        the one its enrolment token names."""
+        s = self.settings
+        kept = load_credential(Path(s.data_dir))
+        if s.store_key_id is not None:
+            return s.store_key_id
+        if kept is not None and kept.gallery_key is not None:
+            return key_id(public_key_from_pem(kept.gallery_key, "the store's key"))
+        return enrolment_key_id(s.enrolment_token)
 
     def _uploader(self) -> Uploader | None:
         """The store server's credential: configured, kept from an earlier enrolment, or
@@ -191,6 +221,7 @@ class LaneService:
                 kept.gallery_key if kept is not None and kept.credential == token else None
             ),
             lane_id=s.lane_id,
+            transport=self.link.transport() if self.link is not None else None,
         )
 
     def _gallery_follower(self) -> GalleryFollower | None:
@@ -212,6 +243,7 @@ class LaneService:
             self.lane.stage_gallery,
             Path(s.data_dir),
             poll_s=s.gallery_poll_s,
+            transport=self.link.transport() if self.link is not None else None,
         )
 
     @property
@@ -241,6 +273,7 @@ class LaneService:
                 allow_unsigned=s.allow_unsigned_bundles,
             ),
             s.pinned_bundle,
+            transport=self.link.transport() if self.link is not None else None,
         )
 
     def stage_bundle(self, bundle: Path, on_live: Callable[[], None]) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from checkout_node.store_link import check_scheme
 from product_db import SAMPLE_CATALOG
 
 Point = tuple[float, float]
@@ -126,6 +127,11 @@ class LaneSettings(BaseSettings):
         description="store server URL; 'discover': find it on the store's network at first "
         "boot; none: keep everything on the lane",
     )
+    allow_plain_http: bool = Field(
+        default=False,
+        description="accept an http:// store server (a lab lane only: the token, credential "
+        "and evidence would cross the network readable)",
+    )
     discovery_port: int = Field(default=47800, ge=1, le=65535, description="UDP, see server")
     store_key_id: str | None = Field(
         default=None,
@@ -187,3 +193,9 @@ class LaneSettings(BaseSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     clips: ClipSettings = Field(default_factory=ClipSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @model_validator(mode="after")
+    def _store_reached_safely(self) -> LaneSettings:
+        if self.server_url not in (None, "discover"):
+            check_scheme(self.server_url, self.allow_plain_http)
+        return self

@@ -202,8 +202,12 @@ class LaneUpdater:
         profile: str | None,
         config: UpdaterConfig | None = None,
         pinned_version: str | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.client = httpx.Client(base_url=server_url.rstrip("/"), timeout=30.0)
+        # ``transport``: the store link's (pinned certificate); None: httpx's own.
+        self.client = httpx.Client(
+            base_url=server_url.rstrip("/"), timeout=30.0, transport=transport
+        )
         self.credential, self.folder, self.data_dir = credential, folder, data_dir
         self.base_bundle, self.stage, self.frame_errors = base_bundle, stage, frame_errors
         self.bundle_keys, self.profile, self.pinned_version = bundle_keys, profile, pinned_version

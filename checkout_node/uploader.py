@@ -63,9 +63,14 @@ class Uploader:
     # taken as they come.
     store_key_pem: str | None = None
     lane_id: str | None = None
+    # How requests reach the store: the pinned certificate's transport (StoreLink), or None
+    # for httpx's own (plain HTTP on a lab lane, or a test's server).
+    transport: httpx.BaseTransport | None = None
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=self.server_url.rstrip("/"), timeout=self.timeout_s)
+        self.client = httpx.Client(
+            base_url=self.server_url.rstrip("/"), timeout=self.timeout_s, transport=self.transport
+        )
         if self.token:
             self.client.headers["Authorization"] = f"Bearer {self.token}"
         self.failures = 0  # consecutive failed attempts

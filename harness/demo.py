@@ -170,9 +170,11 @@ def _start_store(
 ) -> tuple[str, list[tuple[str, str]]]:
     """Serve the store and start its lanes; returns its address and each lane's (screen
     sign-in, own address)."""
-    from store_server.app import create_app
+    from store_server.served import serve_store
 
-    store_url = running.enter_context(serve_in_thread(create_app(store.settings), host, port))
+    # HTTPS as a store serves it: its own certificate, which its lanes pin through the store's
+    # key (a browser asks once to accept it, or IT gives the server one: tls_cert).
+    store_url = running.enter_context(serve_store(store.settings, host, port))
     started = [
         _start_lane(
             running,

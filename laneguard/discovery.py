@@ -63,8 +63,10 @@ class DiscoveryResponder:
         store_name: str,
         key: Ed25519PrivateKey,
         public_url: str | None = None,
+        scheme: str = "https",
     ) -> None:
         self.port, self.http_host, self.http_port = port, http_host, http_port
+        self.scheme = scheme
         self.store_name, self.public_url, self.key = store_name, public_url, key
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,11 +79,11 @@ class DiscoveryResponder:
         if self.public_url:
             url = self.public_url
         elif self.http_host not in ("", "0.0.0.0", "::"):  # serving on that address only
-            url = f"http://{self.http_host}:{self.http_port}"
+            url = f"{self.scheme}://{self.http_host}:{self.http_port}"
         else:  # on every address: the one the lane reached us on, found by routing towards it
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
                 probe.connect(sender)
-                url = f"http://{probe.getsockname()[0]}:{self.http_port}"
+                url = f"{self.scheme}://{probe.getsockname()[0]}:{self.http_port}"
         raw = self.key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         body: dict[str, object] = {
             "service": "laneguard-store",

@@ -24,6 +24,22 @@ def write_json_atomic(path: Path, body: Any, mode: int = 0o644) -> Path:
     return path
 
 
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> Path:
+    """``data`` to ``path`` as ``write_json_atomic`` writes JSON: whole or not at all, created
+    with ``mode`` (0600 for keys) so it is never readable by others even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(partial, mode)
+    os.replace(partial, path)
+    sync_dir(path.parent)
+    return path
+
+
 def sync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable."""
     fd = os.open(folder, os.O_RDONLY)

@@ -51,6 +51,7 @@ from store_server.retention import RetentionLoop
 from store_server.rollouts import HealthLimits, RolloutLoop
 from store_server.settings import StoreSettings
 from store_server.teacher import StoreTeacher, TeacherLoop
+from store_server.transport import certificate_binding
 
 log = logging.getLogger("laneguard.server")
 
@@ -68,6 +69,7 @@ def _discovery(settings: StoreSettings, key: Ed25519PrivateKey) -> DiscoveryResp
             settings.store_name,
             key,
             settings.public_url,
+            scheme="https" if settings.tls else "http",
         )
     except OSError as error:
         log.warning("lane discovery off: UDP port %d: %s", settings.discovery_port, error)
@@ -170,6 +172,7 @@ def create_app(settings: StoreSettings | None = None) -> FastAPI:
     )
     app.state.events, event_services = _events(settings, engine, app.state.feed)
     app.state.signing_key = store_signing_key(settings)
+    app.state.tls_binding = certificate_binding(settings, app.state.signing_key)
     learner = GalleryLearner(
         engine,
         app.state.media,

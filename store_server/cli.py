@@ -52,7 +52,9 @@ def run_command(
     import uvicorn
 
     from laneguard.slow_clients import server_options
+    from laneguard.tls import TlsBindingError
     from store_server.app import create_app
+    from store_server.transport import base_url, tls_files
 
     try:
         settings = load_settings(
@@ -60,7 +62,11 @@ def run_command(
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"LaneGuard store server: console at http://{settings.host}:{settings.port}/")
+    try:
+        certificate = tls_files(settings)
+    except TlsBindingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"LaneGuard store server: console at {base_url(settings)}/")
     app = create_app(settings)
     _tune_garbage_collector()
     uvicorn.run(
@@ -69,6 +75,8 @@ def run_command(
         port=settings.port,
         log_level="info",
         access_log=access_log,
+        ssl_certfile=str(certificate[0]) if certificate else None,
+        ssl_keyfile=str(certificate[1]) if certificate else None,
         **server_options(),
     )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from laneguard.time_zones import zone_named
@@ -45,8 +45,19 @@ class StoreSettings(BaseSettings):
         default=47800, ge=0, le=65535, description="UDP port lanes find the server on (0: off)"
     )
     public_url: str | None = Field(
-        default=None, description="the URL lanes should use, when not http://<address>:<port>"
+        default=None, description="the URL lanes should use, when not https://<address>:<port>"
     )
+    tls: bool = Field(
+        default=True,
+        description="serve HTTPS; lanes pin the certificate once the store's key vouches for it "
+        "(off: plain HTTP, which lanes refuse unless their allow_plain_http says so)",
+    )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="certificate chain IT gives the server (PEM; with tls_key); default: one "
+        "made once in the data folder (keys/tls.crt)",
+    )
+    tls_key: Path | None = Field(default=None, description="the private key of tls_cert (PEM)")
     retention_days: int = Field(
         default=30,
         ge=1,
@@ -121,6 +132,12 @@ class StoreSettings(BaseSettings):
     hq_summary_s: float = Field(
         default=300.0, gt=0, description="how often the store sends HQ today's figures"
     )
+
+    @model_validator(mode="after")
+    def _certificate_with_its_key(self) -> StoreSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
 
     @field_validator("time_zone")
     @classmethod

@@ -13,7 +13,8 @@
 # one-time ticket by the kiosk script), listens on this computer only unless LANE_HTTP_HOST names
 # the address a till on the network reaches it at, reads only the scanners the udev rules give
 # its group (not every keyboard), and trusts only the store server whose key the enrolment
-# token names.
+# token names, over HTTPS to the certificate that key vouches for (an http:// SERVER_URL is
+# refused: the token and credential would cross the store network readable).
 #   hardware/scripts/install-node.sh --config-only DIR [TOKEN] [SERVER_URL]
 # writes those files into DIR and changes nothing else (for checking what an install sets up).
 # Run `laneguard node doctor --config /etc/laneguard/lane.yaml` to see what it found.
@@ -26,6 +27,11 @@ random_secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))';
 # write_config ETC DATA_DIR TOKEN SERVER LANEGUARD_BIN: lane.yaml, keys, till token, screen key.
 write_config() {
   local etc="$1" data="$2" token="$3" server="$4" laneguard="$5"
+  case "$server" in
+    discover|https://*) ;;
+    *) echo "SERVER_URL must be https://... or discover (got $server): the store serves HTTPS" >&2
+       exit 2 ;;
+  esac
   install -d -m 0755 "$etc"
   install -d -m 0700 "$etc/keys"
   local trusted="$etc/release.pub"

@@ -78,6 +78,7 @@ def run() -> dict[str, Any]:
             **os.environ,
             "LANEGUARD_DATA_DIR": str(root / "store"),
             "LANEGUARD_DISCOVERY_PORT": "0",
+            "LANEGUARD_TLS": "false",  # the probes below post to it over plain HTTP
         }
         store = subprocess.Popen(
             _laneguard("server", "run", "--db", database_url, "--port", str(store_port),

@@ -184,6 +184,7 @@ def clip_latency(seconds: float = 120.0, fps: float = 15.0) -> dict[str, Any]:
                     lane_id="lane-0",
                     camera=f"{feed.url}/stream.mjpg",
                     server_url=base,
+                    allow_plain_http=True,  # store_process serves plain HTTP (server_load)
                     enrolment_token=tokens[0],
                     data_dir=root / "lane",
                     http_port=lane_port,

@@ -21,7 +21,6 @@ from checkout_node.service import LaneService
 from checkout_node.settings import LaneSettings
 from harness.drills import not_a_detector
 from laneguard.bundle import SHIPPED_BUNDLE, derive_bundle, sha256_file
-from laneguard.serving import serve_in_thread
 from laneguard.signing import load_private_key, new_keypair, sign_bundle
 from product_db.db import make_engine
 
@@ -40,9 +39,10 @@ class _StepTimes(logging.Handler):
 
 
 def run() -> dict[str, Any]:
-    from store_server.app import create_app
     from store_server.lanes import issue_enrolment_token
+    from store_server.learning import store_key_id
     from store_server.rollouts import HealthLimits, RolloutLoop, publish_bundle, start_rollout
+    from store_server.served import serve_store
     from store_server.settings import StoreSettings
 
     with tempfile.TemporaryDirectory(prefix="laneguard-update-bench-") as tmp:
@@ -67,7 +67,7 @@ def run() -> dict[str, Any]:
             rollout_check_s=3600,
         )
         engine = make_engine(database_url)
-        with serve_in_thread(create_app(settings)) as url:
+        with serve_store(settings) as url:
             ids = {}
             with Session(engine) as session:
                 for name, bundle in (("good", good), ("broken", broken)):
@@ -82,7 +82,9 @@ def run() -> dict[str, Any]:
                     bundle=base,
                     bundle_keys=[public],
                     server_url=url,
-                    enrolment_token=issue_enrolment_token(engine, "lane-1", created_by="bench"),
+                    enrolment_token=issue_enrolment_token(
+                        engine, "lane-1", created_by="bench", store_key_id=store_key_id(settings)
+                    ),
                     data_dir=folder / "lane",
                 )
             )

@@ -58,6 +58,20 @@ def lane_config(settings: StoreSettings, gallery_key: str) -> dict[str, Any]:
     }
 
 
+@router.get(
+    "/tls-binding",
+    responses={404: {"description": "the server serves plain HTTP"}},
+)
+def tls_binding(request: Request) -> dict[str, object]:
+    """Anyone: the store key's signature over the certificate this server serves, which a lane
+    checks against the key its enrolment token names before it sends the token (laneguard.tls).
+    It is public: a signature proves nothing but who vouched for which certificate."""
+    binding: dict[str, object] | None = request.app.state.tls_binding
+    if binding is None:
+        raise HTTPException(404, "this store server serves plain HTTP (its tls setting is off)")
+    return binding
+
+
 @router.post("/enrol", response_model=EnrolResponse, responses={403: {"description": "refused"}})
 def enrol_lane(
     request: EnrolRequest,

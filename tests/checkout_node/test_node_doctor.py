@@ -24,7 +24,7 @@ def test_a_raspberry_pi_with_its_camera_and_a_missing_scanner(tmp_path: Path) ->
             ScannerSettings(type="serial", device="/dev/ttyACM0"),
             ScannerSettings(type="hid", device="/dev/input/event7"),
         ],
-        server_url="http://store:8000",
+        server_url="https://store:8000",
         data_dir=tmp_path / "lane",
     )
     found = {f.topic: f for f in examine(settings, root=tmp_path)}
@@ -34,6 +34,7 @@ def test_a_raspberry_pi_with_its_camera_and_a_missing_scanner(tmp_path: Path) ->
     assert found["scanner (serial)"].status == "ok"
     assert found["scanner (hid)"].status == "fail"
     assert found["store server"].status == "fail"  # no credential and no enrolment token
+    assert "certificate pinned at first contact" in found["store server"].detail
     assert found["signatures"].status == "warn"
     assert (
         found["alert clips"].status == "ok"

@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, func, select
 
+from laneguard.tls import pinned_context
 from product_db.db import make_engine
 from product_db.models import Product
 from store_server.models import GalleryEntry, LaneHealth, ProductPicture
@@ -78,7 +79,13 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
         assert views["4011"].reference_image == next(p.image for p in pictured if p.code == "4011")
         picture = tmp_path / "media" / pictured[0].image[:2] / pictured[0].image
         assert picture.read_bytes()[:3] == b"\xff\xd8\xff" and picture.stat().st_mode & 0o077 == 0
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        # The store serves HTTPS with its own certificate, and the lane pinned that one.
+        certificate = (tmp_path / "keys" / "tls.crt").read_text()
+        assert (tmp_path / "lane-1" / "store-certificate.pem").read_text() == certificate
+        store = httpx.Client(
+            base_url=f"https://127.0.0.1:{port}", verify=pinned_context(certificate)
+        )
+        assert store.get("/healthz").status_code == 200
         assert httpx.get(lane_url + "/").status_code == 401, "the screen needs its key"
         key = (tmp_path / "lane-1" / "screen-key").read_text().strip()
         with httpx.Client(base_url=lane_url, follow_redirects=True) as kiosk:
@@ -86,13 +93,13 @@ def test_demo_runs_a_store_and_a_lane_that_reports_to_it(tmp_path: Path) -> None
             assert screen.status_code == 200 and "Please scan this item" in screen.text
             state = kiosk.get("/api/state").json()
         assert state["lane_id"] == "lane-1" and state["model_version"].startswith("bootstrap")
-        for url in (f"http://127.0.0.1:{port}", lane_url):  # scraped from this computer
-            metrics = httpx.get(f"{url}/metrics")
+        for client in (store, httpx.Client(base_url=lane_url)):  # scraped from this computer
+            metrics = client.get("/metrics")
             assert metrics.status_code == 200 and "laneguard_" in metrics.text
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=60)
-    assert f"Store console:      http://127.0.0.1:{port}/" in output
+    assert f"Store console:      https://127.0.0.1:{port}/" in output
     assert f"Lane 1 screen:      {lane_url}/screen/session?key={key}" in output
     assert f"    lane 1:           {lane_url}/metrics" in output
     assert (
@@ -162,6 +169,6 @@ def test_the_chain_demo_runs_hq_and_two_stores_that_report_to_it(tmp_path: Path)
         output, _ = process.communicate(timeout=90)
     assert f"HQ console:         {hq_url}/" in output
     assert "hq-admin / laneguard-hq" in output
-    assert f"Demo store North:   http://127.0.0.1:{port}/" in output
-    assert f"Demo store South:   http://127.0.0.1:{port + 20}/" in output
+    assert f"Demo store North:   https://127.0.0.1:{port}/" in output
+    assert f"Demo store South:   https://127.0.0.1:{port + 20}/" in output
     assert process.returncode == 0, output

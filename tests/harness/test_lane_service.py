@@ -27,25 +27,28 @@ from simulator.barcode import render_barcode
 from simulator.feed import LiveFeed
 from simulator.scenario import build_scenario
 from simulator.world import World
-from store_server.app import create_app
+from store_server.learning import store_key_id
 from store_server.models import AlertRecord, TransactionRecord
+from store_server.served import serve_store
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrolment_token, free_port, serve
 from tests.helpers.paths import REPO_ROOT
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def store(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
-    with serve(create_app(StoreSettings(database_url=url, data_dir=tmp_path / "store"))) as base:
-        yield base, url
+    settings = StoreSettings(database_url=url, data_dir=tmp_path / "store")
+    with serve_store(settings) as base:  # HTTPS, as a store serves its lanes
+        yield base, url, store_key_id(settings)
 
 
 @pytest.mark.timeout(240)
 def test_lane_on_the_live_feed_alerts_and_delivers_to_the_store(
-    store: tuple[str, str], tmp_path: Path
+    store: tuple[str, str, str], tmp_path: Path
 ) -> None:
-    store_url, database_url = store
+    store_url, database_url, store_key = store
+    assert store_url.startswith("https://")
     world = World.from_catalog()
     scenario = build_scenario("skip_scan", 3, world, fps=15.0)
     lane_port = free_port()
@@ -56,7 +59,8 @@ def test_lane_on_the_live_feed_alerts_and_delivers_to_the_store(
         lane_id="lane-5",
         camera=f"{feed.url}/stream.mjpg",
         server_url=store_url,
-        enrolment_token=enrolment_token(database_url, "lane-5"),  # zero-touch: enrols itself
+        # Zero-touch: the token names the store's key, which vouches for its certificate.
+        enrolment_token=enrolment_token(database_url, "lane-5", store_key),
         data_dir=tmp_path / "lane",
         http_port=lane_port,
         heartbeat_s=1.0,

@@ -36,6 +36,7 @@ from store_server.app import create_app
 from store_server.auth import create_user
 from store_server.models import Rollout
 from store_server.rollouts import HealthLimits, RolloutLoop, publish_bundle, start_rollout
+from store_server.served import serve_store
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrolment_token, serve, sign_in
 
@@ -113,8 +114,10 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, keys: tuple[Path, Path]) -
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     database_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    # Plain HTTP (the tests below talk to it as consoles and lanes by hand); TLS is the lane
+    # service's and discovery's tests' business.
     settings = StoreSettings(
-        database_url=database_url, data_dir=tmp_path / "store", rollout_check_s=3600
+        database_url=database_url, data_dir=tmp_path / "store", rollout_check_s=3600, tls=False
     )
     with serve(create_app(settings)) as base:
         store = Store(base, database_url, tmp_path / "store")
@@ -133,6 +136,7 @@ def lane(
             bundle=base,
             bundle_keys=[keys[1]],
             server_url=store.url,
+            allow_plain_http=True,
             enrolment_token=enrolment_token(store.database_url, lane_id),
             data_dir=tmp_path / lane_id,
         )
@@ -403,7 +407,8 @@ def test_first_boot_finds_the_store_server_enrols_and_remembers_it(
         discovery_port=udp_port,
         store_name="Store 12",
     )
-    with serve(create_app(settings), port=http_port) as base:
+    with serve_store(settings, port=http_port) as base:
+        assert base.startswith("https://")
         store_key = store_key_id(settings)
         found = discover_store(store_key, udp_port, timeout_s=5.0)
         assert found is not None and found.url == base and found.store_name == "Store 12"
@@ -432,6 +437,8 @@ def test_first_boot_finds_the_store_server_enrols_and_remembers_it(
                 time.sleep(0.2)
         finally:
             service.stop()
+        pinned = tmp_path / "lane-7" / "store-certificate.pem"
+        assert pinned.read_text() == (tmp_path / "store" / "keys" / "tls.crt").read_text()
         again = LaneService(service.settings)  # the next boot asks no one
         assert again.server_url == base and again.uploader is not None
         again.outbox.close()

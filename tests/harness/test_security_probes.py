@@ -65,6 +65,7 @@ from store_server.auth import UserAccountError, create_user
 from store_server.learning import store_key_id
 from store_server.models import AlertRecord, AuditEntry, IngestedMessage, TransactionRecord
 from store_server.rollouts import publish_bundle, start_rollout
+from store_server.served import serve_store
 from store_server.settings import StoreSettings
 from tests.helpers.live_server import enrol, enrolment_token, free_port, serve
 from tests.helpers.messages import alert, as_json, jpeg, transaction
@@ -481,7 +482,7 @@ def test_a_freshly_installed_lane_refuses_unsigned_bundles_and_impostor_stores(
     )  # fmt: skip
     impostor.start()
     try:
-        with serve(create_app(settings), port=http_port) as url:
+        with serve_store(settings, port=http_port) as url:
             key = store_key_id(settings)
             token = enrolment_token(database_url, "lane-9", key)
             assert discover_store(key, impostor_port, timeout_s=1.0) is None
@@ -637,14 +638,32 @@ def test_the_installer_refuses_to_make_the_bundle_signing_key_on_the_lane(tmp_pa
     etc = tmp_path / "etc"
     env = {**os.environ, "LANEGUARD_BIN": str(Path(sys.executable).with_name("laneguard"))}
     env.pop("RELEASE_PUB", None)
-    refused = subprocess.run(
-        ["bash", str(REPO_ROOT / "hardware/scripts/install-node.sh"), "--config-only", str(etc),
-         "token", "discover"],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
+    refused = _installer_config_only(etc, "discover", env)
     assert refused.returncode == 2 and "RELEASE_PUB is required" in refused.stderr
     assert not list((etc / "keys").glob("*")) and not (etc / "lane.yaml").exists()
     unit = (REPO_ROOT / "hardware/systemd/laneguard-node.service").read_text()
     assert "input" not in unit.split("SupplementaryGroups=")[1].splitlines()[0]
     rules = (REPO_ROOT / "hardware/udev/99-laneguard-scanners.rules").read_text()
     assert 'SUBSYSTEM=="input", KERNEL=="event*"' in rules and 'GROUP="laneguard"' in rules
+
+
+def test_the_installer_refuses_a_plain_http_store(tmp_path: Path) -> None:
+    """The token and every credential would cross the store network readable: the installer
+    takes an https:// store or discovery, nothing else."""
+    etc = tmp_path / "etc"
+    release = new_keypair(tmp_path / "release")[1]
+    env = {**os.environ, "RELEASE_PUB": str(release)}
+    refused = _installer_config_only(etc, "http://192.0.2.10:8000", env)
+    assert refused.returncode == 2 and "must be https://" in refused.stderr
+    assert not (etc / "lane.yaml").exists()
+
+
+def _installer_config_only(
+    etc: Path, server: str, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`install-node.sh --config-only` with a token and ``server``, as IT would run it."""
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "hardware/scripts/install-node.sh"), "--config-only", str(etc),
+         "token", server],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip

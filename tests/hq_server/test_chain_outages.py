@@ -94,6 +94,7 @@ def services(tmp_path: Path, postgres_url: str) -> Iterator[dict[str, object]]:
                 "discovery_port": 0,
                 "port": store_port,
                 "hq_status_s": 1.0,
+                "tls": False,  # the test plays the lane with plain httpx; TLS has its own tests
             }
         )
     )
