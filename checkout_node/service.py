@@ -32,7 +32,7 @@ from checkout_node.reconcile.reconciler import ReconcileConfig
 from checkout_node.scanners.readers import HidScanner, ImagerScanner, SerialScanner
 from checkout_node.settings import LaneSettings
 from checkout_node.sources import LiveSource
-from checkout_node.store_link import PlainHttpRefused, StoreLink
+from checkout_node.store_link import PlainHttpRefused, StoreLink, check_scheme
 from checkout_node.updater import LaneUpdater, UpdaterConfig, bundle_at_start
 from checkout_node.uploader import Enrolment, Uploader
 from checkout_node.vision.counting import LaneZones
@@ -152,6 +152,8 @@ class LaneService:
             return
         while not self._stop.is_set():
             found = discover_store(expected, s.discovery_port, timeout_s=2.0)
+            if found is not None and not self._acceptable(found.url):
+                found = None
             if found is not None:
                 log.info("found store server %r at %s", found.store_name, found.url)
                 write_json_atomic(
@@ -179,14 +181,25 @@ class LaneService:
             self.server_url = None
             return None
 
+    def _acceptable(self, url: str) -> bool:
+        """Whether a discovered store's URL is one this lane may use (logged when not: the
+        store may yet turn TLS on, so discovery goes on asking)."""
+        try:
+            check_scheme(url, self.settings.allow_plain_http)
+        except PlainHttpRefused as error:
+            log.error("not using the store server discovery found: %s", error)
+            return False
+        return True
+
     def _store_key_id(self) -> str | None:
-        """The store key this lane trusts: configured, the one its credential came with, or
-        the one its enrolment token names."""
+        """The store key this lane trusts: configured, the one kept with the credential in
+        use (as the uploader takes it), or the one its enrolment token names."""
         s = self.settings
-        kept = load_credential(Path(s.data_dir))
         if s.store_key_id is not None:
             return s.store_key_id
-        if kept is not None and kept.gallery_key is not None:
+        kept = load_credential(Path(s.data_dir))
+        in_use = s.server_token is None or (kept is not None and kept.credential == s.server_token)
+        if kept is not None and kept.gallery_key is not None and in_use:
             return key_id(public_key_from_pem(kept.gallery_key, "the store's key"))
         return enrolment_key_id(s.enrolment_token)
 

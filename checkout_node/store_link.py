@@ -15,6 +15,7 @@ credential and the evidence would cross the store network readable by anyone on 
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 import threading
@@ -27,6 +28,8 @@ import httpx
 from laneguard.files import write_bytes_atomic
 from laneguard.tls import (
     TlsBindingError,
+    issued_at,
+    leaf_certificate,
     pinned_context,
     presented_certificate,
     verify_binding,
@@ -35,6 +38,7 @@ from product_db.errors import LaneGuardError
 
 log = logging.getLogger("laneguard.node.store_link")
 PINNED_CERTIFICATE = "store-certificate.pem"
+PIN_RECORD = "store-certificate.json"  # which store (URL, key id) the pin is for
 BINDING_PATH = "/api/v1/tls-binding"
 
 
@@ -73,34 +77,53 @@ class StoreLink:
         self.url, self.tls = url.rstrip("/"), parts.scheme == "https"
         self.host, self.port = parts.hostname or "", parts.port or (443 if self.tls else 80)
         self.pin_file = Path(data_dir) / PINNED_CERTIFICATE
+        self.pin_record = Path(data_dir) / PIN_RECORD
         self.expected_key_id, self.timeout_s = expected_key_id, timeout_s
         self._lock = threading.Lock()
-        self._context: ssl.SSLContext | None = None
-        self.generation = 0  # bumped each time a certificate is pinned
+        self._pinned: tuple[ssl.SSLContext, int] | None = None  # the context and its generation
+        self._generation = 0  # bumped each time a certificate is pinned
 
     def transport(self) -> httpx.BaseTransport | None:
         """What an httpx client to the store sends through (None: plain HTTP, httpx's own)."""
         return PinnedTransport(self) if self.tls else None
 
-    def context(self) -> ssl.SSLContext:
-        """The client context trusting the pinned certificate, learned on first use."""
+    def context(self) -> tuple[ssl.SSLContext, int]:
+        """The client context trusting the pinned certificate (learned on first use, or when
+        the kept pin is unreadable or was for another store) and its generation."""
+        pinned = self._pinned
+        if pinned is not None:
+            return pinned
         with self._lock:
-            if self._context is None:
-                if self.pin_file.is_file():
-                    self._context = pinned_context(self.pin_file.read_text("utf-8"))
+            if self._pinned is None:
+                kept = self._kept_pin()
+                if kept is not None:
+                    self._pinned = (pinned_context(kept), self._generation)
                 else:
-                    self._learn_locked()
-            assert self._context is not None
-            return self._context
+                    self._learn_locked(previous=None)
+            assert self._pinned is not None
+            return self._pinned
 
     def relearn(self, seen_generation: int) -> None:
         """The pinned certificate failed verification: check the one the server presents now
-        (unless another thread already did since ``seen_generation``)."""
+        (unless another thread already did since ``seen_generation``). Only a certificate made
+        after the pinned one is taken: a replaced one, whose key may have leaked, never again."""
         with self._lock:
-            if self.generation == seen_generation:
-                self._learn_locked()
+            if self._generation == seen_generation:
+                self._learn_locked(previous=self._kept_pin())
 
-    def _learn_locked(self) -> None:
+    def _kept_pin(self) -> str | None:
+        """The pinned certificate, if the file holds one for this store's URL and key."""
+        try:
+            record = json.loads(self.pin_record.read_text("utf-8"))
+            pem = self.pin_file.read_text("utf-8")
+            leaf_certificate(pem)
+        except (OSError, ValueError):
+            return None
+        if record != {"url": self.url, "key_id": self.expected_key_id()}:
+            return None
+        return pem
+
+    def _learn_locked(self, previous: str | None) -> None:
         expected = self.expected_key_id()
         if expected is None:
             raise TlsBindingError(
@@ -126,21 +149,28 @@ class StoreLink:
             raise TlsBindingError(f"{self.url} answered the binding request with no JSON") from None
         try:
             verify_binding(answer, pem, expected)
+            if previous is not None and issued_at(pem) <= issued_at(previous):
+                raise TlsBindingError(
+                    "the store vouched for this certificate once, but it is not newer than the "
+                    "pinned one (a replaced certificate is never taken back)"
+                )
         except TlsBindingError as error:
             log.error("refused the certificate %s presents: %s", self.url, error)
             raise
         write_bytes_atomic(self.pin_file, pem.encode(), mode=0o600)
-        self._context = pinned_context(pem)
-        self.generation += 1
-        log.info(
-            "pinned the store's certificate for %s (vouched for by key %s)", self.url, expected
-        )
+        record = json.dumps({"url": self.url, "key_id": expected}).encode()
+        write_bytes_atomic(self.pin_record, record, mode=0o600)
+        self._generation += 1
+        self._pinned = (pinned_context(pem), self._generation)
+        log.info("pinned the store's certificate for %s (vouched for by %s)", self.url, expected)
 
 
 class PinnedTransport(httpx.BaseTransport):
     """httpx transport to the store over the pinned certificate. A connection that fails
     verification (the certificate changed) re-checks the new certificate through the store's
-    key and is tried once more; nothing is sent before a certificate is trusted."""
+    key and is tried once more; nothing is sent before a certificate is trusted. Whatever goes
+    wrong on the way is an httpx.ConnectError, which every caller treats as the store being
+    away (it retries later)."""
 
     def __init__(self, link: StoreLink) -> None:
         self.link = link
@@ -150,17 +180,19 @@ class PinnedTransport(httpx.BaseTransport):
 
     def _current(self, request: httpx.Request) -> tuple[httpx.HTTPTransport, int]:
         try:
-            context = self.link.context()
-        except TlsBindingError as error:
+            context, generation = self.link.context()
+        except httpx.ConnectError:
+            raise
+        except Exception as error:  # a refused certificate, an unreadable pin, a full disk
             refused = f"the store's certificate is refused: {error}"
             raise httpx.ConnectError(refused, request=request) from error
         with self._lock:
-            if self._inner is None or self._generation != self.link.generation:
+            if self._inner is None or self._generation != generation:
                 if self._inner is not None:
                     self._inner.close()
                 self._inner = httpx.HTTPTransport(verify=context)
-                self._generation = self.link.generation
-            return self._inner, self._generation
+                self._generation = generation
+            return self._inner, generation
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         inner, generation = self._current(request)
@@ -172,7 +204,9 @@ class PinnedTransport(httpx.BaseTransport):
             log.warning("the store's certificate changed (%s); checking the new one", error)
             try:
                 self.link.relearn(generation)
-            except TlsBindingError as refused:
+            except httpx.ConnectError:
+                raise
+            except Exception as refused:
                 why = f"the store's new certificate is refused: {refused}"
                 raise httpx.ConnectError(why, request=request) from refused
             inner, _ = self._current(request)

@@ -33,16 +33,33 @@ from laneguard.signing import SignatureError, key_id, public_key_from_pem, sign_
 
 BINDING_KIND = "laneguard-tls-binding"
 CERTIFICATE_DAYS = 3650  # pinned, not checked against a CA: a short life buys nothing here
+NO_CHECK_TIME = 0x200000  # OpenSSL's X509_V_FLAG_NO_CHECK_TIME
 
 
 class TlsBindingError(SignatureError):
     """The certificate a server presents is not one the expected store vouched for."""
 
 
+def leaf_certificate(pem: str) -> x509.Certificate:
+    """The first certificate of a PEM file (a chain file IT gives starts with the server's own;
+    text around the blocks is ignored); TlsBindingError when there is none."""
+    try:
+        certificates = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as error:
+        raise TlsBindingError(f"not a PEM certificate: {error}") from None
+    return certificates[0]
+
+
 def certificate_sha256(pem: str) -> str:
-    """The SHA-256 of a certificate's DER form (what the binding signs)."""
-    der = ssl.PEM_cert_to_DER_cert(pem)
+    """The SHA-256 of the (first) certificate's DER form: what the binding signs."""
+    der = leaf_certificate(pem).public_bytes(serialization.Encoding.DER)
     return hashlib.sha256(der).hexdigest()
+
+
+def issued_at(pem: str) -> datetime.datetime:
+    """When the certificate was made (its not-before): a lane moves its pin only to a newer
+    one, so a replaced certificate (whose key may have leaked) is never taken back."""
+    return leaf_certificate(pem).not_valid_before_utc
 
 
 def make_self_signed(certificate: Path, key: Path, hosts: list[str]) -> None:
@@ -93,13 +110,13 @@ def server_hosts(listen_host: str) -> list[str]:
 
 def ensure_certificate(certificate: Path, key: Path, hosts: list[str]) -> None:
     """Make the store's own certificate on its first start; keep it on every later one (lanes
-    have pinned it). A lone half of the pair is refused rather than overwritten."""
+    have pinned it). A key without its certificate (the power went between the two writes) is
+    made again: no lane can have pinned a certificate that never existed. A certificate
+    without its key is refused rather than overwritten."""
     if certificate.is_file() and key.is_file():
         return
-    if certificate.exists() or key.exists():
-        raise TlsBindingError(
-            f"only one of {certificate} and {key} exists: restore the other or remove both"
-        )
+    if certificate.exists():
+        raise TlsBindingError(f"{certificate} exists but its key {key} does not: restore it")
     make_self_signed(certificate, key, hosts)
 
 
@@ -151,6 +168,9 @@ def pinned_context(certificate_pem: str) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     # The pinned leaf is the trust anchor even when IT's CA issued it.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    # Nor its dates: the pin is the trust, and a board without a real-time clock may wake up
+    # years early (OpenSSL's X509_V_FLAG_NO_CHECK_TIME, which Python does not name).
+    context.verify_flags |= NO_CHECK_TIME
     context.load_verify_locations(cadata=certificate_pem)
     return context
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from laneguard.tls import TlsBindingError, binding_for, ensure_certificate, server_hosts
+from laneguard.tls import (
+    TlsBindingError,
+    binding_for,
+    ensure_certificate,
+    leaf_certificate,
+    server_hosts,
+)
 from store_server.settings import StoreSettings
 
 OWN_CERTIFICATE = ("keys/tls.crt", "keys/tls.key")  # in the data folder, made on first start
@@ -22,6 +28,7 @@ def tls_files(settings: StoreSettings) -> tuple[Path, Path] | None:
         for given in (settings.tls_cert, settings.tls_key):
             if not given.is_file():
                 raise TlsBindingError(f"TLS file {given} does not exist (tls_cert, tls_key)")
+        leaf_certificate(settings.tls_cert.read_text("utf-8"))  # refused here, by name
         return settings.tls_cert, settings.tls_key
     certificate, key = (settings.data_dir / name for name in OWN_CERTIFICATE)
     ensure_certificate(certificate, key, server_hosts(settings.host))

@@ -206,8 +206,9 @@ def test_a_plain_http_store_answers_no_binding(tmp_path: Path) -> None:
 
 def test_a_store_certificate_that_changed_is_checked_and_pinned_again(tmp_path: Path) -> None:
     """IT renews the store's certificate: the lane's pinned connection fails verification,
-    it checks the new certificate through the store's key and delivers; a certificate nobody
-    vouched for on the same address is refused and the pin kept."""
+    it checks the new certificate through the store's key and delivers; the replaced
+    certificate (its key stolen, its old binding replayed) and a certificate nobody vouched for
+    on the same address are refused and the pin kept."""
     port = free_port()
     settings = StoreSettings(
         database_url=f"sqlite:///{tmp_path / 'store.sqlite3'}",
@@ -220,8 +221,10 @@ def test_a_store_certificate_that_changed_is_checked_and_pinned_again(tmp_path: 
         assert uploader.deliver_once().delivered == 1
     pin = tmp_path / "lane-1" / PINNED_CERTIFICATE
     first = pin.read_text()
-    for name in ("tls.crt", "tls.key"):
-        (settings.data_dir / "keys" / name).unlink()
+    replaced = (tmp_path / "replaced.crt", tmp_path / "replaced.key")
+    for name, keep in zip(("tls.crt", "tls.key"), replaced, strict=True):
+        (settings.data_dir / "keys" / name).rename(keep)
+    time.sleep(1.1)  # certificates date themselves to the second
     with serve_store(settings, port=port):  # a new certificate, the same store key
         message = heartbeat("lane-1", NOW.replace(minute=1), 25.0)
         uploader.outbox.put("heartbeat", message.message_id, message.model_dump_json().encode())
@@ -229,6 +232,16 @@ def test_a_store_certificate_that_changed_is_checked_and_pinned_again(tmp_path: 
         assert report.delivered == 1, report
     second = pin.read_text()
     assert second != first and second == (settings.data_dir / "keys" / "tls.crt").read_text()
+    # Whoever kept the replaced certificate's key, with the binding the store once signed
+    # for it, cannot take the lane back to it.
+    replayed: list[str] = []
+    binding = binding_for(load_private_key(settings.data_dir / "keys" / "store.key"), first)
+    with _impostor(replaced, binding, replayed, port=port):
+        message = heartbeat("lane-1", NOW.replace(minute=3), 25.0)
+        uploader.outbox.put("heartbeat", message.message_id, message.model_dump_json().encode())
+        report = uploader.deliver_once()
+    assert report.failed == 1 and "not newer" in (report.error or ""), report
+    assert replayed == ["/api/v1/tls-binding"] and pin.read_text() == second
     asked: list[str] = []
     evil = load_private_key(new_keypair(tmp_path / "evil-keys")[0])
     tls = (tmp_path / "other.crt", tmp_path / "other.key")
