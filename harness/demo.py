@@ -23,6 +23,8 @@ from laneguard.serving import serve_in_thread
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from hq_server.broker import BrokerFiles
+    from hq_server.settings import HqSettings
     from store_server.settings import StoreSettings
 
 DEMO_MANAGER = ("manager", "laneguard-demo")
@@ -63,14 +65,18 @@ def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float)
     data_dir.mkdir(parents=True, exist_ok=True)
     mqtt = _local_broker()
     with ExitStack() as running:
-        nats_url = _start_nats(running, data_dir / "nats", host, broker_port)
         hq_settings = HqSettings(
             database_url=f"sqlite:///{data_dir / 'hq' / 'hq.sqlite3'}",
             data_dir=data_dir / "hq",
             host=host,
             port=hq_port,
-            nats_url=nats_url,
             public_url=f"http://{host}:{hq_port}",
+        )
+        # The broker as a chain runs it: a credential per store, no anonymous clients, TLS.
+        broker = _start_nats(running, hq_settings, data_dir / "nats", host, broker_port)
+        nats_url = broker.url(host, broker_port)
+        hq_settings = hq_settings.model_copy(
+            update={"nats_url": nats_url, "nats_ca_file": broker.certificate}
         )
         hq_settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(hq_settings.database_url)
@@ -93,7 +99,7 @@ def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float)
         click.echo(f"  HQ console:         {hq_url}/")
         click.echo(f"    sign in as        {DEMO_HQ_ADMIN[0]} / {DEMO_HQ_ADMIN[1]}  (chain IT)")
         click.echo("    Stores: each store's lanes and bundles, and the samples it pooled at HQ")
-        click.echo(f"  Broker (NATS JetStream): {nats_url}")
+        click.echo(f"  Broker (NATS JetStream, TLS, a credential per store): {nats_url}")
         for name, store_url, started in stores:
             click.echo("")
             _print_store(f"{name}:", store_url, started, mqtt, None)
@@ -242,8 +248,9 @@ def _enrol_with_demo_hq(
     from product_db.db import make_engine
     from store_server.chain_link import HqEnrolment, enrol_with_hq
 
-    if HqEnrolment.load(store.settings.data_dir) is not None:
-        return
+    earlier = HqEnrolment.load(store.settings.data_dir)
+    if earlier is not None and earlier.nats_jwt is not None:
+        return  # enrolled before (without a broker credential: again, for one)
     engine = make_engine(hq_database_url)
     with Session(engine) as session:
         with contextlib.suppress(StoreEnrolmentError):
@@ -255,12 +262,17 @@ def _enrol_with_demo_hq(
     enrol_with_hq(store.settings, hq_url, token)
 
 
-def _start_nats(running: ExitStack, folder: Path, host: str, port: int) -> str:
-    """A NATS server with JetStream for the demo chain, storing in ``folder``; stopped with
-    the demo."""
+def _start_nats(
+    running: ExitStack, hq: HqSettings, folder: Path, host: str, port: int
+) -> BrokerFiles:
+    """The chain's NATS JetStream broker as `laneguard hq broker-config` configures it for
+    ``hq`` (stores need the credential HQ signs them; TLS), storing in ``folder``; stopped
+    with the demo."""
     import shutil
     import subprocess
     import time
+
+    from hq_server.broker import write_broker_config
 
     binary = shutil.which("nats-server")
     if binary is None:
@@ -273,11 +285,11 @@ def _start_nats(running: ExitStack, folder: Path, host: str, port: int) -> str:
             f"port {port} on {host} is taken (an earlier demo's nats-server?): stop it, or "
             "give the demo another --port"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    files = write_broker_config(hq, folder, host, port)
     log = open(folder / "nats.log", "ab")  # noqa: SIM115 - open while the broker runs
     running.callback(log.close)
     process = subprocess.Popen(
-        [binary, "-a", host, "-p", str(port), "-js", "-sd", str(folder)],
+        [binary, "-c", str(files.config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C stops the stores first; the broker goes last
@@ -298,7 +310,7 @@ def _start_nats(running: ExitStack, folder: Path, host: str, port: int) -> str:
                 f"nats-server did not start on {host}:{port} (port taken?): see {folder}/nats.log"
             )
         time.sleep(0.1)
-    return f"nats://{host}:{port}"
+    return files
 
 
 def _demo_users(engine: Engine, users: tuple[tuple[str, str], ...]) -> None:

@@ -15,6 +15,7 @@ from hq_server.models import ChainRelease
 from hq_server.releases import release_path
 from hq_server.settings import HqSettings
 from hq_server.stores import StoreEnrolmentError, current_store, enrol_store
+from laneguard.nats_auth import BrokerAuthError, BrokerKeys
 from product_db.models import utcnow
 from store_server.auth import (
     audit_client,
@@ -31,6 +32,11 @@ class EnrolIn(BaseModel):
     token: str = Field(min_length=8, max_length=200)
     store_name: str = Field(default="", max_length=120)
     public_key: str = Field(max_length=400, description="the store's Ed25519 key, PEM")
+    nats_user: str | None = Field(
+        default=None,
+        pattern=r"^U[A-Z2-7]{55}$",
+        description="the store's own NATS user key (an nkey): HQ signs its broker credential",
+    )
 
 
 class EnrolOut(BaseModel):
@@ -38,6 +44,10 @@ class EnrolOut(BaseModel):
     credential: str = Field(description="for HQ's HTTP API; shown this once")
     nats_url: str
     hq_public_key: str
+    nats_jwt: str | None = Field(
+        default=None, description="the store's broker credential: its own subjects only"
+    )
+    nats_ca: str | None = Field(default=None, description="the broker's CA certificate, PEM")
 
 
 @router.post("/enrol", response_model=EnrolOut)
@@ -55,17 +65,26 @@ def enrol(
         refuse_while_enrolment_throttled(session, address, now)
         try:
             enrolled = enrol_store(session, body.token, body.store_name, body.public_key)
-        except StoreEnrolmentError as error:
+            broker: BrokerKeys = request.app.state.broker
+            nats_jwt = (
+                broker.store_user(enrolled.store_id, body.nats_user)
+                if body.nats_user is not None
+                else None
+            )
+        except (StoreEnrolmentError, BrokerAuthError) as error:
             session.rollback()
             record_enrolment_failure(session, "store:?", address, now)
             session.commit()
             raise HTTPException(403, str(error)) from None
         session.commit()
+    request.app.state.link.maintain_now()  # the store's consumers, before it first connects
     return EnrolOut(
         store_id=enrolled.store_id,
         credential=enrolled.credential,
         nats_url=settings.nats_url_for_stores(),
         hq_public_key=public_pem(request.app.state.hq_key),
+        nats_jwt=nats_jwt,
+        nats_ca=settings.nats_ca_file.read_text("utf-8") if settings.nats_ca_file else None,
     )
 
 

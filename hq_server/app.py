@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from hq_server import api
+from hq_server.broker import store_consumers_keeper
 from hq_server.console import PAGES
 from hq_server.db import migrate
 from hq_server.intake import Intake
@@ -26,7 +27,8 @@ from hq_server.retention import purge
 from hq_server.settings import HqSettings
 from laneguard.body_limit import BodyLimit
 from laneguard.chain import STORES_STREAM, store_subject
-from laneguard.jetstream import Consumer, JetStreamLink
+from laneguard.jetstream import Consumer, JetStreamLink, broker_tls
+from laneguard.nats_auth import BrokerKeys
 from laneguard.security_headers import SecurityHeaders
 from laneguard.signing import load_or_make_key
 from product_db.db import make_engine
@@ -84,6 +86,7 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
     app.state.media = MediaStore(settings.data_dir / "media")
     outbox = app.state.outbox = HqOutbox(engine, app.state.hq_key)
     intake = app.state.intake = Intake(engine, app.state.media, outbox)
+    broker = app.state.broker = BrokerKeys.load_or_make(settings.data_dir / "keys")
     link = app.state.link = JetStreamLink(
         settings.nats_url,
         "hq",
@@ -98,6 +101,10 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
                 batch_handler=intake.handle_batch,
             )
         ],
+        user=broker.hq_user(load_or_make_key(settings.data_dir / "keys" / "nats-hq-user.key")),
+        tls=broker_tls(settings.nats_url, settings.nats_ca_file),
+        owns_streams=True,
+        maintain=store_consumers_keeper(engine),
     )
     intake.on_gallery = link.wake  # a gallery entry goes straight back out to every store
     waves = app.state.waves = PeriodicLoop(

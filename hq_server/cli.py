@@ -206,6 +206,34 @@ def key_command(config_file: Path | None) -> None:
     click.echo(public_pem(hq_signing_key(hq_settings(config_file))), nl=False)
 
 
+@hq.command("broker-config")
+@_config_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for the broker's configuration, certificate and JetStream storage.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address it listens on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=4222, show_default=True)
+@click.option("--tls/--no-tls", default=True, show_default=True, help="TLS for every client.")
+def broker_config_command(
+    config_file: Path | None, out: Path, host: str, port: int, tls: bool
+) -> None:
+    """Write the chain broker's nats-server configuration: JetStream, a credential per store
+    (HQ signs each store's at enrolment; anonymous clients are refused) and TLS."""
+    from hq_server.broker import write_broker_config
+
+    settings = hq_settings(config_file)
+    files = write_broker_config(settings, out, host, port, tls)
+    click.echo(f"run the broker:  nats-server -c {files.config}")
+    click.echo(f"HQ's settings:   nats_url: {files.url(host, port)}")
+    if files.certificate is not None:
+        click.echo(
+            f"                 nats_ca_file: {files.certificate}  (stores get it at enrolment)"
+        )
+
+
 @hq.command("retention")
 @click.option("--days", type=click.IntRange(1, 3650), default=None, help="Default: pooled_days.")
 @_config_option

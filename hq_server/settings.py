@@ -32,6 +32,11 @@ class HqSettings(BaseSettings):
         description="the broker URL stores are told at enrolment (default: nats_url without "
         "its user name and password: HQ never hands out its own credential)",
     )
+    nats_ca_file: Path | None = Field(
+        default=None,
+        description="CA the broker's certificate is checked against (tls:// URLs); given to "
+        "stores at enrolment (default: the system's CAs)",
+    )
     public_url: str | None = Field(
         default=None, description="the URL stores reach HQ at, when not http://<host>:<port>"
     )

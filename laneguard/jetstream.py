@@ -9,6 +9,10 @@ JetStream forgets a delivery only after the handler's ``ack``. Duplicates are wh
 both ends drop them (message ids: the stream's duplicate window, then the receivers' own
 idempotent storage).
 
+HQ owns the broker's contents: its link creates both streams and each enrolled store's two
+durable consumers (``maintain``); a store's link only publishes on its own subjects and pulls
+from its own consumers, which is all its broker credential allows (laneguard.nats_auth).
+
 A handler that raises ``ChainMessageError`` refused a message for good (malformed, forged):
 it is terminated, logged and counted, never redelivered. Any other error is transient (the
 database down): the message comes again after ``retry_s``.
@@ -19,12 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import ssl
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from laneguard.chain import ChainMessageError, stream_configs
+from laneguard.nats_auth import BrokerUser
 
 log = logging.getLogger("laneguard.jetstream")
 
@@ -69,10 +78,18 @@ class JetStreamLink:
     batch: int = 200
     idle_s: float = 0.5
     retry_s: float = 2.0
+    user: BrokerUser | None = None  # its broker credential (None: a broker without accounts)
+    tls: ssl.SSLContext | None = None  # TLS to the broker (a tls:// URL), trusting its CA
+    owns_streams: bool = False  # HQ: create the streams (stores may not)
+    # HQ: brings the broker up to what it should hold (each enrolled store's consumers), on
+    # connecting and every ``maintain_s`` after.
+    maintain: Callable[[Any], Awaitable[None]] | None = None
+    maintain_s: float = 10.0
     stats: LinkStats = field(default_factory=LinkStats)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _maintain_due: bool = field(default=False, repr=False)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name=f"jetstream-{self.name}")
@@ -81,6 +98,11 @@ class JetStreamLink:
 
     def wake(self) -> None:
         """Something new to publish: do not wait for the idle pause."""
+        self._wake.set()
+
+    def maintain_now(self) -> None:
+        """Something the ``maintain`` step keeps changed (a store enrolled): run it next."""
+        self._maintain_due = True
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -115,6 +137,9 @@ class JetStreamLink:
         async def quiet(error: Exception) -> None:
             log.debug("%s: NATS: %s", self.name, error)
 
+        options: dict[str, Any] = self.user.connect_options() if self.user else {}
+        if self.tls is not None:
+            options["tls"] = self.tls
         return await nats.connect(
             self.url,
             name=f"laneguard-{self.name}",
@@ -123,17 +148,28 @@ class JetStreamLink:
             reconnect_time_wait=0.5,
             allow_reconnect=True,
             error_cb=quiet,
+            **options,
         )
 
     async def _serve(self, nc: Any) -> None:
         js = nc.jetstream(timeout=5.0)
-        await ensure_streams(js)
+        if self.owns_streams:
+            await ensure_streams(js)
+        maintained = -math.inf
+        if self.maintain is not None:
+            await self.maintain(js)
+            maintained = time.monotonic()
         subscriptions = [
             (await js.pull_subscribe(c.subject, durable=c.durable, stream=c.stream), c)
             for c in self.consumers
         ]
         self.stats.connected = True
         while not self._stop.is_set():
+            due = self._maintain_due or time.monotonic() - maintained > self.maintain_s
+            if self.maintain is not None and due:
+                self._maintain_due = False
+                await self.maintain(js)
+                maintained = time.monotonic()
             sent = await self._publish(js)
             received = 0
             for subscription, consumer in subscriptions:
@@ -202,6 +238,35 @@ class JetStreamLink:
 # JetStream's error code for "stream name already in use with a different configuration"
 # (JSStreamNameExistErr): the one refusal ensure_streams answers by updating the stream.
 STREAM_NAME_IN_USE = 10058
+
+
+def broker_tls(url: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """TLS to the broker: for a ``tls://`` URL or a named CA, a context that checks the
+    broker's certificate against ``ca_file`` (default: the system's CAs) and its name."""
+    if ca_file is None and not url.startswith("tls://"):
+        return None
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+async def ensure_consumer(js: Any, stream: str, durable: str, subject: str) -> None:
+    """A durable pull consumer on ``stream`` filtered to ``subject``, as a client's own
+    ``pull_subscribe`` would have made it (explicit acks, from the stream's start)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import NotFoundError
+
+    try:
+        await js.consumer_info(stream, durable)
+        return
+    except NotFoundError:
+        pass
+    config = ConsumerConfig(
+        name=durable,
+        durable_name=durable,
+        filter_subject=subject,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    await js.add_consumer(stream, config=config)
 
 
 async def ensure_streams(js: Any) -> None:

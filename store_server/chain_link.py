@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
-from laneguard.chain import HQ_STREAM, STORE_ID, hq_subject
-from laneguard.files import private_dir, write_json_atomic
-from laneguard.jetstream import Consumer, JetStreamLink
-from laneguard.signing import public_key_from_pem
+from laneguard.chain import HQ_STREAM, STORE_ID
+from laneguard.files import private_dir, write_bytes_atomic, write_json_atomic
+from laneguard.jetstream import Consumer, JetStreamLink, broker_tls
+from laneguard.nats_auth import BrokerUser, store_consumers, store_inbox, user_nkey
+from laneguard.signing import load_or_make_key, public_key_from_pem
 from product_db.errors import LaneGuardError
 from store_server.chain_apply import ChainApplier, fetch_from_hq
 from store_server.chain_export import ChainExporter
@@ -48,6 +51,10 @@ class HqEnrolment:
     nats_url: str
     credential: str
     hq_public_key: str  # PEM
+    # The store's broker credential (a NATS user JWT HQ signed for this store's own user key)
+    # and the CA the broker's certificate is checked against; None from an HQ without them.
+    nats_jwt: str | None = None
+    nats_ca: str | None = None  # PEM
 
     @staticmethod
     def folder(data_dir: Path) -> Path:
@@ -62,21 +69,48 @@ class HqEnrolment:
         folder = private_dir(self.folder(data_dir))
         (folder / "hq.pub").write_text(self.hq_public_key)
         (folder / "hq.pub").chmod(0o600)
+        if self.nats_ca is not None:
+            write_bytes_atomic(folder / "broker-ca.pem", self.nats_ca.encode(), mode=0o600)
         return write_json_atomic(folder / "enrolment.json", asdict(self), mode=0o600)
 
     def key_file(self, data_dir: Path) -> Path:
         return self.folder(data_dir) / "hq.pub"
 
 
+def store_broker_key(settings: StoreSettings) -> Ed25519PrivateKey:
+    """The store's own key for the chain's broker (made once, 0600): it signs the broker's
+    nonces, so it is never the store's signing key (a broker could choose a message as nonce)."""
+    return load_or_make_key(HqEnrolment.folder(settings.data_dir) / "nats-user.key")
+
+
+def _broker_user(settings: StoreSettings, enrolment: HqEnrolment) -> BrokerUser | None:
+    if enrolment.nats_jwt is None:
+        return None
+    return BrokerUser(
+        enrolment.nats_jwt, store_broker_key(settings), store_inbox(enrolment.store_id)
+    )
+
+
+def _broker_ca(settings: StoreSettings) -> Path | None:
+    """The CA the broker's certificate must chain to: the store's setting, or the one HQ gave
+    at enrolment."""
+    if settings.hq_nats_ca_file is not None:
+        return settings.hq_nats_ca_file
+    given = HqEnrolment.folder(settings.data_dir) / "broker-ca.pem"
+    return given if given.is_file() else None
+
+
 def enrol_with_hq(settings: StoreSettings, hq_url: str, token: str) -> HqEnrolment:
     """Spend ``token`` at HQ and keep what it answers."""
     key = store_signing_key(settings)
+    request = {
+        "token": token,
+        "store_name": settings.store_name,
+        "public_key": public_pem(key),
+        "nats_user": user_nkey(store_broker_key(settings)),
+    }
     try:
-        response = httpx.post(
-            f"{hq_url.rstrip('/')}/api/v1/hq/enrol",
-            json={"token": token, "store_name": settings.store_name, "public_key": public_pem(key)},
-            timeout=10.0,
-        )
+        response = httpx.post(f"{hq_url.rstrip('/')}/api/v1/hq/enrol", json=request, timeout=10.0)
     except httpx.HTTPError as error:
         raise HqEnrolmentError(f"HQ at {hq_url} could not be reached: {error}") from None
     if response.status_code != 200:
@@ -89,14 +123,22 @@ def enrol_with_hq(settings: StoreSettings, hq_url: str, token: str) -> HqEnrolme
             nats_url=str(body["nats_url"]),
             credential=str(body["credential"]),
             hq_public_key=str(body["hq_public_key"]),
+            nats_jwt=_text_or_none(body.get("nats_jwt")),
+            nats_ca=_text_or_none(body.get("nats_ca")),
         )
         public_key_from_pem(enrolment.hq_public_key, "HQ's key")
+        if enrolment.nats_ca is not None:
+            ssl.PEM_cert_to_DER_cert(enrolment.nats_ca)
     except (KeyError, TypeError, ValueError) as error:
         raise HqEnrolmentError(f"HQ's answer is not an enrolment: {error}") from None
     if not STORE_ID.match(enrolment.store_id):
         raise HqEnrolmentError(f"HQ gave an unusable store id {enrolment.store_id!r}")
     enrolment.save(settings.data_dir)
     return enrolment
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _detail(response: httpx.Response) -> str:
@@ -166,8 +208,10 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
         exporter.pending,
         exporter.published,
         consumers=[
-            Consumer(f"store-{store_id}-all", HQ_STREAM, hq_subject(">"), applier.handle),
-            Consumer(f"store-{store_id}-own", HQ_STREAM, hq_subject(">", store_id), applier.handle),
+            Consumer(durable, HQ_STREAM, subject, applier.handle)
+            for durable, subject in store_consumers(store_id)
         ],
+        user=_broker_user(settings, enrolment),
+        tls=broker_tls(enrolment.nats_url, _broker_ca(settings)),
     )
     return ChainLink(enrolment, exporter, applier, link)

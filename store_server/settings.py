@@ -126,6 +126,11 @@ class StoreSettings(BaseSettings):
         description="least similarity of a joining crop to its product's other crops "
         "(default: measured on the bundle's gallery)",
     )
+    hq_nats_ca_file: Path | None = Field(
+        default=None,
+        description="CA the chain broker's certificate is checked against (default: the one "
+        "HQ gave at enrolment, else the system's)",
+    )
     hq_status_s: float = Field(
         default=15.0, gt=0, description="how often the store tells its chain's HQ its health"
     )

@@ -16,7 +16,9 @@ import httpx
 import pytest
 from sqlmodel import Session
 
+from hq_server.broker import write_broker_config
 from hq_server.db import migrate as migrate_hq
+from hq_server.settings import HqSettings
 from hq_server.stores import add_store
 from laneguard.serving import free_port
 from product_db.db import make_engine
@@ -25,24 +27,47 @@ from store_server.settings import StoreSettings
 
 
 class NatsServer:
-    """``nats-server -js`` on a free port, storing in ``folder``; ``kill`` is SIGKILL."""
+    """``nats-server -js`` on a free port, storing in ``folder``; ``kill`` is SIGKILL. With
+    ``hq`` (HQ's settings) it runs as a chain's broker is run: the configuration `laneguard
+    hq broker-config` writes (a credential per store, no anonymous clients, TLS)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, hq: HqSettings | None = None) -> None:
         binary = shutil.which("nats-server")
         if binary is None:
             pytest.fail("nats-server is not installed (Debian package nats-server)")
         self.binary, self.folder, self.port = binary, folder, free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.files = write_broker_config(hq, folder, "127.0.0.1", self.port) if hq else None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return (
+            self.files.url("127.0.0.1", self.port)
+            if self.files
+            else f"nats://127.0.0.1:{self.port}"
+        )
+
+    @property
+    def ca_file(self) -> Path | None:
+        return self.files.certificate if self.files else None
 
     def start(self) -> NatsServer:
+        command = (
+            [self.binary, "-c", str(self.files.config)]
+            if self.files
+            else [
+                self.binary,
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.folder),
+            ]
+        )
         self.process = subprocess.Popen(
-            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         wait_for(lambda: _port_open(self.port), 10, "nats-server to listen")
         return self

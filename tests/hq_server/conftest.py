@@ -1,5 +1,7 @@
 """The chain's fixtures: HQ, three enrolled store servers (each with one lane) and a private
-NATS JetStream server, all real servers on this computer."""
+NATS JetStream server configured as a chain's broker is (`laneguard hq broker-config`: a
+credential per store signed by HQ, no anonymous clients, TLS), all real servers on this
+computer."""
 
 from __future__ import annotations
 
@@ -36,20 +38,22 @@ class Chain:
     hq_database_url: str
     hq_app: Any
     sites: dict[str, Site]
+    broker: NatsServer
+    root: Path
 
 
 @pytest.fixture
 def chain(tmp_path: Path) -> Iterator[Chain]:
-    nats = NatsServer(tmp_path / "nats").start()
     hq_url_db = f"sqlite:///{tmp_path / 'hq.sqlite3'}"
     settings = HqSettings(
         database_url=hq_url_db,
         data_dir=tmp_path / "hq",
-        nats_url=nats.url,
         wave_check_s=0.3,
         wave_soak_s=0.0,
         store_soak_s=0.0,
     )
+    nats = NatsServer(tmp_path / "nats", settings).start()
+    settings = settings.model_copy(update={"nats_url": nats.url, "nats_ca_file": nats.ca_file})
     hq_app = create_hq(settings)
     with ExitStack() as stack:
         stack.callback(nats.stop)
@@ -60,4 +64,4 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
             base = stack.enter_context(serve(create_store(site.settings)))
             lane = enrol_lane(base, site.database_url, f"lane-{store_id}")
             sites[store_id] = Site(store_id, base, site.database_url, lane)
-        yield Chain(hq, hq_url_db, hq_app, sites)
+        yield Chain(hq, hq_url_db, hq_app, sites, nats, tmp_path)

@@ -1,0 +1,193 @@
+"""The chain's broker as a chain runs it (issue #32): `laneguard hq broker-config`'s
+nats-server (accounts, a credential per store that HQ signed at enrolment, TLS), HQ and three
+stores. Played as an attacker on the chain's network would: an anonymous client, a client
+without TLS, a store's own credential used beyond its store, a store's credential without its
+key; and HQ owning the streams and every store's consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from nats.js.api import StreamConfig
+
+from hq_server.cli import hq
+from laneguard.chain import HQ_STREAM, STORES_STREAM
+from laneguard.jetstream import broker_tls
+from laneguard.nats_auth import (
+    USER,
+    BrokerKeys,
+    BrokerUser,
+    jwt_claims,
+    public_key_of_nkey,
+    store_inbox,
+    user_nkey,
+)
+from laneguard.signing import load_private_key
+from tests.hq_server.conftest import Chain
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _store_user(chain: Chain, store_id: str) -> BrokerUser:
+    """Store ``store_id``'s broker credential, as its server keeps it after enrolment."""
+    folder = chain.root / store_id / "data" / "hq"
+    enrolment = json.loads((folder / "enrolment.json").read_text())
+    key = load_private_key(folder / "nats-user.key")
+    return BrokerUser(enrolment["nats_jwt"], key, store_inbox(store_id))
+
+
+def _tls(chain: Chain) -> ssl.SSLContext:
+    context = broker_tls(chain.broker.url, chain.broker.ca_file)
+    assert context is not None
+    return context
+
+
+async def _connect(chain: Chain, user: BrokerUser | None, errors: list[str]) -> Any:
+    async def collect(error: Exception) -> None:
+        errors.append(str(error))
+
+    options = user.connect_options() if user else {}
+    return await nats.connect(
+        chain.broker.url,
+        tls=_tls(chain),
+        connect_timeout=3,
+        allow_reconnect=False,
+        max_reconnect_attempts=0,
+        error_cb=collect,
+        **options,
+    )
+
+
+def test_no_credential_no_tls_or_a_credential_without_its_key_is_refused(chain: Chain) -> None:
+    async def attempts() -> tuple[str, str]:
+        with pytest.raises(Exception) as anonymous:
+            await _connect(chain, None, [])
+        stolen = _store_user(chain, "A")  # the JWT copied off store A, signed with another key
+        thief = BrokerUser(stolen.jwt, Ed25519PrivateKey.generate(), stolen.inbox_prefix)
+        with pytest.raises(Exception) as with_stolen:
+            await _connect(chain, thief, [])
+        return str(anonymous.value), str(with_stolen.value)
+
+    anonymous, stolen = asyncio.run(attempts())
+    assert "Authorization Violation" in anonymous
+    assert "Authorization Violation" in stolen
+    # Store A's own credential in the clear, as a client that skips TLS would send it.
+    user = _store_user(chain, "A")
+    with socket.create_connection(("127.0.0.1", chain.broker.port), timeout=5) as raw:
+        info = json.loads(raw.recv(65536).decode().split(" ", 1)[1])
+        assert info["tls_required"] is True
+        connect = {"jwt": user.jwt, "sig": "x", "verbose": True, "protocol": 1}
+        try:
+            raw.sendall(f"CONNECT {json.dumps(connect)}\r\nPING\r\n".encode())
+            answer = raw.recv(4096).decode(errors="replace")
+        except ConnectionResetError:  # the broker hung up on the clear text
+            answer = ""
+    assert "PONG" not in answer and "+OK" not in answer, answer
+
+
+def test_a_store_credential_reaches_its_own_subjects_and_consumers_only(chain: Chain) -> None:
+    async def probe() -> dict[str, Any]:
+        hq_keys = BrokerKeys.load_or_make(chain.root / "hq" / "keys")
+        hq_user = hq_keys.hq_user(load_private_key(chain.root / "hq" / "keys" / "nats-hq-user.key"))
+        hq_nc = await _connect(chain, hq_user, [])
+        hq_js = hq_nc.jetstream(timeout=3)
+        before = {
+            s: (await hq_js.stream_info(s)).state.messages for s in (HQ_STREAM, STORES_STREAM)
+        }
+        consumers = []
+        for store in "ABC":  # HQ makes them when a store enrols
+            for kind in ("all", "own"):
+                consumers.append(await _made_by_hq(hq_js, f"store-{store}-{kind}"))
+
+        errors: list[str] = []
+        nc = await _connect(chain, _store_user(chain, "A"), errors)
+        js = nc.jetstream(timeout=1.5)
+        ack = await js.publish("lg.store.A.probe", b"{}", headers={"Nats-Msg-Id": "probe-1"})
+        assert ack.stream == STORES_STREAM, "its own subject is open to it"
+        taken = 0
+        sub = await nc.subscribe("lg.>")  # everyone's traffic
+        for attack in (
+            js.publish("lg.store.B.sample", b"{}"),  # speaking for store B
+            js.purge_stream(HQ_STREAM),
+            js.delete_stream(STORES_STREAM),
+            js.add_stream(StreamConfig(name="EVIL", subjects=["evil.>"])),
+            js.stream_info(STORES_STREAM),
+            js.add_consumer(STORES_STREAM, durable_name="peek"),
+            js.consumer_info(HQ_STREAM, "store-B-own"),
+            nc.request(f"$JS.API.CONSUMER.MSG.NEXT.{HQ_STREAM}.store-B-own", b"1", timeout=1.5),
+        ):
+            try:
+                await attack
+                taken += 1
+            except Exception:
+                continue
+        await hq_js.publish("lg.hq.store.B.probe", b"{}", headers={"Nats-Msg-Id": "to-b"})
+        await asyncio.sleep(1.0)
+        seen = sub.pending_msgs
+        await nc.close()
+        after = {s: (await hq_js.stream_info(s)).state.messages for s in (HQ_STREAM, STORES_STREAM)}
+        await hq_nc.close()
+        return {"errors": errors, "before": before, "after": after, "taken": taken,
+                "seen": seen, "consumers": consumers}  # fmt: skip
+
+    found = asyncio.run(probe())
+    assert found["seen"] == 0, "it read other stores' traffic"
+    assert found["taken"] == 0, f"{found['taken']} of the attacks went through"
+    assert any("permissions violation" in e.lower() for e in found["errors"]), found["errors"]
+    before, after = found["before"], found["after"]
+    # Nothing purged or deleted (the stores' status messages keep coming meanwhile).
+    assert after[STORES_STREAM] > before[STORES_STREAM] and after[HQ_STREAM] > before[HQ_STREAM]
+    consumers = found["consumers"]
+    # HQ made every store's two consumers (no store could have), each filtered as it should.
+    assert consumers == [
+        subject for store in "ABC" for subject in ("lg.hq.all.>", f"lg.hq.store.{store}.>")
+    ]
+
+
+async def _made_by_hq(js: Any, durable: str) -> str:
+    """The filter subject of the consumer HQ made, once it has (within 30 s)."""
+    from nats.js.errors import NotFoundError
+
+    for _ in range(300):
+        try:
+            return str((await js.consumer_info(HQ_STREAM, durable)).config.filter_subject)
+        except NotFoundError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"HQ never made {durable}")
+
+
+def test_hq_signs_each_store_a_credential_for_its_own_key_and_subjects(chain: Chain) -> None:
+    user = _store_user(chain, "B")
+    claims = jwt_claims(user.jwt)
+    assert claims["sub"] == user_nkey(user.key)
+    public_key_of_nkey(claims["sub"], USER)
+    allowed = claims["nats"]["pub"]["allow"]
+    assert "lg.store.B.>" in allowed and not any(".A." in s or "-A-" in s for s in allowed)
+    assert claims["nats"]["sub"]["allow"] == [f"{store_inbox('B')}.>"]
+    own = (chain.root / "B" / "data" / "hq" / "nats-user.key").stat().st_mode
+    assert own & 0o077 == 0
+    assert (chain.root / "hq" / "keys" / "nats-account.key").stat().st_mode & 0o077 == 0
+
+
+def test_hq_writes_the_broker_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "hq.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "hq")}))
+    result = CliRunner().invoke(
+        hq, ["broker-config", "--config", str(config), "--out", str(tmp_path / "broker"),
+             "--port", "4333"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "nats_url: tls://127.0.0.1:4333" in result.output
+    text = (tmp_path / "broker" / "nats-server.conf").read_text()
+    assert "resolver: MEMORY" in text and "tls:" in text and "port: 4333" in text
+    assert (tmp_path / "broker" / "broker.key").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "broker" / "nats-server.conf").stat().st_mode & 0o077 == 0
