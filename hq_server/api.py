@@ -88,6 +88,29 @@ def enrol(
     )
 
 
+class BrokerCredentialIn(BaseModel):
+    nats_user: str = Field(pattern=r"^U[A-Z2-7]{55}$", description="the store's NATS user key")
+
+
+class BrokerCredentialOut(BaseModel):
+    nats_jwt: str = Field(description="a day's broker credential: the store's own subjects")
+
+
+@router.post("/broker-credential", response_model=BrokerCredentialOut)
+def broker_credential(
+    body: BrokerCredentialIn,
+    request: Request,
+    store_id: Annotated[str, Depends(current_store)],
+) -> BrokerCredentialOut:
+    """An enrolled store (its credential): its broker credential renewed. A retired store's
+    HQ credential is refused here, so its last one runs out within a day."""
+    broker: BrokerKeys = request.app.state.broker
+    try:
+        return BrokerCredentialOut(nats_jwt=broker.store_user(store_id, body.nats_user))
+    except BrokerAuthError as error:
+        raise HTTPException(422, str(error)) from None
+
+
 @router.get("/bundles/{sha256}", response_class=FileResponse)
 def release_file(
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],

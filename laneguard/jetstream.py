@@ -85,6 +85,9 @@ class JetStreamLink:
     # connecting and every ``maintain_s`` after.
     maintain: Callable[[Any], Awaitable[None]] | None = None
     maintain_s: float = 10.0
+    # Run (in a worker thread) before every connection attempt: a store renews its broker
+    # credential here, so one that expired while the store was offline is renewed first.
+    prepare: Callable[[], object] | None = None
     stats: LinkStats = field(default_factory=LinkStats)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -118,6 +121,8 @@ class JetStreamLink:
         while not self._stop.is_set():
             nc = None
             try:
+                if self.prepare is not None:
+                    await asyncio.to_thread(self.prepare)
                 nc = await self._connect()
                 await self._serve(nc)
             except Exception as error:  # the broker down or gone: try again

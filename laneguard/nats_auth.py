@@ -39,6 +39,10 @@ from product_db.errors import LaneGuardError
 OPERATOR, ACCOUNT, USER = 14 << 3, 0, 20 << 3
 _LETTER = {OPERATOR: "O", ACCOUNT: "A", USER: "U"}
 UNLIMITED = -1
+# A store's broker credential lasts a day and the store renews it from HQ when half is left:
+# a retired store (its HQ credential cleared) is off the broker within a day, with no change
+# to the broker (the memory resolver has no revocation list to update).
+STORE_CREDENTIAL_S = 24 * 3600
 
 
 class BrokerAuthError(LaneGuardError, ValueError):
@@ -86,15 +90,20 @@ def encode_jwt(
     subject: str,
     name: str,
     nats: dict[str, Any],
+    lifetime_s: float | None = None,
 ) -> str:
-    """A NATS JWT v2 signed by ``issuer``: ``subject`` (an nkey) with the ``nats`` claims."""
+    """A NATS JWT v2 signed by ``issuer``: ``subject`` (an nkey) with the ``nats`` claims,
+    expiring after ``lifetime_s`` when given."""
+    now = int(time.time())
     claims: dict[str, Any] = {
-        "iat": int(time.time()),
+        "iat": now,
         "iss": public_nkey(issuer.public_key(), issuer_prefix),
         "name": name,
         "sub": subject,
         "nats": {**nats, "version": 2},
     }
+    if lifetime_s is not None:
+        claims["exp"] = now + int(lifetime_s)
     digest = hashlib.new("sha512_256", json.dumps(claims, sort_keys=True).encode()).digest()
     claims["jti"] = base64.b32encode(digest).decode().rstrip("=")
     header = _b64url(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
@@ -131,21 +140,27 @@ def store_inbox(store_id: str) -> str:
 
 @dataclass(frozen=True)
 class BrokerUser:
-    """What a client connects with: its user JWT and the key that signs the broker's nonce."""
+    """What a client connects with: its user JWT (or where to get the current one: a store's
+    is renewed) and the key that signs the broker's nonce."""
 
-    jwt: str
+    jwt: str | Callable[[], str]
     key: Ed25519PrivateKey
     inbox_prefix: str = "_INBOX"
 
+    def current_jwt(self) -> str:
+        return self.jwt() if callable(self.jwt) else self.jwt
+
     def connect_options(self) -> dict[str, Any]:
-        """nats-py's options for this user (its callbacks: no creds file on disk)."""
+        """nats-py's options for this user (its callbacks: no creds file on disk; asked again
+        at every reconnection, so a renewed JWT is the one sent)."""
         signer = self.key
 
         def signature(nonce: str) -> bytes:
             return base64.b64encode(signer.sign(nonce.encode()))
 
-        token = self.jwt.encode()
-        jwt: Callable[[], bytes] = lambda: token  # noqa: E731  (nats-py wants a callable)
+        def jwt() -> bytes:
+            return self.current_jwt().encode()
+
         return {"signature_cb": signature, "user_jwt_cb": jwt, "inbox_prefix": self.inbox_prefix}
 
 
@@ -208,15 +223,23 @@ class BrokerKeys:
             ),
         }
 
-    def user_jwt(self, user: str, name: str, permissions: dict[str, Any]) -> str:
+    def user_jwt(
+        self,
+        user: str,
+        name: str,
+        permissions: dict[str, Any],
+        lifetime_s: float | None = None,
+    ) -> str:
         """A user of the chain's account (``user``: its nkey) allowed ``permissions``."""
         public_key_of_nkey(user, USER)
         claims = {"type": "user", **permissions, "subs": -1, "data": -1, "payload": -1}
-        return encode_jwt(self.account, ACCOUNT, user, name, claims)
+        return encode_jwt(self.account, ACCOUNT, user, name, claims, lifetime_s)
 
     def store_user(self, store_id: str, user_nkey: str) -> str:
-        """Store ``store_id``'s user JWT: its own subjects and consumers only."""
-        return self.user_jwt(user_nkey, f"store-{store_id}", store_permissions(store_id))
+        """Store ``store_id``'s user JWT: its own subjects and consumers only, for a day."""
+        return self.user_jwt(
+            user_nkey, f"store-{store_id}", store_permissions(store_id), STORE_CREDENTIAL_S
+        )
 
     def hq_user(self, key: Ed25519PrivateKey) -> BrokerUser:
         """HQ's own user: everything in the chain's account (it owns the streams)."""

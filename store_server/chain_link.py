@@ -14,9 +14,13 @@ up, oldest first, when it can.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import ssl
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,14 @@ from sqlalchemy.engine import Engine
 from laneguard.chain import HQ_STREAM, STORE_ID
 from laneguard.files import private_dir, write_bytes_atomic, write_json_atomic
 from laneguard.jetstream import Consumer, JetStreamLink, broker_tls
-from laneguard.nats_auth import BrokerUser, store_consumers, store_inbox, user_nkey
+from laneguard.nats_auth import (
+    STORE_CREDENTIAL_S,
+    BrokerUser,
+    jwt_claims,
+    store_consumers,
+    store_inbox,
+    user_nkey,
+)
 from laneguard.signing import load_or_make_key, public_key_from_pem
 from product_db.errors import LaneGuardError
 from store_server.chain_apply import ChainApplier, fetch_from_hq
@@ -83,12 +94,51 @@ def store_broker_key(settings: StoreSettings) -> Ed25519PrivateKey:
     return load_or_make_key(HqEnrolment.folder(settings.data_dir) / "nats-user.key")
 
 
-def _broker_user(settings: StoreSettings, enrolment: HqEnrolment) -> BrokerUser | None:
-    if enrolment.nats_jwt is None:
-        return None
-    return BrokerUser(
-        enrolment.nats_jwt, store_broker_key(settings), store_inbox(enrolment.store_id)
-    )
+class BrokerCredential:
+    """The store's broker credential: the user JWT HQ signed for it, good for a day
+    (laneguard.nats_auth.STORE_CREDENTIAL_S), renewed from HQ's API with the store's HQ
+    credential once half of it is gone and kept with the enrolment. A retired store's renewal
+    is refused, so it is off the broker within a day."""
+
+    def __init__(self, settings: StoreSettings, enrolment: HqEnrolment) -> None:
+        assert enrolment.nats_jwt is not None
+        self.settings, self.enrolment = settings, enrolment
+        self._jwt: str = enrolment.nats_jwt
+        self._lock = threading.Lock()
+
+    def jwt(self) -> str:
+        return self._jwt
+
+    def user(self) -> BrokerUser:
+        inbox = store_inbox(self.enrolment.store_id)
+        return BrokerUser(self.jwt, store_broker_key(self.settings), inbox)
+
+    def renew_if_due(self, now: float | None = None) -> bool:
+        """Ask HQ for a fresh credential when less than half of this one's day is left;
+        whether it was renewed (a failure is logged and tried again at the next chance)."""
+        with self._lock:
+            expires = jwt_claims(self._jwt).get("exp")
+            left = float(expires) - (time.time() if now is None else now) if expires else None
+            if left is None or left > STORE_CREDENTIAL_S / 2:
+                return False
+            nats_user = user_nkey(store_broker_key(self.settings))
+            try:
+                reply = httpx.post(
+                    f"{self.enrolment.hq_url}/api/v1/hq/broker-credential",
+                    json={"nats_user": nats_user},
+                    headers={"Authorization": f"Bearer {self.enrolment.credential}"},
+                    timeout=10.0,
+                )
+                reply.raise_for_status()
+                fresh = str(reply.json()["nats_jwt"])
+            except (httpx.HTTPError, ValueError, KeyError) as error:
+                log.warning("renewing the broker credential at HQ failed: %s", error)
+                return False
+            self._jwt = fresh
+            self.enrolment = dataclasses.replace(self.enrolment, nats_jwt=fresh)
+            self.enrolment.save(self.settings.data_dir)
+            log.info("broker credential renewed (%.0f h were left)", left / 3600)
+            return True
 
 
 def _broker_ca(settings: StoreSettings) -> Path | None:
@@ -211,7 +261,14 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
             Consumer(durable, HQ_STREAM, subject, applier.handle)
             for durable, subject in store_consumers(store_id)
         ],
-        user=_broker_user(settings, enrolment),
         tls=broker_tls(enrolment.nats_url, _broker_ca(settings)),
     )
+    if enrolment.nats_jwt is not None:
+        credential = BrokerCredential(settings, enrolment)
+        link.user, link.prepare = credential.user(), credential.renew_if_due
+
+        async def renew(_js: Any) -> None:
+            await asyncio.to_thread(credential.renew_if_due)
+
+        link.maintain, link.maintain_s = renew, 600.0
     return ChainLink(enrolment, exporter, applier, link)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,42 @@ def test_hq_writes_the_broker_configuration(tmp_path: Path) -> None:
     assert "resolver: MEMORY" in text and "tls:" in text and "port: 4333" in text
     assert (tmp_path / "broker" / "broker.key").stat().st_mode & 0o077 == 0
     assert (tmp_path / "broker" / "nats-server.conf").stat().st_mode & 0o077 == 0
+
+
+def test_a_store_renews_its_day_long_credential_and_a_retired_store_cannot(chain: Chain) -> None:
+    from sqlmodel import Session
+
+    from hq_server.stores import retire_store
+    from product_db.db import make_engine
+    from store_server.chain_link import BrokerCredential, HqEnrolment
+    from store_server.settings import StoreSettings
+
+    settings = StoreSettings(data_dir=chain.root / "B" / "data")
+    enrolment = HqEnrolment.load(settings.data_dir)
+    assert enrolment is not None and enrolment.nats_jwt is not None
+    first = jwt_claims(enrolment.nats_jwt)
+    assert first["exp"] - first["iat"] == 24 * 3600
+    credential = BrokerCredential(settings, enrolment)
+    assert not credential.renew_if_due(), "most of its day is left"
+    assert credential.renew_if_due(now=time.time() + 13 * 3600)
+    kept = HqEnrolment.load(settings.data_dir)
+    assert kept is not None and kept.nats_jwt == credential.jwt() != enrolment.nats_jwt
+    assert jwt_claims(credential.jwt())["sub"] == first["sub"]
+
+    engine = make_engine(chain.hq_database_url)
+    with Session(engine) as session:
+        retire_store(session, "B", "it")
+        session.commit()
+    engine.dispose()
+    assert not credential.renew_if_due(now=time.time() + 13 * 3600), "retired: refused"
+
+    # The broker itself holds a credential to its day: one that ran out is refused.
+    hq_keys = BrokerKeys.load_or_make(chain.root / "hq" / "keys")
+    key = Ed25519PrivateKey.generate()
+    brief = hq_keys.user_jwt(
+        user_nkey(key), "store-B", {"pub": {"allow": ["lg.store.B.>"]}}, lifetime_s=1
+    )
+    time.sleep(2.1)
+    with pytest.raises(Exception) as expired:
+        asyncio.run(_connect(chain, BrokerUser(brief, key, store_inbox("B")), []))
+    assert "Authorization" in str(expired.value) or "Expired" in str(expired.value)
