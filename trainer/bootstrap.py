@@ -73,7 +73,7 @@ class BootstrapConfig:
     """The recipe. Defaults are what the shipped bundle was made with."""
 
     seed: int = 0
-    version: str = "bootstrap-9"
+    version: str = "bootstrap-8"
     detect_images: int = 1800
     riding_share: float = 0.0  # off: see simulator.datasets
     # Share of detector images from the randomised world (simulator.randomized); the rest are
@@ -91,12 +91,12 @@ class BootstrapConfig:
     # backbone features (trainer.feature_cache; epochs then count passes over all views), or
     # 0 for ultralytics' own trainer, which runs the backbone on every image of every epoch.
     detector_feature_views: int = 4
-    detector_epochs: int = 12
-    detector_lr: float = 1e-3
+    detector_epochs: int = 14
+    detector_lr: float = 2e-3
     # Seeds the detector's training images and their augmented views (None: ``seed``); the
     # test scenes stay at ``seed + 1``. A run that continues a detector draws new images, so
     # the neck and head see more of the randomised world than one image set can show.
-    detector_data_seed: int | None = 2
+    detector_data_seed: int | None = None
     # A bundle whose detector weights (``detector-weights.pt``) the neck and head start from
     # instead of anew: more training for a detector whose losses were still falling, at a
     # fraction of a from-scratch run's cost. Recorded as ``detector_continued_from``.
