@@ -90,9 +90,11 @@ def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float)
             store = _prepare_store(
                 data_dir / store_id, host, store_port, lanes, mqtt, store_id, name, first_lane=n
             )
-            # North's first lane sells the products the bundle has never seen, to honest
-            # customers: North learns them, and through HQ so does South.
-            store.feed_kinds = ("new_product",) if n == 0 else ()
+            # Each store's first lane sells the products the bundle has never seen, to honest
+            # customers: each store learns them, and HQ sends each store's entries to the
+            # other once both learned a product alike (one store alone would wait for a
+            # person at HQ to confirm it).
+            store.feed_kinds = ("new_product",)
             _enrol_with_demo_hq(store, hq_url, hq_settings.database_url, store_id, name)
             stores.append((name, *_start_store(running, store, host, store_port, fps)))
         click.echo("")
@@ -192,12 +194,18 @@ def _start_store(
             fps,
             token,
             store.release_key,
-            seed=100 + 10 * store.first_lane + n,
-            kind=store.feed_kinds[n] if n < len(store.feed_kinds) else "mixed",
+            # The new-product lanes of both stores sell the same products (the same seed).
+            seed=100 + n if kind_of(store, n) == "new_product" else 100 + 10 * store.first_lane + n,
+            kind=kind_of(store, n),
         )
         for n, token in enumerate(store.tokens)
     ]
     return store_url, started
+
+
+def kind_of(store: DemoStore, n: int) -> str:
+    """What lane ``n`` of ``store`` sells: its feed kind, else mixed baskets."""
+    return store.feed_kinds[n] if n < len(store.feed_kinds) else "mixed"
 
 
 def _print_store(

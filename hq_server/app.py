@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from hq_server import api
-from hq_server.broker import store_consumers_keeper
+from hq_server.broker import BrokerKeeper
 from hq_server.console import PAGES
 from hq_server.db import migrate
 from hq_server.intake import Intake
@@ -85,8 +85,11 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
     app.state.hq_key = hq_signing_key(settings)
     app.state.media = MediaStore(settings.data_dir / "media")
     outbox = app.state.outbox = HqOutbox(engine, app.state.hq_key)
-    intake = app.state.intake = Intake(engine, app.state.media, outbox)
+    intake = app.state.intake = Intake(
+        engine, app.state.media, outbox, agree_similarity=settings.agree_similarity
+    )
     broker = app.state.broker = BrokerKeys.load_or_make(settings.data_dir / "keys")
+    broker_context = broker_tls(settings.nats_url, settings.nats_ca_file)
     link = app.state.link = JetStreamLink(
         settings.nats_url,
         "hq",
@@ -102,9 +105,15 @@ def create_app(settings: HqSettings | None = None) -> FastAPI:
             )
         ],
         user=broker.hq_user(load_or_make_key(settings.data_dir / "keys" / "nats-hq-user.key")),
-        tls=broker_tls(settings.nats_url, settings.nats_ca_file),
+        tls=broker_context,
         owns_streams=True,
-        maintain=store_consumers_keeper(engine),
+        maintain=BrokerKeeper(
+            engine,
+            broker,
+            load_or_make_key(settings.data_dir / "keys" / "nats-sys-user.key"),
+            settings.nats_url,
+            broker_context,
+        ),
     )
     intake.on_gallery = link.wake  # a gallery entry goes straight back out to every store
     waves = app.state.waves = PeriodicLoop(

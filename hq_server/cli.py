@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from hq_server.settings import HqSettings
 from laneguard.settings import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from hq_server.outbox import HqOutbox
 
 _config_option = click.option(
     "--config",
@@ -169,6 +175,27 @@ def publish_command(
     click.echo(f"released {release.version} (release {release.release}, id {release.id})")
 
 
+def _gallery_order(
+    config_file: Path | None,
+    database_url: str | None,
+    order: Callable[[Session, HqOutbox], object],
+    refused: tuple[type[Exception], ...],
+) -> None:
+    """Run an HQ IT order on the chain gallery in one transaction, its messages queued for
+    every store; ``refused`` errors become the command's error message."""
+    from hq_server.app import hq_signing_key
+    from hq_server.outbox import HqOutbox
+
+    settings = hq_settings(config_file, database_url)
+    engine = _engine(settings)
+    with Session(engine) as session:
+        try:
+            order(session, HqOutbox(engine, hq_signing_key(settings)))
+        except refused as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+
+
 @hq.command("withdraw-entry")
 @click.argument("entry_id", type=click.IntRange(1))
 @click.option("--by", "username", required=True, help="Who takes it back (for the audit log).")
@@ -179,21 +206,36 @@ def withdraw_entry_command(
 ) -> None:
     """Take a learned gallery entry back in every store (a store can take back only what it
     learned; another store's entry it finds wrong is HQ's to withdraw)."""
-    from sqlmodel import Session
-
-    from hq_server.app import hq_signing_key
     from hq_server.intake import withdraw_by_hq
-    from hq_server.outbox import HqOutbox
 
-    settings = hq_settings(config_file, database_url)
-    engine = _engine(settings)
-    with Session(engine) as session:
-        try:
-            withdraw_by_hq(session, HqOutbox(engine, hq_signing_key(settings)), entry_id, username)
-        except LookupError as exc:
-            raise click.ClickException(str(exc)) from None
-        session.commit()
+    _gallery_order(
+        config_file,
+        database_url,
+        lambda session, outbox: withdraw_by_hq(session, outbox, entry_id, username),
+        (LookupError,),
+    )
     click.echo(f"entry {entry_id} withdrawn in every store (sent with HQ's next messages)")
+
+
+@hq.command("confirm-entry")
+@click.argument("entry_id", type=click.IntRange(1))
+@click.option("--by", "username", required=True, help="Who confirms it (for the audit log).")
+@_config_option
+@_db_option
+def confirm_entry_command(
+    entry_id: int, username: str, config_file: Path | None, database_url: str | None
+) -> None:
+    """Send a learned gallery entry that waits for a second store to every store now (what the
+    console's Gallery page does)."""
+    from hq_server.gallery_release import GalleryReleaseError, confirm
+
+    _gallery_order(
+        config_file,
+        database_url,
+        lambda session, outbox: confirm(session, outbox, entry_id, username),
+        (GalleryReleaseError,),
+    )
+    click.echo(f"entry {entry_id} goes to every store with HQ's next messages")
 
 
 @hq.command("key")

@@ -3,8 +3,9 @@ and its key agree), then store it once, in one transaction with its receipt.
 
 - samples: the crop (checked as a JPEG, saved content-named, 0600) and its labels join the
   chain's pool, from which HQ's slow path trains;
-- gallery entries: join the chain's gallery and go out, signed by HQ, to every store (a
-  withdrawal goes out the same way), so a product learned in one store is recognised in all;
+- gallery entries: join the chain's gallery and go out, signed by HQ, to every store once a
+  second store agrees or a person confirms them (hq_server.gallery_release; a withdrawal goes
+  out at once), so a product learned in one store is recognised in all;
 - reviews: update the pooled sample's label (a rejection keeps it out of training);
 - summaries and status: the newest of each replaces the last.
 """
@@ -22,6 +23,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from hq_server.gallery_release import AGREE_SIMILARITY, release_on_agreement
 from hq_server.models import (
     ChainGalleryEntry,
     ChainReceipt,
@@ -68,6 +70,7 @@ class Intake:
     media: MediaStore
     outbox: HqOutbox
     on_gallery: Callable[[], None] = lambda: None
+    agree_similarity: float = AGREE_SIMILARITY  # see hq_server.gallery_release
 
     def handle(self, subject: str, data: bytes) -> None:
         """Store one message (raises what ``handle_batch`` would report for it)."""
@@ -169,19 +172,7 @@ class Intake:
         )
         session.add(entry)
         session.flush()
-        assert entry.id is not None
-        self.outbox.queue(
-            session,
-            f"gallery:{entry.id}",
-            GalleryDown(
-                hq_entry_id=entry.id,
-                code=entry.code,
-                vector=entry.vector_b64,
-                embedder_sha256=entry.embedder_sha256,
-                origin_store=store_id,
-                origin_entry_id=body.entry_id,
-            ),
-        )
+        release_on_agreement(session, self.outbox, entry, self.agree_similarity)
 
     def _withdraw(self, session: Session, store_id: str, body: GalleryUp) -> None:
         if body.withdraws_hq_entry is not None:
@@ -277,6 +268,8 @@ def withdraw_chain_entry(
         lane_id=target.lane_id,
         withdrawn=True,
         withdraws=target.id,
+        released_at=utcnow(),
+        released_by=withdrawn_by[:64],
     )
     session.add_all([target, row])
     session.flush()

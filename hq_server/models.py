@@ -80,7 +80,10 @@ class PooledSample(SQLModel, table=True):
 
 class ChainGalleryEntry(SQLModel, table=True):
     """A gallery entry a store learned, which HQ signs and sends to every store (its id is the
-    one every store knows it by); a row with ``withdraws`` takes one back everywhere."""
+    one every store knows it by) once it is released: when another store learned the same
+    product alike (``released_by`` "store:<id>") or a person at HQ confirmed it (their name);
+    until then it is held, and the store that learned it uses it alone. A row with
+    ``withdraws`` takes one back everywhere."""
 
     __tablename__ = "hq_gallery_entry"
     __table_args__ = (UniqueConstraint("store_id", "store_entry_id"),)
@@ -96,6 +99,8 @@ class ChainGalleryEntry(SQLModel, table=True):
     withdrawn: bool = False
     withdraws: int | None = None
     added_at: datetime = Field(default_factory=utcnow)
+    released_at: datetime | None = Field(default=None, index=True)
+    released_by: str | None = Field(default=None, max_length=64)
 
 
 class StoreDay(SQLModel, table=True):

@@ -54,6 +54,13 @@ class HqSettings(BaseSettings):
         default=300.0, ge=0, description="each store's own canary-lane soak in a chain rollout"
     )
     wave_check_s: float = Field(default=5.0, gt=0, description="how often rollout waves move")
+    agree_similarity: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="how alike two stores' entries for a code must be for the chain to take "
+        "it without a person confirming (hq_server.gallery_release)",
+    )
     stale_s: float = Field(default=90.0, gt=0, description="a store silent this long is offline")
 
     def nats_url_for_stores(self) -> str:

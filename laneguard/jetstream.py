@@ -81,6 +81,9 @@ class JetStreamLink:
     user: BrokerUser | None = None  # its broker credential (None: a broker without accounts)
     tls: ssl.SSLContext | None = None  # TLS to the broker (a tls:// URL), trusting its CA
     owns_streams: bool = False  # HQ: create the streams (stores may not)
+    # The JetStream API prefix (a store's account reaches HQ's stream through its imports,
+    # laneguard.nats_auth.STORE_JS_API); None: the broker's own "$JS.API".
+    api_prefix: str | None = None
     # HQ: brings the broker up to what it should hold (each enrolled store's consumers), on
     # connecting and every ``maintain_s`` after.
     maintain: Callable[[Any], Awaitable[None]] | None = None
@@ -157,7 +160,7 @@ class JetStreamLink:
         )
 
     async def _serve(self, nc: Any) -> None:
-        js = nc.jetstream(timeout=5.0)
+        js = nc.jetstream(timeout=5.0, **({"prefix": self.api_prefix} if self.api_prefix else {}))
         if self.owns_streams:
             await ensure_streams(js)
         maintained = -math.inf

@@ -1,13 +1,20 @@
 """The chain's broker with a credential per store: NATS decentralised authentication (an
-operator, one account for the chain, a user per store), made and signed here with Ed25519.
+operator, the chain's account, an account per store and a user in each), made and signed
+here with Ed25519.
 
-Why JWTs and not a users list in the broker's config: HQ issues a store's credential at the
-moment the store enrols, signed with the chain account's key, and the broker checks the
-signature; nothing in the broker's config changes and nothing is reloaded. Each store's user
-JWT lists the only subjects it may publish on (its own ``lg.store.<id>.>``, the JetStream API
-calls of its own two consumers, their acks) and subscribe to (its own reply inbox), so a store
-can neither read another store's messages nor the streams, nor create, purge or delete
-anything; HQ creates the streams and each store's consumers (laneguard.jetstream).
+Why JWTs and not a users list in the broker's config: HQ issues a store's account and
+credential at the moment the store enrols and pushes the account to the broker (its system
+account's ``$SYS.REQ.CLAIMS.UPDATE``); nothing in the broker's config changes and nothing is
+reloaded. Why an account per store and not a user per store in one account: in one account
+the permissions bound only the subjects a client publishes on, never the reply subject it
+names, and JetStream answers to whatever reply subject a request carries. A store allowed to
+acknowledge its own messages could name ``$JS.API.STREAM.PURGE.LG_STORES`` as the reply of an
+acknowledgement and have JetStream purge the stream for it (found in review, played on this
+broker). In its own account a store sees only what the chain's account exports to it: its own
+``lg.store.<id>.>`` (publishing, with the stream's acknowledgement), the information, next
+message and acknowledgement subjects of its own two consumers (under ``JS.chain.API``, as
+nats-py's JetStream prefix), nothing else; replies land in its own account, which has no
+JetStream. HQ creates the streams and each store's consumers (laneguard.jetstream).
 
 A store's NATS user key is its own (made on the store, the public half sent at enrolment),
 never the store's signing key: the broker asks a client to sign a nonce it chooses, and a
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -39,6 +47,20 @@ from product_db.errors import LaneGuardError
 OPERATOR, ACCOUNT, USER = 14 << 3, 0, 20 << 3
 _LETTER = {OPERATOR: "O", ACCOUNT: "A", USER: "U"}
 UNLIMITED = -1
+# The JetStream API prefix a store's client uses: its account imports its consumers' calls
+# under it (the store's own account answers "$JS.API.>" itself: it has no JetStream).
+STORE_JS_API = "JS.chain.API"
+# The chain account's exports that store accounts import from (a store account's imports are
+# signed by the operator, so a store cannot widen them).
+_EXPORTS = (
+    ("store-publish", "lg.store.>", "Singleton"),
+    ("consumer-info", f"$JS.API.CONSUMER.INFO.{HQ_STREAM}.>", "Singleton"),
+    ("consumer-next", f"$JS.API.CONSUMER.MSG.NEXT.{HQ_STREAM}.>", "Stream"),
+    ("consumer-ack", f"$JS.ACK.{HQ_STREAM}.>", "Singleton"),
+)
+_UNLIMITED_LIMITS = {
+    key: -1 for key in ("subs", "data", "payload", "imports", "exports", "conn", "leaf")
+}
 # A store's broker credential lasts a day and the store renews it from HQ when half is left:
 # a retired store (its HQ credential cleared) is off the broker within a day, with no change
 # to the broker (the memory resolver has no revocation list to update).
@@ -119,17 +141,30 @@ def jwt_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def store_permissions(store_id: str) -> dict[str, Any]:
-    """What store ``store_id``'s user may do on the broker, and nothing more."""
+def _store_imports(store_id: str) -> list[tuple[str, str]]:
+    """(subject in the chain's account, subject in the store's) for everything a store's
+    account imports: its own publishing subjects, and its consumers' API and acks."""
     if not STORE_ID.match(store_id):
         raise BrokerAuthError(f"unusable store id {store_id!r}")
-    publish = [store_subject(store_id, ">")]
+    own = store_subject(store_id, ">")
+    imports = [(own, own)]
     for durable, _subject in store_consumers(store_id):
-        publish += [
-            f"$JS.API.CONSUMER.INFO.{HQ_STREAM}.{durable}",
-            f"$JS.API.CONSUMER.MSG.NEXT.{HQ_STREAM}.{durable}",
-            f"$JS.ACK.{HQ_STREAM}.{durable}.>",
-        ]
+        for call in ("CONSUMER.INFO", "CONSUMER.MSG.NEXT"):
+            imports.append(
+                (
+                    f"$JS.API.{call}.{HQ_STREAM}.{durable}",
+                    f"{STORE_JS_API}.{call}.{HQ_STREAM}.{durable}",
+                )
+            )
+        acks = f"$JS.ACK.{HQ_STREAM}.{durable}.>"
+        imports.append((acks, acks))
+    return imports
+
+
+def store_permissions(store_id: str) -> dict[str, Any]:
+    """What store ``store_id``'s user may do in its account: the subjects it imports and its
+    own reply inbox (its account holds nothing else; this is the second wall)."""
+    publish = [local for _chain, local in _store_imports(store_id)]
     return {"pub": {"allow": publish}, "sub": {"allow": [f"{store_inbox(store_id)}.>"]}}
 
 
@@ -167,8 +202,10 @@ class BrokerUser:
 @dataclass(frozen=True)
 class BrokerKeys:
     """HQ's keys for the chain's broker: the operator (signs the accounts), the chain's
-    account (signs every user), and the broker's system account. Made once in HQ's data
-    folder (0600) and kept: the broker trusts the operator's JWTs made from them."""
+    account (signs HQ's user; its private bytes also derive each store account's key, so
+    nothing per store is stored) and the broker's system account (pushes store accounts).
+    Made once in HQ's data folder (0600) and kept: the broker trusts the operator's JWTs made
+    from them."""
 
     operator: Ed25519PrivateKey
     account: Ed25519PrivateKey
@@ -196,24 +233,24 @@ class BrokerKeys:
         return encode_jwt(self.operator, OPERATOR, operator, "laneguard", claims)
 
     def account_jwts(self) -> dict[str, str]:
-        """Account nkey -> JWT, for the broker's resolver: the chain's (with JetStream) and
-        the system account."""
-        limits = {
-            key: UNLIMITED
-            for key in ("subs", "data", "payload", "imports", "exports", "conn", "leaf")
-        }
+        """Account nkey -> JWT the broker starts with: the chain's (JetStream, and the exports
+        store accounts import) and the system account."""
         chain = {
             "type": "account",
             "limits": {
-                **limits,
+                **_UNLIMITED_LIMITS,
                 "wildcards": True,
                 "mem_storage": UNLIMITED,
                 "disk_storage": UNLIMITED,
                 "streams": UNLIMITED,
                 "consumer": UNLIMITED,
             },
+            "exports": [
+                {"name": name, "subject": subject, "type": "service", "response_type": kind}
+                for name, subject, kind in _EXPORTS
+            ],
         }
-        system = {"type": "account", "limits": {**limits, "wildcards": True}}
+        system = {"type": "account", "limits": {**_UNLIMITED_LIMITS, "wildcards": True}}
         return {
             self.account_nkey: encode_jwt(
                 self.operator, OPERATOR, self.account_nkey, "laneguard-chain", chain
@@ -223,29 +260,80 @@ class BrokerKeys:
             ),
         }
 
-    def user_jwt(
+    def store_account_key(self, store_id: str) -> Ed25519PrivateKey:
+        """Store ``store_id``'s account key, derived from the chain account's: the same on
+        every HQ process and after a restart, and nothing to keep per store."""
+        secret = self.account.private_bytes_raw()
+        seed = hmac.new(secret, f"laneguard-store-account:{store_id}".encode(), "sha256")
+        return Ed25519PrivateKey.from_private_bytes(seed.digest())
+
+    def store_account_nkey(self, store_id: str) -> str:
+        return public_nkey(self.store_account_key(store_id).public_key(), ACCOUNT)
+
+    def store_account_jwt(self, store_id: str, revoked: bool = False) -> str:
+        """Store ``store_id``'s account: the chain's exports it may use and nothing else (no
+        JetStream of its own). ``revoked``: every user issued until now is refused (a retired
+        store, cut off at once)."""
+        imports = [
+            {
+                "name": local,
+                "subject": chain,
+                "local_subject": local,
+                "account": self.account_nkey,
+                "type": "service",
+            }
+            for chain, local in _store_imports(store_id)
+        ]
+        claims: dict[str, Any] = {
+            "type": "account",
+            "limits": {**_UNLIMITED_LIMITS, "wildcards": True},
+            "imports": imports,
+        }
+        if revoked:
+            claims["revocations"] = {"*": int(time.time()) + 1}
+        nkey = self.store_account_nkey(store_id)
+        return encode_jwt(self.operator, OPERATOR, nkey, f"store-{store_id}", claims)
+
+    def _user_jwt(
         self,
+        issuer: Ed25519PrivateKey,
         user: str,
         name: str,
         permissions: dict[str, Any],
         lifetime_s: float | None = None,
     ) -> str:
-        """A user of the chain's account (``user``: its nkey) allowed ``permissions``."""
         public_key_of_nkey(user, USER)
         claims = {"type": "user", **permissions, "subs": -1, "data": -1, "payload": -1}
-        return encode_jwt(self.account, ACCOUNT, user, name, claims, lifetime_s)
+        return encode_jwt(issuer, ACCOUNT, user, name, claims, lifetime_s)
 
-    def store_user(self, store_id: str, user_nkey: str) -> str:
-        """Store ``store_id``'s user JWT: its own subjects and consumers only, for a day."""
-        return self.user_jwt(
-            user_nkey, f"store-{store_id}", store_permissions(store_id), STORE_CREDENTIAL_S
+    def store_user(
+        self, store_id: str, user_nkey: str, lifetime_s: float = STORE_CREDENTIAL_S
+    ) -> str:
+        """Store ``store_id``'s user JWT, in its own account: for a day."""
+        return self._user_jwt(
+            self.store_account_key(store_id),
+            user_nkey,
+            f"store-{store_id}",
+            store_permissions(store_id),
+            lifetime_s,
         )
+
+    def chain_user(
+        self, key: Ed25519PrivateKey, permissions: dict[str, Any], lifetime_s: float | None = None
+    ) -> str:
+        """A user of the chain's account (tests use a short-lived one)."""
+        nkey = public_nkey(key.public_key(), USER)
+        return self._user_jwt(self.account, nkey, "chain-user", permissions, lifetime_s)
 
     def hq_user(self, key: Ed25519PrivateKey) -> BrokerUser:
         """HQ's own user: everything in the chain's account (it owns the streams)."""
-        nkey = public_nkey(key.public_key(), USER)
         everything = {"pub": {"allow": [">"]}, "sub": {"allow": [">"]}}
-        return BrokerUser(self.user_jwt(nkey, "hq", everything), key, "_INBOX_lg_hq")
+        return BrokerUser(self.chain_user(key, everything), key, "_INBOX_lg_hq")
+
+    def system_user(self, key: Ed25519PrivateKey) -> BrokerUser:
+        """HQ's user in the system account: pushes store accounts to the broker."""
+        nkey = public_nkey(key.public_key(), USER)
+        return BrokerUser(self._user_jwt(self.system, nkey, "hq-system", {}), key)
 
     def server_config(
         self,
@@ -254,16 +342,18 @@ class BrokerKeys:
         host: str = "127.0.0.1",
         tls: tuple[Path, Path] | None = None,
     ) -> str:
-        """A ``nats-server -c`` configuration for this chain: JetStream, these accounts, no
-        anonymous clients, and TLS with ``tls`` (certificate, key) when given."""
+        """A ``nats-server -c`` configuration for this chain: JetStream, the chain's and the
+        system account (store accounts are pushed by HQ and kept in ``store_dir/accounts``),
+        no anonymous clients, and TLS with ``tls`` (certificate, key) when given."""
         preload = "\n".join(f"  {nkey}: {jwt}" for nkey, jwt in self.account_jwts().items())
+        accounts = json.dumps(str(store_dir / "accounts"))
         lines = [
             f"host: {json.dumps(host)}",
             f"port: {port}",
             f"jetstream: {{store_dir: {json.dumps(str(store_dir))}}}",
             f"operator: {self.operator_jwt()}",
             f"system_account: {self.system_nkey}",
-            "resolver: MEMORY",
+            f"resolver: {{type: full, dir: {accounts}, allow_delete: false}}",
             f"resolver_preload: {{\n{preload}\n}}",
         ]
         if tls is not None:

@@ -34,6 +34,7 @@ from laneguard.files import private_dir, write_bytes_atomic, write_json_atomic
 from laneguard.jetstream import Consumer, JetStreamLink, broker_tls
 from laneguard.nats_auth import (
     STORE_CREDENTIAL_S,
+    STORE_JS_API,
     BrokerUser,
     jwt_claims,
     store_consumers,
@@ -266,6 +267,7 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
     if enrolment.nats_jwt is not None:
         credential = BrokerCredential(settings, enrolment)
         link.user, link.prepare = credential.user(), credential.renew_if_due
+        link.api_prefix = STORE_JS_API  # its account imports its consumers' calls there
 
         async def renew(_js: Any) -> None:
             await asyncio.to_thread(credential.renew_if_due)

@@ -136,8 +136,9 @@ def test_the_chain_demo_runs_hq_and_two_stores_that_report_to_it(tmp_path: Path)
                     reported = {s.store_id for s in statuses if s.lanes}
                 engine.dispose()
         assert reported == {"north", "south"}, "both stores report their lanes to HQ"
-        # North's lane sells products the bundle never saw: North learns them from its honest
-        # transactions, HQ pools them, and South's gallery gets them.
+        # Both stores' first lanes sell products the bundle never saw: each learns them from
+        # its honest transactions, and HQ sends North's to South once South learned them
+        # alike (one store's entries alone wait for a person at HQ).
         learned_from_north: list[str] = []
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not learned_from_north:

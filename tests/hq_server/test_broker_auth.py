@@ -24,6 +24,7 @@ from hq_server.cli import hq
 from laneguard.chain import HQ_STREAM, STORES_STREAM
 from laneguard.jetstream import broker_tls
 from laneguard.nats_auth import (
+    STORE_JS_API,
     USER,
     BrokerKeys,
     BrokerUser,
@@ -33,6 +34,7 @@ from laneguard.nats_auth import (
     user_nkey,
 )
 from laneguard.signing import load_private_key
+from tests.helpers.chain import wait_for
 from tests.hq_server.conftest import Chain
 
 pytestmark = pytest.mark.timeout(240)
@@ -111,42 +113,65 @@ def test_a_store_credential_reaches_its_own_subjects_and_consumers_only(chain: C
 
         errors: list[str] = []
         nc = await _connect(chain, _store_user(chain, "A"), errors)
-        js = nc.jetstream(timeout=1.5)
-        ack = await js.publish("lg.store.A.probe", b"{}", headers={"Nats-Msg-Id": "probe-1"})
+        own = nc.jetstream(timeout=1.5, prefix=STORE_JS_API)  # as the store's link reaches HQ
+        ack = await own.publish("lg.store.A.probe", b"{}", headers={"Nats-Msg-Id": "probe-1"})
         assert ack.stream == STORES_STREAM, "its own subject is open to it"
+        js = nc.jetstream(timeout=1.5)  # the broker's own JetStream API
         taken = 0
         sub = await nc.subscribe("lg.>")  # everyone's traffic
         for attack in (
-            js.publish("lg.store.B.sample", b"{}"),  # speaking for store B
+            own.publish("lg.store.B.sample", b"{}"),  # speaking for store B
             js.purge_stream(HQ_STREAM),
             js.delete_stream(STORES_STREAM),
             js.add_stream(StreamConfig(name="EVIL", subjects=["evil.>"])),
             js.stream_info(STORES_STREAM),
             js.add_consumer(STORES_STREAM, durable_name="peek"),
-            js.consumer_info(HQ_STREAM, "store-B-own"),
-            nc.request(f"$JS.API.CONSUMER.MSG.NEXT.{HQ_STREAM}.store-B-own", b"1", timeout=1.5),
+            own.consumer_info(HQ_STREAM, "store-B-own"),
+            nc.request(
+                f"{STORE_JS_API}.CONSUMER.MSG.NEXT.{HQ_STREAM}.store-B-own", b"1", timeout=1.5
+            ),
         ):
             try:
                 await attack
                 taken += 1
             except Exception:
                 continue
+        # JetStream answers whatever reply subject a request names (the review's attack): an
+        # acknowledgement, a publish and a fetch of its own, each naming another stream's
+        # purge or delete, or another store's subject, as where the answer should go.
+        await nc.publish(
+            f"$JS.ACK.{HQ_STREAM}.store-A-all.1.1.1.0.0",
+            b"",
+            reply=f"$JS.API.STREAM.PURGE.{STORES_STREAM}",
+        )
+        await nc.publish("lg.store.A.x", b"{}", reply=f"$JS.API.STREAM.PURGE.{STORES_STREAM}")
+        for reply in (f"$JS.API.STREAM.DELETE.{HQ_STREAM}", "lg.store.B.replayed"):
+            await nc.publish(
+                f"{STORE_JS_API}.CONSUMER.MSG.NEXT.{HQ_STREAM}.store-A-all",
+                b'{"batch": 5}',
+                reply=reply,
+            )
+        await nc.flush()
         await hq_js.publish("lg.hq.store.B.probe", b"{}", headers={"Nats-Msg-Id": "to-b"})
         await asyncio.sleep(1.0)
         seen = sub.pending_msgs
         await nc.close()
         after = {s: (await hq_js.stream_info(s)).state.messages for s in (HQ_STREAM, STORES_STREAM)}
+        replayed = await hq_js.stream_info(STORES_STREAM, subjects_filter="lg.store.B.replayed")
+        replayed_count = sum((replayed.state.subjects or {}).values())
         await hq_nc.close()
         return {"errors": errors, "before": before, "after": after, "taken": taken,
-                "seen": seen, "consumers": consumers}  # fmt: skip
+                "seen": seen, "consumers": consumers, "replayed": replayed_count}  # fmt: skip
 
     found = asyncio.run(probe())
     assert found["seen"] == 0, "it read other stores' traffic"
     assert found["taken"] == 0, f"{found['taken']} of the attacks went through"
     assert any("permissions violation" in e.lower() for e in found["errors"]), found["errors"]
     before, after = found["before"], found["after"]
-    # Nothing purged or deleted (the stores' status messages keep coming meanwhile).
+    # Nothing purged or deleted (the stores' status messages keep coming meanwhile), and
+    # nothing of HQ's landed on store B's subjects.
     assert after[STORES_STREAM] > before[STORES_STREAM] and after[HQ_STREAM] > before[HQ_STREAM]
+    assert found["replayed"] == 0
     consumers = found["consumers"]
     # HQ made every store's two consumers (no store could have), each filtered as it should.
     assert consumers == [
@@ -173,6 +198,8 @@ def test_hq_signs_each_store_a_credential_for_its_own_key_and_subjects(chain: Ch
     public_key_of_nkey(claims["sub"], USER)
     allowed = claims["nats"]["pub"]["allow"]
     assert "lg.store.B.>" in allowed and not any(".A." in s or "-A-" in s for s in allowed)
+    hq_keys = BrokerKeys.load_or_make(chain.root / "hq" / "keys")
+    assert claims["iss"] == hq_keys.store_account_nkey("B") != hq_keys.store_account_nkey("A")
     assert claims["nats"]["sub"]["allow"] == [f"{store_inbox('B')}.>"]
     own = (chain.root / "B" / "data" / "hq" / "nats-user.key").stat().st_mode
     assert own & 0o077 == 0
@@ -189,7 +216,7 @@ def test_hq_writes_the_broker_configuration(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "nats_url: tls://127.0.0.1:4333" in result.output
     text = (tmp_path / "broker" / "nats-server.conf").read_text()
-    assert "resolver: MEMORY" in text and "tls:" in text and "port: 4333" in text
+    assert "resolver: {type: full" in text and "tls:" in text and "port: 4333" in text
     assert (tmp_path / "broker" / "broker.key").stat().st_mode & 0o077 == 0
     assert (tmp_path / "broker" / "nats-server.conf").stat().st_mode & 0o077 == 0
 
@@ -211,7 +238,8 @@ def test_a_store_renews_its_day_long_credential_and_a_retired_store_cannot(chain
     assert not credential.renew_if_due(), "most of its day is left"
     assert credential.renew_if_due(now=time.time() + 13 * 3600)
     kept = HqEnrolment.load(settings.data_dir)
-    assert kept is not None and kept.nats_jwt == credential.jwt() != enrolment.nats_jwt
+    assert kept is not None and kept.nats_jwt == credential.jwt()
+    assert jwt_claims(credential.jwt())["iat"] >= first["iat"]
     assert jwt_claims(credential.jwt())["sub"] == first["sub"]
 
     engine = make_engine(chain.hq_database_url)
@@ -220,14 +248,28 @@ def test_a_store_renews_its_day_long_credential_and_a_retired_store_cannot(chain
         session.commit()
     engine.dispose()
     assert not credential.renew_if_due(now=time.time() + 13 * 3600), "retired: refused"
+    # ... and its credential, still within its day, is cut off at once: HQ revokes every user
+    # of the retired store's account on the broker.
+    chain.hq_app.state.link.maintain_now()
+
+    async def connect_and_leave() -> None:
+        connection = await _connect(chain, credential.user(), [])
+        await connection.close()
+
+    def refused() -> bool:
+        try:
+            asyncio.run(connect_and_leave())
+        except Exception as error:
+            return "Authorization" in str(error)
+        return False
+
+    wait_for(refused, 20, "the retired store's credential to be refused")
 
     # The broker itself holds a credential to its day: one that ran out is refused.
     hq_keys = BrokerKeys.load_or_make(chain.root / "hq" / "keys")
     key = Ed25519PrivateKey.generate()
-    brief = hq_keys.user_jwt(
-        user_nkey(key), "store-B", {"pub": {"allow": ["lg.store.B.>"]}}, lifetime_s=1
-    )
+    brief = hq_keys.store_user("C", user_nkey(key), lifetime_s=1)
     time.sleep(2.1)
     with pytest.raises(Exception) as expired:
-        asyncio.run(_connect(chain, BrokerUser(brief, key, store_inbox("B")), []))
+        asyncio.run(_connect(chain, BrokerUser(brief, key, store_inbox("C")), []))
     assert "Authorization" in str(expired.value) or "Expired" in str(expired.value)

@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from hq_server.catalog import push_catalog_changes
+from hq_server.gallery_release import confirm, held_entries
 from hq_server.intake import withdraw_by_hq
 from hq_server.models import ChainGalleryEntry
 from product_db import SAMPLE_CATALOG
@@ -73,8 +74,17 @@ def test_catalog_changes_reach_every_store_and_a_local_price_stays(chain: Chain)
     assert product_a is not None and product_a.price_minor == 1
 
 
+def _held_at_hq(chain: Chain) -> int | None:
+    engine = make_engine(chain.hq_database_url)
+    with Session(engine) as session:
+        held = held_entries(session)
+    engine.dispose()
+    return held[0].id if held else None
+
+
 def test_a_store_takes_back_only_its_own_entries_and_hq_any(chain: Chain) -> None:
-    """Store A learned an entry (written here as its learner would). B's manager finds it
+    """Store A learned an entry (written here as its learner would); HQ's IT confirms it for
+    the chain (no other store learned it). B's manager finds it
     wrong and withdraws B's copy: B's lanes drop it, but A's and C's keep it (a store cannot
     take back what another store learned; HQ audits the refusal). HQ's IT withdraws it for
     the chain (`hq withdraw-entry`): A and C drop it too. A's own withdrawal of its own entry
@@ -102,6 +112,16 @@ def test_a_store_takes_back_only_its_own_entries_and_hq_any(chain: Chain) -> Non
         engine.dispose()
         return row
 
+    # One store's entry waits at HQ until a second store agrees or a person confirms it.
+    held = wait_for(lambda: _held_at_hq(chain), 30, "HQ to hold A's entry")
+    time.sleep(1.0)
+    assert copy_in("B") is None, "held: not yet in the other stores"
+    hq_engine = make_engine(chain.hq_database_url)
+    with Session(hq_engine) as session:
+        confirm(session, chain.hq_app.state.outbox, held, "ines")
+        session.commit()
+    hq_engine.dispose()
+    chain.hq_app.state.link.wake()
     b_copy = wait_for(lambda: copy_in("B"), 30, "B's copy of A's entry")
     wait_for(lambda: copy_in("C"), 30, "C's copy of A's entry")
     engine_b = make_engine(chain.sites["B"].database_url)

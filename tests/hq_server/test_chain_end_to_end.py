@@ -1,6 +1,7 @@
 """The chain end to end on this computer: HQ, three store servers and a private NATS JetStream,
 each a real server. A product the models never saw, bought honestly three times in store A,
-is recognised by the lanes of stores B and C within a minute; a release HQ publishes goes to
+is held at HQ until store B learns it too, then recognised by the lanes of B and C within a
+minute; a release HQ publishes goes to
 A, B and C in waves (canary store first), after HQ's next training pass on the pooled crops,
 each store rolling it out to its own lanes; a release whose canary store's lane fails its
 smoke test is halted and rolled back."""
@@ -76,6 +77,17 @@ def _recognises(site: Site, code: str, crop: bytes, tmp: Path) -> bool:
     return bool(staged[-1].identify(vector, k=1)[0][0].code == code)
 
 
+def _sell_honestly(site: Site, lane: str, code: str, world: World, seeds: tuple[int, ...]) -> None:
+    """Honest transactions at ``site`` that scan ``code``, each with a crop of it."""
+    for n in seeds:
+        crop = honest_sample(lane, n, code, varied_crop(world, code, n))
+        vouching = [as_json(t) for t in vouching_transactions([crop])]
+        reply = httpx.post(
+            f"{site.base}/api/v1/ingest", json={"messages": [*vouching, crop]}, headers=site.headers
+        )
+        assert reply.json()["rejected"] == 0, reply.text
+
+
 def _act_as_lanes(chain: Chain, sha_failing: str | None = None) -> None:
     """Each store's lane asks which bundle it should run and reports running it (or, for
     ``sha_failing``, that its smoke test failed), as the lane's updater does."""
@@ -115,43 +127,51 @@ def test_a_product_learned_in_one_store_is_known_in_all_and_releases_go_out_in_w
     a, b, c = (chain.sites[s] for s in "ABC")
     assert not _recognises(b, new, crop_of(world, new, 90), tmp_path / "before")
 
-    for n in (1, 2, 3):
-        crop = honest_sample("lane-A", n, new, varied_crop(world, new, n))
-        vouching = [as_json(t) for t in vouching_transactions([crop])]
-        reply = httpx.post(
-            f"{a.base}/api/v1/ingest", json={"messages": [*vouching, crop]}, headers=a.headers
-        )
-        assert reply.json()["rejected"] == 0, reply.text
-    third_at = time.monotonic()
-
+    _sell_honestly(a, "lane-A", new, world, (1, 2, 3))
     learned_in_a = wait_for(
         lambda: _rows(a.database_url, select(GalleryEntry).where(GalleryEntry.code == new)),
         60,
         "store A to learn the product",
     )
+    # One store's word is not enough for the chain: HQ holds A's entries...
+    held = wait_for(
+        lambda: _rows(chain.hq_database_url, select(ChainGalleryEntry)),
+        30,
+        "HQ to receive A's entries",
+    )
+    assert {e.store_id for e in held} == {"A"} and all(e.released_at is None for e in held)
+    time.sleep(2.0)
+    assert not _recognises(b, new, crop_of(world, new, 91), tmp_path / "held")
+    # ... until a second store learns the same product from its own honest sales.
+    _sell_honestly(b, "lane-B", new, world, (4, 5, 6))
+    second_at = time.monotonic()
     for site in (b, c):
         wait_for(
             lambda site=site: _recognises(site, new, crop_of(world, new, 91), tmp_path),
-            60 - (time.monotonic() - third_at),
+            60,
             f"store {site.store_id}'s lane to recognise the product",
             every=0.5,
         )
-    elapsed = time.monotonic() - third_at
-    print(f"third honest transaction in A to lanes of B and C recognising it: {elapsed:.1f} s")
+    elapsed = time.monotonic() - second_at
+    print(f"third honest transaction in B to lanes of B and C recognising it: {elapsed:.1f} s")
     assert elapsed < 60
-    for site in (b, c):
-        copies = _rows(site.database_url, select(GalleryEntry).where(GalleryEntry.code == new))
-        assert len(copies) == len(learned_in_a) and {e.origin_store for e in copies} == {"A"}
-    # A's own entries came back from HQ, and A did not add them twice.
-    assert len(_rows(a.database_url, select(GalleryEntry))) == len(learned_in_a)
     hq_entries = _rows(chain.hq_database_url, select(ChainGalleryEntry))
-    assert len(hq_entries) == len(learned_in_a) and {e.store_id for e in hq_entries} == {"A"}
+    assert {e.store_id for e in hq_entries} == {"A", "B"}
+    assert all(e.released_at is not None for e in hq_entries)
+    assert {e.released_by for e in hq_entries if e.store_id == "A"} == {"store:B"}
+    from_a = len(learned_in_a)
+    copies = _rows(c.database_url, select(GalleryEntry).where(GalleryEntry.code == new))
+    assert {e.origin_store for e in copies} == {"A", "B"}
+    assert sum(e.origin_store == "A" for e in copies) == from_a
+    # A's own entries came back from HQ, and A did not add them twice.
+    in_a = _rows(a.database_url, select(GalleryEntry))
+    assert sum(e.origin_store in (None, "A") for e in in_a) == from_a
     wait_for(
-        lambda: len(_rows(chain.hq_database_url, select(PooledSample))) == 3, 20, "HQ's samples"
+        lambda: len(_rows(chain.hq_database_url, select(PooledSample))) == 6, 20, "HQ's samples"
     )
 
     # HQ's training pass on the pooled crops: the candidate knows the product, is judged for
-    # store A (the one with held-out transactions) and released. Tolerances wide open: a
+    # stores A and B (the ones with held-out transactions) and released. Tolerances wide open: a
     # two-epoch model is not expected to be good, only to flow through.
     state = chain.hq_app.state
     trainer = ChainTrainer(
@@ -161,8 +181,8 @@ def test_a_product_learned_in_one_store_is_known_in_all_and_releases_go_out_in_w
         tmp_path / "training",
     )
     report = trainer.run_once(progress=lambda line: None).report
-    assert report["passed"] and set(report["per_store"]) == {"A"}
-    assert report["gate"]["new_codes"] == [new] and report["harvest"]["stores"] == 1
+    assert report["passed"] and set(report["per_store"]) == {"A", "B"}
+    assert report["gate"]["new_codes"] == [new] and report["harvest"]["stores"] == 2
     release_id, sha = report["published"]["release_id"], report["published"]["sha256"]
     assert new in load_models(release_path(state.settings.data_dir, sha)).gallery.codes
 

@@ -19,6 +19,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from hq_server.models import ChainReceipt, PooledSample
+from hq_server.settings import HqSettings
 from laneguard.serving import free_port
 from product_db.db import make_engine
 from store_server.models import SampleRecord
@@ -68,7 +69,8 @@ class Service:
 
 @pytest.fixture
 def services(tmp_path: Path, postgres_url: str) -> Iterator[dict[str, object]]:
-    nats = NatsServer(tmp_path / "nats").start()
+    # The broker as a chain runs it (laneguard hq broker-config: accounts, TLS).
+    nats = NatsServer(tmp_path / "nats", HqSettings(data_dir=tmp_path / "hq")).start()
     hq_port = free_port()
     hq_config = tmp_path / "hq.yaml"
     hq_config.write_text(
@@ -77,6 +79,7 @@ def services(tmp_path: Path, postgres_url: str) -> Iterator[dict[str, object]]:
                 "database_url": postgres_url,
                 "data_dir": str(tmp_path / "hq"),
                 "nats_url": nats.url,
+                "nats_ca_file": str(nats.ca_file),
                 "port": hq_port,
             }
         )

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, select
 
 from hq_server.db import migrate
+from hq_server.gallery_release import confirm
 from hq_server.intake import Intake
 from hq_server.models import Broadcast, ChainGalleryEntry, ChainReceipt, PooledSample
 from hq_server.outbox import HqOutbox
@@ -70,6 +71,10 @@ def test_old_crops_and_messages_go_and_resent_ones_are_stored_once(
     )
     gallery = seal("S1", "S1:gallery:5", entry, key)
     intake.handle(store_subject("S1", "gallery"), gallery)
+    with Session(engine) as session:  # held for a second store; HQ's IT sends it out
+        held = session.exec(select(ChainGalleryEntry)).one()
+        confirm(session, intake.outbox, held.id or 0, "it")
+        session.commit()
     with Session(engine) as session:
         images = {s.sample_id: s.image for s in session.exec(select(PooledSample))}
         broadcast = session.exec(select(Broadcast)).one()  # the entry, going to every store
