@@ -131,18 +131,24 @@ class BrokerFiles:
 
 
 def write_broker_config(
-    settings: HqSettings, folder: Path, host: str, port: int, tls: bool = True
+    settings: HqSettings,
+    folder: Path,
+    host: str,
+    port: int,
+    tls: bool = True,
+    names: tuple[str, ...] = (),
 ) -> BrokerFiles:
     """A ``nats-server -c`` configuration for the chain in ``folder`` (0700): JetStream stored
     in ``folder/jetstream``, only the users HQ's account key signed, and TLS with a
-    certificate made once for ``host`` (kept on later runs: stores were given it)."""
+    certificate made once for ``host`` and ``names`` (the names and addresses stores reach the
+    broker by; kept on later runs: stores were given it)."""
     folder = private_dir(folder)
     broker = BrokerKeys.load_or_make(settings.data_dir / "keys")
     certificate = None
     files: tuple[Path, Path] | None = None
     if tls:
         files = (folder / "broker.crt", folder / "broker.key")
-        ensure_certificate(*files, server_hosts(host))
+        ensure_certificate(*files, [*names, *server_hosts(host)])
         certificate = files[0]
     config = folder / "nats-server.conf"
     text = broker.server_config(port, folder / "jetstream", host, files)

@@ -259,17 +259,24 @@ def key_command(config_file: Path | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address it listens on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=4222, show_default=True)
 @click.option("--tls/--no-tls", default=True, show_default=True, help="TLS for every client.")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="A name or address stores reach the broker by (its certificate is made for them; "
+    "repeat for several). Default: the listening address, this computer's name, localhost.",
+)
 def broker_config_command(
-    config_file: Path | None, out: Path, host: str, port: int, tls: bool
+    config_file: Path | None, out: Path, host: str, port: int, tls: bool, names: tuple[str, ...]
 ) -> None:
     """Write the chain broker's nats-server configuration: JetStream, a credential per store
     (HQ signs each store's at enrolment; anonymous clients are refused) and TLS."""
     from hq_server.broker import write_broker_config
 
     settings = hq_settings(config_file)
-    files = write_broker_config(settings, out, host, port, tls)
+    files = write_broker_config(settings, out, host, port, tls, names)
     click.echo(f"run the broker:  nats-server -c {files.config}")
-    click.echo(f"HQ's settings:   nats_url: {files.url(host, port)}")
+    click.echo(f"HQ's settings:   nats_url: {files.url(names[0] if names else host, port)}")
     if files.certificate is not None:
         click.echo(
             f"                 nats_ca_file: {files.certificate}  (stores get it at enrolment)"

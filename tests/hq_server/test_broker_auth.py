@@ -211,10 +211,17 @@ def test_hq_writes_the_broker_configuration(tmp_path: Path) -> None:
     config.write_text(json.dumps({"data_dir": str(tmp_path / "hq")}))
     result = CliRunner().invoke(
         hq, ["broker-config", "--config", str(config), "--out", str(tmp_path / "broker"),
-             "--port", "4333"],
+             "--port", "4333", "--host", "0.0.0.0", "--name", "nats.chain.example",
+             "--name", "192.0.2.7"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "nats_url: tls://127.0.0.1:4333" in result.output
+    assert "nats_url: tls://nats.chain.example:4333" in result.output
+    from cryptography import x509
+
+    made = x509.load_pem_x509_certificate((tmp_path / "broker" / "broker.crt").read_bytes())
+    names = made.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "nats.chain.example" in names.get_values_for_type(x509.DNSName)
+    assert "192.0.2.7" in [str(a) for a in names.get_values_for_type(x509.IPAddress)]
     text = (tmp_path / "broker" / "nats-server.conf").read_text()
     assert "resolver: {type: full" in text and "tls:" in text and "port: 4333" in text
     assert (tmp_path / "broker" / "broker.key").stat().st_mode & 0o077 == 0
