@@ -130,6 +130,9 @@ class Lane:
         # A new bundle's pipeline waiting for the transaction to end, and who to tell.
         self._next_pipeline: tuple[LanePipeline, Callable[[], None]] | None = None
         self._next_gallery: Gallery | None = None
+        # The pipeline a frame is going through outside the lock: it is not closed or
+        # swapped until that frame is in (the camera thread swaps before its next frame).
+        self._frame_pipeline: LanePipeline | None = None
 
     # -- clock ------------------------------------------------------------------------------
     def now_s(self) -> float:
@@ -153,6 +156,8 @@ class Lane:
 
     def _switch_pipeline(self) -> None:
         if self._next_pipeline is None or self.transaction is not None:
+            return
+        if self._frame_pipeline is not None:  # a frame is in it: after that frame
             return
         if self.pipeline.identifying:  # an item counted, not yet out: it opens a transaction
             return
@@ -182,14 +187,23 @@ class Lane:
         return self.pipeline.recogniser.gallery.version
 
     def process_frame(self, image: np.ndarray, t: float) -> FrameResult:
-        if self._next_pipeline is not None or self._next_gallery is not None:
-            with self._lock:
+        with self._lock:
+            if self._next_pipeline is not None or self._next_gallery is not None:
                 self._switch_pipeline()
                 self._switch_gallery()
-        result = self.pipeline.process(image, t)
+            pipeline = self._frame_pipeline = self.pipeline
+        try:
+            # Outside the lock (the till and the screen go on meanwhile); a bundle staged now
+            # waits for this frame, so its items are counted by the pipeline that saw them.
+            result = pipeline.process(image, t)
+        except BaseException:
+            with self._lock:
+                self._frame_pipeline = None
+            raise
         if self.clips is not None:
             self.clips.add_frame(image, t, ((k.track_id, k.box) for k in result.products))
         with self._lock:
+            self._frame_pipeline = None
             self.last_frame_s = t
             self.counters.frames += 1
             self.counters.tracks = len(result.products) + sum(map(len, result.others.values()))

@@ -129,3 +129,39 @@ def test_a_lane_that_saw_nothing_reports_zeros(tmp_path: Path) -> None:
         assert got[(name, ())] == 0, name
     assert not [key for key in got if key[0] == "laneguard_lane_alerts_total"]
     outbox.close()
+
+
+def test_a_bundle_staged_mid_frame_waits_for_that_frame(tmp_path: Path) -> None:
+    """The updater stages a new bundle while the camera thread is inside a frame (outside the
+    lane's lock): the pipeline that frame is in is neither closed nor swapped under it; the
+    new one goes live before the next frame."""
+    import threading
+
+    import numpy as np
+
+    models = load_models()
+    old = LanePipeline(models, LaneZones.standard(640, 480))
+    new = LanePipeline(models, LaneZones.standard(640, 480))
+    lane = Lane("lane-s", old, LaneCatalog.from_file(), Outbox(tmp_path / "outbox.sqlite3"))
+    inside, release = threading.Event(), threading.Event()
+    real_process = old.process
+
+    def held_in_the_frame(image: np.ndarray, t: float):  # type: ignore[no-untyped-def]
+        inside.set()
+        assert release.wait(10)
+        return real_process(image, t)
+
+    old.process = held_in_the_frame  # type: ignore[method-assign]
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    camera = threading.Thread(target=lane.process_frame, args=(frame, 0.0))
+    camera.start()
+    assert inside.wait(10)
+    went_live: list[bool] = []
+    lane.stage_pipeline(new, lambda: went_live.append(True))
+    assert lane.pipeline is old and not went_live, "swapped under a frame"
+    assert old._worker is None or not old._worker._shutdown, "closed under a frame"
+    release.set()
+    camera.join(10)
+    assert not camera.is_alive() and lane.counters.frames == 1
+    lane.process_frame(frame, 0.1)  # the next frame: the new bundle first
+    assert lane.pipeline is new and went_live == [True] and lane.counters.frames == 2
