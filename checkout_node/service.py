@@ -44,7 +44,10 @@ from laneguard.bundle import SHIPPED_BUNDLE, sha256_file
 from laneguard.discovery import discover_store, enrolment_key_id
 from laneguard.files import write_json_atomic
 from laneguard.signing import key_id, public_key_from_pem
+from laneguard.tls import ensure_certificate, server_hosts
 
+# The lane's own certificate for its screen and till API, in its data folder (key 0600).
+LANE_CERTIFICATE = ("http-tls.crt", "http-tls.key")
 log = logging.getLogger("laneguard.node")
 DEFAULT_FRAME = (640, 480)  # the standard zones assume this camera resolution
 SERVER_FILE = "server.json"  # the store server discovery found
@@ -421,16 +424,30 @@ class LaneService:
             self.lane.clips.close()  # the clips of the last alerts, into the outbox
         self.outbox.close()
 
+    def http_tls_files(self) -> tuple[Path, Path] | None:
+        """The certificate and key the screen and till API are served with (IT's, or the
+        lane's own, made once: tills and the kiosk pin it); None when served in the clear."""
+        s = self.settings
+        if not s.serves_tls:
+            return None
+        if s.http_tls_cert is not None and s.http_tls_key is not None:
+            return s.http_tls_cert, s.http_tls_key
+        certificate, key = (Path(s.data_dir) / name for name in LANE_CERTIFICATE)
+        ensure_certificate(certificate, key, [s.http_host, *server_hosts(s.http_host)])
+        return certificate, key
+
     def run(self) -> None:
         """Serve until interrupted (Ctrl-C or SIGTERM from systemd)."""
         import uvicorn
 
         from laneguard.slow_clients import server_options
 
+        tls = self.http_tls_files()
         self.start()
         log.info(
-            "lane %s: screen at http://%s:%d/, camera %s, models %s",
+            "lane %s: screen at %s://%s:%d/, camera %s, models %s",
             self.settings.lane_id,
+            "https" if tls else "http",
             self.settings.http_host,
             self.settings.http_port,
             self.settings.camera,
@@ -442,6 +459,8 @@ class LaneService:
                 host=self.settings.http_host,
                 port=self.settings.http_port,
                 log_level="warning",
+                ssl_certfile=str(tls[0]) if tls else None,
+                ssl_keyfile=str(tls[1]) if tls else None,
                 **server_options(),
             )
         finally:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from checkout_node.store_link import check_scheme
+from laneguard.bearer import is_loopback
 from product_db import SAMPLE_CATALOG
 
 Point = tuple[float, float]
@@ -151,6 +152,17 @@ class LaneSettings(BaseSettings):
         "the network (then set pos_tokens)",
     )
     http_port: int = Field(default=8100, ge=1, le=65535)
+    http_tls: bool | None = Field(
+        default=None,
+        description="serve the screen and till API over HTTPS (default: when http_host is not "
+        "this computer's loopback, so till tokens never cross the store network readable)",
+    )
+    http_tls_cert: Path | None = Field(
+        default=None,
+        description="IT's certificate for the lane (with http_tls_key); default: one made "
+        "once in data_dir (http-tls.crt), which tills and the kiosk pin",
+    )
+    http_tls_key: Path | None = Field(default=None, description="the key of http_tls_cert")
     pos_tokens: list[str] = Field(
         default_factory=list,
         description="one secret per till (Authorization: Bearer); none: tills on this "
@@ -193,6 +205,17 @@ class LaneSettings(BaseSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     clips: ClipSettings = Field(default_factory=ClipSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @property
+    def serves_tls(self) -> bool:
+        """Whether the screen and till API are served over HTTPS."""
+        return self.http_tls if self.http_tls is not None else not is_loopback(self.http_host)
+
+    @model_validator(mode="after")
+    def _certificate_with_its_key(self) -> LaneSettings:
+        if (self.http_tls_cert is None) != (self.http_tls_key is None):
+            raise ValueError("http_tls_cert and http_tls_key go together: set both or neither")
+        return self
 
     @model_validator(mode="after")
     def _store_reached_safely(self) -> LaneSettings:

@@ -72,6 +72,9 @@ class HeaderTimeoutProtocol(H11Protocol):
             self.transport.close()
 
 
+GRACEFUL_SHUTDOWN_S = 5.0
+
+
 def server_options(header_timeout_s: float = HEADER_TIMEOUT_S) -> dict[str, Any]:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config`` that bound slow clients."""
     protocol = type(
@@ -84,4 +87,7 @@ def server_options(header_timeout_s: float = HEADER_TIMEOUT_S) -> dict[str, Any]
         "timeout_keep_alive": KEEP_ALIVE_S,
         "limit_concurrency": MAX_CONNECTIONS,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        # A screen's websocket or a long download does not hold a stopping server (systemd's
+        # stop, Ctrl-C) for ever: it gets this long to finish, then is closed.
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }

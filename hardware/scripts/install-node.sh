@@ -11,7 +11,8 @@
 # whoever holds the lane sign bundles), takes till events only with the till token it prints,
 # shows its screen only to the kiosk (screen key in /etc/laneguard/screen-key, traded for a
 # one-time ticket by the kiosk script), listens on this computer only unless LANE_HTTP_HOST names
-# the address a till on the network reaches it at, reads only the scanners the udev rules give
+# the address a till on the network reaches it at (then over HTTPS only, with a certificate made
+# here that tills and the kiosk pin), reads only the scanners the udev rules give
 # its group (not every keyboard), and trusts only the store server whose key the enrolment
 # token names, over HTTPS to the certificate that key vouches for (an http:// SERVER_URL is
 # refused: the token and credential would cross the store network readable).
@@ -23,6 +24,14 @@ HERE="$(cd "$(dirname "$0")/.." && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 
 random_secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
+
+# lane_on_network: LANE_HTTP_HOST names an address tills reach the lane at (not the loopback).
+lane_on_network() {
+  case "${LANE_HTTP_HOST:-127.0.0.1}" in
+    127.*|localhost|::1) return 1 ;;
+    *) return 0 ;;
+  esac
+}
 
 # write_config ETC DATA_DIR TOKEN SERVER LANEGUARD_BIN: lane.yaml, keys, till token, screen key.
 write_config() {
@@ -58,7 +67,27 @@ write_config() {
       echo "http_host: ${LANE_HTTP_HOST:-127.0.0.1}   # a till on the network: this lane's address on it"
       echo "pos_tokens: [\"$(cat "$etc/till-token")\"]"
       echo "screen_key: \"$(cat "$etc/screen-key")\""
+      if lane_on_network; then
+        echo "http_tls_cert: $etc/lane-tls.crt   # tills and the kiosk pin this certificate"
+        echo "http_tls_key: $etc/lane-tls.key"
+        echo "screen_origins: [\"https://$LANE_HTTP_HOST:8100\"]"
+      fi
     } > "$etc/lane.yaml"
+  fi
+  if lane_on_network; then  # the screen and till API leave this computer: HTTPS only
+    if [ ! -f "$etc/lane-tls.crt" ]; then
+      local san="DNS:$LANE_HTTP_HOST"
+      [[ "$LANE_HTTP_HOST" =~ ^[0-9.]+$|: ]] && san="IP:$LANE_HTTP_HOST"
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=LaneGuard lane $(hostname -s)" -addext "subjectAltName=$san,IP:127.0.0.1" \
+        -keyout "$etc/lane-tls.key" -out "$etc/lane-tls.crt" 2>/dev/null
+      chmod 0600 "$etc/lane-tls.key" && chmod 0644 "$etc/lane-tls.crt"
+    fi
+    {
+      echo "LANEGUARD_SCREEN_BASE=https://$LANE_HTTP_HOST:8100"
+      echo "LANEGUARD_SCREEN_CERT=$etc/lane-tls.crt"
+    } > "$etc/kiosk.env"
+    echo "tills: https://$LANE_HTTP_HOST:8100, trusting $etc/lane-tls.crt alone (pin it)"
   fi
   umask 0022
   echo "till token (configure the till with it): $(cat "$etc/till-token")"
@@ -86,6 +115,9 @@ install -m 0644 "$HERE/udev/99-laneguard-scanners.rules" /etc/udev/rules.d/
 udevadm control --reload-rules && udevadm trigger || true
 write_config /etc/laneguard /var/lib/laneguard/lane "$TOKEN" "$SERVER" /opt/laneguard/venv/bin/laneguard
 chgrp laneguard /etc/laneguard/lane.yaml && chmod 0640 /etc/laneguard/lane.yaml
+if [ -f /etc/laneguard/lane-tls.key ]; then  # the lane's HTTPS key: the lane's user reads it
+  chgrp laneguard /etc/laneguard/lane-tls.key && chmod 0640 /etc/laneguard/lane-tls.key
+fi
 if id kiosk >/dev/null 2>&1; then  # the kiosk user opens the screen with its key
   chgrp kiosk /etc/laneguard/screen-key && chmod 0640 /etc/laneguard/screen-key
 fi
