@@ -670,6 +670,7 @@ def _trained_detector(
     started.parent.mkdir(parents=True, exist_ok=True)
     started.write_text(json.dumps(recipe), "utf-8")
     frozen = config.detector_freeze_backbone and config.detector_backbone is not None
+    views = config.detector_feature_views if frozen else 0
     run = train_detector(
         data_yaml,
         work / "runs",
@@ -682,8 +683,8 @@ def _trained_detector(
         backbone=config.detector_backbone,
         freeze_backbone=frozen,
         resume=resume,
-        feature_views=config.detector_feature_views if frozen else 0,
-        lr=config.detector_lr,
+        feature_views=views,
+        lr=config.detector_lr if views else None,  # ultralytics' own trainer picks its own
     )
     stamp.write_text(json.dumps(recipe), "utf-8")
     return run
