@@ -68,12 +68,15 @@ def run_command(
     from laneguard.slow_clients import server_options
 
     settings = hq_settings(config_file, database_url, host=host, port=port)
-    click.echo(f"LaneGuard HQ: console at http://{settings.host}:{settings.port}/")
+    scheme = "https" if settings.tls_cert else "http"
+    click.echo(f"LaneGuard HQ: console at {scheme}://{settings.host}:{settings.port}/")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level="info",
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         **server_options(),
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,8 +38,14 @@ class HqSettings(BaseSettings):
         "stores at enrolment (default: the system's CAs)",
     )
     public_url: str | None = Field(
-        default=None, description="the URL stores reach HQ at, when not http://<host>:<port>"
+        default=None, description="the URL stores reach HQ at, when not http(s)://<host>:<port>"
     )
+    tls_cert: Path | None = Field(
+        default=None,
+        description="HQ's certificate chain (PEM, with tls_key): HQ serves HTTPS. Stores check "
+        "it against the system's CAs, or their hq_ca_file",
+    )
+    tls_key: Path | None = Field(default=None, description="the private key of tls_cert")
     signing_key: Path | None = Field(
         default=None, description="Ed25519 key HQ signs messages and bundles with (default: made)"
     )
@@ -62,6 +68,12 @@ class HqSettings(BaseSettings):
         "it without a person confirming (hq_server.gallery_release)",
     )
     stale_s: float = Field(default=90.0, gt=0, description="a store silent this long is offline")
+
+    @model_validator(mode="after")
+    def _certificate_with_its_key(self) -> HqSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
 
     def nats_url_for_stores(self) -> str:
         """What enrolling stores are told: ``store_nats_url``, or ``nats_url`` with any

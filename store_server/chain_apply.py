@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,8 +216,11 @@ class ChainApplier:
         log.warning("chain: going back from release %d: %s", release_id, done.reason)
 
 
-def fetch_from_hq(hq_url: str, credential: str) -> Callable[[str, int, Path], None]:
-    """Download a release file from HQ with the store's credential, at most its stated size."""
+def fetch_from_hq(
+    hq_url: str, credential: str, verify: ssl.SSLContext | bool = True
+) -> Callable[[str, int, Path], None]:
+    """Download a release file from HQ with the store's credential, at most its stated size
+    (``verify``: how HQ's HTTPS certificate is checked, chain_link.hq_verify)."""
 
     def fetch(sha256: str, size: int, target: Path) -> None:
         got = 0
@@ -226,6 +230,7 @@ def fetch_from_hq(hq_url: str, credential: str) -> Callable[[str, int, Path], No
                 f"{hq_url.rstrip('/')}/api/v1/hq/bundles/{sha256}",
                 headers={"Authorization": f"Bearer {credential}"},
                 timeout=httpx.Timeout(10.0, read=60.0),
+                verify=verify,
             ) as response,
             target.open("wb") as out,
         ):

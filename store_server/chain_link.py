@@ -24,11 +24,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Engine
 
+from laneguard.bearer import is_loopback
 from laneguard.chain import HQ_STREAM, STORE_ID
 from laneguard.files import private_dir, write_bytes_atomic, write_json_atomic
 from laneguard.jetstream import Consumer, JetStreamLink, broker_tls
@@ -129,6 +131,7 @@ class BrokerCredential:
                     json={"nats_user": nats_user},
                     headers={"Authorization": f"Bearer {self.enrolment.credential}"},
                     timeout=10.0,
+                    verify=hq_verify(self.settings),
                 )
                 reply.raise_for_status()
                 fresh = str(reply.json()["nats_jwt"])
@@ -151,8 +154,28 @@ def _broker_ca(settings: StoreSettings) -> Path | None:
     return given if given.is_file() else None
 
 
+def hq_verify(settings: StoreSettings) -> ssl.SSLContext | bool:
+    """How HQ's HTTPS certificate is checked: against the store's ``hq_ca_file`` (a chain's
+    own CA), else the system's CAs."""
+    if settings.hq_ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(settings.hq_ca_file))
+
+
+def check_hq_url(hq_url: str) -> None:
+    """HQ is reached across networks: HTTPS, unless it is on this very computer (a demo)."""
+    parts = urlsplit(hq_url)
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
+        return
+    raise HqEnrolmentError(
+        f"HQ's address {hq_url!r} must be https:// (the store's credential and its broker "
+        "credential cross the network with every request)"
+    )
+
+
 def enrol_with_hq(settings: StoreSettings, hq_url: str, token: str) -> HqEnrolment:
     """Spend ``token`` at HQ and keep what it answers."""
+    check_hq_url(hq_url)
     key = store_signing_key(settings)
     request = {
         "token": token,
@@ -161,7 +184,12 @@ def enrol_with_hq(settings: StoreSettings, hq_url: str, token: str) -> HqEnrolme
         "nats_user": user_nkey(store_broker_key(settings)),
     }
     try:
-        response = httpx.post(f"{hq_url.rstrip('/')}/api/v1/hq/enrol", json=request, timeout=10.0)
+        response = httpx.post(
+            f"{hq_url.rstrip('/')}/api/v1/hq/enrol",
+            json=request,
+            timeout=10.0,
+            verify=hq_verify(settings),
+        )
     except httpx.HTTPError as error:
         raise HqEnrolmentError(f"HQ at {hq_url} could not be reached: {error}") from None
     if response.status_code != 200:
@@ -250,7 +278,7 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
         enrolment.store_id,
         public_key_from_pem(enrolment.hq_public_key, "HQ's key"),
         enrolment.key_file(settings.data_dir),
-        fetch_from_hq(enrolment.hq_url, enrolment.credential),
+        fetch_from_hq(enrolment.hq_url, enrolment.credential, hq_verify(settings)),
     )
     store_id = enrolment.store_id
     link = JetStreamLink(

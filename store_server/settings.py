@@ -126,6 +126,10 @@ class StoreSettings(BaseSettings):
         description="least similarity of a joining crop to its product's other crops "
         "(default: measured on the bundle's gallery)",
     )
+    hq_ca_file: Path | None = Field(
+        default=None,
+        description="CA HQ's HTTPS certificate is checked against (default: the system's)",
+    )
     hq_nats_ca_file: Path | None = Field(
         default=None,
         description="CA the chain broker's certificate is checked against (default: the one "

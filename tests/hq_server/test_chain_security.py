@@ -299,3 +299,50 @@ def test_hq_never_hands_its_own_broker_credential_to_a_store(tmp_path: Path) -> 
     assert reply.status_code == 200, reply.text
     assert reply.json()["nats_url"] == f"nats://127.0.0.1:{port}"
     assert "hq-broker-secret" not in reply.text
+
+
+def test_a_store_reaches_hq_over_https_it_can_check(tmp_path: Path) -> None:
+    """HQ served with IT's certificate (here one the chain's own CA would have issued, made
+    by the product's own maker): a store that trusts that CA enrols; one that does not is
+    refused by the certificate before its token goes anywhere; an http:// HQ on another
+    computer is refused before any connection."""
+    from laneguard.serving import serve_in_thread
+    from laneguard.tls import make_self_signed
+    from store_server.chain_link import HqEnrolment, HqEnrolmentError, enrol_with_hq
+    from store_server.settings import StoreSettings
+
+    certificate, key = tmp_path / "hq.crt", tmp_path / "hq.key"
+    make_self_signed(certificate, key, ["127.0.0.1"])
+    settings = HqSettings(
+        database_url=f"sqlite:///{tmp_path / 'hq.sqlite3'}",
+        data_dir=tmp_path / "hq",
+        nats_url="nats://127.0.0.1:9",  # no broker: enrolment is HTTP
+        tls_cert=certificate,
+        tls_key=key,
+    )
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    with Session(engine) as session:
+        first, second = (add_store(session, s, s, "test") for s in ("S1", "S2"))
+        session.commit()
+    engine.dispose()
+
+    def store(name: str, **more: object) -> StoreSettings:
+        return StoreSettings(
+            database_url=f"sqlite:///{tmp_path / name / 'store.sqlite3'}",
+            data_dir=tmp_path / name,
+            discovery_port=0,
+            **more,
+        )
+
+    with serve_in_thread(create_hq(settings), tls=(certificate, key)) as hq_url:
+        assert hq_url.startswith("https://")
+        untrusting = store("S1")
+        with pytest.raises(HqEnrolmentError, match="could not be reached"):
+            enrol_with_hq(untrusting, hq_url, first)
+        assert HqEnrolment.load(untrusting.data_dir) is None
+        trusting = store("S1b", hq_ca_file=certificate)
+        enrolment = enrol_with_hq(trusting, hq_url, first)
+        assert enrolment.store_id == "S1" and enrolment.hq_url == hq_url
+    with pytest.raises(HqEnrolmentError, match="must be https"):
+        enrol_with_hq(store("S2"), "http://192.0.2.5:8200", second)
