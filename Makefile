@@ -36,9 +36,10 @@ $(STAMP): pyproject.toml constraints.txt
 sysdeps:
 	@bash hardware/scripts/ensure-apt-packages.sh libzbar0:libzbar.so.0
 
-# Tests also drive a real browser (Debian's chromium) through Playwright.
+# Tests also drive a real browser (Debian's chromium) through Playwright, and run the chain's
+# own broker (nats-server) configured as HQ configures it.
 sysdeps-test: sysdeps
-	@bash hardware/scripts/ensure-apt-packages.sh chromium:/usr/bin/chromium
+	@bash hardware/scripts/ensure-apt-packages.sh chromium:/usr/bin/chromium nats-server:/usr/sbin/nats-server
 
 demo: $(STAMP) sysdeps
 	$(BIN)/laneguard demo

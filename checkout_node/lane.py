@@ -178,6 +178,8 @@ class Lane:
             self.counters.errors += 1
 
     def _switch_gallery(self) -> None:
+        if self._frame_pipeline is not None:  # a frame is being identified: after it
+            return
         if self._next_gallery is not None and self.transaction is None:
             self.pipeline.recogniser.gallery = self._next_gallery
             self._next_gallery = None
@@ -193,15 +195,15 @@ class Lane:
                 self._switch_gallery()
             pipeline = self._frame_pipeline = self.pipeline
         try:
-            # Outside the lock (the till and the screen go on meanwhile); a bundle staged now
-            # waits for this frame, so its items are counted by the pipeline that saw them.
+            # Outside the lock (the till and the screen go on meanwhile); a bundle or gallery
+            # staged now waits for this frame, so its items are counted by what saw them.
             result = pipeline.process(image, t)
+            if self.clips is not None:
+                self.clips.add_frame(image, t, ((k.track_id, k.box) for k in result.products))
         except BaseException:
             with self._lock:
                 self._frame_pipeline = None
             raise
-        if self.clips is not None:
-            self.clips.add_frame(image, t, ((k.track_id, k.box) for k in result.products))
         with self._lock:
             self._frame_pipeline = None
             self.last_frame_s = t

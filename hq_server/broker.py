@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,25 +25,30 @@ from laneguard.files import private_dir, write_bytes_atomic
 from laneguard.jetstream import ensure_consumer
 from laneguard.nats_auth import BrokerAuthError, BrokerKeys, store_consumers
 from laneguard.tls import ensure_certificate, server_hosts
+from product_db.models import as_utc
 
 log = logging.getLogger("laneguard.hq.broker")
+FULL_PASS_S = 300.0  # every store's account and consumers checked again at least this often
 
 
-def stores_by_state(engine: Engine) -> tuple[list[str], list[str]]:
-    """(enrolled store ids, retired ones that had enrolled)."""
+def stores_by_state(engine: Engine) -> dict[str, tuple[bool, int]]:
+    """Every store that has enrolled: (retired, seconds since 1970 of its latest enrolment)."""
     with Session(engine) as session:
         rows = session.exec(select(Store.store_id, Store.active, Store.enrolled_at)).all()
-    active = [store_id for store_id, is_active, _ in rows if is_active]
-    retired = [store_id for store_id, is_active, at in rows if not is_active and at is not None]
-    return active, retired
+    return {
+        store_id: (not active, int(as_utc(enrolled).timestamp()))
+        for store_id, active, enrolled in rows
+        if enrolled is not None
+    }
 
 
 class BrokerKeeper:
     """HQ's link's ``maintain`` step: every enrolled store has its account on the broker
-    (pushed through the system account) and its two consumers on HQ's stream, and a retired
-    store's account revokes every user it had. A full pass on each new connection (a broker
-    that lost its storage gets everything back), then only what changed; a store that fails
-    is logged and tried again next time, without holding up the others."""
+    (pushed through the system account, refusing users of its earlier enrolments) and its two
+    consumers on HQ's stream, and a retired store's account revokes every user it had. A full
+    pass every ``FULL_PASS_S`` (a broker that lost its storage gets everything back), and
+    between them only what changed; a store that fails is logged and tried again next time,
+    without holding up the others."""
 
     def __init__(
         self,
@@ -54,26 +61,30 @@ class BrokerKeeper:
         self.engine, self.keys, self.system_key = engine, keys, system_key
         self.url, self.tls = url, tls
         self._connection: Any = None
-        self._done: set[tuple[str, bool]] = set()
+        self._pushed: dict[str, tuple[bool, int]] = {}  # store -> the state the broker holds
+        self._full_pass_at = -math.inf
 
     async def __call__(self, js: Any) -> None:
         if js is not self._connection:
             await self._refuse_open_broker()
-            self._connection, self._done = js, set()
-        active, retired = await asyncio.to_thread(stores_by_state, self.engine)
-        wanted = [(s, False) for s in active] + [(s, True) for s in retired]
-        todo = [item for item in wanted if item not in self._done]
+            self._connection = js
+        if time.monotonic() - self._full_pass_at > FULL_PASS_S:
+            # Also after the broker restarted under the same connection (nats-py reconnects
+            # by itself), which may have lost its accounts and consumers.
+            self._pushed, self._full_pass_at = {}, time.monotonic()
+        states = await asyncio.to_thread(stores_by_state, self.engine)
+        todo = {s: state for s, state in states.items() if self._pushed.get(s) != state}
         if not todo:
             return
         system = await self._system_connection(js)
         try:
-            for store_id, revoked in todo:
+            for store_id, state in todo.items():
                 try:
-                    await self._keep(js, system, store_id, revoked)
+                    await self._keep(js, system, store_id, *state)
                 except Exception as error:  # one store's trouble must not stop the rest
                     log.warning("broker: store %s not set up yet: %s", store_id, error)
                     continue
-                self._done.add((store_id, revoked))
+                self._pushed[store_id] = state
         finally:
             await system.close()
 
@@ -105,13 +116,28 @@ class BrokerKeeper:
             "`laneguard hq broker-config` writes"
         )
 
-    async def _keep(self, js: Any, system: Any, store_id: str, revoked: bool) -> None:
-        account = self.keys.store_account_jwt(store_id, revoked=revoked)
-        reply = await system.request("$SYS.REQ.CLAIMS.UPDATE", account.encode(), timeout=5)
+    async def _keep(
+        self, js: Any, system: Any, store_id: str, retired: bool, enrolled_at: int
+    ) -> None:
+        """Store ``store_id``'s account as it should be: a retired store's refuses every user
+        it had; an enrolled one's refuses the users of its earlier enrolments."""
+        from nats.errors import NoRespondersError
+
+        # The broker refuses users issued at or before this second; a store's current user
+        # was issued in the second of its enrolment or after.
+        revoked_before = int(time.time()) + 1 if retired else enrolled_at - 1
+        account = self.keys.store_account_jwt(store_id, revoked_before=revoked_before)
+        try:
+            reply = await system.request("$SYS.REQ.CLAIMS.UPDATE", account.encode(), timeout=5)
+        except NoRespondersError:
+            raise BrokerAuthError(
+                "the broker takes no account updates (its configuration predates accounts per "
+                "store): write it again with `laneguard hq broker-config` and restart it"
+            ) from None
         answer = json.loads(reply.data)
         if answer.get("error") or (answer.get("data") or {}).get("code") != 200:
             raise BrokerAuthError(f"the broker refused store {store_id}'s account: {answer}")
-        if revoked:
+        if retired:
             log.info("broker: store %s retired, its credentials revoked", store_id)
             return
         for durable, subject in store_consumers(store_id):

@@ -5,7 +5,9 @@ One store's lanes can be wrong in ways its own guards do not see (a lane that sc
 over another product, a camera with a glare that makes two products alike), and an entry
 released at once would carry that mistake to every store's lanes within seconds. So HQ holds
 an entry until another store, on its own honest transactions, learned an entry for the same
-code whose vector is at least ``agree_similarity`` alike (both are then released), or until
+code whose vector is at least ``agree_similarity`` alike to it while both were held (both are
+then released; a released vector is in every store's gallery, so agreeing with one would let
+a store shape a vector to pass), or until
 an HQ user confirms it on the console's Gallery page (`laneguard hq confirm-entry`). The
 trade: a product sold in one store only is recognised in the others only after a person
 looks at it, and a chain-wide new product waits for its second store (in the end-to-end test
@@ -67,6 +69,8 @@ def release_on_agreement(
 ) -> bool:
     """Release ``entry`` (just in from its store) and the other stores' held entries it
     agrees with, if any other store learned its code alike; whether it was released."""
+    # Only entries still held: they were never sent to any store, so no store can shape a
+    # vector to sit just close enough to one (a released vector is in every store's gallery).
     others = session.exec(
         select(ChainGalleryEntry).where(
             ChainGalleryEntry.code == entry.code,
@@ -74,10 +78,16 @@ def release_on_agreement(
             ChainGalleryEntry.store_id != entry.store_id,
             ChainGalleryEntry.withdrawn == False,  # noqa: E712
             col(ChainGalleryEntry.withdraws).is_(None),
+            col(ChainGalleryEntry.released_at).is_(None),
         )
     ).all()
     vector = _vector(entry)
-    agreeing = [o for o in others if float(np.dot(vector, _vector(o))) >= threshold]
+    agreeing = [
+        other
+        for other in others
+        if len(_vector(other)) == len(vector)  # another embedder's size: never alike
+        and float(np.dot(vector, _vector(other))) >= threshold
+    ]
     if not agreeing:
         log.info(
             "chain gallery: %s's entry %s for %s held until another store agrees or a person "
@@ -89,8 +99,7 @@ def release_on_agreement(
         return False
     release(session, outbox, entry, f"store:{agreeing[0].store_id}")
     for other in agreeing:
-        if other.released_at is None:
-            release(session, outbox, other, f"store:{entry.store_id}")
+        release(session, outbox, other, f"store:{entry.store_id}")
     return True
 
 

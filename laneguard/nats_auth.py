@@ -270,10 +270,10 @@ class BrokerKeys:
     def store_account_nkey(self, store_id: str) -> str:
         return public_nkey(self.store_account_key(store_id).public_key(), ACCOUNT)
 
-    def store_account_jwt(self, store_id: str, revoked: bool = False) -> str:
+    def store_account_jwt(self, store_id: str, revoked_before: int | None = None) -> str:
         """Store ``store_id``'s account: the chain's exports it may use and nothing else (no
-        JetStream of its own). ``revoked``: every user issued until now is refused (a retired
-        store, cut off at once)."""
+        JetStream of its own). ``revoked_before`` (seconds since 1970): users issued until
+        then are refused (a retired store's: now; an enrolled one's: its latest enrolment)."""
         imports = [
             {
                 "name": local,
@@ -289,8 +289,8 @@ class BrokerKeys:
             "limits": {**_UNLIMITED_LIMITS, "wildcards": True},
             "imports": imports,
         }
-        if revoked:
-            claims["revocations"] = {"*": int(time.time()) + 1}
+        if revoked_before is not None:
+            claims["revocations"] = {"*": revoked_before}
         nkey = self.store_account_nkey(store_id)
         return encode_jwt(self.operator, OPERATOR, nkey, f"store-{store_id}", claims)
 

@@ -12,6 +12,7 @@ the stream and HQ keep them once).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import threading
@@ -140,11 +141,13 @@ class ChainExporter:
 
     def _seal(self, kind: str, message_id: str, body: ChainModel) -> Publication:
         full_id = f"{self.store_id}:{message_id}"
-        return Publication(
-            store_subject(self.store_id, kind),
-            full_id,
-            seal(self.store_id, full_id, body, self.key),
-        )
+        data = seal(self.store_id, full_id, body, self.key)
+        # The broker drops a message whose id it saw in the last minutes from anyone: an id
+        # another store could guess ("S1:sample:5") would let it make this store's message a
+        # "duplicate". The signed bytes' hash is one only this store can produce, and the same
+        # again for the same message sent again.
+        dedup_id = f"{full_id}#{hashlib.sha256(data).hexdigest()[:32]}"
+        return Publication(store_subject(self.store_id, kind), dedup_id, data)
 
     def _samples(self, session: Session, staged: Cursor, limit: int) -> list[Publication]:
         rows = session.exec(

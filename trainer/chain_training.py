@@ -77,14 +77,17 @@ def pooled_crops(engine: Engine, media: MediaStore) -> list[HarvestedCrop]:
 def chain_entries(
     engine: Engine, embedder_sha256: str, held_out: set[tuple[str, str]]
 ) -> dict[int, tuple[str, np.ndarray]]:
-    """The chain's gallery entries for that embedder, not withdrawn, less those learned from a
-    held-out transaction (production would be flattered by the very crops it is tested on)."""
+    """The chain's gallery entries for that embedder, sent to the stores (not held) and not
+    withdrawn, less those learned from a held-out transaction (production would be flattered
+    by the very crops it is tested on)."""
     entries: dict[int, tuple[str, np.ndarray]] = {}
     with Session(engine) as session:
         for row in session.exec(
             select(ChainGalleryEntry).where(ChainGalleryEntry.embedder_sha256 == embedder_sha256)
         ):
             if row.id is None or row.withdrawn or row.withdraws is not None:
+                continue
+            if row.released_at is None:  # held: the stores' lanes do not have it either
                 continue
             if (f"{row.store_id}/{row.lane_id}", row.transaction_id) not in held_out:
                 entries[row.id] = (row.code, decode_vector(row.vector_b64))

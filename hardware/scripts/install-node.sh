@@ -57,6 +57,22 @@ write_config() {
   [ -f "$etc/screen-key" ] || random_secret > "$etc/screen-key"
   [ -f "$etc/till-token" ] || random_secret > "$etc/till-token"
   if [ ! -f "$etc/lane.yaml" ]; then
+    if lane_on_network; then  # the screen and till API leave this computer: HTTPS only
+      local address="$LANE_HTTP_HOST" san="DNS:$LANE_HTTP_HOST"
+      [[ "$LANE_HTTP_HOST" =~ ^[0-9.]+$ ]] && san="IP:$LANE_HTTP_HOST"
+      [[ "$LANE_HTTP_HOST" == *:* ]] && san="IP:$LANE_HTTP_HOST" address="[$LANE_HTTP_HOST]"
+      local base="https://$address:8100"
+      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+        -subj "/CN=LaneGuard lane $(hostname -s)" -addext "subjectAltName=$san,IP:127.0.0.1" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -keyout "$etc/lane-tls.key" -out "$etc/lane-tls.crt"
+      chmod 0600 "$etc/lane-tls.key" && chmod 0644 "$etc/lane-tls.crt"
+      {
+        echo "LANEGUARD_SCREEN_BASE=$base"
+        echo "LANEGUARD_SCREEN_CERT=$etc/lane-tls.crt"
+      } > "$etc/kiosk.env"
+      echo "tills: $base, trusting $etc/lane-tls.crt alone (pin it)"
+    fi
     {
       echo "lane_id: $(hostname -s)"
       echo "camera: /dev/video0"
@@ -70,24 +86,9 @@ write_config() {
       if lane_on_network; then
         echo "http_tls_cert: $etc/lane-tls.crt   # tills and the kiosk pin this certificate"
         echo "http_tls_key: $etc/lane-tls.key"
-        echo "screen_origins: [\"https://$LANE_HTTP_HOST:8100\"]"
+        echo "screen_origins: [\"$base\"]"
       fi
     } > "$etc/lane.yaml"
-  fi
-  if lane_on_network; then  # the screen and till API leave this computer: HTTPS only
-    if [ ! -f "$etc/lane-tls.crt" ]; then
-      local san="DNS:$LANE_HTTP_HOST"
-      [[ "$LANE_HTTP_HOST" =~ ^[0-9.]+$|: ]] && san="IP:$LANE_HTTP_HOST"
-      openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-        -subj "/CN=LaneGuard lane $(hostname -s)" -addext "subjectAltName=$san,IP:127.0.0.1" \
-        -keyout "$etc/lane-tls.key" -out "$etc/lane-tls.crt" 2>/dev/null
-      chmod 0600 "$etc/lane-tls.key" && chmod 0644 "$etc/lane-tls.crt"
-    fi
-    {
-      echo "LANEGUARD_SCREEN_BASE=https://$LANE_HTTP_HOST:8100"
-      echo "LANEGUARD_SCREEN_CERT=$etc/lane-tls.crt"
-    } > "$etc/kiosk.env"
-    echo "tills: https://$LANE_HTTP_HOST:8100, trusting $etc/lane-tls.crt alone (pin it)"
   fi
   umask 0022
   echo "till token (configure the till with it): $(cat "$etc/till-token")"

@@ -119,11 +119,13 @@ def create_store(
 @router.post("/stores/{store_id}/retire")
 def retire(
     store_id: str,
+    request: Request,
     user: Annotated[SignedIn, Depends(require_admin)],
     engine: Annotated[Engine, Depends(get_engine)],
     csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    """IT admins only: HQ stops taking the store's messages and its credential."""
+    """IT admins only: HQ stops taking the store's messages and its credential, and the
+    broker refuses its users from the keeper's next step (run now)."""
     check_csrf(user, csrf_token)
     with Session(engine) as session:
         try:
@@ -131,4 +133,5 @@ def retire(
         except StoreEnrolmentError as error:
             return Response(str(error), status_code=404)
         session.commit()
+    request.app.state.link.maintain_now()
     return RedirectResponse("/stores", status_code=303)

@@ -102,6 +102,40 @@ def test_one_store_alone_teaches_no_other_store(database_url: str, tmp_path: Pat
             select(AuditEntry).where(AuditEntry.action == "chain_gallery.confirmed")
         ).all()
     assert len(sent()) == 5 and [a.username for a in audit] == ["ines"]
+
+    # Every store holds the released vectors: store A shapes a wine vector to sit just alike
+    # enough to B's released tomato (cosine 0.6). Only held entries can agree, so it waits.
+    with Session(engine) as session:
+        released_b = next(
+            e
+            for e in session.exec(select(ChainGalleryEntry))
+            if (e.store_id, e.store_entry_id) == ("B", 1)
+        )
+    b = np.frombuffer(base64.b64decode(released_b.vector_b64), dtype="<f4").astype(float)
+    other = rng.normal(size=128)
+    other -= other.dot(b) * b
+    shaped = 0.6 * b + 0.8 * other / np.linalg.norm(other)
+    learned("A", 9, shaped)
+    assert len(sent()) == 5, "alike a released vector is not agreement"
+    # A vector of another size (another embedder's, or a forged one) agrees with nothing and
+    # does not stop the others from agreeing.
+    body = GalleryUp(
+        entry_id=10,
+        code=TOMATO,
+        vector=_unit(rng.normal(size=16)),
+        embedder_sha256="e" * 64,
+        transaction_id="A-tx-10",
+        lane_id="lane-A",
+    )
+    intake.handle(store_subject("A", "gallery"), seal("A", "A:gallery:10", body, keys["A"]))
+    learned("B", 3, shaped + rng.normal(scale=0.01, size=128))  # B's own, alike A's shaped one
+    with Session(engine) as session:
+        state = {
+            (e.store_id, e.store_entry_id): e.released_by
+            for e in session.exec(select(ChainGalleryEntry))
+        }
+    assert state[("A", 10)] is None
+    assert state[("A", 9)] == "store:B" and state[("B", 3)] == "store:A"
     engine.dispose()
 
 
