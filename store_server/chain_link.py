@@ -101,16 +101,16 @@ class BrokerCredential:
     """The store's broker credential: the user JWT HQ signed for it, good for a day
     (laneguard.nats_auth.STORE_CREDENTIAL_S), renewed from HQ's API with the store's HQ
     credential once half of it is gone and kept with the enrolment. A retired store's renewal
-    is refused, so it is off the broker within a day."""
+    is refused, so it is off the broker within a day. A store that enrolled before HQ issued
+    broker credentials has none: it asks for one the same way before it first connects."""
 
     def __init__(self, settings: StoreSettings, enrolment: HqEnrolment) -> None:
-        assert enrolment.nats_jwt is not None
         self.settings, self.enrolment = settings, enrolment
-        self._jwt: str = enrolment.nats_jwt
+        self._jwt: str | None = enrolment.nats_jwt
         self._lock = threading.Lock()
 
     def jwt(self) -> str:
-        return self._jwt
+        return self._jwt or ""  # none yet: the broker refuses, and the link asks again
 
     def user(self) -> BrokerUser:
         inbox = store_inbox(self.enrolment.store_id)
@@ -120,9 +120,14 @@ class BrokerCredential:
         """Ask HQ for a fresh credential when less than half of this one's day is left;
         whether it was renewed (a failure is logged and tried again at the next chance)."""
         with self._lock:
-            expires = jwt_claims(self._jwt).get("exp")
-            left = float(expires) - (time.time() if now is None else now) if expires else None
-            if left is None or left > STORE_CREDENTIAL_S / 2:
+            if self._jwt is None:
+                left = 0.0
+            else:
+                expires = jwt_claims(self._jwt).get("exp")
+                if not expires:
+                    return False
+                left = float(expires) - (time.time() if now is None else now)
+            if left > STORE_CREDENTIAL_S / 2:
                 return False
             nats_user = user_nkey(store_broker_key(self.settings))
             try:
@@ -141,7 +146,7 @@ class BrokerCredential:
             self._jwt = fresh
             self.enrolment = dataclasses.replace(self.enrolment, nats_jwt=fresh)
             self.enrolment.save(self.settings.data_dir)
-            log.info("broker credential renewed (%.0f h were left)", left / 3600)
+            log.info("broker credential from HQ (%.0f h were left of the last)", left / 3600)
             return True
 
 
@@ -292,13 +297,12 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
         ],
         tls=broker_tls(enrolment.nats_url, _broker_ca(settings)),
     )
-    if enrolment.nats_jwt is not None:
-        credential = BrokerCredential(settings, enrolment)
-        link.user, link.prepare = credential.user(), credential.renew_if_due
-        link.api_prefix = STORE_JS_API  # its account imports its consumers' calls there
+    credential = BrokerCredential(settings, enrolment)
+    link.user, link.prepare = credential.user(), credential.renew_if_due
+    link.api_prefix = STORE_JS_API  # its account imports its consumers' calls there
 
-        async def renew(_js: Any) -> None:
-            await asyncio.to_thread(credential.renew_if_due)
+    async def renew(_js: Any) -> None:
+        await asyncio.to_thread(credential.renew_if_due)
 
-        link.maintain, link.maintain_s = renew, 600.0
+    link.maintain, link.maintain_s = renew, 600.0
     return ChainLink(enrolment, exporter, applier, link)

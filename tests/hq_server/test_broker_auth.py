@@ -280,3 +280,25 @@ def test_a_store_renews_its_day_long_credential_and_a_retired_store_cannot(chain
     with pytest.raises(Exception) as expired:
         asyncio.run(_connect(chain, BrokerUser(brief, key, store_inbox("C")), []))
     assert "Authorization" in str(expired.value) or "Expired" in str(expired.value)
+
+
+def test_a_store_enrolled_before_broker_credentials_gets_one(chain: Chain) -> None:
+    """A store that enrolled with an HQ from before accounts per store has no broker
+    credential: it asks HQ for one with its HQ credential before it connects."""
+    import dataclasses
+
+    from store_server.chain_link import BrokerCredential, HqEnrolment
+    from store_server.settings import StoreSettings
+
+    settings = StoreSettings(data_dir=chain.root / "C" / "data")
+    enrolment = HqEnrolment.load(settings.data_dir)
+    assert enrolment is not None
+    older = dataclasses.replace(enrolment, nats_jwt=None)
+    credential = BrokerCredential(settings, older)
+    assert credential.jwt() == ""
+    assert credential.renew_if_due()
+    kept = HqEnrolment.load(settings.data_dir)
+    assert kept is not None and kept.nats_jwt == credential.jwt()
+    assert jwt_claims(credential.jwt())["iss"] == BrokerKeys.load_or_make(
+        chain.root / "hq" / "keys"
+    ).store_account_nkey("C")
