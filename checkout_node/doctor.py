@@ -191,16 +191,13 @@ def examine(settings: LaneSettings, root: Path = Path("/")) -> list[Finding]:
                 if found.is_file()
                 else f"to be found on the store's network (UDP {settings.discovery_port})"
             )
+        credential: Status = "fail" if how == "no credential" else "ok"
         pinned = (Path(settings.data_dir) / PINNED_CERTIFICATE).is_file()
         if where.startswith("http://"):
             how += ", plain HTTP (allow_plain_http: a lab lane)"
         else:
             how += ", certificate pinned" if pinned else ", certificate pinned at first contact"
-        findings.append(
-            Finding(
-                "store server", "ok" if "no credential" not in how else "fail", f"{where}: {how}"
-            )
-        )
+        findings.append(Finding("store server", credential, f"{where}: {how}"))
     return findings
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
 from checkout_node.clips import ClipRecorder
@@ -184,6 +186,11 @@ class LaneService:
             self.server_url = None
             return None
 
+    def _store_transport(self) -> httpx.BaseTransport | None:
+        """A transport to the store over its pinned certificate, one per client (each client
+        closes its own)."""
+        return self.link.transport() if self.link is not None else None
+
     def _acceptable(self, url: str) -> bool:
         """Whether a discovered store's URL is one this lane may use (logged when not: the
         store may yet turn TLS on, so discovery goes on asking)."""
@@ -237,7 +244,7 @@ class LaneService:
                 kept.gallery_key if kept is not None and kept.credential == token else None
             ),
             lane_id=s.lane_id,
-            transport=self.link.transport() if self.link is not None else None,
+            transport=self._store_transport(),
         )
 
     def _gallery_follower(self) -> GalleryFollower | None:
@@ -259,7 +266,7 @@ class LaneService:
             self.lane.stage_gallery,
             Path(s.data_dir),
             poll_s=s.gallery_poll_s,
-            transport=self.link.transport() if self.link is not None else None,
+            transport=self._store_transport(),
         )
 
     @property
@@ -289,7 +296,7 @@ class LaneService:
                 allow_unsigned=s.allow_unsigned_bundles,
             ),
             s.pinned_bundle,
-            transport=self.link.transport() if self.link is not None else None,
+            transport=self._store_transport(),
         )
 
     def stage_bundle(self, bundle: Path, on_live: Callable[[], None]) -> None:
@@ -433,7 +440,7 @@ class LaneService:
         if s.http_tls_cert is not None and s.http_tls_key is not None:
             return s.http_tls_cert, s.http_tls_key
         certificate, key = (Path(s.data_dir) / name for name in LANE_CERTIFICATE)
-        ensure_certificate(certificate, key, [s.http_host, *server_hosts(s.http_host)])
+        ensure_certificate(certificate, key, server_hosts(s.http_host))
         return certificate, key
 
     def run(self) -> None:

@@ -15,7 +15,8 @@ from hq_server.models import ChainRelease
 from hq_server.releases import release_path
 from hq_server.settings import HqSettings
 from hq_server.stores import StoreEnrolmentError, current_store, enrol_store
-from laneguard.nats_auth import BrokerAuthError, BrokerKeys
+from laneguard.nats_auth import USER_NKEY_PATTERN, BrokerAuthError, BrokerKeys
+from laneguard.signing import public_pem
 from product_db.models import utcnow
 from store_server.auth import (
     audit_client,
@@ -23,7 +24,6 @@ from store_server.auth import (
     refuse_while_enrolment_throttled,
 )
 from store_server.deps import get_engine, get_settings
-from store_server.learning import public_pem
 
 router = APIRouter(prefix="/api/v1/hq", tags=["hq"])
 
@@ -34,7 +34,7 @@ class EnrolIn(BaseModel):
     public_key: str = Field(max_length=400, description="the store's Ed25519 key, PEM")
     nats_user: str | None = Field(
         default=None,
-        pattern=r"^U[A-Z2-7]{55}$",
+        pattern=USER_NKEY_PATTERN,
         description="the store's own NATS user key (an nkey): HQ signs its broker credential",
     )
 
@@ -89,7 +89,7 @@ def enrol(
 
 
 class BrokerCredentialIn(BaseModel):
-    nats_user: str = Field(pattern=r"^U[A-Z2-7]{55}$", description="the store's NATS user key")
+    nats_user: str = Field(pattern=USER_NKEY_PATTERN, description="the store's NATS user key")
 
 
 class BrokerCredentialOut(BaseModel):

@@ -76,7 +76,7 @@ class BrokerKeeper:
         todo = {s: state for s, state in states.items() if self._pushed.get(s) != state}
         if not todo:
             return
-        system = await self._system_connection(js)
+        system = await self._system_connection()
         try:
             for store_id, state in todo.items():
                 try:
@@ -100,7 +100,7 @@ class BrokerKeeper:
             **options,
         )
 
-    async def _system_connection(self, js: Any) -> Any:
+    async def _system_connection(self) -> Any:
         return await self._connect(**self.keys.system_user(self.system_key).connect_options())
 
     async def _refuse_open_broker(self) -> None:

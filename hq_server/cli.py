@@ -246,7 +246,7 @@ def confirm_entry_command(
 def key_command(config_file: Path | None) -> None:
     """Print HQ's public key: lanes of every store need it in their bundle_keys."""
     from hq_server.app import hq_signing_key
-    from store_server.learning import public_pem
+    from laneguard.signing import public_pem
 
     click.echo(public_pem(hq_signing_key(hq_settings(config_file))), nl=False)
 

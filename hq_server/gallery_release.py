@@ -84,9 +84,9 @@ def release_on_agreement(
     vector = _vector(entry)
     agreeing = [
         other
-        for other in others
-        if len(_vector(other)) == len(vector)  # another embedder's size: never alike
-        and float(np.dot(vector, _vector(other))) >= threshold
+        for other, theirs in ((o, _vector(o)) for o in others)
+        if len(theirs) == len(vector)  # another embedder's size: never alike
+        and float(np.dot(vector, theirs)) >= threshold
     ]
     if not agreeing:
         log.info(

@@ -12,21 +12,12 @@ def write_json_atomic(path: Path, body: Any, mode: int = 0o644) -> Path:
     """Write ``body`` as JSON to a temporary file beside ``path`` (created with ``mode``),
     sync it, rename it over ``path`` and sync the folder: a reader sees the old file or the
     new one, even after the power goes at any moment."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(body, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    sync_dir(path.parent)
-    return path
+    return write_bytes_atomic(path, json.dumps(body).encode(), mode)
 
 
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> Path:
-    """``data`` to ``path`` as ``write_json_atomic`` writes JSON: whole or not at all, created
-    with ``mode`` (0600 for keys) so it is never readable by others even for a moment."""
+    """``data`` to ``path``, whole or not at all (see ``write_json_atomic``), created with
+    ``mode`` (0600 for keys) so it is never readable by others even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

@@ -61,10 +61,10 @@ _EXPORTS = (
 _UNLIMITED_LIMITS = {
     key: -1 for key in ("subs", "data", "payload", "imports", "exports", "conn", "leaf")
 }
-# A store's broker credential lasts a day and the store renews it from HQ when half is left:
-# a retired store (its HQ credential cleared) is off the broker within a day, with no change
-# to the broker (the memory resolver has no revocation list to update).
+# A store's broker credential lasts a day and the store renews it from HQ when half is left
+# (a retired store's renewal is refused; its account also revokes it at once, hq_server.broker).
 STORE_CREDENTIAL_S = 24 * 3600
+USER_NKEY_PATTERN = r"^U[A-Z2-7]{55}$"  # a user nkey's text, as an API field checks it
 
 
 class BrokerAuthError(LaneGuardError, ValueError):
@@ -318,22 +318,15 @@ class BrokerKeys:
             lifetime_s,
         )
 
-    def chain_user(
-        self, key: Ed25519PrivateKey, permissions: dict[str, Any], lifetime_s: float | None = None
-    ) -> str:
-        """A user of the chain's account (tests use a short-lived one)."""
-        nkey = public_nkey(key.public_key(), USER)
-        return self._user_jwt(self.account, nkey, "chain-user", permissions, lifetime_s)
-
     def hq_user(self, key: Ed25519PrivateKey) -> BrokerUser:
         """HQ's own user: everything in the chain's account (it owns the streams)."""
         everything = {"pub": {"allow": [">"]}, "sub": {"allow": [">"]}}
-        return BrokerUser(self.chain_user(key, everything), key, "_INBOX_lg_hq")
+        jwt = self._user_jwt(self.account, user_nkey(key), "hq", everything)
+        return BrokerUser(jwt, key, "_INBOX_lg_hq")
 
     def system_user(self, key: Ed25519PrivateKey) -> BrokerUser:
         """HQ's user in the system account: pushes store accounts to the broker."""
-        nkey = public_nkey(key.public_key(), USER)
-        return BrokerUser(self._user_jwt(self.system, nkey, "hq-system", {}), key)
+        return BrokerUser(self._user_jwt(self.system, user_nkey(key), "hq-system", {}), key)
 
     def server_config(
         self,

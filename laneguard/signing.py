@@ -67,12 +67,17 @@ def new_keypair(out: Path, name: str = "release") -> tuple[Path, Path]:
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
-    public_path.write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public_path.write_text(public_pem(private))
     return private_path, public_path
+
+
+def public_pem(key: Ed25519PrivateKey) -> str:
+    """The public half of ``key`` as PEM text (what lanes, stores and HQ hand each other)."""
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

@@ -29,7 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import NameOID
 
 from laneguard.files import write_bytes_atomic
-from laneguard.signing import SignatureError, key_id, public_key_from_pem, sign_json, verify_json
+from laneguard.signing import (
+    SignatureError,
+    key_id,
+    public_key_from_pem,
+    public_pem,
+    sign_json,
+    verify_json,
+)
 
 BINDING_KIND = "laneguard-tls-binding"
 CERTIFICATE_DAYS = 3650  # pinned, not checked against a CA: a short life buys nothing here
@@ -127,10 +134,7 @@ def binding_for(store_key: Ed25519PrivateKey, certificate_pem: str) -> dict[str,
         {"kind": BINDING_KIND, "certificate_sha256": certificate_sha256(certificate_pem)},
         store_key,
     )
-    public = store_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return {"binding": signed, "store_key": public.decode()}
+    return {"binding": signed, "store_key": public_pem(store_key)}
 
 
 def verify_binding(answer: Any, certificate_pem: str, expected_key_id: str) -> Ed25519PublicKey:

@@ -43,11 +43,11 @@ from laneguard.nats_auth import (
     store_inbox,
     user_nkey,
 )
-from laneguard.signing import load_or_make_key, public_key_from_pem
+from laneguard.signing import load_or_make_key, public_key_from_pem, public_pem
 from product_db.errors import LaneGuardError
 from store_server.chain_apply import ChainApplier, fetch_from_hq
 from store_server.chain_export import ChainExporter
-from store_server.learning import public_pem, store_signing_key
+from store_server.learning import store_signing_key
 from store_server.media import MediaStore
 from store_server.settings import StoreSettings
 
@@ -286,6 +286,11 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
         fetch_from_hq(enrolment.hq_url, enrolment.credential, hq_verify(settings)),
     )
     store_id = enrolment.store_id
+    credential = BrokerCredential(settings, enrolment)
+
+    async def renew(_js: Any) -> None:
+        await asyncio.to_thread(credential.renew_if_due)
+
     link = JetStreamLink(
         enrolment.nats_url,
         f"store-{store_id}",
@@ -295,14 +300,11 @@ def chain_link(settings: StoreSettings, engine: Engine, media: MediaStore) -> Ch
             Consumer(durable, HQ_STREAM, subject, applier.handle)
             for durable, subject in store_consumers(store_id)
         ],
+        user=credential.user(),
         tls=broker_tls(enrolment.nats_url, _broker_ca(settings)),
+        api_prefix=STORE_JS_API,  # its account imports its consumers' calls there
+        maintain=renew,
+        maintain_s=600.0,
+        prepare=credential.renew_if_due,
     )
-    credential = BrokerCredential(settings, enrolment)
-    link.user, link.prepare = credential.user(), credential.renew_if_due
-    link.api_prefix = STORE_JS_API  # its account imports its consumers' calls there
-
-    async def renew(_js: Any) -> None:
-        await asyncio.to_thread(credential.renew_if_due)
-
-    link.maintain, link.maintain_s = renew, 600.0
     return ChainLink(enrolment, exporter, applier, link)

@@ -33,7 +33,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import and_, func, not_, or_
 from sqlalchemy.engine import Engine
@@ -337,14 +336,6 @@ def store_signing_key(settings: StoreSettings) -> Ed25519PrivateKey:
 def store_key_id(settings: StoreSettings) -> str:
     """The fingerprint of the store's key, which enrolment tokens carry to the lanes."""
     return key_id(store_signing_key(settings).public_key())
-
-
-def public_pem(key: Ed25519PrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
 
 
 def withdraw(session: Session, entry_id: int) -> GalleryEntry:

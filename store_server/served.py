@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from laneguard.serving import serve_in_thread
 from store_server.app import create_app
@@ -16,10 +15,9 @@ from store_server.transport import tls_files
 
 @contextmanager
 def serve_store(
-    settings: StoreSettings, host: str = "127.0.0.1", port: int | None = None, app: Any = None
+    settings: StoreSettings, host: str = "127.0.0.1", port: int | None = None
 ) -> Iterator[str]:
-    """Serve ``app`` (default: a new one for ``settings``) until the block ends; yields the
-    base URL lanes use (https:// when TLS is on)."""
-    served = app if app is not None else create_app(settings)
-    with serve_in_thread(served, host, port, tls=tls_files(settings)) as url:
+    """Serve a new store server for ``settings`` until the block ends; yields the base URL
+    lanes use (https:// when TLS is on)."""
+    with serve_in_thread(create_app(settings), host, port, tls=tls_files(settings)) as url:
         yield url

@@ -139,7 +139,6 @@ class BootstrapConfig:
             "detect_test_images": 8,
             "detector_backbone": None,
             "detector_epochs": 1,
-            "detector_data_seed": None,
             "detector_sizes": (160,),
             "detector_batch": 8,
             "embed_crops": 3,
@@ -514,7 +513,7 @@ def _kept_detector(bundle: Path, models_dir: Path) -> DetectorModels:
         )
         if key in manifest.training_data
     }
-    data["detector_kept_from"] = {"version": manifest.version, "sha256": sha256_file(bundle)}
+    data["detector_kept_from"] = _bundle_record(bundle)
     weights = members.pop(weights_name, None)
     return DetectorModels(
         [m.model_copy() for m in wanted],
@@ -587,7 +586,7 @@ def _kept_embedder(
         [history] if history else [],
         config.embed_serve_size,
     )
-    kept = {"version": manifest.version, "sha256": sha256_file(bundle)}
+    kept = _bundle_record(bundle)
     return run, {"embedder_kept_from": kept}
 
 

@@ -92,7 +92,7 @@ def _sample(n: int, crop: bytes, code: str, transaction: str) -> SampleUp:
 
 def _enrol(engine: Any, stores: int) -> list[Ed25519PrivateKey]:
     from hq_server.stores import add_store, enrol_store
-    from store_server.learning import public_pem
+    from laneguard.signing import public_pem
 
     keys = [Ed25519PrivateKey.generate() for _ in range(stores)]
     with Session(engine) as session:

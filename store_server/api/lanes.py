@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from laneguard.signing import public_pem
 from product_db.models import utcnow
 from store_server.auth import (
     audit,
@@ -18,7 +19,6 @@ from store_server.auth import (
 )
 from store_server.deps import get_engine, get_settings
 from store_server.lanes import EnrolmentError, current_lane, enrol
-from store_server.learning import public_pem
 from store_server.models import Lane
 from store_server.settings import StoreSettings
 

@@ -22,6 +22,7 @@ from checkout_node.settings import LaneSettings
 from laneguard.settings import load_settings
 from laneguard.signing import new_keypair
 from laneguard.tls import pinned_context
+from tests.helpers.kiosk import run_kiosk
 from tests.helpers.live_server import free_port
 from tests.helpers.paths import REPO_ROOT
 
@@ -101,37 +102,11 @@ def test_a_till_reaches_the_lane_over_https_only(lane: TlsLane, tmp_path: Path) 
 
 
 def test_the_kiosk_pins_the_lanes_certificate(lane: TlsLane, tmp_path: Path) -> None:
-    key_file = tmp_path / "screen-key"
-    key_file.write_text(SCREEN_KEY + "\n")
-    key_file.chmod(0o600)
-    argv_file, page_file = tmp_path / "browser-argv", tmp_path / "page.html"
-    browser = tmp_path / "browser"  # the real Chromium, headless, with the kiosk's TLS flags
-    browser.write_text(
-        "#!/usr/bin/env bash\n"
-        f'printf "%s\\n" "$@" > {argv_file}\n'
-        "tls=()\n"
-        'for a in "$@"; do case "$a" in --ignore-certificate-errors-spki-list=*|'
-        '--user-data-dir=*) tls+=("$a");; esac; done\n'
-        'exec chromium --headless --no-sandbox "${tls[@]}" --dump-dom "${@: -1}"'
-        f" > {page_file}\n"
-    )
-    browser.chmod(0o700)
-    env = {
-        **os.environ,
-        "LANEGUARD_SCREEN_BASE": lane.url,
-        "LANEGUARD_SCREEN_KEY_FILE": str(key_file),
-        "LANEGUARD_SCREEN_CERT": str(lane.certificate),
-        "LANEGUARD_KIOSK_PROFILE": str(tmp_path / "profile"),
-        "LANEGUARD_BROWSER": str(browser),
-    }
-    opened = subprocess.run(
-        ["bash", str(REPO_ROOT / "hardware/kiosk/lane-screen.sh")],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert opened.returncode == 0, opened.stderr
-    argv = argv_file.read_text()
+    opened = run_kiosk(tmp_path, lane.url, SCREEN_KEY, lane.certificate)
+    assert opened.process.returncode == 0, opened.process.stderr
+    argv = opened.argv
     assert "--ignore-certificate-errors-spki-list=" in argv and SCREEN_KEY not in argv
-    assert 'id="seen"' in page_file.read_text(), "the kiosk's browser got the signed-in screen"
+    assert 'id="seen"' in opened.page, "the kiosk's browser got the signed-in screen"
 
 
 def test_the_installer_serves_a_lane_on_the_till_network_over_https(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ from store_server.models import AlertRecord, AuditEntry, IngestedMessage, Transa
 from store_server.rollouts import publish_bundle, start_rollout
 from store_server.served import serve_store
 from store_server.settings import StoreSettings
+from tests.helpers.kiosk import run_kiosk
 from tests.helpers.live_server import enrol, enrolment_token, free_port, serve
 from tests.helpers.messages import alert, as_json, jpeg, transaction
 from tests.helpers.paths import REPO_ROOT
@@ -600,31 +601,11 @@ def test_the_kiosk_opens_the_screen_with_a_one_time_ticket_never_the_key(
 ) -> None:
     """The screen key on chromium's command line was readable by any local user (ps). The
     kiosk script trades it for a ticket; a ticket signs in once, within a minute."""
-    key_file = tmp_path / "screen-key"
-    key_file.write_text(lane.access.screen_key + "\n")
-    key_file.chmod(0o600)
-    argv_file, page_file = tmp_path / "browser-argv", tmp_path / "page.html"
-    browser = tmp_path / "browser"  # the real Chromium, headless, recording its command line
-    browser.write_text(
-        "#!/usr/bin/env bash\n"
-        f'printf "%s\\n" "$@" > {argv_file}\n'
-        f'exec chromium --headless --no-sandbox --dump-dom "${{@: -1}}" > {page_file}\n'
-    )
-    browser.chmod(0o700)
-    env = {
-        **os.environ,
-        "LANEGUARD_SCREEN_BASE": lane.url,
-        "LANEGUARD_SCREEN_KEY_FILE": str(key_file),
-        "LANEGUARD_BROWSER": str(browser),
-    }
-    opened = subprocess.run(
-        ["bash", str(REPO_ROOT / "hardware/kiosk/lane-screen.sh")],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert opened.returncode == 0, opened.stderr
-    argv = argv_file.read_text()
+    opened = run_kiosk(tmp_path, lane.url, lane.access.screen_key)
+    assert opened.process.returncode == 0, opened.process.stderr
+    argv = opened.argv
     assert lane.access.screen_key not in argv and "ticket=" in argv
-    assert 'id="seen"' in page_file.read_text(), "the kiosk's browser got the signed-in screen"
+    assert 'id="seen"' in opened.page, "the kiosk's browser got the signed-in screen"
     url = argv.strip().splitlines()[-1]
     with httpx.Client() as again:
         assert again.get(url).status_code == 403, "a ticket signs in once"

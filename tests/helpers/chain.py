@@ -170,3 +170,31 @@ def shifted_bundle(folder: Path, suffix: str = "-next") -> Path:
                 member.size = len(data)
             out.addfile(member, io.BytesIO(data))
     return target
+
+
+def hq_with_stores(
+    database_url: str, media: Path, store_ids: tuple[str, ...] = ("A", "B")
+) -> tuple[Any, Any, dict[str, Any]]:
+    """HQ's database with ``store_ids`` enrolled, each with its own signing key, and HQ's
+    intake over it: (engine, intake, store id -> key). For tests that hand HQ messages
+    directly, without a broker."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from hq_server.intake import Intake
+    from hq_server.outbox import HqOutbox
+    from hq_server.stores import enrol_store, store_keys
+    from laneguard.signing import public_pem
+    from store_server.media import MediaStore
+
+    engine = make_engine(database_url)
+    migrate_hq(engine)
+    keys = {s: Ed25519PrivateKey.generate() for s in store_ids}
+    with Session(engine) as session:
+        for store_id, key in keys.items():
+            token = add_store(session, store_id, store_id, "test")
+            enrol_store(session, token, store_id, public_pem(key))
+        session.commit()
+    for store_id in keys:
+        store_keys.forget(store_id)
+    outbox = HqOutbox(engine, Ed25519PrivateKey.generate())
+    return engine, Intake(engine, MediaStore(media), outbox), keys

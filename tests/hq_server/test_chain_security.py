@@ -20,9 +20,8 @@ from hq_server.app import create_app as create_hq
 from hq_server.db import migrate
 from hq_server.intake import Intake
 from hq_server.models import ChainGalleryEntry, PooledSample, StoreToken
-from hq_server.outbox import HqOutbox
 from hq_server.settings import HqSettings
-from hq_server.stores import StoreEnrolmentError, add_store, enrol_store, retire_store, store_keys
+from hq_server.stores import StoreEnrolmentError, add_store, enrol_store, retire_store
 from laneguard.chain import (
     MAX_ENVELOPE_BYTES,
     ChainMessageError,
@@ -32,14 +31,13 @@ from laneguard.chain import (
     seal,
     store_subject,
 )
+from laneguard.signing import public_pem
 from product_db.db import make_engine
 from product_db.models import utcnow
 from store_server.chain_apply import ChainApplier
 from store_server.db import migrate as migrate_store
-from store_server.learning import public_pem
-from store_server.media import MediaStore
 from store_server.models import AuditEntry, ChainInbox, GalleryEntry
-from tests.helpers.chain import NatsServer
+from tests.helpers.chain import NatsServer, hq_with_stores
 from tests.helpers.live_server import free_port, serve
 from tests.helpers.messages import jpeg
 
@@ -67,18 +65,7 @@ def _sample(n: int) -> SampleUp:
 
 @pytest.fixture
 def hq(database_url: str, tmp_path: Path) -> tuple[Engine, Intake, dict[str, Ed25519PrivateKey]]:
-    engine = make_engine(database_url)
-    migrate(engine)
-    keys = {s: Ed25519PrivateKey.generate() for s in ("A", "B")}
-    with Session(engine) as session:
-        for store_id, key in keys.items():
-            token = add_store(session, store_id, store_id, "test")
-            enrol_store(session, token, store_id, public_pem(key))
-        session.commit()
-    for store_id in keys:
-        store_keys.forget(store_id)
-    outbox = HqOutbox(engine, Ed25519PrivateKey.generate())
-    return engine, Intake(engine, MediaStore(tmp_path / "media"), outbox), keys
+    return hq_with_stores(database_url, tmp_path / "media")
 
 
 def _pooled(engine: Engine) -> list[PooledSample]:

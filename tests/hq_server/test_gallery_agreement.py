@@ -10,20 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import Session, col, select
 
 from hq_server.db import migrate
 from hq_server.gallery_release import GalleryReleaseError, confirm, held_entries
-from hq_server.intake import Intake
 from hq_server.models import Broadcast, ChainGalleryEntry
-from hq_server.outbox import HqOutbox
-from hq_server.stores import add_store, enrol_store, store_keys
 from laneguard.chain import GalleryUp, seal, store_subject
 from product_db.db import make_engine
-from store_server.learning import public_pem
-from store_server.media import MediaStore
 from store_server.models import AuditEntry
+from tests.helpers.chain import hq_with_stores
 
 TOMATO = "4664"
 
@@ -34,17 +29,7 @@ def _unit(vector: np.ndarray) -> str:
 
 
 def test_one_store_alone_teaches_no_other_store(database_url: str, tmp_path: Path) -> None:
-    engine = make_engine(database_url)
-    migrate(engine)
-    keys = {store: Ed25519PrivateKey.generate() for store in ("A", "B")}
-    with Session(engine) as session:
-        for store, key in keys.items():
-            token = add_store(session, store, store, "test")
-            enrol_store(session, token, store, public_pem(key))
-        session.commit()
-    for store in keys:
-        store_keys.forget(store)
-    intake = Intake(engine, MediaStore(tmp_path / "media"), HqOutbox(engine, keys["A"]))
+    engine, intake, keys = hq_with_stores(database_url, tmp_path / "media")
     rng = np.random.default_rng(7)
     wine, tomato = rng.normal(size=128), rng.normal(size=128)
 

@@ -20,9 +20,9 @@ from hq_server.outbox import HqOutbox
 from hq_server.retention import purge
 from hq_server.stores import add_store, enrol_store, store_keys
 from laneguard.chain import GalleryUp, SampleUp, seal, store_subject
+from laneguard.signing import public_pem
 from product_db.db import make_engine
 from product_db.models import utcnow
-from store_server.learning import public_pem
 from store_server.media import MediaStore
 from tests.helpers.messages import jpeg
 
