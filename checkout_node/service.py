@@ -27,7 +27,7 @@ from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
 from checkout_node.messages import heartbeat_message
 from checkout_node.metrics import CameraState, LaneMetrics
-from checkout_node.models import load_models
+from checkout_node.models import LaneModels, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.privacy import PrivacyFilter
 from checkout_node.reconcile.reconciler import ReconcileConfig
@@ -86,7 +86,7 @@ class LaneService:
         self.hub = ScreenHub()
         self.lane = Lane(
             s.lane_id,
-            LanePipeline(self.models, self.zones, detect_interval=s.detect_interval),
+            self._pipeline(self.models),
             self.catalog,
             self.outbox,
             self.hub.publish,
@@ -299,11 +299,21 @@ class LaneService:
             transport=self._store_transport(),
         )
 
+    def _pipeline(self, models: LaneModels) -> LanePipeline:
+        """A pipeline over ``models`` as this lane's settings run one."""
+        s = self.settings
+        return LanePipeline(
+            models,
+            self.zones,
+            detect_interval=s.detect_interval,
+            detector_backend=s.detector_backend,
+        )
+
     def stage_bundle(self, bundle: Path, on_live: Callable[[], None]) -> None:
         """Load ``bundle`` now; the lane swaps to it between transactions."""
         s = self.settings
         models = load_models(bundle, profile=s.profile)
-        pipeline = LanePipeline(models, self.zones, detect_interval=s.detect_interval)
+        pipeline = self._pipeline(models)
 
         def live() -> None:
             self.models = models

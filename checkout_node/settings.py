@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from checkout_node.store_link import check_scheme
+from checkout_node.vision.detectors import DEFAULT_BACKEND, detector_backends
 from laneguard.bearer import is_loopback
 from product_db import SAMPLE_CATALOG
 
@@ -107,6 +108,11 @@ class LaneSettings(BaseSettings):
         ge=1,
         le=4,
         description="run the detector on every Nth camera frame (2 halves its load; see bench)",
+    )
+    detector_backend: str = Field(
+        default=DEFAULT_BACKEND,
+        description="how the detector runs (checkout_node.vision.detectors: onnxruntime, "
+        "onnxruntime-cpu, onnxruntime-tensorrt, onnxruntime-cuda, onnxruntime-openvino)",
     )
     bundle_keys: list[Path] = Field(
         default_factory=list,
@@ -210,6 +216,15 @@ class LaneSettings(BaseSettings):
     def serves_tls(self) -> bool:
         """Whether the screen and till API are served over HTTPS."""
         return self.http_tls if self.http_tls is not None else not is_loopback(self.http_host)
+
+    @field_validator("detector_backend")
+    @classmethod
+    def _known_backend(cls, name: str) -> str:
+        if name not in detector_backends():
+            raise ValueError(
+                f"unknown detector backend {name!r}; choose from {sorted(detector_backends())}"
+            )
+        return name
 
     @model_validator(mode="after")
     def _certificate_with_its_key(self) -> LaneSettings:

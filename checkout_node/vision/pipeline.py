@@ -31,7 +31,13 @@ import numpy as np
 
 from checkout_node.models import LaneModels
 from checkout_node.vision.counting import CountingConfig, LaneZones, LostItem, ZoneCounter
-from checkout_node.vision.detector import Detections, Detector
+from checkout_node.vision.detector import Detections
+from checkout_node.vision.detectors import (
+    DEFAULT_BACKEND,
+    DetectorConfig,
+    FrameDetector,
+    make_detector,
+)
 from checkout_node.vision.recogniser import Band, Identity, TrackRecogniser
 from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
 from laneguard.embedding import Embedder
@@ -87,6 +93,19 @@ class FrameResult:
     lost: list[LostItem] = field(default_factory=list)  # products lost in the scan area
 
 
+def lane_detector_config(
+    threads: int, backend: str = DEFAULT_BACKEND, low_score: float | None = None
+) -> DetectorConfig:
+    """The detector as the lane runs it: every box down to the tracker's low score (``None``:
+    the tracker's default), products and non-merchandise suppressed as one group."""
+    return DetectorConfig(
+        backend=backend,
+        threads=threads,
+        confidence=TrackerConfig().low_score if low_score is None else low_score,
+        nms_groups=tuple(NMS_GROUPS[c] for c in sorted(NMS_GROUPS)),
+    )
+
+
 @dataclass
 class PipelineStats:
     frames: int = 0
@@ -116,6 +135,10 @@ class LanePipeline:
     track_hands: bool = False
     detect_interval: int = 1  # run the detector on every Nth frame (see the module's doc)
     embed_lag_frames: int = 3  # 0: identify in the frame the item counts (see the module's doc)
+    # None: the bundle's detector on ``detector_backend`` (checkout_node.vision.detectors),
+    # keeping boxes down to the tracker's low score.
+    detector: FrameDetector | None = None
+    detector_backend: str = DEFAULT_BACKEND
 
     def __post_init__(self) -> None:
         if self.detect_interval < 1:
@@ -132,12 +155,14 @@ class LanePipeline:
         self.counting_config = replace(
             self.counting_config, alias_frames=-(-self.counting_config.alias_frames // every)
         )
-        self.detector = Detector(
-            self.models.path(self.models.detector),
-            self.threads,
-            confidence=self.tracker_config.low_score,
-            nms_groups=[NMS_GROUPS[c] for c in sorted(NMS_GROUPS)],
-        )
+        if self.detector is None:
+            self.detector = make_detector(
+                self.models.path(self.models.detector),
+                lane_detector_config(
+                    self.threads, self.detector_backend, self.tracker_config.low_score
+                ),
+            )
+        self._detector: FrameDetector = self.detector
         # In the worker the embedder gets one thread: the detector keeps the others, and the
         # embedder's budget (trainer.bootstrap.EMBED_CROP_BUDGET_MS) is set for one thread.
         embedder = Embedder(
@@ -196,7 +221,7 @@ class LanePipeline:
         start = time.perf_counter()
         if self._index % self.detect_interval:
             return self._coast(t, start)
-        detections = self.detector.detect(frame)
+        detections = self._detector.detect(frame)
         found = detections.of_classes(PRODUCT, NON_MERCHANDISE)
         objects = self.object_tracker.update(found.boxes, found.scores, found.class_scores)
         hands: list[Track] = []
@@ -214,7 +239,7 @@ class LanePipeline:
         lost = self._forget_gone()
         self._last_detections = detections
         self.stats.detected_frames += 1
-        self.stats.detector_seconds += self.detector.last_inference_s
+        self.stats.detector_seconds += self._detector.last_inference_s
         self.stats.embeds = self.recogniser.embeds
         result = self._result(t, start, detections, objects, hands, counted)
         result.lost = lost
@@ -247,7 +272,7 @@ class LanePipeline:
             {HAND: hands, NON_MERCHANDISE: [track for track in objects if not is_product(track)]},
             self._due(counted),
             elapsed,
-            self.detector.last_inference_s if detected else 0.0,
+            self._detector.last_inference_s if detected else 0.0,
         )
         self._index += 1
         return result

@@ -35,8 +35,9 @@ import cv2
 import numpy as np
 
 from checkout_node.service import DEFAULT_FRAME
-from checkout_node.vision.detector import Detections, Detector, inside_share
-from checkout_node.vision.pipeline import NMS_GROUPS, PRODUCT
+from checkout_node.vision.detector import Detections, inside_share
+from checkout_node.vision.detectors import FrameDetector, make_detector
+from checkout_node.vision.pipeline import PRODUCT, lane_detector_config
 from checkout_node.vision.tracker import TrackerConfig, greedy_assignment, iou_matrix
 from laneguard.detection import PAD_VALUE
 from product_db.errors import LaneGuardError
@@ -341,15 +342,9 @@ def match_to_photos(
 # --- running the lane's detector ------------------------------------------------------------
 
 
-def lane_detector(model: Path, threads: int) -> Detector:
-    """The detector exactly as `LanePipeline` builds it: every box down to the tracker's low
-    score, products and non-merchandise suppressed as one group, the pipeline's IoU."""
-    return Detector(
-        model,
-        threads,
-        confidence=TrackerConfig().low_score,
-        nms_groups=[NMS_GROUPS[c] for c in sorted(NMS_GROUPS)],
-    )
+def lane_detector(model: Path, threads: int) -> FrameDetector:
+    """The detector exactly as `LanePipeline` builds it (its default backend)."""
+    return make_detector(model, lane_detector_config(threads))
 
 
 def product_boxes(
