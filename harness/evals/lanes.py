@@ -130,7 +130,7 @@ def run_checkout(
     started = time.perf_counter()
     app = create_lane_app(lane, hub, live_clock=False)
     with serve_in_thread(app) as url:
-        listener = ScreenListener(url.replace("http", "ws") + "/ws/screen", app.state.access)
+        listener = ScreenListener(url.replace("http", "ws") + "/ws/screen", app.services.access)
         for index in range(scenario.n_frames):
             t = index / scenario.fps
             while events and events[0].t <= t:

@@ -1,0 +1,82 @@
+"""The till's integration API: scan and POS events (the wire schema's LaneInput: scan,
+transaction_start, transaction_end, payment, void), over HTTP or one websocket per till."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter, ValidationError
+
+from checkout_node.reconcile.reconciler import ReconcileError
+from checkout_node.web.deps import Services, json_body, till, till_on_socket
+from checkout_node.web.errors import invalid, problem
+from checkout_node.web.services import LaneServices
+from laneguard.wire import LaneInput
+
+router = APIRouter(tags=["pos"])
+_inputs = TypeAdapter(list[LaneInput])
+_input = TypeAdapter(LaneInput)
+
+
+def accept(services: LaneServices, events: Sequence[LaneInput]) -> list[str]:
+    """Hand ``events`` to the lane in order, on a worker thread (the lane takes its lock and
+    may reconcile a whole transaction); the first the lane refuses stops the rest, 409."""
+    lane = services.lane
+    accepted = []
+    for event in events:
+        try:
+            lane.on_input(event, lane.now_s() if services.live_clock else None)
+        except ReconcileError as error:
+            raise HTTPException(409, f"{event.event_id}: {error}") from None
+        accepted.append(event.event_id)
+    return accepted
+
+
+@router.post(
+    "/api/pos/events",
+    status_code=202,
+    dependencies=[Depends(till), Depends(json_body)],
+    # The body is read by hand, after the till is recognised: declared here for the schema.
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
+    },
+)
+async def pos_events(request: Request, services: Services) -> dict[str, Any]:
+    """One event or a list of events, as JSON, from a till the lane knows."""
+    body = await request.body()
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise HTTPException(422, "the body is not JSON") from None
+    try:
+        events = _inputs.validate_python(payload if isinstance(payload, list) else [payload])
+    except ValidationError as error:
+        raise invalid(error) from None
+    return {"accepted": await run_in_threadpool(accept, services, events)}
+
+
+@router.websocket("/api/pos/ws", dependencies=[Depends(till_on_socket)])
+async def pos_socket(socket: WebSocket, services: Services) -> None:
+    """One event per message; each is answered accepted or rejected (with why) on the socket,
+    so a till keeps one connection through its mistakes."""
+    await socket.accept()
+    try:
+        while True:
+            await socket.send_json(await _answer(services, await socket.receive_text()))
+    except WebSocketDisconnect:
+        return
+
+
+async def _answer(services: LaneServices, text: str) -> dict[str, Any]:
+    try:
+        event = _input.validate_json(text)
+        await run_in_threadpool(accept, services, [event])
+    except ValidationError as error:
+        return {"status": "rejected", "error": problem(error)}
+    except HTTPException as error:
+        return {"status": "rejected", "error": error.detail}
+    return {"event_id": event.event_id, "status": "accepted"}
