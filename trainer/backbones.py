@@ -151,6 +151,19 @@ class EfficientNetLite(nn.Module):
                 maps.append(y)
         return maps
 
+    def top_stages(self) -> nn.ModuleList:
+        """The blocks between the stride-16 and the stride-32 map (stages 6 and 7): the most
+        ImageNet-specific features, and at a 32nd of the input's side the cheapest to train."""
+        first, last = self.pyramid_ends[1] + 1, self.pyramid_ends[2] + 1
+        return self._blocks[first:last]
+
+    def stride32_from_stride16(self, stride16: torch.Tensor) -> torch.Tensor:
+        """The stride-32 map computed from the stride-16 one, as :meth:`pyramid` computes it."""
+        y = stride16
+        for block in self.top_stages():
+            y = block(y)
+        return y
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet class logits (1000)."""
         return self._fc(self.features(x))

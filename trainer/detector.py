@@ -85,6 +85,7 @@ def train_detector(
     resume: bool = False,
     feature_views: int = 0,
     lr: float | None = None,
+    top_stages_lr_share: float = 0.0,
 ) -> DetectorRun:
     """Train (or fine-tune from ``parent_weights``) and validate; returns best weights.
 
@@ -98,7 +99,8 @@ def train_detector(
     (trainer.feature_cache); ``epochs`` then counts passes over all views, ``parent_weights``
     (a detector of the same architecture) starts the neck and head instead of anew, and ``lr``
     sets their learning rate (None: the cached recipe's; ultralytics' own trainer picks its own,
-    so ``lr`` is refused without ``feature_views``).
+    so ``lr`` is refused without ``feature_views``). ``top_stages_lr_share`` > 0 (over cached
+    features only) also trains the backbone's stride-32 stages at that share of the rate.
     """
     configure_offline()
     from ultralytics import YOLO
@@ -110,6 +112,8 @@ def train_detector(
     last = run_dir / "weights" / "last.pt"
     if lr is not None and feature_views <= 0:
         raise ValueError("a learning rate is set only for training over cached features")
+    if top_stages_lr_share > 0 and feature_views <= 0:
+        raise ValueError("the backbone's top stages are tuned only over cached features")
     if feature_views > 0:
         if not (freeze_backbone and backbone is not None):
             raise ValueError("cached features need a frozen pretrained backbone")
@@ -117,7 +121,13 @@ def train_detector(
 
         if not resume:
             forget_cache(out_dir)
-        recipe = CachedRecipe(views=feature_views, epochs=epochs, batch=batch, workers=workers)
+        recipe = CachedRecipe(
+            views=feature_views,
+            epochs=epochs,
+            batch=batch,
+            workers=workers,
+            top_stages_lr_share=top_stages_lr_share,
+        )
         if lr is not None:
             recipe = dataclasses.replace(recipe, lr=lr)
         model_yaml = model_yaml_for(scale, out_dir, backbone)

@@ -44,6 +44,10 @@ class CachedRecipe:
     weight_decay: float = 5e-4
     batch: int = 16
     workers: int = 2
+    # Also train the backbone's top stages (stride 16 to 32) from the cached stride-16 map, at
+    # this share of the rate; their batch-norm statistics stay ImageNet's. 0: the backbone stays
+    # frozen whole.
+    top_stages_lr_share: float = 0.0
 
 
 @dataclass(slots=True)
@@ -164,6 +168,21 @@ def epoch_batches(batches: int, views: int, epochs: int) -> list[list[int]]:
     return plan
 
 
+def _parameter_groups(
+    parameters: list[Any], weight_decay: float, share: float
+) -> list[dict[str, Any]]:
+    """AdamW groups as ultralytics makes them (no decay on biases and norms), each with the
+    share of the schedule's rate it trains at."""
+    return [
+        {
+            "params": [p for p in parameters if p.ndim > 1],
+            "weight_decay": weight_decay,
+            "share": share,
+        },
+        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0, "share": share},
+    ]
+
+
 def forget_cache(out_dir: Path) -> None:
     """Drop the features and training state an earlier run left in ``out_dir``: a new run
     (another recipe or other data) must not resume from them."""
@@ -212,15 +231,20 @@ def train_over_cached_features(
     backbone = model.model[0]
     for parameter in backbone.parameters():
         parameter.requires_grad_(False)
-    trainable = [p for p in model.model[1:].parameters() if p.requires_grad]
+    top_stages = backbone.network.top_stages() if recipe.top_stages_lr_share > 0 else None
+    groups: list[dict[str, Any]] = _parameter_groups(
+        [p for p in model.model[1:].parameters() if p.requires_grad], recipe.weight_decay, 1.0
+    )
+    if top_stages is not None:
+        for parameter in top_stages.parameters():
+            parameter.requires_grad_(True)
+        groups += _parameter_groups(
+            list(top_stages.parameters()), recipe.weight_decay, recipe.top_stages_lr_share
+        )
+        progress(f"the backbone's top stages train at {recipe.top_stages_lr_share} of the rate")
+    trainable = [p for group in groups for p in group["params"]]
     batches = cache_views(model, data_yaml, out_dir / "features", recipe, imgsz, seed, progress)
 
-    decay = [p for p in trainable if p.ndim > 1]
-    no_decay = [p for p in trainable if p.ndim <= 1]
-    groups: list[dict[str, Any]] = [
-        {"params": decay, "weight_decay": recipe.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
     optimiser = torch.optim.AdamW(
         groups,
         lr=recipe.lr,
@@ -260,9 +284,11 @@ def train_over_cached_features(
         for position, index in enumerate(indices):
             step = first_step + position
             for group in optimiser.param_groups:
-                group["lr"] = rate(step)
+                group["lr"] = rate(step) * group["share"]
             item = batches[index]
             features = [f.to(device).float() for f in item.features]
+            if top_stages is not None:
+                features[2] = backbone.network.stride32_from_stride16(features[1])
             labels = {key: value.to(device) for key, value in item.labels().items()}
             loss, items = model.loss(labels, forward_from_features(model, features))
             optimiser.zero_grad(set_to_none=True)

