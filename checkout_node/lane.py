@@ -10,6 +10,12 @@ A transaction runs from the till's "transaction_start" to its "transaction_end" 
 "payment"), or, with no till integration, from the first item or scan to an idle gap. Every call
 may come from a different thread (the camera loop, the web server, scanner readers); one lock
 keeps the transaction consistent.
+
+``Lane`` coordinates: it routes frames and till events to the transaction's reconciler and its
+results to the pieces that each do one job: ``screen_view`` (what the cashier's screen is
+sent), ``lane_records`` (what goes to the store through the outbox), ``evidence_cache`` (the
+crops and clips the screen may fetch), and the swap to a new bundle or gallery between
+transactions.
 """
 
 from __future__ import annotations
@@ -26,13 +32,9 @@ import numpy as np
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.clips import Clip, ClipRecorder
-from checkout_node.messages import (
-    StreamClock,
-    alert_message,
-    clip_message,
-    sample_messages,
-    transaction_message,
-)
+from checkout_node.evidence_cache import EvidenceCache
+from checkout_node.lane_records import LaneRecords
+from checkout_node.messages import StreamClock
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import Alert, AlertChange, Scan, SeenItem
 from checkout_node.reconcile.reconciler import (
@@ -41,23 +43,14 @@ from checkout_node.reconcile.reconciler import (
     ReconcileError,
     TransactionReconciler,
 )
+from checkout_node.screen_view import ScreenView
 from checkout_node.vision.pipeline import FrameResult, LanePipeline
 from laneguard.gallery import Gallery
 from laneguard.wire import PosMessage, ScanMessage
-from product_db.models import SoldBy
 
 log = logging.getLogger("laneguard.node.lane")
 
-INSTRUCTIONS = {
-    "unscanned_item": "This item was not scanned. Please scan it.",
-    "quantity_mismatch": "More of this item than the quantity keyed. Please check the quantity.",
-    "switch": "The scanned code does not match the item. Please check and rescan.",
-    "scan_without_item": "An item was scanned, then lost from view. Check it went into the bag.",
-}
-
 Publish = Callable[[dict[str, Any]], None]
-MAX_EVIDENCE = 200  # crops kept for the screen's recent alerts
-MAX_CLIPS = 20  # clips kept for the screen's replay (a few hundred KB each)
 
 
 @dataclass
@@ -82,6 +75,9 @@ class LaneCounters:
 
 
 class Lane:
+    """One lane's coordinator: frames and till events in; the transaction, the screen's events
+    and the outbox's records out. Thread-safe (one re-entrant lock)."""
+
     def __init__(
         self,
         lane_id: str,
@@ -102,8 +98,10 @@ class Lane:
         self.publish: Publish = publish or (lambda _event: None)
         self.reconcile_config = reconcile or ReconcileConfig()
         self.idle_gap_s = idle_gap_s
-        self.customer_prompt_s = customer_prompt_s
         self.clock = clock or StreamClock.now()
+        self.records = LaneRecords(lane_id, outbox, self.clock)
+        self.evidence = EvidenceCache()  # this and recent transactions' crops and clips
+        self.view = ScreenView(catalog, self.evidence, customer_prompt_s)
         thresholds = pipeline.models.manifest.thresholds
         self.t1, self.t2 = thresholds.t1, thresholds.t2
         self.model_version = pipeline.models.manifest.version
@@ -115,9 +113,7 @@ class Lane:
         self.pos_driven = False  # the till told us where this transaction started
         self.last_activity_s = 0.0
         self.last_frame_s = 0.0
-        self.evidence: dict[str, bytes] = {}  # alert id -> crop JPEG (this and the last tx)
         self.clips = clips
-        self.clip_files: dict[str, bytes] = {}  # alert id -> WebM, the newest MAX_CLIPS
         if clips is not None:
             clips.on_clip = self.clip_ready
         self.finished: list[dict[str, Any]] = []  # summaries of recent transactions
@@ -226,15 +222,19 @@ class Lane:
             changes = tx.add_item(item)
             for change in changes:
                 if change.alert.track_id == item.track_id and item.crop_jpeg:
-                    self.evidence[change.alert.alert_id] = item.crop_jpeg
-            self.publish({"type": "item", "transaction_id": tx.transaction_id, **self._item(item)})
+                    self.evidence.keep_crop(change.alert.alert_id, item.crop_jpeg)
+            self.publish(
+                {"type": "item", "transaction_id": tx.transaction_id, **self.view.item(item)}
+            )
             self._changes(changes)
 
     def add_scan(self, scan: Scan) -> None:
         with self._lock:
             tx = self._transaction(scan.t)
             changes = tx.add_scan(scan)
-            self.publish({"type": "scan", "transaction_id": tx.transaction_id, **self._scan(scan)})
+            self.publish(
+                {"type": "scan", "transaction_id": tx.transaction_id, **self.view.scan(scan)}
+            )
             self._changes(changes)
 
     def on_input(self, message: ScanMessage | PosMessage, t: float | None = None) -> None:
@@ -296,8 +296,7 @@ class Lane:
         )
         self.pos_driven = False
         self.last_activity_s = t
-        for stale in list(self.evidence)[:-MAX_EVIDENCE]:
-            del self.evidence[stale]
+        self.evidence.trim_crops()
         self.publish(
             {"type": "transaction_started", "transaction_id": self.transaction.transaction_id}
         )
@@ -315,11 +314,7 @@ class Lane:
             outcome, changes = tx.finish(t)
             self.last_outcome = outcome
             self._changes(changes)
-            record = transaction_message(self.lane_id, outcome, tx.started_s, self.clock)
-            samples = sample_messages(self.lane_id, outcome, self.clock)
-            queued = [("transaction", *self._encoded(record))]
-            queued += [("sample", *self._encoded(sample)) for sample in samples]
-            self.outbox.put_many(queued)
+            self.records.transaction(outcome, tx.started_s)
             summary = {
                 "transaction_id": outcome.transaction_id,
                 "honest": outcome.honest,
@@ -341,7 +336,7 @@ class Lane:
     def _changes(self, changes: list[AlertChange]) -> None:
         for change in changes:
             alert = change.alert
-            evidence = self.evidence.get(alert.alert_id) if change.change == "raised" else None
+            evidence = self.evidence.crop(alert.alert_id) if change.change == "raised" else None
             item = self._item_of(alert) if change.change == "raised" else None
             if change.change == "raised":
                 self.health.alerts_raised += 1
@@ -352,9 +347,10 @@ class Lane:
                     # final check names an item that passed seconds earlier), else its raising.
                     event_s = item.crossed_s if item is not None else alert.raised_s
                     self.clips.alert(alert.alert_id, alert.transaction_id, alert.track_id, event_s)
-            message = alert_message(self.lane_id, alert, self.clock, evidence, item)
-            self.outbox.put("alert", *self._encoded(message))
-            self.publish({"type": "alert", "change": change.change, "alert": self._alert(alert)})
+            self.records.alert(alert, evidence, item)
+            self.publish(
+                {"type": "alert", "change": change.change, "alert": self.view.alert(alert)}
+            )
 
     def _item_of(self, alert: Alert) -> SeenItem | None:
         if alert.track_id is None:
@@ -367,74 +363,21 @@ class Lane:
 
     def clip_ready(self, clip: Clip) -> None:
         """A clip the recorder made (its worker thread): to the store, and to the screen."""
-        message = clip_message(self.lane_id, clip, self.clock)
-        self.outbox.put("clip", *self._encoded(message))
+        self.records.clip(clip)
         with self._lock:
-            self.clip_files[clip.alert_id] = clip.data
-            for stale in list(self.clip_files)[:-MAX_CLIPS]:
-                del self.clip_files[stale]
+            self.evidence.keep_clip(clip.alert_id, clip.data)
         self.publish({"type": "clip", "alert_id": clip.alert_id})
-
-    @staticmethod
-    def _encoded(message: Any) -> tuple[str, bytes]:
-        return message.message_id, message.model_dump_json().encode()
-
-    def _product(self, code: str | None) -> dict[str, Any]:
-        """What the screen shows of a product: its name and price, in the catalog's currency,
-        per kg for produce sold by weight."""
-        product = self.catalog.lookup(code)
-        if product is None:
-            return {"name": None, "price_minor": None}
-        return {
-            "name": product.name,
-            "price_minor": product.price_minor,
-            "currency": product.currency,
-            "per_kg": product.sold_by == SoldBy.weight,
-        }
-
-    def _item(self, item: SeenItem) -> dict[str, Any]:
-        return {
-            "track_id": item.track_id,
-            "code": item.code,
-            "band": item.band,
-            "score": round(item.score, 3),
-            "crossed_s": round(item.crossed_s, 3),
-            **self._product(item.code),
-        }
-
-    def _scan(self, scan: Scan) -> dict[str, Any]:
-        return {**scan.to_json(), **self._product(scan.key)}
-
-    def _alert(self, alert: Alert) -> dict[str, Any]:
-        data = alert.to_json()
-        data["seen"] = self._product(alert.seen_code)
-        data["scanned"] = self._product(alert.scanned_code)
-        data["instruction"] = INSTRUCTIONS[alert.type]
-        data["has_evidence"] = alert.alert_id in self.evidence
-        data["has_clip"] = alert.alert_id in self.clip_files
-        data["customer_prompt_s"] = (
-            self.customer_prompt_s if alert.type == "unscanned_item" else 0.0
-        )
-        return data
 
     def state(self) -> dict[str, Any]:
         """Everything the lane screen shows, for a screen that (re)connects."""
         with self._lock:
             tx = self.transaction
-            current = None
-            if tx is not None:
-                current = {
-                    "transaction_id": tx.transaction_id,
-                    "seen": [self._item(i) for i in tx.items],
-                    "scanned": [self._scan(s) for s in tx.scans],
-                    "alerts": [self._alert(a) for a in tx.alerts],
-                }
             return {
                 "type": "state",
                 "lane_id": self.lane_id,
                 "model_version": self.model_version,
-                "transaction": current,
-                "held_alerts": [self._alert(a) for a in self.held_alerts()],
+                "transaction": self.view.transaction(tx) if tx is not None else None,
+                "held_alerts": [self.view.alert(a) for a in self.held_alerts()],
                 "recent": self.finished[:5],
             }
 

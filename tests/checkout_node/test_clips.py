@@ -230,7 +230,7 @@ def test_a_skip_scan_alert_gets_its_clip_in_the_outbox_and_on_the_lane_screen(
             client.cookies.set(access.screen_cookie_name, access.screen_cookie)
             reply = client.get(clip_url)
             assert reply.status_code == 200 and reply.headers["content-type"] == "video/webm"
-            assert reply.content == lane.clip_files[unscanned[0].alert_id]
+            assert reply.content == lane.evidence.clip(unscanned[0].alert_id)
             assert client.get(f"{url}/api/alerts/nope/clip.webm").status_code == 404
 
         page.wait_for_selector("#banner:not([hidden])")

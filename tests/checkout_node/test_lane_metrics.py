@@ -165,3 +165,59 @@ def test_a_bundle_staged_mid_frame_waits_for_that_frame(tmp_path: Path) -> None:
     assert not camera.is_alive() and lane.counters.frames == 1
     lane.process_frame(frame, 0.1)  # the next frame: the new bundle first
     assert lane.pipeline is new and went_live == [True] and lane.counters.frames == 2
+
+
+def test_bundles_swapped_under_load_lose_no_frame_and_no_item(tmp_path: Path) -> None:
+    """The camera thread runs transactions of real rendered frames non-stop while the till ends
+    and starts them and the updater stages a new bundle after each: every frame is processed,
+    every bundle goes live between transactions, every item is counted in the transaction it
+    passed in, and no frame or item meets a closed pipeline (its worker would refuse it)."""
+    import threading
+
+    world = World.from_catalog()
+    scenario = build_scenario("honest", 32, world, fps=30.0, n_items=2)
+    renderer = SceneRenderer(scenario, world, photo_splits=("test",))
+    frames = [renderer.render(index)[0] for index in range(scenario.n_frames)]
+    models = load_models()
+    lane = Lane(
+        "lane-load",
+        LanePipeline(models, LaneZones.standard(640, 480)),
+        LaneCatalog.from_file(),
+        Outbox(tmp_path / "outbox.sqlite3"),
+    )
+    rounds, went_live, failures = 3, [], []
+    started = [threading.Event() for _ in range(rounds)]
+    passed = [threading.Event() for _ in range(rounds)]
+
+    def camera() -> None:
+        try:
+            for round_ in range(rounds):
+                assert started[round_].wait(30)
+                for index, frame in enumerate(frames):
+                    lane.process_frame(frame, round_ * 100 + index / scenario.fps)
+                passed[round_].set()
+        except BaseException as error:  # reported to the test's thread below
+            failures.append(error)
+            for event in passed:
+                event.set()
+
+    thread = threading.Thread(target=camera)
+    thread.start()
+    for round_ in range(rounds):
+        till = {"event_id": f"s{round_}", "transaction_id": f"t-{round_}", "t": round_ * 100.0}
+        lane.on_input(PosMessage(type="transaction_start", **till))
+        started[round_].set()
+        # Staged while the transaction's frames run: it must wait for the transaction's end.
+        lane.stage_pipeline(
+            LanePipeline(models, LaneZones.standard(640, 480)),
+            lambda round_=round_: went_live.append(round_),  # type: ignore[misc]
+        )
+        assert passed[round_].wait(120)
+        end = {**till, "event_id": f"e{round_}", "t": round_ * 100.0 + 50}
+        lane.on_input(PosMessage(type="transaction_end", **end))
+        assert lane.last_outcome is not None and lane.last_outcome.transaction_id == f"t-{round_}"
+        assert len(lane.last_outcome.seen) == 2, f"round {round_}: items lost in the swap"
+    thread.join(30)
+    assert not failures, failures
+    assert lane.counters.frames == rounds * len(frames)
+    assert went_live == list(range(rounds))

@@ -61,7 +61,7 @@ def _resolve(services: LaneServices, alert_id: str, body: Resolution) -> dict[st
 
 @router.get("/api/alerts/{alert_id}/evidence.jpg")
 def evidence(alert_id: str, lane: CurrentLane) -> Response:
-    crop = lane.evidence.get(alert_id)
+    crop = lane.evidence.crop(alert_id)
     if crop is None:
         raise HTTPException(404, f"no evidence image for alert {alert_id}")
     return Response(crop, media_type="image/jpeg", headers=NO_STORE)
@@ -69,7 +69,7 @@ def evidence(alert_id: str, lane: CurrentLane) -> Response:
 
 @router.get("/api/alerts/{alert_id}/clip.webm")
 def clip(alert_id: str, lane: CurrentLane) -> Response:
-    video = lane.clip_files.get(alert_id)
+    video = lane.evidence.clip(alert_id)
     if video is None:
         raise HTTPException(404, f"no clip for alert {alert_id}")
     return Response(video, media_type="video/webm", headers=NO_STORE)
