@@ -33,7 +33,7 @@ from zxcvbn import zxcvbn
 
 from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
-from store_server.deps import get_engine
+from store_server.app_state import get_engine
 from store_server.models import AuditEntry, ConsoleSession, SignInThrottle, User
 
 Role = Literal["manager", "it_admin"]

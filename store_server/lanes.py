@@ -25,8 +25,8 @@ from sqlmodel import Session, select
 from laneguard.discovery import token_naming_store
 from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
+from store_server.app_state import get_engine
 from store_server.auth import sha256
-from store_server.deps import get_engine
 from store_server.models import EnrolmentToken, Lane, LaneHealth
 
 STALE_S = 30.0  # a lane whose last heartbeat is older is offline

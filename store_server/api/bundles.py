@@ -5,17 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from store_server.deps import get_engine, get_settings
-from store_server.lanes import current_lane
+from store_server.deps import CurrentLane, EngineDep, SettingsDep
 from store_server.models import BundleRelease
 from store_server.rollouts import bundle_path, desired_bundle
-from store_server.settings import StoreSettings
 
 router = APIRouter(prefix="/api/v1", tags=["bundles"])
 
@@ -32,8 +29,8 @@ class DesiredBundleOut(BaseModel):
 
 @router.get("/lane/bundle", response_model=DesiredBundleOut)
 def my_bundle(
-    lane_id: Annotated[str, Depends(current_lane)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    lane_id: CurrentLane,
+    engine: EngineDep,
 ) -> DesiredBundleOut:
     """The bundle the calling lane should run now."""
     with Session(engine) as session:
@@ -67,9 +64,9 @@ def my_bundle(
 )
 def bundle_file(
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")],
-    _lane: Annotated[str, Depends(current_lane)],
-    engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[StoreSettings, Depends(get_settings)],
+    _lane: CurrentLane,
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> FileResponse:
     with Session(engine) as session:
         release = session.exec(select(BundleRelease).where(BundleRelease.sha256 == sha256)).first()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
-from sqlalchemy.engine import Engine
 
 from product_db.catalog import ProductNotFoundError, get_product, list_products
 from product_db.codes import InvalidCodeError
 from product_db.records import ProductRecord
-from store_server.deps import get_engine
+from store_server.deps import EngineDep
 
 router = APIRouter(prefix="/api/catalog", tags=["catalog"])
 
@@ -52,7 +51,7 @@ class ProductDetailOut(ProductOut):
 
 @router.get("/products", response_model=list[ProductOut])
 def products(
-    engine: Annotated[Engine, Depends(get_engine)],
+    engine: EngineDep,
     search: Annotated[str | None, Query(max_length=100)] = None,
     category: Annotated[str | None, Query(max_length=80)] = None,
     include_inactive: bool = False,
@@ -71,7 +70,7 @@ def products(
 
 
 @router.get("/products/{code}", response_model=ProductDetailOut)
-def product(code: str, engine: Annotated[Engine, Depends(get_engine)]) -> ProductDetailOut:
+def product(code: str, engine: EngineDep) -> ProductDetailOut:
     try:
         detail = get_product(engine, code)
     except InvalidCodeError as exc:

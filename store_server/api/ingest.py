@@ -13,20 +13,20 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
 from laneguard.receipts import ingest_receipt, refusal_receipt
 from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, ClipMessage, LaneOutput, SampleMessage
-from store_server.deps import get_ingest_writer
-from store_server.ingest_store import IngestResult, IngestWriter, Item, alert_owners
-from store_server.lane_quota import LaneQuota
-from store_server.lanes import current_lane
+from store_server.deps import CurrentLane, Services
+from store_server.ingest_store import IngestResult, Item, alert_owners
 from store_server.media import EvidenceImageError, decode_jpeg_b64, decode_webm_b64
+from store_server.services import StoreServices
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 MAX_BATCH = 500
@@ -70,8 +70,8 @@ def _describe(error: ValidationError) -> str:
 )
 async def ingest(
     request: Request,
-    lane_id: Annotated[str, Depends(current_lane)],
-    writer: Annotated[IngestWriter, Depends(get_ingest_writer)],
+    lane_id: CurrentLane,
+    services: Services,
 ) -> IngestResponse | JSONResponse:
     """Store a batch from the lane whose credential the request carries. A message naming
     another lane is refused: a lane's credential speaks for that lane only.
@@ -80,12 +80,13 @@ async def ingest(
     laneguard.body_limit, bounds it), so an unauthenticated client cannot make the server hold
     a batch at all."""
     started = time.perf_counter()
+    writer, key = services.ingest_writer, services.signing_key
     body = await request.body()
     try:
         batch = IngestBatch.model_validate_json(body)
     except ValidationError as error:
-        return _refused(request, lane_id, body, 422, _describe(error))
-    messages = _within_quota(request, lane_id, batch.messages)
+        return _refused(key, lane_id, body, 422, _describe(error))
+    messages = _within_quota(services, lane_id, batch.messages)
     has_images = any(
         "crop_jpeg_b64" in m or "clip_b64" in m or m.get("evidence_jpeg_b64") for m in messages
     )
@@ -97,7 +98,7 @@ async def ingest(
         foreign += await asyncio.to_thread(_other_lanes_alerts, writer.engine, lane_id, accepted)
     if foreign:
         return _refused(
-            request,
+            key,
             lane_id,
             body,
             403,
@@ -111,37 +112,39 @@ async def ingest(
     for (index, _), result in zip(accepted, stored):
         results[index] = result
     done = [r for r in results if r is not None]
-    request.app.state.metrics.ingested(_by_kind(messages, results), time.perf_counter() - started)
+    services.metrics.ingested(_by_kind(messages, results), time.perf_counter() - started)
     return IngestResponse(
         stored=sum(r.status == "stored" for r in done),
         duplicates=sum(r.status == "duplicate" for r in done),
         rejected=sum(r.status == "rejected" for r in done),
         results=done,
-        receipt=ingest_receipt(lane_id, body, done, request.app.state.signing_key),
+        receipt=ingest_receipt(lane_id, body, done, key),
     )
 
 
-def _refused(request: Request, lane_id: str, body: bytes, status: int, detail: Any) -> JSONResponse:
+def _refused(
+    key: Ed25519PrivateKey, lane_id: str, body: bytes, status: int, detail: Any
+) -> JSONResponse:
     """The batch refused as a whole, with the store's signed word for it (the lane moves a
     message aside only on that)."""
-    receipt = refusal_receipt(lane_id, body, status, request.app.state.signing_key)
+    receipt = refusal_receipt(lane_id, body, status, key)
     return JSONResponse({"detail": detail, "receipt": receipt}, status_code=status)
 
 
 def _within_quota(
-    request: Request, lane_id: str, messages: list[dict[str, Any]]
+    services: StoreServices, lane_id: str, messages: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The messages of the batch the lane's quotas let in now, in order, before any image is
     decoded. Those left out get no result (the lane keeps them queued and sends them again);
     when none is let in, 429 with Retry-After. Each left-out message is counted in the
     ingest metric with status "over_quota"."""
-    quota: LaneQuota = request.app.state.lane_quota
+    quota = services.lane_quota
     wanted = Counter(str(message.get("type")) for message in messages)
     granted = {kind: quota.take(lane_id, kind, n) for kind, n in wanted.items()}
     over = {kind: wanted[kind] - granted[kind] for kind in wanted if granted[kind] < wanted[kind]}
     if not over:
         return messages
-    request.app.state.metrics.ingested({kind: {"over_quota": n} for kind, n in over.items()}, 0.0)
+    services.metrics.ingested({kind: {"over_quota": n} for kind, n in over.items()}, 0.0)
     kept = []
     for message in messages:
         kind = str(message.get("type"))

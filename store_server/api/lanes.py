@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from laneguard.signing import public_pem
@@ -17,8 +16,8 @@ from store_server.auth import (
     record_enrolment_failure,
     refuse_while_enrolment_throttled,
 )
-from store_server.deps import get_engine, get_settings
-from store_server.lanes import EnrolmentError, current_lane, enrol
+from store_server.deps import CurrentLane, EngineDep, Services, SettingsDep, SigningKey
+from store_server.lanes import EnrolmentError, enrol
 from store_server.models import Lane
 from store_server.settings import StoreSettings
 
@@ -62,22 +61,21 @@ def lane_config(settings: StoreSettings, gallery_key: str) -> dict[str, Any]:
     "/tls-binding",
     responses={404: {"description": "the server serves plain HTTP"}},
 )
-def tls_binding(request: Request) -> dict[str, object]:
+def tls_binding(services: Services) -> dict[str, object]:
     """Anyone: the store key's signature over the certificate this server serves, which a lane
     checks against the key its enrolment token names before it sends the token (laneguard.tls).
     It is public: a signature proves nothing but who vouched for which certificate."""
-    binding: dict[str, object] | None = request.app.state.tls_binding
-    if binding is None:
+    if services.tls_binding is None:
         raise HTTPException(404, "this store server serves plain HTTP (its tls setting is off)")
-    return binding
+    return services.tls_binding
 
 
 @router.post("/enrol", response_model=EnrolResponse, responses={403: {"description": "refused"}})
 def enrol_lane(
     request: EnrolRequest,
-    http: Request,
-    engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[StoreSettings, Depends(get_settings)],
+    engine: EngineDep,
+    settings: SettingsDep,
+    signing_key: SigningKey,
 ) -> EnrolResponse:
     """A new lane presents its one-time token and gets its id, config and credential.
 
@@ -88,7 +86,7 @@ def enrol_lane(
     with Session(engine) as session:
         refuse_while_enrolment_throttled(session, address, now)
         try:
-            config = lane_config(settings, public_pem(http.app.state.signing_key))
+            config = lane_config(settings, public_pem(signing_key))
             enrolled = enrol(session, request.token, dict(request.hardware), config)
         except EnrolmentError as error:
             session.rollback()
@@ -107,8 +105,8 @@ def enrol_lane(
 
 @router.get("/lane/config", response_model=LaneConfigOut)
 def my_config(
-    lane_id: Annotated[str, Depends(current_lane)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    lane_id: CurrentLane,
+    engine: EngineDep,
 ) -> LaneConfigOut:
     """The calling lane's own configuration (its credential says which lane it is)."""
     with Session(engine) as session:

@@ -7,21 +7,18 @@ import time
 from asyncio import FIRST_COMPLETED
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Form, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from product_db.models import utcnow
 from store_server.analytics import outcome_of
-from store_server.auth import SESSION_COOKIE, SignedIn, audit, check_csrf, current_user
+from store_server.auth import SESSION_COOKIE, SignedIn, audit
 from store_server.auth import signed_in_user as session_user
-from store_server.console.templating import render
-from store_server.deps import get_engine, get_media
-from store_server.events import StoreEvents
-from store_server.live import AlertFeed
-from store_server.media import EvidenceImageError, MediaStore, media_type
-from store_server.metrics import StoreMetrics
+from store_server.console.templating import error_page, render
+from store_server.deps import CurrentUser, EngineDep, FormUser, MediaDep, Services, SettingsDep
+from store_server.media import EvidenceImageError, media_type
 from store_server.models import AlertClip, AlertRecord, TransactionRecord
 from store_server.products import describe
 
@@ -45,8 +42,8 @@ LANE_CLOSINGS = {
 @router.get("/alerts", response_class=HTMLResponse)
 def alerts_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
     status: Annotated[str, Query(max_length=12)] = "",
     lane: Annotated[str, Query(max_length=64)] = "",
     alert_type: Annotated[str, Query(max_length=24)] = "",
@@ -86,16 +83,18 @@ def alerts_page(
 def alert_page(
     alert_id: str,
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> Response:
-    return _alert_page(request, user, engine, alert_id)
+    return _alert_page(request, user, engine, settings.retention_days, alert_id)
 
 
 def _alert_page(
     request: Request,
     user: SignedIn,
     engine: Engine,
+    retention_days: int,
     alert_id: str,
     status_code: int = 200,
     **extra: object,
@@ -104,7 +103,7 @@ def _alert_page(
     with Session(engine) as session:
         alert = session.get(AlertRecord, alert_id)
         if alert is None:
-            return render(request, "not_found.html", user, 404, message=f"no alert {alert_id!r}")
+            return error_page(request, user, 404, f"no alert {alert_id!r}")
         transaction = session.exec(
             select(TransactionRecord).where(
                 TransactionRecord.lane_id == alert.lane_id,
@@ -121,7 +120,7 @@ def _alert_page(
         status_code,
         alert=alert,
         clip=clip,
-        retention_days=request.app.state.settings.retention_days,
+        retention_days=retention_days,
         transaction=transaction,
         products=products,
         reviews=REVIEWS,
@@ -150,28 +149,28 @@ def contradiction(alert: AlertRecord, review: str) -> str | None:
 def review_alert(
     request: Request,
     alert_id: str,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormUser,
+    services: Services,
     review: Annotated[str, Form(max_length=16)],
     note: Annotated[str, Form(max_length=500)] = "",
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
     against_the_lane: Annotated[bool, Form()] = False,
 ) -> Response:
     """Record a manager's review. One that contradicts the lane's own closing is saved only
     when sent again with ``against_the_lane`` (the page asks first)."""
-    check_csrf(user, csrf_token)
+    engine = services.engine
     if review not in REVIEWS:
-        return Response(f"review must be one of {', '.join(REVIEWS)}", status_code=422)
+        return error_page(request, user, 422, f"review must be one of {', '.join(REVIEWS)}")
     with Session(engine) as session:
         alert = session.get(AlertRecord, alert_id)
         if alert is None:
-            return Response(f"no alert {alert_id!r}", status_code=404)
+            return error_page(request, user, 404, f"no alert {alert_id!r}")
         why = contradiction(alert, review)
     if why is not None and not against_the_lane:
         return _alert_page(
             request,
             user,
             engine,
+            services.settings.retention_days,
             alert_id,
             409,
             pending_review=review,
@@ -181,7 +180,7 @@ def review_alert(
     with Session(engine) as session:
         alert = session.get(AlertRecord, alert_id)
         if alert is None:
-            return Response(f"no alert {alert_id!r}", status_code=404)
+            return error_page(request, user, 404, f"no alert {alert_id!r}")
         alert.review, alert.review_note = review, note.strip() or None
         alert.reviewed_by, alert.reviewed_at = user.username, utcnow()
         session.add(alert)
@@ -196,9 +195,8 @@ def review_alert(
         )
         session.commit()
         session.refresh(alert)
-    events: StoreEvents | None = request.app.state.events
-    if events is not None:
-        events.alert_reviewed(alert)
+    if services.events is not None:
+        services.events.alert_reviewed(alert)
     return RedirectResponse(f"/alerts/{alert_id}", status_code=303)
 
 
@@ -206,20 +204,18 @@ def review_alert(
 def keep_evidence(
     request: Request,
     alert_id: str,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormUser,
+    engine: EngineDep,
     keep: Annotated[bool, Form()],
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Keep an alert's crop and clip past the store's retention days (a confirmed loss, a
     dispute), or let them go again; audited either way."""
-    check_csrf(user, csrf_token)
     with Session(engine) as session:
         alert = session.get(AlertRecord, alert_id)
         if alert is None:
-            return Response(f"no alert {alert_id!r}", status_code=404)
+            return error_page(request, user, 404, f"no alert {alert_id!r}")
         if alert.evidence_deleted_at is not None:
-            return Response("this alert's evidence was already deleted", status_code=409)
+            return error_page(request, user, 409, "this alert's evidence was already deleted")
         alert.keep_evidence = keep
         session.add(alert)
         audit(
@@ -235,8 +231,9 @@ def keep_evidence(
 @router.get("/media/{name}")
 def media_file(
     name: str,
-    _user: Annotated[SignedIn, Depends(current_user)],
-    media: Annotated[MediaStore, Depends(get_media)],
+    request: Request,
+    user: CurrentUser,
+    media: MediaDep,
 ) -> Response:
     """Evidence and sample crops and alert clips, for signed-in users only (they show
     customers' items). Clips are served with byte ranges, which a browser's video player asks
@@ -244,14 +241,14 @@ def media_file(
     try:
         path = media.path(name)
     except EvidenceImageError:
-        return Response("not a media name", status_code=404)
+        return error_page(request, user, 404, "not a media name")
     if not path.is_file():
-        return Response("no such file", status_code=404)
+        return error_page(request, user, 404, "no such file")
     return FileResponse(path, media_type=media_type(name), headers={"Cache-Control": "private"})
 
 
 @router.websocket("/ws/alerts")
-async def live_alerts(websocket: WebSocket) -> None:
+async def live_alerts(websocket: WebSocket, services: Services) -> None:
     """Every alert stored from now on, as JSON, to a signed-in console on this site.
 
     The session is checked again at least every ``SESSION_RECHECK_S`` and before any alert
@@ -259,14 +256,13 @@ async def live_alerts(websocket: WebSocket) -> None:
     (4401) instead of being shown what it may no longer see."""
     origin = websocket.headers.get("origin")
     host = websocket.headers.get("host", "")
-    engine: Engine = websocket.app.state.engine
+    engine = services.engine
     cookie = websocket.cookies.get(SESSION_COOKIE)
     user = await asyncio.to_thread(session_user, engine, cookie)
     if user is None or (origin is not None and origin.split("://", 1)[-1] != host):
         await websocket.close(code=4401, reason="sign in to the console first")
         return
-    feed: AlertFeed = websocket.app.state.feed
-    metrics: StoreMetrics = websocket.app.state.metrics
+    feed, metrics = services.feed, services.metrics
     await websocket.accept()
     async with feed.subscribe() as queue:
         await websocket.send_json({"type": "hello", "user": user.username})

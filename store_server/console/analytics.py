@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.engine import Engine
 
 from store_server.analytics import compute
-from store_server.auth import SignedIn, current_user
-from store_server.console.templating import render, time_zone_of
-from store_server.deps import get_engine
+from store_server.console.templating import render
+from store_server.deps import CurrentUser, EngineDep, TimeZone
 
 router = APIRouter(include_in_schema=False)
 
@@ -19,11 +17,12 @@ router = APIRouter(include_in_schema=False)
 @router.get("/analytics", response_class=HTMLResponse)
 def analytics_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
+    zone: TimeZone,
     days: Annotated[int, Query(ge=1, le=366)] = 7,
 ) -> Response:
-    numbers = compute(engine, days, zone=time_zone_of(request))
+    numbers = compute(engine, days, zone=zone)
     hours = [(f"{h:02d}", numbers.per_hour.get(h, 0)) for h in range(24)]
     return render(
         request,

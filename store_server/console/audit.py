@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store_server.auth import SignedIn, require_admin
 from store_server.console.audit_words import audit_sentence
 from store_server.console.templating import render
-from store_server.deps import get_engine
+from store_server.deps import AdminUser, EngineDep, SettingsDep
 from store_server.models import AuditEntry
 from store_server.products import describe
 
@@ -22,8 +20,9 @@ router = APIRouter(include_in_schema=False)
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(require_admin)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: AdminUser,
+    engine: EngineDep,
+    settings: SettingsDep,
     who: Annotated[str, Query(max_length=64)] = "",
 ) -> Response:
     query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(200)
@@ -37,8 +36,9 @@ def audit_page(
             if e.action.startswith(("catalog.", "gallery."))
         ]
         products = describe(session, codes, pictures=False)
-    currency = request.app.state.settings.currency
-    sentences = [audit_sentence(e.action, e.target, e.detail, currency, products) for e in entries]
+    sentences = [
+        audit_sentence(e.action, e.target, e.detail, settings.currency, products) for e in entries
+    ]
     return render(
         request, "audit.html", user, entries=list(zip(entries, sentences, strict=True)), who=who
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -22,10 +22,9 @@ from product_db.catalog_io import CatalogFileError, parse_csv_text
 from product_db.codes import InvalidCodeError
 from product_db.models import Product
 from product_db.money import parse_price_minor
-from store_server.auth import SignedIn, audit, check_csrf, current_user
-from store_server.console.templating import render
-from store_server.deps import get_engine, get_settings
-from store_server.settings import StoreSettings
+from store_server.auth import SignedIn, audit
+from store_server.console.templating import error_page, render
+from store_server.deps import CurrentUser, EngineDep, FormUser, SettingsDep, UploadForm
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -47,8 +46,8 @@ def _categories(engine: Engine) -> list[str]:
 @router.get("/catalog", response_class=HTMLResponse)
 def catalog_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
     q: Annotated[str, Query(max_length=100)] = "",
     category: Annotated[str, Query(max_length=80)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
@@ -93,18 +92,15 @@ def _catalog(
 )
 async def import_catalog(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
-    settings: Annotated[StoreSettings, Depends(get_settings)],
+    user: CurrentUser,
+    form: UploadForm,
+    engine: EngineDep,
+    settings: SettingsDep,
 ) -> Response:
     """A CSV in the export format: new products added, changed prices recorded; rows with
-    problems are listed by line and the rest imported.
-
-    The form is parsed here, after the session is checked, so nobody who is not signed in can
-    make the server read or spool an upload (the body cap bounds it for those who are)."""
-    form = await request.form(max_files=1, max_fields=4)
-    token, file = form.get("csrf_token"), form.get("file")
-    check_csrf(user, token if isinstance(token, str) else None)
+    problems are listed by line and the rest imported. The upload is read only once the
+    session and its CSRF token are checked (``UploadForm``)."""
+    file = form.get("file")
     if not isinstance(file, StarletteUploadFile):
         return _catalog(request, user, engine, import_error="choose a CSV file to import")
     cap = settings.max_upload_mb << 20
@@ -139,13 +135,13 @@ async def import_catalog(
 def product_page(
     code: str,
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
 ) -> Response:
     try:
         detail = get_product(engine, code)
     except (InvalidCodeError, ProductNotFoundError) as exc:
-        return render(request, "not_found.html", user, 404, message=str(exc))
+        return error_page(request, user, 404, str(exc))
     return render(request, "product.html", user, detail=detail)
 
 
@@ -153,18 +149,16 @@ def product_page(
 def edit_product(
     code: str,
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormUser,
+    engine: EngineDep,
     price: Annotated[str, Form(max_length=20)],
     active: Annotated[bool, Form()] = False,
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Change a product's price or take it off sale; the price history keeps the old one."""
-    check_csrf(user, csrf_token)
     try:
         detail = get_product(engine, code)
     except (InvalidCodeError, ProductNotFoundError) as exc:
-        return render(request, "not_found.html", user, 404, message=str(exc))
+        return error_page(request, user, 404, str(exc))
     record = detail.record
     try:
         price_minor = parse_price_minor(price.strip(), record.currency)

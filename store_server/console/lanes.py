@@ -4,40 +4,36 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from laneguard.signing import key_id
 from product_db.models import as_utc, utcnow
-from store_server.auth import SignedIn, audit, check_csrf, current_user, require_admin
-from store_server.console.templating import render
-from store_server.deps import get_engine
+from store_server.auth import SignedIn, audit
+from store_server.console.templating import error_page, render
+from store_server.deps import CurrentUser, EngineDep, FormAdmin, Services
 from store_server.lanes import EnrolmentError, create_enrolment_token, lane_state, retire
 from store_server.models import Lane, LaneHealth
+from store_server.services import StoreServices
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/lanes", response_class=HTMLResponse)
-def lanes_page(
-    request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
-) -> Response:
-    return _lanes(request, user, engine)
+def lanes_page(request: Request, user: CurrentUser, services: Services) -> Response:
+    return _lanes(request, user, services)
 
 
 def _lanes(
     request: Request,
     user: SignedIn,
-    engine: Engine,
+    services: StoreServices,
     token: tuple[str, str] | None = None,
     error: str | None = None,
 ) -> Response:
     now = utcnow()
-    with Session(engine) as session:
+    with Session(services.engine) as session:
         lanes = {lane.lane_id: lane for lane in session.exec(select(Lane))}
         health = {h.lane_id: h for h in session.exec(select(LaneHealth))}
     rows = []
@@ -54,7 +50,7 @@ def _lanes(
                 "state": lane_state(beat, now),
             }
         )
-    chain = request.app.state.chain
+    chain = services.chain
     return render(
         request,
         "lanes.html",
@@ -69,42 +65,39 @@ def _lanes(
 @router.post("/lanes/enrolment-tokens", response_class=HTMLResponse)
 def new_enrolment_token(
     request: Request,
-    user: Annotated[SignedIn, Depends(require_admin)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormAdmin,
+    services: Services,
     lane_id: Annotated[str, Form(max_length=64)],
     name: Annotated[str, Form(max_length=120)] = "",
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    check_csrf(user, csrf_token)
     try:
-        with Session(engine) as session:
+        with Session(services.engine) as session:
             token = create_enrolment_token(
                 session,
                 lane_id.strip(),
                 name.strip(),
                 user.username,
-                store_key_id=key_id(request.app.state.signing_key.public_key()),
+                store_key_id=key_id(services.signing_key.public_key()),
             )
             audit(session, user.username, "lane.token_created", lane_id)
             session.commit()
     except EnrolmentError as error:
-        return _lanes(request, user, engine, error=str(error))
-    return _lanes(request, user, engine, token=(lane_id.strip(), token))
+        return _lanes(request, user, services, error=str(error))
+    return _lanes(request, user, services, token=(lane_id.strip(), token))
 
 
 @router.post("/lanes/{lane_id}/retire")
 def retire_lane(
     lane_id: str,
-    user: Annotated[SignedIn, Depends(require_admin)],
-    engine: Annotated[Engine, Depends(get_engine)],
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
+    request: Request,
+    user: FormAdmin,
+    engine: EngineDep,
 ) -> Response:
-    check_csrf(user, csrf_token)
     with Session(engine) as session:
         try:
             retire(session, lane_id)
         except EnrolmentError as error:
-            return Response(str(error), status_code=404)
+            return error_page(request, user, 404, str(error))
         audit(session, user.username, "lane.retired", lane_id)
         session.commit()
     return RedirectResponse("/lanes", status_code=303)

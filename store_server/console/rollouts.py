@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store_server.auth import SignedIn, check_csrf, current_user, require_admin
+from store_server.auth import SignedIn
 from store_server.console.templating import DATABASE_INT_MAX, render
-from store_server.deps import get_engine
+from store_server.deps import CurrentUser, EngineDep, FormAdmin
 from store_server.models import AuditEntry, BundleRelease, Lane, Rollout
 from store_server.rollouts import (
     HealthLimits,
@@ -33,8 +33,8 @@ router = APIRouter(include_in_schema=False)
 @router.get("/rollouts", response_class=HTMLResponse)
 def rollouts_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
 ) -> Response:
     return _page(request, user, engine)
 
@@ -75,15 +75,13 @@ def _page(request: Request, user: SignedIn, engine: Engine, error: str | None = 
 @router.post("/rollouts", response_class=HTMLResponse)
 def new_rollout(
     request: Request,
-    user: Annotated[SignedIn, Depends(require_admin)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormAdmin,
+    engine: EngineDep,
     release_id: Annotated[int, Form(ge=1, le=DATABASE_INT_MAX)],
     canary: Annotated[list[str], Form(max_length=64)],
     shares: Annotated[str, Form(max_length=64)] = "50,100",
     soak_minutes: Annotated[float, Form(ge=0, le=10_080)] = 30.0,
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
-    check_csrf(user, csrf_token)
     try:
         stages = [float(part) / 100 for part in shares.replace(" ", "").split(",") if part]
     except ValueError:
@@ -102,13 +100,11 @@ def change_rollout(
     request: Request,
     rollout_id: Annotated[int, PathParam(ge=1, le=DATABASE_INT_MAX)],
     action: str,
-    user: Annotated[SignedIn, Depends(require_admin)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormAdmin,
+    engine: EngineDep,
     reason: Annotated[str, Form(max_length=400)] = "",
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """pause, resume, promote or rollback."""
-    check_csrf(user, csrf_token)
     try:
         with Session(engine) as session:
             rollout = session.get(Rollout, rollout_id)

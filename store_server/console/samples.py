@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
-from store_server.auth import SignedIn, audit, check_csrf, current_user
-from store_server.console.templating import DATABASE_INT_MAX, render
-from store_server.deps import get_engine
+from store_server.auth import audit
+from store_server.console.templating import DATABASE_INT_MAX, error_page, render
+from store_server.deps import CurrentUser, EngineDep, FormUser
 from store_server.learning import audit_sample
 from store_server.models import SampleRecord
 from store_server.products import describe
@@ -28,8 +27,8 @@ SAMPLE_REVIEWS = ("pending", "confirmed", "relabelled", "rejected")
 @router.get("/samples", response_class=HTMLResponse)
 def samples_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
     review: Annotated[str, Query(max_length=12)] = "pending",
     code: Annotated[str, Query(max_length=64)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
@@ -64,26 +63,24 @@ def samples_page(
 def review_sample(
     sample_id: Annotated[int, PathParam(ge=1, le=DATABASE_INT_MAX)],
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: FormUser,
+    engine: EngineDep,
     action: Annotated[str, Form(max_length=12)],
     label: Annotated[str, Form(max_length=64)] = "",
     back: Annotated[str, Form(max_length=300)] = "/samples",
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
 ) -> Response:
     """Confirm the sample's label, give it another product code, or reject it."""
-    check_csrf(user, csrf_token)
     if action not in ("confirm", "relabel", "reject"):
-        return Response("action must be confirm, relabel or reject", status_code=422)
+        return error_page(request, user, 422, "action must be confirm, relabel or reject")
     with Session(engine) as session:
         sample = session.get(SampleRecord, sample_id)
         if sample is None:
-            return Response(f"no sample {sample_id}", status_code=404)
+            return error_page(request, user, 404, f"no sample {sample_id}")
         if action == "relabel":
             try:
                 sample.label = parse_code(label.strip()).key
             except InvalidCodeError as error:
-                return Response(f"relabel: {error}", status_code=422)
+                return error_page(request, user, 422, f"relabel: {error}")
             sample.review = "relabelled"
         else:
             sample.review = "confirmed" if action == "confirm" else "rejected"

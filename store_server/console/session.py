@@ -7,9 +7,8 @@ import secrets
 from math import ceil
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from product_db.models import utcnow
@@ -17,29 +16,26 @@ from store_server.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     SESSION_HOURS,
-    SignedIn,
     audit,
     authenticate,
-    check_csrf,
     clear_sign_in_failures,
-    current_user,
     end_session,
     record_sign_in_failure,
     sign_in_wait_s,
     start_session,
 )
 from store_server.console.templating import render
-from store_server.deps import get_engine
+from store_server.deps import EngineDep, FormUser, HomePage
 
 router = APIRouter(include_in_schema=False)
 
 
-def _safe_next(target: str, request: Request) -> str:
+def _safe_next(target: str, home: str) -> str:
     """Only a path on this site: never an open redirect to somewhere else. Otherwise the
     app's home page (the store's alerts; HQ's stores)."""
     if target.startswith("/") and not target.startswith("//"):
         return target
-    return str(getattr(request.app.state, "home", "/alerts"))
+    return home
 
 
 def _set_login_csrf(request: Request, response: Response, token: str) -> None:
@@ -55,9 +51,9 @@ def _set_login_csrf(request: Request, response: Response, token: str) -> None:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, next: str = "") -> Response:
+def login_page(request: Request, home: HomePage, next: str = "") -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", None, next=_safe_next(next, request), login_csrf=token)
+    response = render(request, "login.html", None, next=_safe_next(next, home), login_csrf=token)
     _set_login_csrf(request, response, token)
     return response
 
@@ -65,15 +61,17 @@ def login_page(request: Request, next: str = "") -> Response:
 @router.post("/login", response_class=HTMLResponse)
 def login(
     request: Request,
-    engine: Annotated[Engine, Depends(get_engine)],
+    engine: EngineDep,
+    home: HomePage,
     username: Annotated[str, Form(max_length=64)],
     password: Annotated[str, Form(max_length=256)],
     login_csrf: Annotated[str, Form(max_length=64)] = "",
     next: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
+    target = _safe_next(next, home)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, login_csrf):
-        return _login_again(request, next, "Your sign-in form expired. Please try again.", 403)
+        return _login_again(request, target, "Your sign-in form expired. Please try again.", 403)
     address = request.client.host if request.client else "unknown"
     with Session(engine) as session:
         now = utcnow()
@@ -83,18 +81,18 @@ def login(
             record_sign_in_failure(session, username, address, now)
             session.commit()
             message = f"Too many failed sign-ins. Try again in {ceil(wait)} seconds."
-            return _login_again(request, next, message, 429)
+            return _login_again(request, target, message, 429)
         user = authenticate(session, username, password)
         if user is None:
             audit(session, username[:64], "login.failed")
             record_sign_in_failure(session, username, address, now)
             session.commit()
-            return _login_again(request, next, "Wrong user name or password.", 401)
+            return _login_again(request, target, "Wrong user name or password.", 401)
         clear_sign_in_failures(session, user.username)
         token = start_session(session, user)
         audit(session, user.username, "login")
         session.commit()
-    response = RedirectResponse(_safe_next(next, request), status_code=303)
+    response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -107,14 +105,15 @@ def login(
     return response
 
 
-def _login_again(request: Request, next: str, error: str, status: int) -> Response:
+def _login_again(request: Request, target: str, error: str, status: int) -> Response:
+    """The sign-in form again, with what went wrong; ``target`` is already a safe path."""
     token = secrets.token_urlsafe(24)
     response = render(
         request,
         "login.html",
         None,
         status_code=status,
-        next=_safe_next(next, request),
+        next=target,
         login_csrf=token,
         error=error,
     )
@@ -123,13 +122,7 @@ def _login_again(request: Request, next: str, error: str, status: int) -> Respon
 
 
 @router.post("/logout")
-def logout(
-    request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
-    csrf_token: Annotated[str, Form(max_length=64)] = "",
-) -> Response:
-    check_csrf(user, csrf_token)
+def logout(request: Request, user: FormUser, engine: EngineDep) -> Response:
     with Session(engine) as session:
         end_session(session, request.cookies.get(SESSION_COOKIE, ""))
         audit(session, user.username, "logout")

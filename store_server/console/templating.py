@@ -3,7 +3,7 @@ needs (store name, currency, who is signed in, the CSRF token for its forms)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +11,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import pass_context
 
-from laneguard.time_zones import zone_named
 from product_db.models import as_utc
 from product_db.money import format_price
+from store_server.app_state import console_services, templates_for, time_zone_of
 from store_server.auth import SignedIn
-from store_server.settings import StoreSettings
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -32,15 +31,6 @@ def _when(context: Any, moment: datetime | None) -> str:
         return "–"
     zone = context.get("time_zone") or timezone.utc
     return as_utc(moment).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def time_zone_of(request: Request) -> tzinfo:
-    """The zone this console's people read times in: the store's (its setting, else this
-    computer's). HQ's console, whose chain may span zones, reads UTC."""
-    settings = request.app.state.settings
-    if not hasattr(settings, "time_zone"):
-        return timezone.utc
-    return zone_named(settings.time_zone)
 
 
 def _money(minor: int | None, currency: str) -> str:
@@ -88,10 +78,8 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    settings: StoreSettings = request.app.state.settings  # or HQ's, which has the same names
-    # HQ's console renders the shared pages (sign-in) with its own templates in front.
-    chosen = getattr(request.app.state, "templates", templates)
-    response: HTMLResponse = chosen.TemplateResponse(
+    settings = console_services(request).settings  # or HQ's, which has the same names
+    response: HTMLResponse = templates_for(request, templates).TemplateResponse(
         request,
         template,
         {
@@ -105,3 +93,24 @@ def render(
         status_code=status_code,
     )
     return response
+
+
+# What a console error page is headed with, by status (404 has its own page, not_found.html).
+ERROR_TITLES = {
+    400: "Not understood",
+    405: "Not possible here",
+    409: "Not done",
+    413: "Too large",
+    422: "Not accepted",
+}
+
+
+def error_page(
+    request: Request, user: SignedIn | None, status_code: int, message: str
+) -> HTMLResponse:
+    """The console's one way to answer with an error: a page in the console's frame (the
+    API answers JSON instead). ``user`` keeps the signed-in person's navigation on it."""
+    if status_code == 404:
+        return render(request, "not_found.html", user, 404, message=message)
+    title = ERROR_TITLES.get(status_code, "Something went wrong")
+    return render(request, "error.html", user, status_code, title=title, message=message)

@@ -6,17 +6,15 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import ColumnElement, String, cast, or_
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
-from store_server.auth import SignedIn, current_user
-from store_server.console.templating import DATABASE_INT_MAX, render, time_zone_of
-from store_server.deps import get_engine
+from store_server.console.templating import DATABASE_INT_MAX, error_page, render
+from store_server.deps import CurrentUser, EngineDep, TimeZone
 from store_server.models import AlertClip, AlertRecord, TransactionRecord
 from store_server.products import describe
 
@@ -27,8 +25,9 @@ PAGE_SIZE = 50
 @router.get("/transactions", response_class=HTMLResponse)
 def transactions_page(
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
+    zone: TimeZone,
     lane: Annotated[str, Query(max_length=64)] = "",
     q: Annotated[str, Query(max_length=64)] = "",
     # A string, not a date: the form sends "day=" when the field is left blank (the usual
@@ -46,7 +45,7 @@ def transactions_page(
         query = query.where(TransactionRecord.honest == False)  # noqa: E712
     if chosen_day is not None:
         # The store's day: midnight to midnight on its clock.
-        start = datetime.combine(chosen_day, time.min, tzinfo=time_zone_of(request))
+        start = datetime.combine(chosen_day, time.min, tzinfo=zone)
         query = query.where(
             col(TransactionRecord.ended_at) >= start,
             col(TransactionRecord.ended_at) < start + timedelta(days=1),
@@ -104,13 +103,13 @@ def _matches(q: str) -> ColumnElement[bool]:
 def transaction_page(
     record_id: Annotated[int, PathParam(ge=1, le=DATABASE_INT_MAX)],
     request: Request,
-    user: Annotated[SignedIn, Depends(current_user)],
-    engine: Annotated[Engine, Depends(get_engine)],
+    user: CurrentUser,
+    engine: EngineDep,
 ) -> Response:
     with Session(engine) as session:
         record = session.get(TransactionRecord, record_id)
         if record is None:
-            return render(request, "not_found.html", user, 404, message="no such transaction")
+            return error_page(request, user, 404, "no such transaction")
         alerts = list(
             session.exec(
                 select(AlertRecord).where(
