@@ -45,6 +45,7 @@ from laneguard.files import private_file
 from laneguard.wire import AlertEvent, LaneHealthEvent, RolloutEvent
 from product_db.errors import LaneGuardError
 from product_db.models import utcnow
+from store_server.background import PeriodicLoop
 from store_server.lanes import lane_state
 from store_server.models import BundleRelease, LaneHealth, Rollout
 
@@ -307,34 +308,17 @@ class StoreEvents:
         self._put("rollout", event)
 
 
-class StateWatcher:
+class StateWatcher(PeriodicLoop):
     """Every ``every_s``: each lane's state and each rollout's (stage, state); a change is an
     event. What it saw is kept in memory only: after a restart the first pass reports every
     lane and every unfinished rollout once (a subscriber starting fresh learns the current
     state; finished rollouts are not news)."""
 
     def __init__(self, engine: Engine, events: StoreEvents, every_s: float = 2.0) -> None:
-        self.engine, self.events, self.every_s = engine, events, every_s
+        self.engine, self.events = engine, events
         self._lanes: dict[str, str] = {}
         self._rollouts: dict[int, tuple[int, str]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="event-watcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # the next pass tries again; the server keeps serving
-                log.exception("watching lanes and rollouts for events failed")
-            self._stop.wait(self.every_s)
+        super().__init__("event-watcher", self.run_once, every_s, first_s=0.0)
 
     def run_once(self) -> None:
         now = utcnow()

@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import tarfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from laneguard.signing import BundleTrust
 from product_db.errors import LaneGuardError
 from product_db.models import as_utc, utcnow
 from store_server.auth import audit
+from store_server.background import PeriodicLoop
 from store_server.models import BundleRelease, Lane, LaneHealth, Rollout
 
 log = logging.getLogger("laneguard.rollouts")
@@ -332,32 +332,15 @@ def roll_back(session: Session, rollout: Rollout, username: str, reason: str) ->
     log.warning("rollout %s rolled back: %s", rollout.id, reason)
 
 
-class RolloutLoop:
-    """Judges the active rollout every few seconds in a background thread."""
+class RolloutLoop(PeriodicLoop):
+    """Judges the active rollout every ``every_s`` in a background thread."""
 
     def __init__(self, engine: Engine, limits: HealthLimits, every_s: float = 5.0) -> None:
-        self.engine, self.limits, self.every_s = engine, limits, every_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.engine, self.limits = engine, limits
+        super().__init__("rollouts", self.run_once, every_s)
 
     def run_once(self) -> tuple[Rollout, str] | None:
         with Session(self.engine) as session:
             done = evaluate(session, self.limits)
             session.commit()
             return done
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.run_once()
-            except Exception:  # the next pass tries again; the server keeps serving
-                log.exception("rollout evaluation failed")
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="rollouts")
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

@@ -74,8 +74,9 @@ def class_agreement(tracks: list[Track], class_scores: np.ndarray) -> np.ndarray
 def greedy_assignment(scores: np.ndarray, minimum: float) -> list[tuple[int, int]]:
     """Pairs (row, col) by descending score, each row and column used once, score >= minimum.
 
-    With the handful of items a lane sees at once this gives the same pairs as the Hungarian
-    method in practice, without pulling scipy onto the lane computer.
+    With the handful of items a lane sees at once this gives the pairs the Hungarian method
+    (checkout_node.reconcile.assignment) would, at a fraction of its cost: measured on every
+    contested association of rendered transactions (tests/checkout_node/test_tracker_assignment.py).
     """
     order = np.argsort(-scores, axis=None)
     rows, cols = np.unravel_index(order, scores.shape)
