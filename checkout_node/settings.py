@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from checkout_node.store_link import check_scheme
 from checkout_node.vision.detectors import DEFAULT_BACKEND, detector_backends
 from laneguard.bearer import is_loopback
+from laneguard.settings import ServiceSettings
 from product_db import SAMPLE_CATALOG
 
 Point = tuple[float, float]
@@ -92,7 +93,7 @@ class ReconcileSettings(BaseModel):
     follower_s: float = Field(default=4.0, ge=0)
 
 
-class LaneSettings(BaseSettings):
+class LaneSettings(ServiceSettings):
     """Everything a lane can be told; each default suits the demo on one computer."""
 
     model_config = SettingsConfigDict(env_prefix="LANEGUARD_LANE_", extra="forbid")

@@ -6,10 +6,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from laneguard.settings import ServiceSettings
 
 
-class HqSettings(BaseSettings):
+class HqSettings(ServiceSettings):
     """Everything HQ can be told. A chain runs it on PostgreSQL; SQLite suits a demo."""
 
     model_config = SettingsConfigDict(env_prefix="LANEGUARD_HQ_", extra="forbid")

@@ -1,23 +1,63 @@
 """Loading a service's typed settings from a YAML file and LANEGUARD_* environment variables.
 
-Every service (store server, lane node, trainer) has one pydantic-settings class. Values come
-from, in order of precedence: environment variables, the YAML file, the defaults in the class.
+Every service (store server, lane node, HQ) has one pydantic-settings class, a
+:class:`ServiceSettings`. Values come from, in order of precedence: arguments (command-line
+options), environment variables, the YAML file, the defaults in the class; pydantic-settings
+merges them (its YAML source).
 Every setting has a default so the demo needs no file at all. A bad file fails at start-up with
 an error that names the key, not somewhere deep inside the service later.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    YamlConfigSettingsSource,
+)
 
 from product_db.errors import LaneGuardError
 
-SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+SettingsT = TypeVar("SettingsT", bound="ServiceSettings")
+
+# The YAML file the settings being built read, if any: a context variable because
+# pydantic-settings asks the class, not the call, for its sources.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("laneguard_config_file", default=None)
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings: pydantic-settings' own sources in the order above,
+    with the YAML file (:func:`load_settings`) below the environment."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _CONFIG_FILE.get()
+        from_file = () if path is None else (YamlConfigSettingsSource(settings_cls, path, "utf-8"),)
+        return (init_settings, env_settings, dotenv_settings, *from_file, file_secret_settings)
+
+
+@contextmanager
+def _reading(path: Path | None) -> Iterator[None]:
+    token = _CONFIG_FILE.set(path)
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 class ConfigError(LaneGuardError, ValueError):
@@ -58,26 +98,19 @@ def load_settings(
 
     Overrides (e.g. command-line options) win over the environment, which wins over the file.
     """
-    file_values: dict[str, Any] = {}
-    origin = "settings"
-    if config_file is not None:
-        path = Path(config_file)
-        file_values = _read_yaml(path)
-        origin = str(path)
-    known = set(settings_cls.model_fields)
-    unknown = sorted(set(file_values) - known)
-    if unknown:
-        raise ConfigError(
-            f"{origin}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-        )
-    clean_overrides = {k: v for k, v in overrides.items() if v is not None}
+    path = None if config_file is None else Path(config_file)
+    origin = "settings" if path is None else str(path)
+    if path is not None:
+        # Checked here, not left to the YAML source, which reads a missing file as empty and
+        # names neither a bad file nor a misspelt key.
+        unknown = sorted(set(_read_yaml(path)) - set(settings_cls.model_fields))
+        if unknown:
+            raise ConfigError(
+                f"{origin}: unknown setting(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(settings_cls.model_fields))}"
+            )
     try:
-        # Init arguments outrank the environment in pydantic-settings, so only the file values
-        # that the environment does not set are passed as init arguments.
-        from_env = settings_cls()
-        env_set = from_env.model_fields_set
-        merged = {k: v for k, v in file_values.items() if k not in env_set}
-        merged.update(clean_overrides)
-        return settings_cls(**merged)
+        with _reading(path):
+            return settings_cls(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, origin)) from None

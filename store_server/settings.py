@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from laneguard.settings import ServiceSettings
 from laneguard.time_zones import zone_named
 from product_db.db import DEFAULT_DATABASE_URL
 
 
-class StoreSettings(BaseSettings):
+class StoreSettings(ServiceSettings):
     """Everything the store server can be told. Each default suits a single-store demo."""
 
     model_config = SettingsConfigDict(env_prefix="LANEGUARD_", extra="forbid")
