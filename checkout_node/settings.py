@@ -91,6 +91,13 @@ class ReconcileSettings(BaseModel):
     scan_before_s: float = Field(default=8.0, gt=0)
     scan_after_s: float = Field(default=1.5, ge=0)
     follower_s: float = Field(default=4.0, ge=0)
+    plu_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="belief the produce pick list's first PLU needs before a keyed PLU off the "
+        "list is a switch (higher: fewer alerts, fewer swaps caught)",
+    )
 
 
 class LaneSettings(ServiceSettings):

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from checkout_node.catalog import LaneCatalog
+from checkout_node.picklist import pick_list
 from checkout_node.reconcile.assignment import FORBIDDEN, match_with_unmatched
 from checkout_node.reconcile.model import (
     RESOLUTIONS,
@@ -64,6 +65,10 @@ class ReconcileConfig:
     # A product lost in the scan area up to this long before a scan is evidence for it (the
     # item was scanned, then the camera lost it); the window's end is the scan's own.
     lost_before_s: float = 3.0
+    # A keyed PLU outside the produce pick list contradicts the camera only when the list's
+    # first PLU holds at least this share of belief (and is dearer): on real produce photos,
+    # 1.8% of honest items against 78% of cheaper-PLU swaps at 0.5 (checkout_node/models/README.md).
+    plu_confidence: float = 0.5
 
 
 @dataclass
@@ -123,23 +128,38 @@ class TransactionReconciler:
         candidates, or less similar than T2. A scanned product that is a close second (look-alike
         produce, sister products) is unsure, not a switch; an unknown item is always unsure.
 
-        Produce needs a trusted identity to contradict a keyed PLU: below that, the shipped
-        embedder's best produce match is wrong too often for any rule on how far the keyed PLU
-        lies below it to stay under one false alert per 100 honest checkouts (the measurement
-        is in checkout_node/models/README.md).
+        Produce below a trusted identity is judged by the pick list the cashier would be shown
+        (checkout_node.picklist): a keyed PLU is contradicted when it is not on the list while
+        the list's first PLU is believed at ``plu_confidence`` or more and costs more than the
+        keyed one (a swap to a dearer PLU cheats nobody). The embedder's best produce match
+        alone is wrong too often to contradict a keyed PLU.
         """
         if item.code == key:
             return "agree"
+        if item.band != "trusted" and _is_plu(key) and _is_plu(item.code):
+            return "disagree" if self._off_the_pick_list(item, key) else "unsure"
         similarity = item.similarity(key)
         if similarity is not None and similarity >= (
             self.t1 if item.band == "trusted" else self.t2
         ):
             return "agree"
         if item.band != "unknown" and (similarity is None or similarity < self.t2):
-            if item.band != "trusted" and _is_plu(key) and _is_plu(item.code):
-                return "unsure"  # one fruit for another needs a trusted identity
             return "disagree"
         return "unsure"
+
+    def _off_the_pick_list(self, item: SeenItem, key: str) -> bool:
+        """The keyed PLU is not among the PLUs the camera proposes, and the camera is confident
+        of a dearer one."""
+        proposals = pick_list((c, s) for c, s in item.candidates if _is_plu(c))
+        if not proposals or key in {p.code for p in proposals}:
+            return False
+        first = proposals[0]
+        if first.probability < self.config.plu_confidence:
+            return False
+        proposed, keyed = self.catalog.lookup(first.code), self.catalog.lookup(key)
+        return (
+            proposed is not None and keyed is not None and proposed.price_minor > keyed.price_minor
+        )
 
     def _window_ok(self, item: SeenItem, unit: _Unit, late_ok: bool) -> bool:
         """A scan pays for an item crossing up to ``scan_before_s`` after it (longer for the

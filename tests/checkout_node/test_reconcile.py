@@ -355,3 +355,34 @@ def test_a_crop_the_camera_could_not_name_teaches_nothing_when_a_scan_went_unsee
     assert outcome.honest and outcome.unseen_scans == []
     samples = sample_messages("lane-1", outcome, clock)
     assert [(s.reason, s.code) for s in samples] == [("honest", CHEAP.code), ("honest", OTHER.code)]
+
+
+def produce_seen(track: int, crossed: float, candidates: list[tuple[str, float]]) -> SeenItem:
+    """A produce item named "of interest" (below T1) with the camera's candidates."""
+    code, score = candidates[0]
+    return SeenItem(track, crossed, crossed - 2.0, code, "of_interest", score, tuple(candidates))
+
+
+def test_a_keyed_plu_off_the_pick_list_is_a_switch_when_the_camera_is_sure_of_a_dearer_one() -> (
+    None
+):
+    cheap, dear = PRODUCE[0], PRODUCE[-1]
+    look_alikes = [p.code for p in PRODUCE[1:-1]]
+    # The camera is sure (0.90 against 0.70 and below) of the dearer fruit; the cheap PLU keyed
+    # is not on its list of four.
+    sure = [(dear.code, 0.90), *((code, 0.70 - 0.01 * n) for n, code in enumerate(look_alikes))]
+    rec = lane()
+    rec.add_scan(Scan.of(cheap.display_code, 1.0, source="keypad", weight_g=500))
+    raised = rec.add_item(produce_seen(1, 2.0, sure[:10]))
+    assert [(c.alert.type, c.alert.subtype) for c in raised] == [("switch", "plu")]
+    assert (raised[0].alert.seen_code, raised[0].alert.scanned_code) == (dear.code, cheap.code)
+
+    # The keyed PLU on the list, the camera unsure, or the keyed PLU the dearer: no alert.
+    on_list = [(dear.code, 0.90), (cheap.code, 0.85), *sure[1:8]]
+    unsure = [(dear.code, 0.72), *((c, 0.71) for c in look_alikes[:9])]
+    dearer_keyed = [(cheap.code, 0.90), *sure[1:10]]
+    for candidates, keyed in ((on_list, cheap), (unsure, cheap), (dearer_keyed, dear)):
+        rec = lane()
+        rec.add_scan(Scan.of(keyed.display_code, 1.0, source="keypad", weight_g=500))
+        assert rec.add_item(produce_seen(1, 2.0, candidates)) == [], (candidates[0], keyed.code)
+        assert rec.finish(9.0)[0].honest
