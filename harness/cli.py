@@ -1,9 +1,10 @@
 """`laneguard bench`, `laneguard eval` and `laneguard demo`: every measurement of the product,
 and the demo store, run with real parts together.
 
-Benchmarks return a dict; `bench` writes ``<out>/<name>.json`` and appends the benchmark's
-markdown rows (harness.tables) to ``<out>/summary.md``. Evaluations print their JSON. Nothing
-in the product imports this package: it sits above every layer it measures.
+Each benchmark is declared once, in its module under harness.bench (its name, description, how
+it runs, its markdown rows); `bench` makes a command of each and `bench all` of the list, writes
+``<out>/<name>.json`` and appends the markdown rows to ``<out>/summary.md``. Evaluations print
+their JSON. Nothing in the product imports this package: it sits above every layer it measures.
 """
 
 from __future__ import annotations
@@ -20,17 +21,10 @@ from typing import Any
 
 import click
 
-from harness import tables
+from harness.bench import BENCHMARKS
+from harness.bench.benchmark import Benchmark
 from laneguard.bundle import SHIPPED_BUNDLE
 from laneguard.cli_options import produce_photos_option, with_options
-
-DEFAULT_PRODUCE_PHOTOS = "../shared/data/grocery-produce"
-
-
-def _produce_photos() -> Path | None:
-    """The real produce photos when they are on this machine (benchmarks use them if so)."""
-    photos = Path(os.environ.get("LANEGUARD_PRODUCE_PHOTOS", DEFAULT_PRODUCE_PHOTOS))
-    return photos if (photos / "images").is_dir() else None
 
 
 def _machine() -> dict[str, Any]:
@@ -42,163 +36,16 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def _catalog_import(rows: int = 100_000) -> dict[str, Any]:
-    from harness.benchmarks import catalog_import
-
-    return catalog_import.run(rows=rows)
-
-
-def _sim_render() -> dict[str, Any]:
-    from harness.benchmarks import rendering
-
-    return rendering.run()
-
-
-def _node_pipeline() -> dict[str, Any]:
-    from harness.benchmarks import lane_pipeline
-
-    return lane_pipeline.run()
-
-
-def _node_counting() -> dict[str, Any]:
-    """Both ways the lane can run: the detector on every frame, and on every other frame."""
-    from checkout_node.models import load_models
-    from harness.evals.counting import evaluate_counting
-
-    models = load_models()
-    return {
-        f"detect_interval_{interval}": evaluate_counting(
-            models,
-            transactions=50,
-            produce_photos=_produce_photos(),
-            progress=lambda line: click.echo(line),
-            detect_interval=interval,
-        )
-        for interval in (1, 2)
-    }
-
-
-def _node_lanes() -> dict[str, Any]:
-    from checkout_node.models import load_models
-    from harness.evals.lanes import evaluate_lanes
-
-    return evaluate_lanes(
-        load_models(),
-        scenarios=5,
-        produce_photos=_produce_photos(),
-        progress=lambda line: click.echo(line),
-    )
-
-
-def _node_outage() -> dict[str, Any]:
-    from harness.benchmarks import outage
-
-    return outage.run(transactions=200, outage_s=600.0)
-
-
-def _server_ingest() -> dict[str, Any]:
-    from harness.benchmarks import server_load
-
-    return server_load.run_ingest()
-
-
-def _server_fanout() -> dict[str, Any]:
-    from harness.benchmarks import server_load
-
-    return server_load.run_fanout()
-
-
-def _learning() -> dict[str, Any]:
-    from harness.evals import learning
-
-    return {
-        kind: learning.run(kind=kind, progress=lambda line: click.echo(line))
-        for kind in learning.KINDS
-    }
-
-
-def _lane_update() -> dict[str, Any]:
-    from harness.benchmarks import lane_update
-
-    return lane_update.run()
-
-
-def _retraining() -> dict[str, Any]:
-    from harness.benchmarks import retraining
-
-    return retraining.run(_produce_photos(), progress=lambda line: click.echo(line))
-
-
-def _embedder_variants() -> dict[str, Any]:
-    from harness.benchmarks import embedder_variants
-
-    photos = _produce_photos()
-    if photos is None:
-        return {
-            "skipped": "accuracy is measured on the real produce photos: set "
-            "LANEGUARD_PRODUCE_PHOTOS to the grocery-produce folder"
-        }
-    return embedder_variants.run(photos, progress=lambda line: click.echo(line, err=True))
-
-
-def _detector_variants() -> dict[str, Any]:
-    from harness.benchmarks import detector_variants
-
-    return detector_variants.run(progress=lambda line: click.echo(line, err=True))
-
-
-def _monitoring() -> dict[str, Any]:
-    from harness.benchmarks import monitoring
-
-    return monitoring.run()
-
-
-def _clips() -> dict[str, Any]:
-    from harness.benchmarks import clips
-
-    return clips.run()
-
-
-def _chain() -> dict[str, Any]:
-    from harness.benchmarks import chain
-
-    return chain.run(progress=lambda line: click.echo(line, err=True))
-
-
-def _body_limits() -> dict[str, Any]:
-    from harness.benchmarks import body_limits
-
-    return body_limits.run()
-
-
-BENCHMARKS: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], list[str]]]]
-BENCHMARKS = {
-    "catalog-import": (_catalog_import, tables.catalog_table),
-    "sim-render": (_sim_render, tables.sim_table),
-    "node-pipeline": (_node_pipeline, tables.node_table),
-    "node-counting": (_node_counting, tables.counting_table),
-    "node-lanes": (_node_lanes, tables.lanes_table),
-    "node-outage": (_node_outage, tables.outage_table),
-    "server-ingest": (_server_ingest, tables.ingest_table),
-    "server-fanout": (_server_fanout, tables.fanout_table),
-    "learning": (_learning, tables.learning_table),
-    "lane-update": (_lane_update, tables.update_table),
-    "retraining": (_retraining, tables.retraining_table),
-    "body-limits": (_body_limits, tables.body_limits_table),
-    "embedder-variants": (_embedder_variants, tables.embedder_variants_table),
-    "detector-variants": (_detector_variants, tables.detector_variants_table),
-    "monitoring": (_monitoring, tables.monitoring_table),
-    "clips": (_clips, tables.clips_table),
-    "chain": (_chain, tables.chain_table),
-}
-
-
-def _write(out: Path, name: str, result: dict[str, Any], table: list[str]) -> None:
+def _run(benchmark: Benchmark, out: Path) -> None:
+    """Run ``benchmark``; write its JSON to ``<out>/<name>.json``, append its markdown rows to
+    ``<out>/summary.md`` and print them."""
+    result = benchmark.run()
+    table = benchmark.table(result)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "machine": _machine(), "result": result}
-    (out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
+    payload = {"benchmark": benchmark.name, "machine": _machine(), "result": result}
+    (out / f"{benchmark.name}.json").write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
     with (out / "summary.md").open("a", encoding="utf-8") as handle:
-        handle.write(f"\n### {name}\n\n" + "\n".join(table) + "\n")
+        handle.write(f"\n### {benchmark.name}\n\n" + "\n".join(table) + "\n")
     click.echo("\n".join(table))
 
 
@@ -211,42 +58,18 @@ OUT_OPTION = click.option(
     "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True
 )
 
-# One-line descriptions for `laneguard bench --help`; each benchmark is also its own command.
-DESCRIPTIONS = {
-    "catalog-import": "Import a synthetic 100,000-product catalog into a fresh SQLite database.",
-    "sim-render": "Render a minute of simulated lane video on one thread.",
-    "node-pipeline": "Lane pipeline speed, overhead, counts and memory, against ultralytics.",
-    "node-counting": "Counting accuracy over 50 simulated transactions of 5-40 items.",
-    "node-lanes": "Checkout accuracy, alert precision/recall and latency: 5 checkouts per kind.",
-    "node-outage": "200 transactions with the store server down for 10 minutes: nothing lost.",
-    "server-ingest": "Store server ingest: 50 concurrent lanes, transactions/s and latency.",
-    "server-fanout": "Live alert fan-out to 50 open consoles: ingest-to-console latency.",
-    "learning": "New product and new packaging learned from honest transactions, end to end.",
-    "lane-update": "A lane takes a bundle from its store (download, checks, smoke test, swap).",
-    "retraining": "The slow path: fine-tune from the shipped bundle on harvested crops, gated.",
-    "body-limits": "1 GB request bodies to a store server and a lane: refused, memory bounded.",
-    "embedder-variants": "The embedder menu (Lite0/1 x input size x fp32/int8) and each "
-    "board's pick.",
-    "detector-variants": "The detector menu: shipped YOLO11 p against YOLO11 over a pretrained "
-    "EfficientNet-Lite0 (input size, fp32/int8): lane latency and training cost.",
-    "monitoring": "/metrics scrape time on a lane and a store; MQTT's cost to ingest p99.",
-    "clips": "Alert clips: frame loop off vs on, ring memory, clip size, alert-to-console time.",
-    "chain": "HQ ingest from many stores (samples/s) and HQ training time as stores are added.",
-}
 
+def _register(benchmark: Benchmark) -> None:
+    """`laneguard bench NAME`: the benchmark at its default size, written like `bench all`."""
 
-def _register(name: str) -> None:
-    runner, table = BENCHMARKS[name]
-
-    @bench.command(name, help=DESCRIPTIONS[name])
+    @bench.command(benchmark.name, help=benchmark.description)
     @OUT_OPTION
     def command(out: Path) -> None:
-        result = runner()
-        _write(out, name, result, table(result))
+        _run(benchmark, out)
 
 
-for _name in BENCHMARKS:
-    _register(_name)
+for _benchmark in BENCHMARKS:
+    _register(_benchmark)
 
 
 @bench.command("all")
@@ -259,10 +82,9 @@ def all_command(out: Path) -> None:
         f"{platform.machine()}, {_machine()['cpus']} CPUs\n",
         "utf-8",
     )
-    for name, (runner, table) in BENCHMARKS.items():
-        click.echo(f"== {name}")
-        result = runner()
-        _write(out, name, result, table(result))
+    for benchmark in BENCHMARKS:
+        click.echo(f"== {benchmark.name}")
+        _run(benchmark, out)
 
 
 def lane_run_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -464,7 +286,7 @@ def scenes_command(
     (and box scores) at the tracker's new-track and low scores as JSON, and markdown rows on
     stderr."""
     from checkout_node.models import load_models
-    from harness.evals.scenes import evaluate_scenes
+    from harness.evals.scenes import evaluate_scenes, scenes_table
     from laneguard.bundle import BundleError, read_manifest
 
     bundle = bundle or SHIPPED_BUNDLE
@@ -509,7 +331,7 @@ def scenes_command(
         **result,
     }
     click.echo(json.dumps(result, indent=2))
-    click.echo("\n".join(tables.scenes_table(result)), err=True)
+    click.echo("\n".join(scenes_table(result)), err=True)
 
 
 @evaluate.command("lanes")

@@ -457,3 +457,39 @@ def evaluate_scenes(
         },
         "per_photo": [r.to_json() for r in results],
     }
+
+
+def scenes_table(result: dict[str, Any]) -> list[str]:
+    """Markdown rows `laneguard eval scenes` prints on stderr beside its JSON: one row per set
+    (all photos, then each folder) and score."""
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    boxes = "own_box_recall" in result
+    rows = [
+        "| set | score | absolute count error / products | photos counted exactly "
+        "| own-box recall | merged boxes | precision |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sets = [("all", result), *result["by_folder"].items()]
+    for name, totals in sets:
+        for score, run in (
+            (result["new_track_score"], totals),
+            (result["low_score_threshold"], totals["low_score"]),
+        ):
+            box_cells = (
+                [
+                    ratio(run["own_box_recall"]),
+                    ratio(run["merged_box_share"]),
+                    ratio(run["precision"]),
+                ]
+                if boxes
+                else ["-", "-", "-"]
+            )
+            rows.append(
+                f"| {name} ({run['photos']} photos, {run['products']} products) | {score} | "
+                f"{ratio(run['count_abs_error_share'])} | "
+                f"{run['exact_photos']} / {run['counted_photos']} | " + " | ".join(box_cells) + " |"
+            )
+    return rows

@@ -3,8 +3,8 @@ pretrained-backbone variants exported and quantized for real."""
 
 from __future__ import annotations
 
+from harness.bench.detector_variants import table as detector_variants_table
 from harness.benchmarks.detector_variants import run
-from harness.tables import detector_variants_table
 from laneguard.bundle import SHIPPED_BUNDLE, read_manifest
 
 

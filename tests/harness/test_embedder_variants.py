@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.bench.embedder_variants import table as embedder_variants_table
 from harness.benchmarks.embedder_variants import (
     CROP_BUDGET_MS,
     choose,
     frozen_embedder,
     run,
 )
-from harness.tables import embedder_variants_table
 from trainer.cost import multiply_adds
 
 
