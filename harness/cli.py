@@ -214,6 +214,43 @@ def recognition_command(reference: Path, query: Path, bundle: Path | None, preci
     )
 
 
+@evaluate.command("picklist")
+@_class_folders_option("--reference", "Folder of class sub-folders: the gallery's images.")
+@_class_folders_option("--query", "Folder of class sub-folders: the images to propose PLUs for.")
+@click.option(
+    "--prior",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="CSV of the store's sales per PLU (columns code,count) weighing the list; default: "
+    "flat, as a new store's.",
+)
+@click.option(
+    "--refs-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N reference images of each class (default: all).",
+)
+@BUNDLE_OPTION
+@PRECISION_OPTION
+def picklist_command(
+    reference: Path,
+    query: Path,
+    prior: Path | None,
+    refs_per_class: int | None,
+    bundle: Path | None,
+    precision: str,
+) -> None:
+    """The produce pick list the lane shows (top 4): how often it holds each QUERY image's
+    class at positions 1, 2 and 4, against a gallery from REFERENCE; print JSON."""
+    from harness.evals.picklist import evaluate_picklist
+
+    _print_embedder_eval(
+        lambda model: evaluate_picklist(model, reference, query, prior, refs_per_class),
+        bundle,
+        precision,
+    )
+
+
 @evaluate.command("probe")
 @_class_folders_option("--train", "Folder of class sub-folders: the probe's training images.")
 @_class_folders_option("--query", "Folder of class sub-folders: the images to score.")
