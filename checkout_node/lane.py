@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from checkout_node.catalog import LaneCatalog
@@ -36,6 +37,8 @@ from checkout_node.evidence_cache import EvidenceCache
 from checkout_node.lane_records import LaneRecords
 from checkout_node.messages import StreamClock
 from checkout_node.outbox import Outbox
+from checkout_node.pick_lists import OpenPickLists
+from checkout_node.picklist import SalesPrior, pick_list
 from checkout_node.reconcile.model import Alert, AlertChange, Scan, SeenItem
 from checkout_node.reconcile.reconciler import (
     Outcome,
@@ -47,6 +50,7 @@ from checkout_node.screen_view import ScreenView
 from checkout_node.vision.pipeline import FrameResult, LanePipeline
 from laneguard.gallery import Gallery
 from laneguard.wire import PosMessage, ScanMessage
+from product_db.codes import PLU, parse_code
 
 log = logging.getLogger("laneguard.node.lane")
 
@@ -72,6 +76,8 @@ class LaneCounters:
     items: int = 0
     transactions: int = 0
     alerts_by_type: dict[str, int] = field(default_factory=dict)
+    pick_lists: int = 0  # produce pick lists shown
+    picks: int = 0  # ... and answered by a tap
 
 
 class Lane:
@@ -102,6 +108,11 @@ class Lane:
         self.records = LaneRecords(lane_id, outbox, self.clock)
         self.evidence = EvidenceCache()  # this and recent transactions' crops and clips
         self.view = ScreenView(catalog, self.evidence, customer_prompt_s)
+        # Messages for the till (a tapped PLU); the web app connects it to the till's websocket.
+        self.tell_till: Publish = lambda _message: None
+        self.pick_lists = OpenPickLists()
+        # The PLUs this lane has sold since it started, weighing its pick lists (flat at first).
+        self.plu_sales: dict[str, int] = {}
         thresholds = pipeline.models.manifest.thresholds
         self.t1, self.t2 = thresholds.t1, thresholds.t2
         self.model_version = pipeline.models.manifest.version
@@ -243,6 +254,9 @@ class Lane:
         if isinstance(message, ScanMessage):
             self.add_scan(Scan.from_message(message, at))
             return
+        if message.type == "plu_request":
+            self.offer_pick_list(message.event_id, message.transaction_id)
+            return
         with self._lock:
             if message.type == "transaction_start":
                 if self.transaction is not None:
@@ -256,6 +270,54 @@ class Lane:
                 self._changes(tx.void(message.code, at))
             elif message.type in ("transaction_end", "payment") and self.transaction is not None:
                 self.end_transaction(at, reason=message.type)
+
+    def offer_pick_list(self, request_id: str, transaction_id: str) -> dict[str, Any]:
+        """The till asks which PLU the item on the scale is: the screen is shown the camera's
+        proposals for the product on the scan area (none when nothing lies there), its picture
+        at ``/api/picklist/<request_id>/picture.jpg``. Returns the event the screen was sent."""
+        identity = self.pipeline.identify_on_scan_area()  # outside the lock: it embeds crops
+        candidates = [(c, s) for c, s in identity.candidates if _is_plu(c)] if identity else []
+        with self._lock:
+            proposals = pick_list(candidates, SalesPrior(dict(self.plu_sales)))
+            self.pick_lists.offer(request_id, tuple(p.code for p in proposals))
+            self.counters.pick_lists += 1
+            picture = encode_jpeg(identity.crop) if identity is not None else None
+            if picture:
+                self.evidence.keep_crop(pick_picture_id(request_id), picture)
+            event = {
+                "type": "pick_list",
+                "request_id": request_id,
+                "transaction_id": transaction_id,
+                "proposals": [
+                    {
+                        "code": p.code,
+                        "probability": round(p.probability, 3),
+                        **self.view.product(p.code),
+                    }
+                    for p in proposals
+                ],
+                "has_picture": bool(picture),
+            }
+            self.publish(event)
+            return event
+
+    def choose_plu(self, request_id: str, code: str) -> dict[str, Any]:
+        """The cashier tapped ``code`` on the pick list ``request_id``: the till is told to key
+        it ("plu_chosen"). Refused (PickListError) for a list not open or a PLU not offered."""
+        with self._lock:
+            self.pick_lists.take(request_id, code)
+            self.counters.picks += 1
+            transaction = self.transaction.transaction_id if self.transaction else None
+        message = {
+            "type": "plu_chosen",
+            "request_id": request_id,
+            "code": code,
+            "transaction_id": transaction,
+        }
+        self.tell_till(message)
+        self.publish({"type": "pick_list_closed", "request_id": request_id, "code": code})
+        log.info("pick list %s: %s chosen", request_id, code)
+        return message
 
     def resolve(self, alert_id: str, resolution: str, reason: str | None = None) -> Alert:
         with self._lock:
@@ -313,6 +375,9 @@ class Lane:
                 self._changes(tx.add_lost(lost.last_s))
             outcome, changes = tx.finish(t)
             self.last_outcome = outcome
+            for scan in outcome.scans:
+                if _is_plu(scan.key) and scan.key is not None:
+                    self.plu_sales[scan.key] = self.plu_sales.get(scan.key, 0) + scan.quantity
             self._changes(changes)
             self.records.transaction(outcome, tx.started_s)
             summary = {
@@ -389,3 +454,17 @@ class Lane:
             for a in tx.alerts
             if a.status == "open" and a.type != "scan_without_item"
         ]
+
+
+def _is_plu(code: str | None) -> bool:
+    return code is not None and isinstance(parse_code(code), PLU)
+
+
+def pick_picture_id(request_id: str) -> str:
+    """The evidence cache's key for a pick list's picture (apart from alert ids)."""
+    return f"pick:{request_id}"
+
+
+def encode_jpeg(crop: np.ndarray) -> bytes | None:
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return jpeg.tobytes() if ok else None

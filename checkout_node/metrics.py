@@ -134,6 +134,12 @@ class _LaneState(Collector):
             alerts.add_metric([*here, kind], count)
         yield alerts
         yield counter("laneguard_lane_transactions", "Transactions finished", counters.transactions)
+        yield counter(
+            "laneguard_lane_pick_lists",
+            "Produce pick lists the till asked for",
+            counters.pick_lists,
+        )
+        yield counter("laneguard_lane_picks", "Pick-list PLUs the cashier tapped", counters.picks)
         depth = GaugeMetricFamily(
             "laneguard_lane_outbox_depth",
             "Messages waiting for the store server, by kind",

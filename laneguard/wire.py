@@ -41,13 +41,17 @@ class ScanMessage(WireModel):
     code: str = Field(max_length=64)
     quantity: int = Field(default=1, ge=1, le=999)
     weight_g: int | None = Field(default=None, ge=0, le=100_000)
-    source: Literal["scanner", "keypad", "imager", "pos"] = "scanner"
+    # "pick_list": the cashier tapped the PLU on the lane screen's produce pick list and the
+    # till keyed it (the lane's "plu_chosen" message), so the store sees which PLUs were picked.
+    source: Literal["scanner", "keypad", "imager", "pos", "pick_list"] = "scanner"
 
 
 class PosMessage(WireModel):
-    """Transaction boundaries and payment from the till."""
+    """Transaction boundaries and payment from the till, and its request for a produce pick
+    list ("plu_request": the item on the scale has no barcode; the lane screen shows the PLUs
+    the camera proposes and the cashier's tap comes back to the till as "plu_chosen")."""
 
-    type: Literal["transaction_start", "transaction_end", "payment", "void"]
+    type: Literal["transaction_start", "transaction_end", "payment", "void", "plu_request"]
     event_id: str = Field(min_length=1, max_length=64)
     t: float = Field(ge=0)
     transaction_id: str = Field(min_length=1, max_length=64)

@@ -186,6 +186,9 @@ class LanePipeline:
         # (frame index it is due, the worker's answer), in the order items counted
         self._pending: list[tuple[int, Future[CountedItem]]] = []
         self._pending_lock = threading.Lock()  # flush may come from another thread
+        # Product tracks on the scan area in the last detected frame (a produce pick list is
+        # asked for while the item lies on the scale, before it counts).
+        self.on_scan_area: tuple[int, ...] = ()
 
     @property
     def identifying(self) -> bool:
@@ -198,6 +201,13 @@ class LanePipeline:
         with self._pending_lock:
             pending, self._pending = self._pending, []
         return [future.result() for _, future in pending]
+
+    def identify_on_scan_area(self) -> Identity | None:
+        """What the product on the scan area is, from its sharpest crops so far: the track with
+        the most kept crops when several lie there; None when none does. Safe from another
+        thread (it reads a snapshot of the track ids and copies of their crops)."""
+        kept = max((self.recogniser.kept(t) for t in self.on_scan_area), key=len, default=[])
+        return self.recogniser.identify(kept) if kept else None
 
     def lost_so_far(self) -> list[LostItem]:
         """Products lost in the scan area and not reported yet (see ZoneCounter.lost_so_far)."""
@@ -232,10 +242,14 @@ class LanePipeline:
             self.first_seen.setdefault(track.track_id, t)
         crossings = self.counter.update(objects, countable=is_product, t=t)
         counted = [c for c in (self._count(c.track_id, t) for c in crossings) if c is not None]
+        on_scan_area = []
         for track in objects:  # the counter has placed each track in its zone this frame
             zone = self.counter.states[track.track_id].zone
             if track.detected_box is not None and zone != "bagging":
                 self.recogniser.observe(frame, track.track_id, track.detected_box)
+            if zone == "scan" and is_product(track):
+                on_scan_area.append(track.track_id)
+        self.on_scan_area = tuple(on_scan_area)  # one assignment: other threads read it whole
         lost = self._forget_gone()
         self._last_detections = detections
         self.stats.detected_frames += 1

@@ -22,7 +22,7 @@ from checkout_node.lane import Lane
 from checkout_node.metrics import LaneMetrics
 from checkout_node.web.access import LaneAccess
 from checkout_node.web.hub import ScreenHub
-from checkout_node.web.routes import alerts, monitoring, pos, screen
+from checkout_node.web.routes import alerts, monitoring, picklist, pos, screen
 from checkout_node.web.services import LaneApp, LaneServices
 from laneguard.body_limit import BodyLimit
 
@@ -41,9 +41,12 @@ def create_lane_app(
     lane); otherwise their own ``t`` is used (replaying a recording). ``access``: who may call
     (default: a fresh screen key, tills from this computer only); it is
     ``app.services.access``, with everything else the routes work with."""
+    till_hub = ScreenHub()
+    lane.tell_till = till_hub.publish
     services = LaneServices(
         lane=lane,
         hub=hub,
+        till_hub=till_hub,
         access=access or LaneAccess.random(),
         metrics=metrics or LaneMetrics(lane, lane.outbox),
         live_clock=live_clock,
@@ -52,6 +55,6 @@ def create_lane_app(
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Outside everything else: an oversized body is refused before any route reads a byte.
     app.add_middleware(BodyLimit, default_bytes=max_body_bytes)
-    for router in (pos.router, alerts.router, screen.router, monitoring.router):
+    for router in (pos.router, alerts.router, picklist.router, screen.router, monitoring.router):
         app.include_router(router)
     return app

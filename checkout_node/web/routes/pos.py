@@ -1,8 +1,11 @@
 """The till's integration API: scan and POS events (the wire schema's LaneInput: scan,
-transaction_start, transaction_end, payment, void), over HTTP or one websocket per till."""
+transaction_start, transaction_end, payment, void, plu_request), over HTTP or one websocket per
+till; the lane's answers to a ``plu_request`` (``plu_chosen``) come on the websocket."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -62,13 +65,30 @@ async def pos_events(request: Request, services: Services) -> dict[str, Any]:
 @router.websocket("/api/pos/ws", dependencies=[Depends(till_on_socket)])
 async def pos_socket(socket: WebSocket, services: Services) -> None:
     """One event per message; each is answered accepted or rejected (with why) on the socket,
-    so a till keeps one connection through its mistakes."""
+    so a till keeps one connection through its mistakes. The lane's own messages for the till
+    (``plu_chosen``: the PLU the cashier tapped on the pick list) come on the same socket."""
     await socket.accept()
+    sending = asyncio.Lock()  # the answers and the lane's messages share one socket
+    queue = services.till_hub.subscribe()
+    forwarding = asyncio.create_task(_forward(socket, queue, sending))
     try:
         while True:
-            await socket.send_json(await _answer(services, await socket.receive_text()))
+            answer = await _answer(services, await socket.receive_text())
+            async with sending:
+                await socket.send_json(answer)
     except WebSocketDisconnect:
         return
+    finally:
+        forwarding.cancel()
+        services.till_hub.unsubscribe(queue)
+
+
+async def _forward(socket: WebSocket, queue: asyncio.Queue[str], sending: asyncio.Lock) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):  # the till went away
+        while True:
+            message = await queue.get()
+            async with sending:
+                await socket.send_text(message)
 
 
 async def _answer(services: LaneServices, text: str) -> dict[str, Any]:

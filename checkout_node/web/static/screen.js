@@ -1,5 +1,5 @@
-// The lane screen: live seen and scanned lists, alert banner with one-tap resolution, and an
-// optional customer prompt before staff are called. Fed by the lane's websocket; reconnects
+// The lane screen: live seen and scanned lists, alert banner with one-tap resolution, an
+// optional customer prompt before staff are called, and the produce pick list the till asks for. Fed by the lane's websocket; reconnects
 // by itself and asks the lane for the whole state whenever it does.
 "use strict";
 
@@ -134,6 +134,8 @@ function handle(message) {
         { ...message.alert, received_at: previous ? previous.received_at : Date.now() });
       break;
     }
+    case "pick_list": showPickList(message); return;
+    case "pick_list_closed": closePickList(message.request_id); return;
     case "clip": {
       const alert = state.alerts.get(message.alert_id);
       if (!alert) return;
@@ -144,6 +146,48 @@ function handle(message) {
   }
   renderLists();
   renderBanner();
+}
+
+// The produce pick list the till asked for: the camera's PLUs, best first; a tap tells the till.
+function showPickList(message) {
+  const panel = $("picklist");
+  panel.dataset.requestId = message.request_id;
+  const picture = $("picklist-picture");
+  picture.hidden = !message.has_picture;
+  if (message.has_picture) picture.src = `/api/picklist/${encodeURIComponent(message.request_id)}/picture.jpg`;
+  $("picklist-choices").replaceChildren(...message.proposals.map((p) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.code = p.code;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = p.name || p.code;
+    const detail = document.createElement("span");
+    detail.className = "code";
+    detail.textContent = `${p.code} · ${price(p)}`;
+    button.append(name, detail);
+    button.addEventListener("click", () => choose(message.request_id, p.code));
+    return button;
+  }));
+  $("picklist-empty").hidden = message.proposals.length > 0;
+  $("picklist-error").textContent = "";
+  panel.hidden = false;
+}
+
+function closePickList(requestId) {
+  if ($("picklist").dataset.requestId === requestId) $("picklist").hidden = true;
+}
+
+async function choose(requestId, code) {
+  const reply = await fetch(`/api/picklist/${encodeURIComponent(requestId)}/choose`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ code }),
+  });
+  if (!reply.ok) {
+    const body = await reply.json().catch(() => ({}));
+    $("picklist-error").textContent = body.detail || `could not send the choice (${reply.status})`;
+  }
 }
 
 // The clip of the alert on the banner, in place of its crop, from the lane itself.
