@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -103,28 +104,14 @@ def replay_command(
 ) -> None:
     """Process a recorded lane VIDEO; print each counted item (and each event) as a JSON line."""
     import cv2
-    from pydantic import TypeAdapter, ValidationError
 
     from checkout_node.models import load_models
     from checkout_node.sources import video_frames
     from checkout_node.vision.annotate import annotate
     from checkout_node.vision.pipeline import CountedItem, LanePipeline
     from laneguard.bundle import SHIPPED_BUNDLE, BundleError
-    from laneguard.wire import LaneInput
 
-    pending = []
-    if events is not None:
-        adapter = TypeAdapter(LaneInput)
-        for number, line in enumerate(events.read_text("utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                pending.append(adapter.validate_json(line))
-            except ValidationError as exc:
-                raise click.ClickException(
-                    f"{events} line {number}: {exc.errors()[0]['msg']}"
-                ) from None
-        pending.sort(key=lambda m: m.t)
+    pending = _read_events(events) if events is not None else []
     try:
         models = load_models(
             bundle or SHIPPED_BUNDLE,
@@ -134,15 +121,7 @@ def replay_command(
         )
     except (BundleError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    probe = cv2.VideoCapture(str(video))
-    width, height = (
-        int(probe.get(cv2.CAP_PROP_FRAME_WIDTH)),
-        int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-    )
-    fps = probe.get(cv2.CAP_PROP_FPS) or 30.0
-    probe.release()
-    if width == 0:
-        raise click.ClickException(f"{video}: cannot open as a video")
+    width, height, fps = _video_shape(video)
     zones = _zones(zones_file, width, height)
     pipeline = LanePipeline(
         models,
@@ -159,7 +138,7 @@ def replay_command(
         )
     if crops is not None:
         crops.mkdir(parents=True, exist_ok=True)
-    counted: dict = {}
+    counted: dict[int, CountedItem] = {}
 
     def emit(item: CountedItem) -> None:
         counted[item.track_id] = item
@@ -175,12 +154,7 @@ def replay_command(
             emit(item)
         if writer is not None:
             writer.write(annotate(frame.image, result, zones, counted, len(counted)))
-    for item in pipeline.flush():
-        emit(item)
-    for message in pending:
-        click.echo(message.model_dump_json())
-    if writer is not None:
-        writer.release()
+    _finish(pipeline.flush(), emit, pending, writer)
     stats = pipeline.stats
     click.echo(
         f"{len(counted)} items counted in {stats.frames} frames; {stats.fps:.1f} frames/s, "
@@ -189,6 +163,52 @@ def replay_command(
         err=True,
     )
     sys.stdout.flush()
+
+
+def _finish(identified: list[Any], emit: Any, pending: list[Any], writer: Any | None) -> None:
+    """The items still being identified when the video ended, the events after its last
+    frame, and the annotated video closed."""
+    for item in identified:
+        emit(item)
+    for message in pending:
+        click.echo(message.model_dump_json())
+    if writer is not None:
+        writer.release()
+
+
+def _read_events(events: Path) -> list[Any]:
+    """The till events of a recording (one wire-schema event per line), in time order; a bad
+    line is an error naming it."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from laneguard.wire import LaneInput
+
+    adapter = TypeAdapter(LaneInput)
+    pending = []
+    for number, line in enumerate(events.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            pending.append(adapter.validate_json(line))
+        except ValidationError as exc:
+            raise click.ClickException(
+                f"{events} line {number}: {exc.errors()[0]['msg']}"
+            ) from None
+    return sorted(pending, key=lambda m: m.t)
+
+
+def _video_shape(video: Path) -> tuple[int, int, float]:
+    """Width, height and frame rate of a recording (30 when it does not say)."""
+    import cv2
+
+    probe = cv2.VideoCapture(str(video))
+    width = int(probe.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(probe.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    fps = probe.get(cv2.CAP_PROP_FPS) or 30.0
+    probe.release()
+    if width == 0:
+        raise click.ClickException(f"{video}: cannot open as a video")
+    return width, height, fps
 
 
 @node.command("run")

@@ -216,120 +216,309 @@ def embedder_calibration(samples: dict[str, list[Path]], size: int, count: int) 
 def run_bootstrap(
     config: BootstrapConfig, work: Path, out: Path, progress: Callable[[str], None] = print
 ) -> Manifest:
-    """Run the whole recipe in ``work`` and write the bundle to ``out``."""
-    from simulator.datasets import write_detect_dataset
+    """Run the whole recipe in ``work`` and write the bundle to ``out``: the four steps of the
+    module docstring, each handing the next what it needs."""
     from simulator.world import World
-    from trainer.detector import CLASS_NAMES
-    from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
-    from trainer.quantize import median_latency_ms, quantize_int8
 
-    work.mkdir(parents=True, exist_ok=True)
-    models_dir = work / "bundle"
-    if models_dir.exists():
-        shutil.rmtree(models_dir)
-    models_dir.mkdir()
+    models_dir = fresh_folder(work, "bundle")
+    # Checked before anything is rendered or trained: a refusal costs nothing.
     kept_embedder = check_kept_embedder(config) if config.embedder_from is not None else None
     world = World.from_catalog(produce_photos=config.produce_photos)
-    seed = config.seed
 
     progress("1/4 simulator data")
     crops = write_embedder_datasets(
-        world, work, config.embed_crops, config.embed_test_crops, config.new_product_refs, seed
+        world,
+        work,
+        config.embed_crops,
+        config.embed_test_crops,
+        config.new_product_refs,
+        config.seed,
     )
 
     progress("2/4 detector")
-    models: list[ModelFile] = []
-    members: dict[str, Path] = {}
+    detector = _bootstrap_detector(config, world, work, models_dir, progress)
+
+    progress("3/4 embedder")
+    embedder = _bootstrap_embedder(config, world, work, models_dir, kept_embedder, progress)
+
+    progress("4/4 bundle")
+    manifest, members = _bootstrap_bundle(config, world, models_dir, detector, embedder, crops)
+    write_bundle(manifest, members, out)
+    progress(f"bundle written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return manifest
+
+
+def fresh_folder(work: Path, name: str) -> Path:
+    """``work / name``, emptied: a bundle is made from this run's files only, never from what
+    an earlier run left (``work`` itself keeps its data and training runs for reuse)."""
+    work.mkdir(parents=True, exist_ok=True)
+    folder = work / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir()
+    return folder
+
+
+@dataclass(frozen=True)
+class DetectorModels:
+    """The detector part of a bundle: its ONNX files, their weights, metrics and data."""
+
+    models: list[ModelFile]
+    members: dict[str, Path]
+    weights: Path | None  # the ultralytics checkpoint, when there is one
+    pt_metrics: dict[str, Any]
+    training_data: dict[str, Any]
+    version: str
+
+
+def _bootstrap_detector(
+    config: BootstrapConfig,
+    world: World,
+    work: Path,
+    models_dir: Path,
+    progress: Callable[[str], None],
+) -> DetectorModels:
+    """Step 2: the bundle's detector. Kept from ``config.detector_from`` when given (a change
+    of the embedder recipe then skips the hour-long step and renders no detector data);
+    otherwise trained on fresh simulator images and measured on separate test scenes."""
     if config.detector_from is not None:
         detector = _kept_detector(config.detector_from, models_dir)
         progress(f"detector kept from {config.detector_from} ({detector.version})")
-    else:
-        if config.detector_images_seed == seed + 1:
-            raise BundleError(
-                f"detector data seed {seed + 1} would draw the test scenes as training images"
-            )
-        detect = write_detect_dataset(
-            world,
-            work / "detect",
-            config.detect_images,
-            config.detector_images_seed,
-            riding_share=config.riding_share,
-            randomized_share=config.randomized_share,
-        )
-        detect_test = write_detect_dataset(
-            world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
-        )
-        detector = _new_detector(config, work, models_dir, (detect, detect_test), progress)
-    models.extend(detector.models)
-    members.update(detector.members)
-    det_weights, pt_metrics = detector.weights, detector.pt_metrics
+        return detector
+    datasets = _detector_datasets(config, world, work)
+    return _new_detector(config, work, models_dir, datasets, progress)
 
-    progress("3/4 embedder")
+
+def _detector_datasets(
+    config: BootstrapConfig, world: World, work: Path
+) -> tuple[DatasetReport, DatasetReport]:
+    """The detector's training images (``work/detect``) and its test scenes
+    (``work/detect-test``, lane scenes at ``seed + 1``). A training-image seed equal to the
+    test scenes' is refused: the detector would be measured on the images it learned."""
+    from simulator.datasets import write_detect_dataset
+
+    seed = config.seed
+    if config.detector_images_seed == seed + 1:
+        raise BundleError(
+            f"detector data seed {seed + 1} would draw the test scenes as training images"
+        )
+    detect = write_detect_dataset(
+        world,
+        work / "detect",
+        config.detect_images,
+        config.detector_images_seed,
+        riding_share=config.riding_share,
+        randomized_share=config.randomized_share,
+    )
+    detect_test = write_detect_dataset(
+        world, work / "detect-test", config.detect_test_images, seed + 1, val_fraction=1.0
+    )
+    return detect, detect_test
+
+
+@dataclass(frozen=True)
+class EmbedderModels:
+    """The embedder part of a bundle: its weights, ONNX files with their metrics, the known
+    products' gallery, and what the manifest records of them."""
+
+    run: EmbedderRun
+    record: dict[str, Any]  # training_data entries: where kept weights came from
+    models: list[ModelFile]  # fp32, then int8
+    members: dict[str, Path]
+    metrics: dict[str, dict[str, Any]]  # by precision
+    gallery: Gallery
+    gallery_path: Path
+    real_produce: dict[str, Any] | None  # the real-photo evaluation, when photos were given
+
+
+def _bootstrap_embedder(
+    config: BootstrapConfig,
+    world: World,
+    work: Path,
+    models_dir: Path,
+    kept: Manifest | None,
+    progress: Callable[[str], None],
+) -> EmbedderModels:
+    """Step 3: the embedder trained (or kept, ``kept`` being the bundle ``check_kept_embedder``
+    passed), exported fp32 and int8, the known products' gallery built from the fp32 model,
+    and both files measured on known, new and (when given) real-photo queries."""
     train_samples = image_listing(work / "embed-train")
     combined = with_known_produce_photos(world, train_samples)
-    embedder_data: dict[str, Any] = {}
-    if kept_embedder is not None:
-        run, embedder_data = _kept_embedder(config, kept_embedder, sorted(combined))
+    run, record = _embedder_weights(config, kept, combined, progress)
+    fp32, int8 = _exported_embedder(config, world, run, train_samples, models_dir)
+    known = _known_gallery(config, fp32, train_samples, models_dir)
+    queries = _embedder_queries(config, work)
+    models, metrics = _measured_embedders(config, run, (fp32, int8), known, queries, progress)
+    produce_eval = None
+    if world.photos is not None:
+        produce_eval = real_produce_eval(fp32, world.photos.root, refs_per_class=5)
+        progress(f"real produce photos (5 references per class): top-1 {produce_eval['top1']}")
+    return EmbedderModels(
+        run,
+        record,
+        models,
+        {fp32.name: fp32, int8.name: int8},
+        metrics,
+        known.gallery,
+        known.path,
+        produce_eval,
+    )
+
+
+def _embedder_weights(
+    config: BootstrapConfig,
+    kept: Manifest | None,
+    samples: dict[str, list[Path]],
+    progress: Callable[[str], None],
+) -> tuple[EmbedderRun, dict[str, Any]]:
+    """The embedder's weights, trained on ``samples`` or kept from ``config.embedder_from``
+    (``kept`` its manifest: a serving-size or gallery change then costs minutes, not the
+    hour training takes); and the record the bundle's training data gets."""
+    from trainer.embedder import train_embedder
+
+    if kept is not None:
+        run, record = _kept_embedder(config, kept, sorted(samples))
         progress(f"embedder weights kept from {config.embedder_from}")
-    else:
-        run = train_embedder(
-            combined,
-            arch=config.embed_arch,
-            epochs=config.embed_epochs,
-            input_size=config.embed_input_size,
-            lr=config.embed_lr,
-            seed=seed,
-            progress=progress,
-            serve_size=config.embed_serve_size,
-        )
-    emb_fp32 = export_embedder_onnx(run, models_dir / "embedder-fp32.onnx")
+        return run, record
+    run = train_embedder(
+        samples,
+        arch=config.embed_arch,
+        epochs=config.embed_epochs,
+        input_size=config.embed_input_size,
+        lr=config.embed_lr,
+        seed=config.seed,
+        progress=progress,
+        serve_size=config.embed_serve_size,
+    )
+    return run, {}
+
+
+def _exported_embedder(
+    config: BootstrapConfig,
+    world: World,
+    run: EmbedderRun,
+    train_samples: dict[str, list[Path]],
+    models_dir: Path,
+) -> tuple[Path, Path]:
+    """The embedder exported fp32 and quantised int8. The int8 calibration crops include two
+    real validation photos per produce code when given, so the int8 ranges cover real light,
+    not only the simulator's; a pretrained backbone keeps its stem in float (trainer.quantize)."""
+    from trainer.embedder import export_embedder_onnx
+    from trainer.quantize import quantize_int8
+
+    fp32 = export_embedder_onnx(run, models_dir / "embedder-fp32.onnx")
     calibration = dict(train_samples)
     if world.photos is not None:
         for plu, splits in world.photos.by_plu.items():
             calibration.setdefault(plu, []).extend(splits.get("val", [])[:2])
-    emb_int8 = quantize_int8(
-        emb_fp32,
+    int8 = quantize_int8(
+        fp32,
         models_dir / "embedder-int8.onnx",
         embedder_calibration(calibration, run.export_size, max(config.calibration_samples, 16)),
         float_stem=config.embed_arch in PRETRAINED_ARCHS,
     )
-    embedder = Embedder(emb_fp32)
-    embedder_sha = sha256_file(emb_fp32)
+    return fp32, int8
+
+
+@dataclass(frozen=True)
+class _KnownGallery:
+    """The known products' gallery and what made it: the fp32 embedder's session and hash and
+    the reference vectors, beside which new products are enrolled when measured."""
+
+    embedder: Embedder
+    sha256: str
+    references: dict[str, np.ndarray]
+    gallery: Gallery
+    path: Path  # where the gallery was saved, a bundle member
+
+
+def _known_gallery(
+    config: BootstrapConfig, fp32: Path, train_samples: dict[str, list[Path]], models_dir: Path
+) -> _KnownGallery:
+    """The gallery the bundle ships: the fp32 embedder's vectors of the known products'
+    simulator training crops (the lane embeds with either file; int8 is measured against it)."""
+    from trainer.embedder import embed_paths
+
+    embedder = Embedder(fp32)
+    embedder_sha = sha256_file(fp32)
     references = {code: embed_paths(embedder, paths) for code, paths in train_samples.items()}
     gallery = Gallery.build(references, embedder_sha, config.gallery_per_code, config.version)
-    gallery_path = gallery.save(models_dir / "gallery.npz")
+    path = gallery.save(models_dir / "gallery.npz")
+    return _KnownGallery(embedder, embedder_sha, references, gallery, path)
 
-    known_test = image_listing(work / "embed-test")
+
+@dataclass(frozen=True)
+class _EmbedderQueries:
+    """What the embedder is measured on: known products' test crops, and products never
+    trained on, split into the references they are enrolled with and the queries after."""
+
+    known: dict[str, list[Path]]
+    new_refs: dict[str, list[Path]]
+    new_queries: dict[str, list[Path]]
+
+
+def _embedder_queries(config: BootstrapConfig, work: Path) -> _EmbedderQueries:
+    """The test crops ``write_embedder_datasets`` left in ``work``; each new product's first
+    ``new_product_refs`` crops enrol it, as a store would from a few honest transactions."""
     new_sets = image_listing(work / "embed-new")
-    new_refs = {c: p[: config.new_product_refs] for c, p in new_sets.items()}
-    new_queries = {c: p[config.new_product_refs :] for c, p in new_sets.items()}
+    return _EmbedderQueries(
+        known=image_listing(work / "embed-test"),
+        new_refs={c: p[: config.new_product_refs] for c, p in new_sets.items()},
+        new_queries={c: p[config.new_product_refs :] for c, p in new_sets.items()},
+    )
 
-    def embedder_metrics(model: Path) -> dict[str, Any]:
-        session = Embedder(model)
-        known_vectors = {c: embed_paths(session, p) for c, p in known_test.items()}
-        closed = recognition_metrics(gallery, known_vectors)
-        new_vectors = {c: embed_paths(session, p) for c, p in new_queries.items() if p}
-        enrolled = Gallery.build(
-            {**references, **{c: embed_paths(embedder, p) for c, p in new_refs.items()}},
-            embedder_sha,
-            config.gallery_per_code,
-        )
-        new = recognition_metrics(enrolled, new_vectors)
-        open_set = open_set_thresholds(gallery, known_vectors, list(new_vectors.values()))
-        return {
-            "known_top1": closed["top1"],
-            "known_top5": closed["top5"],
-            "new_product_top1": new["top1"],
-            "new_product_top5": new["top5"],
-            "new_product_refs_per_class": config.new_product_refs,
-            "open_set": open_set,
-            "n_known_queries": closed["n_query"],
-            "n_new_queries": new["n_query"],
-        }
 
+def _embedder_metrics(
+    config: BootstrapConfig, model: Path, known: _KnownGallery, queries: _EmbedderQueries
+) -> dict[str, Any]:
+    """One embedder file measured: known-product top-1/5 against the shipped gallery,
+    new-product top-1/5 once they are enrolled (with the fp32 model's vectors, as a lane
+    enrols), and the open-set thresholds that separate known from never-seen products."""
+    from trainer.embedder import embed_paths
+
+    session = Embedder(model)
+    known_vectors = {c: embed_paths(session, p) for c, p in queries.known.items()}
+    closed = recognition_metrics(known.gallery, known_vectors)
+    new_vectors = {c: embed_paths(session, p) for c, p in queries.new_queries.items() if p}
+    enrolled = Gallery.build(
+        {
+            **known.references,
+            **{c: embed_paths(known.embedder, p) for c, p in queries.new_refs.items()},
+        },
+        known.sha256,
+        config.gallery_per_code,
+    )
+    new = recognition_metrics(enrolled, new_vectors)
+    open_set = open_set_thresholds(known.gallery, known_vectors, list(new_vectors.values()))
+    return {
+        "known_top1": closed["top1"],
+        "known_top5": closed["top5"],
+        "new_product_top1": new["top1"],
+        "new_product_top5": new["top5"],
+        "new_product_refs_per_class": config.new_product_refs,
+        "open_set": open_set,
+        "n_known_queries": closed["n_query"],
+        "n_new_queries": new["n_query"],
+    }
+
+
+def _measured_embedders(
+    config: BootstrapConfig,
+    run: EmbedderRun,
+    files: tuple[Path, Path],
+    known: _KnownGallery,
+    queries: _EmbedderQueries,
+    progress: Callable[[str], None],
+) -> tuple[list[ModelFile], dict[str, dict[str, Any]]]:
+    """The fp32 and int8 files (``files``) as the manifest lists them, with their metrics by
+    precision; int8's also record what quantisation cost against fp32."""
+    from trainer.quantize import median_latency_ms
+
+    models: list[ModelFile] = []
     emb_metrics: dict[str, dict[str, Any]] = {}
-    for path, precision in ((emb_fp32, "fp32"), (emb_int8, "int8")):
-        metrics = embedder_metrics(path)
+    fp32, int8 = files
+    for path, precision in ((fp32, "fp32"), (int8, "int8")):
+        metrics = _embedder_metrics(config, path, known, queries)
         latency = median_latency_ms(path)
         if precision == "int8":
             reference = emb_metrics["fp32"]
@@ -352,14 +541,23 @@ def run_bootstrap(
                 metrics=metrics,
             )
         )
-        members[path.name] = path
-    produce_eval = None
-    if world.photos is not None:
-        produce_eval = real_produce_eval(emb_fp32, world.photos.root, refs_per_class=5)
-        progress(f"real produce photos (5 references per class): top-1 {produce_eval['top1']}")
+    return models, emb_metrics
 
-    progress("4/4 bundle")
-    open_set = emb_metrics["fp32"]["open_set"]
+
+def _bootstrap_bundle(
+    config: BootstrapConfig,
+    world: World,
+    models_dir: Path,
+    detector: DetectorModels,
+    embedder: EmbedderModels,
+    crops: DatasetReport,
+) -> tuple[Manifest, dict[str, Path]]:
+    """Step 4: the bundle's manifest and members. The thresholds are the fp32 embedder's
+    open-set ones (T1 at 1% false accepts, T2 at 10%); each board gets its profile; the class
+    map, golden frames and training weights (what the slow path fine-tunes from) are written."""
+    from trainer.detector import CLASS_NAMES
+
+    open_set = embedder.metrics["fp32"]["open_set"]
     thresholds = Thresholds(
         t1=open_set["far_0.01"]["threshold"],
         t2=open_set["far_0.1"]["threshold"],
@@ -367,11 +565,13 @@ def run_bootstrap(
         far_t2=0.10,
     )
     names = {p.code: p.name for p in world.products}
-    class_map_path = write_class_map(models_dir / "class_map.json", gallery.codes, names)
-    members["gallery.npz"] = gallery_path
+    class_map_path = write_class_map(models_dir / "class_map.json", embedder.gallery.codes, names)
+    members = {**detector.members, **embedder.members}
+    members["gallery.npz"] = embedder.gallery_path
     members["class_map.json"] = class_map_path
     members[GOLDEN_FRAMES] = write_golden_frames(models_dir / GOLDEN_FRAMES)
-    members.update(training_weights(det_weights, run, models_dir))
+    members.update(training_weights(detector.weights, embedder.run, models_dir))
+    models = detector.models + embedder.models
     manifest = Manifest(
         version=config.version,
         parent_version=None,
@@ -382,44 +582,41 @@ def run_bootstrap(
         golden_frames=GOLDEN_FRAMES,
         thresholds=thresholds,
         profiles=choose_profiles(models),
-        training_data={
-            "source": "simulator" + (" + real produce photos" if world.photos else ""),
-            **detector.training_data,
-            "embedder_images": run.train_images,
-            "embedder_classes": len(run.classes),
-            **embedder_data,
-            "holdout_products": sorted(world.holdout),
-            "packaging_versions": [1],
-            "weights": weights_named(members),
-            "pretrained_weights": pretrained_record(config.embed_arch),
-            "recipe": {
-                k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()
-            },
-        },
+        training_data=_bootstrap_training_data(config, world, detector, embedder, members),
         metrics={
-            "detector_pt": pt_metrics,
-            "embedder": emb_metrics,
-            "real_produce_photos": produce_eval,
-            "embedder_arch": run.arch,
-            "embedder_history": run.history[-1] if run.history else {},
+            "detector_pt": detector.pt_metrics,
+            "embedder": embedder.metrics,
+            "real_produce_photos": embedder.real_produce,
+            "embedder_arch": embedder.run.arch,
+            "embedder_history": embedder.run.history[-1] if embedder.run.history else {},
             "embed_crops_written": crops.images,
         },
     )
-    write_bundle(manifest, members, out)
-    progress(f"bundle written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    return manifest
+    return manifest, members
 
 
-@dataclass
-class DetectorModels:
-    """The detector part of a bundle: its ONNX files, their weights, metrics and data."""
-
-    models: list[ModelFile]
-    members: dict[str, Path]
-    weights: Path | None  # the ultralytics checkpoint, when there is one
-    pt_metrics: dict[str, Any]
-    training_data: dict[str, Any]
-    version: str
+def _bootstrap_training_data(
+    config: BootstrapConfig,
+    world: World,
+    detector: DetectorModels,
+    embedder: EmbedderModels,
+    members: dict[str, Path],
+) -> dict[str, Any]:
+    """The manifest's ``training_data``: the data each model saw (or the bundle it was kept
+    from), the products held out of training, the weights shipped and the whole recipe."""
+    run = embedder.run
+    return {
+        "source": "simulator" + (" + real produce photos" if world.photos else ""),
+        **detector.training_data,
+        "embedder_images": run.train_images,
+        "embedder_classes": len(run.classes),
+        **embedder.record,
+        "holdout_products": sorted(world.holdout),
+        "packaging_versions": [1],
+        "weights": weights_named(members),
+        "pretrained_weights": pretrained_record(config.embed_arch),
+        "recipe": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+    }
 
 
 def _new_detector(
@@ -431,49 +628,18 @@ def _new_detector(
 ) -> DetectorModels:
     """Train (or resume) the detector, export it at each input size, fp32 and int8, and
     measure each file on the test scenes."""
-    from trainer.cost import detector_gmacs
-    from trainer.detector import evaluate_detector, export_detector_onnx
-    from trainer.quantize import median_latency_ms, quantize_int8
+    from trainer.detector import evaluate_detector
 
     det = _trained_detector(config, work, progress)
     test_yaml = work / "detect-test" / "data.yaml"
     models: list[ModelFile] = []
     members: dict[str, Path] = {}
     pt_metrics = evaluate_detector(det.weights, test_yaml, config.detector_sizes[0])
-    calibration_images = work / "detect" / "images" / "train"
     for size in config.detector_sizes:
-        # Float weights are the same at every input size: the bundle carries the float model
-        # at the primary size only, and int8 at every size (each checked against its float).
-        fp32 = export_detector_onnx(det.weights, models_dir / f"detector-{size}-fp32.onnx", size)
-        int8 = quantize_int8(
-            fp32,
-            models_dir / f"detector-{size}-int8.onnx",
-            detector_calibration(calibration_images, size, config.calibration_samples),
-        )
-        float_metrics = evaluate_detector(fp32, test_yaml, size)
-        float_metrics["gmacs"] = detector_gmacs(det.weights, size)
-        float_latency = median_latency_ms(fp32)
-        int8_metrics = evaluate_detector(int8, test_yaml, size)
-        int8_metrics["float_mAP50"] = float_metrics["mAP50"]
-        int8_metrics["mAP50_drop"] = round(float_metrics["mAP50"] - int8_metrics["mAP50"], 4)
-        int8_metrics["float_latency_ms"] = float_latency
-        int8_metrics["gmacs"] = float_metrics["gmacs"]
-        shipped = [(int8, "int8", int8_metrics)]
-        if size == config.detector_sizes[0]:
-            shipped.insert(0, (fp32, "fp32", float_metrics))
-        for path, precision, metrics in shipped:
-            latency = float_latency if precision == "fp32" else median_latency_ms(path)
-            progress(f"detector {path.name}: mAP50 {metrics['mAP50']}, {latency} ms")
-            models.append(
-                ModelFile(
-                    file=path.name,
-                    role="detector",
-                    precision=precision,
-                    input_size=size,
-                    latency_ms=latency,
-                    metrics=metrics,
-                )
-            )
+        for model, path in _detector_files_at(
+            config, det.weights, size, work, models_dir, progress
+        ):
+            models.append(model)
             members[path.name] = path
     detect, detect_test = datasets
     data = {
@@ -485,6 +651,56 @@ def _new_detector(
     if config.detector_continue_from is not None:
         data["detector_continued_from"] = _bundle_record(config.detector_continue_from)
     return DetectorModels(models, members, det.weights, pt_metrics, data, config.version)
+
+
+def _detector_files_at(
+    config: BootstrapConfig,
+    weights: Path,
+    size: int,
+    work: Path,
+    models_dir: Path,
+    progress: Callable[[str], None],
+) -> list[tuple[ModelFile, Path]]:
+    """The detector's files at one input size, each measured on the test scenes: int8 at every
+    size, checked against its float; fp32 too at the primary size. Float weights are the same
+    at every size, so the bundle carries the float model at the primary size only."""
+    from trainer.cost import detector_gmacs
+    from trainer.detector import evaluate_detector, export_detector_onnx
+    from trainer.quantize import median_latency_ms, quantize_int8
+
+    test_yaml = work / "detect-test" / "data.yaml"
+    calibration_images = work / "detect" / "images" / "train"
+    fp32 = export_detector_onnx(weights, models_dir / f"detector-{size}-fp32.onnx", size)
+    int8 = quantize_int8(
+        fp32,
+        models_dir / f"detector-{size}-int8.onnx",
+        detector_calibration(calibration_images, size, config.calibration_samples),
+    )
+    float_metrics = evaluate_detector(fp32, test_yaml, size)
+    float_metrics["gmacs"] = detector_gmacs(weights, size)
+    float_latency = median_latency_ms(fp32)
+    int8_metrics = evaluate_detector(int8, test_yaml, size)
+    int8_metrics["float_mAP50"] = float_metrics["mAP50"]
+    int8_metrics["mAP50_drop"] = round(float_metrics["mAP50"] - int8_metrics["mAP50"], 4)
+    int8_metrics["float_latency_ms"] = float_latency
+    int8_metrics["gmacs"] = float_metrics["gmacs"]
+    shipped = [(int8, "int8", int8_metrics)]
+    if size == config.detector_sizes[0]:
+        shipped.insert(0, (fp32, "fp32", float_metrics))
+    files = []
+    for path, precision, metrics in shipped:
+        latency = float_latency if precision == "fp32" else median_latency_ms(path)
+        progress(f"detector {path.name}: mAP50 {metrics['mAP50']}, {latency} ms")
+        model = ModelFile(
+            file=path.name,
+            role="detector",
+            precision=precision,
+            input_size=size,
+            latency_ms=latency,
+            metrics=metrics,
+        )
+        files.append((model, path))
+    return files
 
 
 def _kept_detector(bundle: Path, models_dir: Path) -> DetectorModels:

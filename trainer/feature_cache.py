@@ -168,6 +168,30 @@ def epoch_batches(batches: int, views: int, epochs: int) -> list[list[int]]:
     return plan
 
 
+def _trainable_groups(
+    model: Any, recipe: CachedRecipe, progress: Callable[[str], None]
+) -> tuple[list[dict[str, Any]], Any | None]:
+    """The optimiser's groups: the neck and head, and with ``top_stages_lr_share`` the
+    backbone's top stages (returned too, to be run from the cached stride-16 map); every other
+    backbone weight is frozen."""
+    backbone = model.model[0]
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(False)
+    groups = _parameter_groups(
+        [p for p in model.model[1:].parameters() if p.requires_grad], recipe.weight_decay, 1.0
+    )
+    if recipe.top_stages_lr_share <= 0:
+        return groups, None
+    top_stages = backbone.network.top_stages()
+    for parameter in top_stages.parameters():
+        parameter.requires_grad_(True)
+    groups += _parameter_groups(
+        list(top_stages.parameters()), recipe.weight_decay, recipe.top_stages_lr_share
+    )
+    progress(f"the backbone's top stages train at {recipe.top_stages_lr_share} of the rate")
+    return groups, top_stages
+
+
 def _parameter_groups(
     parameters: list[Any], weight_decay: float, share: float
 ) -> list[dict[str, Any]]:
@@ -229,19 +253,7 @@ def train_over_cached_features(
         progress(f"neck and head start from {start_weights}")
     model.to(device)
     backbone = model.model[0]
-    for parameter in backbone.parameters():
-        parameter.requires_grad_(False)
-    top_stages = backbone.network.top_stages() if recipe.top_stages_lr_share > 0 else None
-    groups: list[dict[str, Any]] = _parameter_groups(
-        [p for p in model.model[1:].parameters() if p.requires_grad], recipe.weight_decay, 1.0
-    )
-    if top_stages is not None:
-        for parameter in top_stages.parameters():
-            parameter.requires_grad_(True)
-        groups += _parameter_groups(
-            list(top_stages.parameters()), recipe.weight_decay, recipe.top_stages_lr_share
-        )
-        progress(f"the backbone's top stages train at {recipe.top_stages_lr_share} of the rate")
+    groups, top_stages = _trainable_groups(model, recipe, progress)
     trainable = [p for group in groups for p in group["params"]]
     batches = cache_views(model, data_yaml, out_dir / "features", recipe, imgsz, seed, progress)
 

@@ -40,11 +40,11 @@ from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
 from product_db.errors import LaneGuardError
 from trainer.bootstrap import detector_calibration, embedder_calibration
-from trainer.embedder import PRETRAINED_ARCHS, image_folder, read_image
+from trainer.embedder import PRETRAINED_ARCHS, EmbedderRun, image_folder, read_image
 from trainer.gate import GatePolicy, GateSide, judge, measure
 from trainer.golden import write_golden_frames
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
-from trainer.weights import parent_weights, training_weights, weights_named
+from trainer.weights import ParentWeights, parent_weights, training_weights, weights_named
 
 
 class TrainingError(LaneGuardError, RuntimeError):
@@ -262,30 +262,104 @@ def run_training(
 
     ``learned(embedder_sha256, held_out_sample_ids)`` gives the store's fast-path entries
     production lanes add to the bundle's gallery (``store_entries``); ``names`` the product
-    names for the class map."""
-    from simulator.datasets import write_detect_dataset, write_embed_dataset
+    names for the class map. The five steps of the module docstring, each handing the next
+    what it needs."""
     from simulator.world import World
-    from trainer.detector import evaluate_detector
-    from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
-    from trainer.quantize import median_latency_ms, quantize_int8
-    from trainer.weights import load_embedder
 
+    _require_something_to_learn(dataset)
+    parent = _production(production)
+    if work.exists():
+        shutil.rmtree(work)
+    models_dir = work / "bundle"
+    models_dir.mkdir(parents=True)
+    world = World.from_catalog(produce_photos=config.produce_photos)
+
+    progress("1/5 dataset")
+    data = _training_data(dataset, world, work, config, progress)
+
+    progress("2/5 embedder")
+    embedder = _tuned_embedder(parent, data.combined, models_dir, config, progress)
+
+    progress("3/5 detector")
+    detector = _candidate_detector(world, dataset, parent, work, models_dir, config, progress)
+
+    progress("4/5 gallery")
+    gallery = _candidate_gallery(parent, embedder, data.combined, models_dir, config, names)
+    members = _candidate_members(embedder, detector, gallery, models_dir)
+
+    progress("5/5 gate")
+    report = _gate_report(parent, embedder, detector, gallery, dataset, data, config, learned)
+    manifest = _candidate_manifest(parent, embedder, detector, gallery, members, report, config)
+    write_bundle(manifest, members, out)
+    verdict = (
+        "passed" if report["gate"]["passed"] else "refused: " + "; ".join(report["gate"]["failed"])
+    )
+    progress(f"candidate {gallery.version} written to {out}; gate {verdict}")
+    return TrainRunResult(out, report)
+
+
+def _require_something_to_learn(dataset: HarvestDataset) -> None:
+    """Refuse a harvest with no training crops before anything is extracted or rendered: the
+    message says how many crops came and which codes lacked honest transactions."""
     if not dataset.train:
         raise TrainingError(
             f"nothing to learn: {dataset.stats.get('crops_harvested', 0)} crops harvested; "
             "codes with too few honest transactions: "
             f"{dataset.stats.get('codes_with_too_few_transactions')}"
         )
-    parent_folder, parent = extracted(production)
-    weights = parent_weights(parent_folder, parent)
-    if work.exists():
-        shutil.rmtree(work)
-    models_dir = work / "bundle"
-    models_dir.mkdir(parents=True)
-    world = World.from_catalog(produce_photos=config.produce_photos)
-    seed = config.seed
 
-    progress("1/5 dataset")
+
+@dataclass(frozen=True)
+class _Production:
+    """The production bundle a candidate grows from: extracted, with its training weights."""
+
+    folder: Path
+    manifest: Manifest
+    weights: ParentWeights
+
+    @property
+    def embedders(self) -> dict[str, ModelFile]:
+        """Production's embedder files by precision: the candidate's take the same names."""
+        return {m.precision: m for m in self.manifest.models if m.role == "embedder"}
+
+    @property
+    def primary_detector(self) -> ModelFile:
+        """Production's fp32 detector: its input size is the one the candidate trains at and
+        both are measured at."""
+        return next(
+            m for m in self.manifest.models if m.role == "detector" and m.precision == "fp32"
+        )
+
+
+def _production(bundle: Path) -> _Production:
+    """``bundle`` verified and extracted (the shared cache), and the weights it carries;
+    refused when it carries no embedder weights to fine-tune."""
+    folder, manifest = extracted(bundle)
+    return _Production(folder, manifest, parent_weights(folder, manifest))
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The embedder's crops: training (simulator rehearsal and harvest, per code) and the
+    known products' test crops the gate measures on besides the harvest's held-out ones."""
+
+    combined: dict[str, list[Path]]
+    known_test: dict[str, list[Path]]
+
+
+def _training_data(
+    dataset: HarvestDataset,
+    world: Any,
+    work: Path,
+    config: TrainRunConfig,
+    progress: Callable[[str], None],
+) -> _TrainingData:
+    """Step 1: the harvest written out, plus simulator crops of every catalog product as
+    rehearsal, so fine-tuning on a few new products does not forget the others; and separate
+    simulator (and real photo) test crops of the known products."""
+    from simulator.datasets import write_embed_dataset
+
+    seed = config.seed
     harvest_dir = dataset.write(work / "harvest")
     write_embed_dataset(world, work / "rehearsal", config.rehearsal_crops, seed)
     write_embed_dataset(
@@ -299,23 +373,47 @@ def run_training(
     }
     known_test = image_folder(work / "known-test")
     progress(f"harvest: {json.dumps(dataset.stats)}")
+    return _TrainingData(combined, known_test)
 
-    progress("2/5 embedder")
-    parent_model, embed_meta = load_embedder(weights.embedder)
+
+@dataclass(frozen=True)
+class _CandidateEmbedder:
+    """The candidate's embedder: its weights, fp32 file, and files as the manifest lists them."""
+
+    run: EmbedderRun
+    fp32: Path
+    models: list[ModelFile]
+    members: dict[str, Path]
+
+
+def _tuned_embedder(
+    parent: _Production,
+    combined: dict[str, list[Path]],
+    models_dir: Path,
+    config: TrainRunConfig,
+    progress: Callable[[str], None],
+) -> _CandidateEmbedder:
+    """Step 2: production's embedder fine-tuned on ``combined`` (a new classifier head for
+    the enlarged set of codes; backbone and projection start from production), exported at
+    production's precisions under production's file names, so lanes and profiles still match."""
+    from trainer.embedder import export_embedder_onnx, train_embedder
+    from trainer.quantize import median_latency_ms, quantize_int8
+    from trainer.weights import load_embedder
+
+    parent_model, embed_meta = load_embedder(parent.weights.embedder)
     run = train_embedder(
         combined,
         arch=embed_meta["arch"],
         epochs=config.embed_epochs,
         input_size=embed_meta["input_size"],
         serve_size=embed_meta["serve_size"],
-        seed=seed,
+        seed=config.seed,
         lr=config.embed_lr,
         progress=progress,
         parent=parent_model,
     )
-    parent_embedders = {m.precision: m for m in parent.models if m.role == "embedder"}
+    parent_embedders = parent.embedders
     emb_fp32 = export_embedder_onnx(run, models_dir / parent_embedders["fp32"].file)
-    embedder = Embedder(emb_fp32)
     models: list[ModelFile] = []
     members: dict[str, Path] = {emb_fp32.name: emb_fp32}
     calibration = embedder_calibration(combined, run.export_size, 64)
@@ -332,114 +430,206 @@ def run_training(
         models.append(
             entry.model_copy(update={"latency_ms": median_latency_ms(path), "metrics": {}})
         )
+    return _CandidateEmbedder(run, emb_fp32, models, members)
 
-    progress("3/5 detector")
-    primary = next(m for m in parent.models if m.role == "detector" and m.precision == "fp32")
+
+@dataclass(frozen=True)
+class _CandidateDetector:
+    """The candidate's detector (fine-tuned or production's, kept) and both detectors' test
+    results on the same fresh scenes."""
+
+    weights: Path | None  # the .pt the slow path fine-tunes from next time, when there is one
+    models: list[ModelFile]
+    members: dict[str, Path]
+    production_map: dict[str, Any]
+    candidate_map: dict[str, Any]
+
+
+def _candidate_detector(
+    world: Any,
+    dataset: HarvestDataset,
+    parent: _Production,
+    work: Path,
+    models_dir: Path,
+    config: TrainRunConfig,
+    progress: Callable[[str], None],
+) -> _CandidateDetector:
+    """Step 3: production's detector fine-tuned (``detector_epochs`` > 0 and production carries
+    its weights) or kept as it is; both measured on test scenes at ``seed + 1``, for the gate."""
+    from simulator.datasets import write_detect_dataset
+    from trainer.detector import evaluate_detector
+
+    primary = parent.primary_detector
     detect_test = write_detect_dataset(
-        world, work / "detect-test", config.detector_test_images, seed + 1, val_fraction=1.0
+        world, work / "detect-test", config.detector_test_images, config.seed + 1, val_fraction=1.0
     )
     test_yaml = detect_test.out / "data.yaml"
-    parent_map = evaluate_detector(parent_folder / primary.file, test_yaml, primary.input_size)
-    detector_pt = weights.detector
-    if config.detector_epochs > 0 and weights.detector is None:
+    parent_map = evaluate_detector(parent.folder / primary.file, test_yaml, primary.input_size)
+    parent_pt = parent.weights.detector
+    if config.detector_epochs > 0 and parent_pt is None:
         progress("production carries no detector weights: its detector is kept")
-    if config.detector_epochs > 0 and weights.detector is not None:
+    if config.detector_epochs > 0 and parent_pt is not None:
         tuned = _fine_tune_detector(
-            world, dataset, weights.detector, parent, work, models_dir, config, progress
+            world, dataset, parent_pt, parent.manifest, work, models_dir, config, progress
         )
-        detector_pt = tuned.weights
-        models += tuned.models
-        members.update(tuned.members)
         candidate_map = evaluate_detector(
             tuned.members[primary.file], test_yaml, primary.input_size
         )
-    else:
-        for entry in (m for m in parent.models if m.role == "detector"):
-            members[entry.file] = parent_folder / entry.file
-            models.append(entry)
-        candidate_map = parent_map
+        return _CandidateDetector(
+            tuned.weights, tuned.models, tuned.members, parent_map, candidate_map
+        )
+    kept = [m for m in parent.manifest.models if m.role == "detector"]
+    members = {entry.file: parent.folder / entry.file for entry in kept}
+    return _CandidateDetector(parent_pt, kept, members, parent_map, parent_map)
 
-    progress("4/5 gallery")
-    embedder_sha = sha256_file(emb_fp32)
-    references = {code: embed_paths(embedder, paths) for code, paths in combined.items()}
+
+@dataclass(frozen=True)
+class _CandidateGallery:
+    """The candidate's gallery under its version, and the members that go with it."""
+
+    version: str
+    gallery: Gallery
+    members: dict[str, Path]  # gallery, class map, golden frames
+
+
+def _candidate_gallery(
+    parent: _Production,
+    embedder: _CandidateEmbedder,
+    combined: dict[str, list[Path]],
+    models_dir: Path,
+    config: TrainRunConfig,
+    names: dict[str, str] | None,
+) -> _CandidateGallery:
+    """Step 4: every code's references from the candidate's own embeddings (production's
+    vectors belong to production's embedder), the class map with production's names and
+    ``names`` over them, and production's golden frames (written anew when it has none)."""
+    from trainer.embedder import embed_paths
+
+    embedder_sha = sha256_file(embedder.fp32)
+    session = Embedder(embedder.fp32)
+    references = {code: embed_paths(session, paths) for code, paths in combined.items()}
     version = f"store-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
     gallery = Gallery.build(references, embedder_sha, config.gallery_per_code, version)
-    members["gallery.npz"] = gallery.save(models_dir / "gallery.npz")
-    parent_names = json.loads((parent_folder / parent.class_map).read_text("utf-8"))["names"]
+    manifest, folder = parent.manifest, parent.folder
+    members = {"gallery.npz": gallery.save(models_dir / "gallery.npz")}
+    parent_names = json.loads((folder / manifest.class_map).read_text("utf-8"))["names"]
     members["class_map.json"] = write_class_map(
         models_dir / "class_map.json", gallery.codes, {**parent_names, **(names or {})}
     )
     members[GOLDEN_FRAMES] = (
-        parent_folder / parent.golden_frames
-        if parent.golden_frames is not None
+        folder / manifest.golden_frames
+        if manifest.golden_frames is not None
         else write_golden_frames(models_dir / GOLDEN_FRAMES)
     )
-    members.update(training_weights(detector_pt, run, models_dir))
+    return _CandidateGallery(version, gallery, members)
 
-    progress("5/5 gate")
-    parent_fp32 = parent_embedders["fp32"].file
-    bundle_gallery = Gallery.load(parent_folder / parent.gallery)
+
+def _candidate_members(
+    embedder: _CandidateEmbedder,
+    detector: _CandidateDetector,
+    gallery: _CandidateGallery,
+    models_dir: Path,
+) -> dict[str, Path]:
+    """Every file the candidate bundle carries, in the bundle's order; the training weights
+    (what the next slow-path run fine-tunes from) are written here."""
+    members = {**embedder.members, **detector.members, **gallery.members}
+    members.update(training_weights(detector.weights, embedder.run, models_dir))
+    return members
+
+
+def _gate_report(
+    parent: _Production,
+    embedder: _CandidateEmbedder,
+    detector: _CandidateDetector,
+    gallery: _CandidateGallery,
+    dataset: HarvestDataset,
+    data: _TrainingData,
+    config: TrainRunConfig,
+    learned: Callable[[str, set[int]], dict[int, tuple[str, np.ndarray]]] | None,
+) -> dict[str, Any]:
+    """Step 5: production and candidate measured on the same held-out crops and judged
+    (trainer.gate). Production is judged as lanes run it: its bundle's gallery with the
+    store's fast-path entries (``learned``), leaving out entries made from the held-out crops."""
+    manifest = parent.manifest
+    parent_fp32 = parent.embedders["fp32"].file
+    bundle_gallery = Gallery.load(parent.folder / manifest.gallery)
     production_gallery = bundle_gallery
     if learned is not None:
         held_out = {crop.sample_id for crops in dataset.test.values() for crop in crops}
         production_gallery = with_entries(
-            bundle_gallery, learned(parent.files[parent_fp32], held_out)
+            bundle_gallery, learned(manifest.files[parent_fp32], held_out)
         )
     production_side = GateSide(
         "production",
-        parent_folder / parent_fp32,
+        parent.folder / parent_fp32,
         production_gallery,
-        parent.thresholds,
-        parent_map["mAP50"],
+        manifest.thresholds,
+        detector.production_map["mAP50"],
     )
     candidate_side = GateSide(
-        "candidate", emb_fp32, gallery, parent.thresholds, candidate_map["mAP50"]
+        "candidate",
+        embedder.fp32,
+        gallery.gallery,
+        manifest.thresholds,
+        detector.candidate_map["mAP50"],
     )
     # New to the bundle: the fast path may already have taught production's lanes these codes,
     # but its entries belong to production's embedder and go when the candidate's comes.
     new_codes = [code for code in dataset.codes if code not in set(bundle_gallery.codes)]
-    report: dict[str, Any] = {
+    return {
         "gate": judge(
-            measure(production_side, dataset, known_test),
-            measure(candidate_side, dataset, known_test),
+            measure(production_side, dataset, data.known_test),
+            measure(candidate_side, dataset, data.known_test),
             new_codes,
             config.policy,
         ),
         "harvest": dataset.stats,
-        "parent": {"version": parent.version, "release": parent.release},
-        "candidate": version,
+        "parent": {"version": manifest.version, "release": manifest.release},
+        "candidate": gallery.version,
     }
-    manifest = Manifest(
-        version=version,
-        release=parent.release + 1,
-        parent_version=parent.version,
-        detector_classes=parent.detector_classes,
-        models=models,
+
+
+def _candidate_manifest(
+    parent: _Production,
+    embedder: _CandidateEmbedder,
+    detector: _CandidateDetector,
+    gallery: _CandidateGallery,
+    members: dict[str, Path],
+    report: dict[str, Any],
+    config: TrainRunConfig,
+) -> Manifest:
+    """The candidate's manifest, written whether or not it passed: the next release after
+    production's, production's thresholds and profiles, and the gate's report, so a refused
+    candidate can be inspected."""
+    manifest = parent.manifest
+    return Manifest(
+        version=gallery.version,
+        release=manifest.release + 1,
+        parent_version=manifest.version,
+        detector_classes=manifest.detector_classes,
+        models=embedder.models + detector.models,
         gallery="gallery.npz",
         class_map="class_map.json",
         golden_frames=GOLDEN_FRAMES,
-        thresholds=parent.thresholds,
-        profiles=parent.profiles,
+        thresholds=manifest.thresholds,
+        profiles=manifest.profiles,
         training_data={
             "source": "store harvest (honest transactions) + simulator rehearsal",
-            "harvest": dataset.stats,
-            "parent": parent.version,
+            "harvest": report["harvest"],
+            "parent": manifest.version,
             "weights": weights_named(members),
-            "embedder_images": run.train_images,
-            "embedder_classes": len(run.classes),
+            "embedder_images": embedder.run.train_images,
+            "embedder_classes": len(embedder.run.classes),
             "recipe": json.loads(json.dumps(asdict(config), default=str)),
         },
         metrics={
             "gate": report["gate"],
-            "detector_test": {"production": parent_map, "candidate": candidate_map},
+            "detector_test": {
+                "production": detector.production_map,
+                "candidate": detector.candidate_map,
+            },
         },
     )
-    write_bundle(manifest, members, out)
-    verdict = (
-        "passed" if report["gate"]["passed"] else "refused: " + "; ".join(report["gate"]["failed"])
-    )
-    progress(f"candidate {version} written to {out}; gate {verdict}")
-    return TrainRunResult(out, report)
 
 
 def store_entries(

@@ -21,11 +21,10 @@ and no detector or hardware profiles (no lane runs it).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +32,10 @@ from laneguard.bundle import Manifest, ModelFile, Thresholds, sha256_file, write
 from laneguard.bundle import write_class_map as write_codes
 from laneguard.embedding import Embedder
 from laneguard.gallery import Gallery
+
+if TYPE_CHECKING:
+    from simulator.world import World
+    from trainer.embedder import EmbedderRun
 
 MIN_LABELLED = 20  # T3 is not chosen from fewer accepted calibration queries than this
 
@@ -140,48 +143,131 @@ def scored(
 def run_teacher(
     config: TeacherConfig, work: Path, out: Path, progress: Callable[[str], None] = print
 ) -> Manifest:
-    """Train, calibrate and write the teacher bundle to ``out``."""
+    """Train, calibrate and write the teacher bundle to ``out``: data, training, then gallery
+    and T3 (the module docstring says why each is so), each step handing the next its result."""
     from simulator.world import World
-    from trainer.bootstrap import (
-        image_listing,
-        real_produce_eval,
-        with_known_produce_photos,
-        write_embedder_datasets,
-    )
-    from trainer.embedder import embed_paths, export_embedder_onnx, train_embedder
-    from trainer.pretrained import pretrained_record
-    from trainer.quantize import median_latency_ms
+    from trainer.bootstrap import fresh_folder
 
-    work.mkdir(parents=True, exist_ok=True)
-    models_dir = work / "teacher"
-    if models_dir.exists():
-        shutil.rmtree(models_dir)
-    models_dir.mkdir()
+    models_dir = fresh_folder(work, "teacher")
     world = World.from_catalog(produce_photos=config.produce_photos)
-    seed = config.seed
     progress("1/3 data")
-    write_embedder_datasets(
-        world, work, config.embed_crops, config.embed_test_crops, config.new_product_refs, seed
-    )
-    train = with_known_produce_photos(world, image_listing(work / "embed-train"))
+    train = _teacher_data(config, world, work)
 
     progress(f"2/3 {config.arch} at {config.input_size}, {config.epochs} epochs")
+    teacher = _trained_teacher(config, train, models_dir, progress)
+
+    progress("3/3 gallery and T3")
+    gallery = _teacher_gallery(config, teacher.model, train)
+    t3 = _calibrated_t3(config, work, gallery)
+    metrics = _teacher_metrics(t3, teacher, world)
+    progress(
+        f"T3 {t3.calibration.t3}: held out, {100 * t3.held_out.labelled_share:.1f}% labelled, "
+        f"{100 * t3.held_out.wrong_share:.2f}% of labels wrong"
+    )
+    members = {
+        teacher.model.name: teacher.model,
+        "gallery.npz": gallery.gallery.save(models_dir / "gallery.npz"),
+        "class_map.json": write_codes(
+            models_dir / "class_map.json",
+            gallery.gallery.codes,
+            {p.code: p.name for p in world.products},
+        ),
+    }
+    manifest = _teacher_manifest(config, world, teacher, t3.calibration, metrics)
+    write_bundle(manifest, members, out)
+    progress(f"teacher written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return manifest
+
+
+def _teacher_data(config: TeacherConfig, world: World, work: Path) -> dict[str, list[Path]]:
+    """The lane embedder's data (trainer.bootstrap.write_embedder_datasets) in ``work``; the
+    training crops, with the real produce train photos of the known products when given."""
+    from trainer.bootstrap import image_listing, with_known_produce_photos, write_embedder_datasets
+
+    write_embedder_datasets(
+        world,
+        work,
+        config.embed_crops,
+        config.embed_test_crops,
+        config.new_product_refs,
+        config.seed,
+    )
+    return with_known_produce_photos(world, image_listing(work / "embed-train"))
+
+
+@dataclass(frozen=True)
+class _Teacher:
+    """The trained teacher: its weights' run and the file the bundle ships."""
+
+    run: EmbedderRun
+    model: Path  # its fp32 ONNX export
+
+
+def _trained_teacher(
+    config: TeacherConfig,
+    train: dict[str, list[Path]],
+    models_dir: Path,
+    progress: Callable[[str], None],
+) -> _Teacher:
+    """The larger embedder trained with the lane embedder's recipe on ``train`` and exported
+    fp32 (the store server has no lane budget, so no int8)."""
+    from trainer.embedder import export_embedder_onnx, train_embedder
+
     run = train_embedder(
         train,
         arch=config.arch,
         epochs=config.epochs,
         input_size=config.input_size,
         lr=config.lr,
-        seed=seed,
+        seed=config.seed,
         progress=progress,
     )
-    model = export_embedder_onnx(run, models_dir / "teacher-fp32.onnx")
+    return _Teacher(run, export_embedder_onnx(run, models_dir / "teacher-fp32.onnx"))
 
-    progress("3/3 gallery and T3")
+
+@dataclass(frozen=True)
+class _TeacherGallery:
+    """The known products' gallery and what made it: the teacher's session, its hash and the
+    reference vectors, beside which new products are enrolled for calibration."""
+
+    embedder: Embedder
+    sha256: str
+    references: dict[str, np.ndarray]
+    gallery: Gallery
+
+
+def _teacher_gallery(
+    config: TeacherConfig, model: Path, train: dict[str, list[Path]]
+) -> _TeacherGallery:
+    """The gallery the teacher bundle ships: its embeddings of every training crop."""
+    from trainer.embedder import embed_paths
+
     embedder = Embedder(model)
     sha = sha256_file(model)
     references = {code: embed_paths(embedder, paths) for code, paths in train.items()}
     gallery = Gallery.build(references, sha, config.gallery_per_code, config.version)
+    return _TeacherGallery(embedder, sha, references, gallery)
+
+
+@dataclass(frozen=True)
+class _T3:
+    """T3 as chosen on the calibration half, and what it does on the other half."""
+
+    calibration: Calibration
+    held_out: Calibration
+    top1_held_out: float
+    enrolled_codes: list[str]  # never-trained products enrolled with a few references
+    unknown_codes: list[str]  # never-trained products not enrolled: any label is wrong
+
+
+def _calibrated_t3(config: TeacherConfig, work: Path, known: _TeacherGallery) -> _T3:
+    """T3 chosen and measured on held-out queries: the known products' test crops, every
+    other never-trained product enrolled with ``new_product_refs`` references, the rest not
+    enrolled at all; half of each product's queries choose T3, the other half measure it."""
+    from trainer.bootstrap import image_listing
+    from trainer.embedder import embed_paths
+
+    embedder = known.embedder
     known_queries = {
         c: embed_paths(embedder, p) for c, p in image_listing(work / "embed-test").items()
     }
@@ -191,10 +277,10 @@ def run_teacher(
     refs = config.new_product_refs
     enrolled = Gallery.build(
         {
-            **references,
+            **known.references,
             **{c: embed_paths(embedder, new[c][:refs]) for c in enrolled_codes},
         },
-        sha,
+        known.sha256,
         config.gallery_per_code,
     )
     queries = {
@@ -208,28 +294,42 @@ def run_teacher(
     held_out = measure(*scored(enrolled, test_q, test_u), t3)
     names, _ = top1(enrolled, np.concatenate(list(test_q.values())))
     truth = [c for c, v in test_q.items() for _ in range(len(v))]
+    top1_held_out = round(float(np.mean([n == t for n, t in zip(names, truth)])), 4)
+    return _T3(calibration, held_out, top1_held_out, enrolled_codes, unknown_codes)
+
+
+def _teacher_metrics(t3: _T3, teacher: _Teacher, world: World) -> dict[str, Any]:
+    """The teacher model's metrics: T3's calibration and held-out measurement, held-out top-1,
+    which products were enrolled or unknown, and the real-photo evaluation when given."""
+    from trainer.bootstrap import real_produce_eval
+
     metrics: dict[str, Any] = {
-        "t3_calibration": asdict(calibration),
-        "t3_held_out": asdict(held_out),
-        "top1_held_out": round(float(np.mean([n == t for n, t in zip(names, truth)])), 4),
-        "enrolled_new_products": enrolled_codes,
-        "unknown_products": unknown_codes,
-        "training_history": run.history[-1] if run.history else {},
+        "t3_calibration": asdict(t3.calibration),
+        "t3_held_out": asdict(t3.held_out),
+        "top1_held_out": t3.top1_held_out,
+        "enrolled_new_products": t3.enrolled_codes,
+        "unknown_products": t3.unknown_codes,
+        "training_history": teacher.run.history[-1] if teacher.run.history else {},
     }
     if world.photos is not None:
-        metrics["real_produce_photos"] = real_produce_eval(model, world.photos.root, 5)
-    progress(
-        f"T3 {calibration.t3}: held out, {100 * held_out.labelled_share:.1f}% labelled, "
-        f"{100 * held_out.wrong_share:.2f}% of labels wrong"
-    )
-    members = {
-        model.name: model,
-        "gallery.npz": gallery.save(models_dir / "gallery.npz"),
-        "class_map.json": write_codes(
-            models_dir / "class_map.json", gallery.codes, {p.code: p.name for p in world.products}
-        ),
-    }
-    manifest = Manifest(
+        metrics["real_produce_photos"] = real_produce_eval(teacher.model, world.photos.root, 5)
+    return metrics
+
+
+def _teacher_manifest(
+    config: TeacherConfig,
+    world: World,
+    teacher: _Teacher,
+    calibration: Calibration,
+    metrics: dict[str, Any],
+) -> Manifest:
+    """The teacher bundle's manifest: one fp32 embedder, ``thresholds.t1`` = ``t2`` = T3, and
+    no detector or hardware profiles (no lane runs it)."""
+    from trainer.pretrained import pretrained_record
+    from trainer.quantize import median_latency_ms
+
+    run, model = teacher.run, teacher.model
+    return Manifest(
         version=config.version,
         detector_classes=[],
         models=[
@@ -261,6 +361,3 @@ def run_teacher(
         },
         metrics={"teacher": metrics, "embedder_arch": run.arch},
     )
-    write_bundle(manifest, members, out)
-    progress(f"teacher written: {out} ({out.stat().st_size / 1e6:.1f} MB)")
-    return manifest
