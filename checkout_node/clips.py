@@ -36,6 +36,7 @@ import numpy as np
 
 from checkout_node.privacy import PrivacyFilter
 from laneguard.files import private_dir
+from product_db.errors import LaneGuardError
 
 log = logging.getLogger("laneguard.node.clips")
 
@@ -43,6 +44,10 @@ BoxF = tuple[float, float, float, float]
 MAX_PENDING = 32  # alerts waiting for their after-window; beyond it the oldest is made now
 WORKER_QUEUE = 8  # clips waiting to be encoded; beyond it a clip is dropped (and counted)
 TRACK_COLOUR = (0, 215, 255)  # BGR amber: the alert's item
+
+
+class ClipError(LaneGuardError, RuntimeError):
+    """A clip this computer cannot encode (its OpenCV has no WebM/VP8 writer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +306,7 @@ def encode_webm(images: list[np.ndarray], fps: float, work_dir: Path) -> bytes:
                 str(path), cv2.VideoWriter.fourcc(*"VP80"), fps, (width, height)
             )
         if not writer.isOpened():
-            raise RuntimeError("OpenCV cannot write WebM/VP8 here (no FFmpeg VP8 encoder)")
+            raise ClipError("OpenCV cannot write WebM/VP8 here (no FFmpeg VP8 encoder)")
         for image in images:
             writer.write(image)
         writer.release()

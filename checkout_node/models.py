@@ -7,6 +7,7 @@ from pathlib import Path
 
 from laneguard.bundle import (
     SHIPPED_BUNDLE,
+    BundleError,
     Manifest,
     ModelFile,
     extracted,
@@ -45,7 +46,7 @@ def load_models(
     embedders = [m for m in manifest.models if m.role == "embedder"]
     chosen_profile = next((p for p in manifest.profiles if p.name == profile), None)
     if profile is not None and chosen_profile is None:
-        raise ValueError(
+        raise BundleError(
             f"bundle {manifest.version} has no hardware profile {profile!r}; "
             f"it has {', '.join(p.name for p in manifest.profiles)}"
         )
@@ -67,7 +68,7 @@ def load_models(
             and (detector_size is None or m.input_size == detector_size)
         ]
         if not matching:
-            raise ValueError(
+            raise BundleError(
                 f"bundle {manifest.version} has no {detector_precision or ''} detector "
                 f"at input {detector_size or 'any size'}"
             )

@@ -14,6 +14,11 @@ from typing import Any
 import uvicorn
 
 from laneguard.slow_clients import HEADER_TIMEOUT_S, server_options
+from product_db.errors import LaneGuardError
+
+
+class ServerStartError(LaneGuardError, RuntimeError):
+    """A server that did not start in time (its port taken, or its app failed at start-up)."""
 
 
 def free_port() -> int:
@@ -52,7 +57,7 @@ def serve_in_thread(
     deadline = time.monotonic() + timeout
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the server on {host}:{port} did not start")
+            raise ServerStartError(f"the server on {host}:{port} did not start")
         time.sleep(0.02)
     try:
         yield f"{'https' if tls else 'http'}://{host}:{port}"

@@ -19,13 +19,17 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── GalleryError                     gallery: unreadable, or another embedder's
     │   ├── SigningKeyError                  signing: a key file that cannot be used
     │   ├── SignatureError                   signing: a signed document its signer did not sign
-    │   └── ChainMessageError                chain: a store/HQ message malformed, forged or too big
+    │   ├── ChainMessageError                chain: a store/HQ message malformed, forged or too big
+    │   └── ServerStartError                 serving: a server that did not start (RuntimeError)
     ├── checkout_node                        (the lane)
     │   ├── CatalogLoadError                 catalog: the lane's catalog copy cannot be loaded
+    │   ├── ClipError                        clips: no WebM/VP8 writer here (RuntimeError)
     │   ├── LaneEnrolmentError               enrolment: the store refused the lane's token
     │   ├── OutboxError                      outbox: a message the outbox cannot keep
     │   ├── ReconcileError                   reconciler: a call the transaction's state forbids
-    │   └── UpdateError                      updater: an update step that failed
+    │   ├── UpdateError                      updater: an update step that failed
+    │   ├── SupervisorPinError               web.access: a PIN that is not 4-32 printable chars
+    │   └── ZonesError                       vision.counting: zones without both polygons
     ├── store_server                         (the store)
     │   ├── AuthError                        auth: not signed in or not allowed (status, message)
     │   ├── UserAccountError                 auth: a console user that cannot be created
@@ -33,14 +37,18 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── WrongLaneError                   api.ingest: a message for another lane
     │   ├── EvidenceImageError               media: evidence bytes that are not a usable JPEG
     │   ├── RolloutError                     rollouts: a rollout request that cannot be carried out
+    │   ├── UnknownGalleryEntryError         learning: no gallery entry of that id to withdraw
     │   ├── HqEnrolmentError                 chain_link: HQ refused the store's enrolment
-    │   └── UnknownProductError              chain_apply: a price override for no product (Lookup)
+    │   ├── UnknownProductError              chain_apply: a price override for no product (Lookup)
+    │   └── ReleaseNotArrivedError           chain_apply: a rollout before its release (Runtime)
     ├── hq_server                            (the chain's HQ)
     │   ├── StoreEnrolmentError              stores: a store token unknown, used or expired
     │   └── ChainRolloutError                releases: a release or rollout that cannot be made
     ├── simulator
     │   ├── ProduceDataError                 produce: a produce photo folder that is not usable
-    │   └── ScenarioError                    scenario: a scenario that cannot be built
+    │   ├── WorldError                       world: a catalog the simulator cannot build from
+    │   ├── ScenarioError                    scenario: a scenario that cannot be built
+    │   └── RecordingError                   recording: no mp4 video writer here (RuntimeError)
     └── trainer
         └── TrainingError                    finetune: a training pass that cannot run
 """

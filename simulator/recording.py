@@ -14,9 +14,14 @@ from typing import Any
 import cv2
 
 from laneguard.wire import PosMessage, ScanMessage
+from product_db.errors import LaneGuardError
 from simulator.scenario import Scenario
 from simulator.scene import SceneRenderer
 from simulator.world import World
+
+
+class RecordingError(LaneGuardError, RuntimeError):
+    """A scenario video this computer cannot write (its OpenCV has no mp4 writer)."""
 
 
 def lane_inputs(scenario: Scenario) -> list[ScanMessage | PosMessage]:
@@ -60,7 +65,7 @@ def write_scenario(scenario: Scenario, world: World, out: str | Path) -> dict[st
         (layout.width, layout.height),
     )
     if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write mp4 video to {video_path}")
+        raise RecordingError(f"OpenCV cannot write mp4 video to {video_path}")
     frames: list[dict[str, Any]] = []
     try:
         for index, frame, boxes in SceneRenderer(scenario, world).frames():

@@ -15,6 +15,7 @@ from random import Random
 
 from product_db import SAMPLE_CATALOG
 from product_db.catalog_io import read_catalog_file
+from product_db.errors import LaneGuardError
 from product_db.records import ProductRecord
 from simulator.packaging import render_product
 from simulator.produce import ProducePhotos, produce_sprite
@@ -24,6 +25,10 @@ HOLDOUT_PACKAGED = 4
 HOLDOUT_PRODUCE = 3
 TRAINING_PACKAGING_VERSION = 1
 REDESIGN_VERSION = 2
+
+
+class WorldError(LaneGuardError, ValueError):
+    """A catalog the simulator cannot build its world from: bad rows, or no active product."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,7 @@ class World:
         holdout: frozenset[str] | None = None,
     ) -> None:
         if not products:
-            raise ValueError("the simulator needs at least one product")
+            raise WorldError("the simulator needs at least one product")
         self.products = sorted(products, key=lambda p: p.code)
         self.by_code = {p.code: p for p in self.products}
         self.photos = photos
@@ -76,7 +81,7 @@ class World:
     ) -> World:
         parsed = read_catalog_file(catalog)
         if parsed.rejected:
-            raise ValueError(
+            raise WorldError(
                 f"{catalog}: {len(parsed.rejected)} bad rows\n" + parsed.describe_rejections()
             )
         products = [SimProduct.from_record(r) for r in parsed.records if r.active]

@@ -57,6 +57,11 @@ class UnknownProductError(LaneGuardError, LookupError):
     """A price override for a code this store's catalog does not have."""
 
 
+class ReleaseNotArrivedError(LaneGuardError, RuntimeError):
+    """A rollout order for a release this store has not received from HQ yet; raised so that
+    JetStream delivers the order again (it is not refused for good, as ChainMessageError is)."""
+
+
 @dataclass
 class ChainApplier:
     engine: Engine
@@ -176,7 +181,9 @@ class ChainApplier:
             select(BundleRelease).where(BundleRelease.sha256 == body.sha256)
         ).first()
         if release is None or release.id is None:
-            raise RuntimeError(f"rollout of {body.version}: its release has not arrived yet")
+            raise ReleaseNotArrivedError(
+                f"rollout of {body.version}: its release has not arrived yet"
+            )
         current = active_rollout(session)
         if body.action == "rollback":
             if current is not None and current.release_id == release.id:

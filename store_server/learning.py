@@ -40,14 +40,19 @@ from sqlmodel import Session, col, select
 
 from laneguard.bundle import extracted
 from laneguard.embedding import Embedder
-from laneguard.gallery import Gallery
+from laneguard.gallery import Gallery, GalleryError
 from laneguard.signing import key_id, load_or_make_key, sign_json
+from product_db.errors import LaneGuardError
 from store_server.background import PokedLoop
-from store_server.media import MediaStore
+from store_server.media import EvidenceImageError, MediaStore
 from store_server.models import REVIEWED_LABELS, GalleryEntry, SampleRecord, TransactionRecord
 from store_server.settings import StoreSettings
 
 log = logging.getLogger("laneguard.server.learning")
+
+
+class UnknownGalleryEntryError(LaneGuardError, ValueError):
+    """No gallery entry of that id to withdraw (none at all, or one that is a withdrawal)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ def consistency_threshold(gallery: Gallery, cross_product_share: float = 0.001) 
     for code in np.unique(labels):
         others.append(vectors[labels != code] @ medoid(vectors[labels == code]))
     if not others:
-        raise ValueError("the bundle's gallery has no products to measure consistency on")
+        raise GalleryError("the bundle's gallery has no products to measure consistency on")
     return float(np.quantile(np.concatenate(others), 1.0 - cross_product_share))
 
 
@@ -251,7 +256,9 @@ class GalleryLearner:
         if cached is None:
             image = cv2.imread(str(self.media.path(sample.image)), cv2.IMREAD_COLOR)
             if image is None:
-                raise ValueError(f"sample {sample.id}: its crop {sample.image} is unreadable")
+                raise EvidenceImageError(
+                    f"sample {sample.id}: its crop {sample.image} is unreadable"
+                )
             cached = self.model.embedder.embed([image])[0]
             self._vectors[sample.id] = cached
         return cached
@@ -343,7 +350,7 @@ def withdraw(session: Session, entry_id: int) -> GalleryEntry:
     its sample is marked rejected so it never joins again."""
     entry = session.get(GalleryEntry, entry_id)
     if entry is None or entry.withdraws is not None:
-        raise ValueError(f"no gallery entry {entry_id}")
+        raise UnknownGalleryEntryError(f"no gallery entry {entry_id}")
     if entry.withdrawn:
         return entry
     entry.withdrawn = True

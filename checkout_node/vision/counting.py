@@ -18,8 +18,14 @@ import cv2
 import numpy as np
 
 from checkout_node.vision.tracker import Track
+from product_db.errors import LaneGuardError
 
 Polygon = list[tuple[float, float]]
+
+
+class ZonesError(LaneGuardError, ValueError):
+    """A zones mapping (a lane's zones file) without a scan area and a bagging area of at least
+    3 points each."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class LaneZones:
     def from_mapping(cls, zones: dict[str, list[list[float]]]) -> LaneZones:
         for key in ("scan_area", "bagging_area"):
             if key not in zones or len(zones[key]) < 3:
-                raise ValueError(f"zones.{key}: a polygon of at least 3 [x, y] points is required")
+                raise ZonesError(f"zones.{key}: a polygon of at least 3 [x, y] points is required")
 
         def polygon(points: list[list[float]]) -> Polygon:
             return [(float(p[0]), float(p[1])) for p in points]

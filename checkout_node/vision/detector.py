@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from laneguard.bundle import BundleError
 from laneguard.detection import letterbox
 
 CONTAINED_SHARE = 0.6  # a box this much inside a stronger one of its group is a part of it
@@ -99,7 +100,7 @@ class Detector:
         self.size = int(spec.shape[-1])
         output = self.session.get_outputs()[0].shape
         if len(output) != 3 or not isinstance(output[1], int) or output[1] < 5:
-            raise ValueError(
+            raise BundleError(
                 f"{model}: not a detector: output shape {output}, expected (1, 4 + classes, "
                 "anchors)"
             )

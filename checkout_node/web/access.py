@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from laneguard.bearer import bearer_allowed, is_loopback
+from product_db.errors import LaneGuardError
 
 SCREEN_COOKIE = "lg_screen"
 SCREEN_KEY_FILE = "screen-key"
@@ -44,10 +45,14 @@ TICKET_S = 60.0  # a screen sign-in ticket is good for this long, and once
 MAX_TICKETS = 16
 
 
+class SupervisorPinError(LaneGuardError, ValueError):
+    """A supervisor PIN or badge code that cannot be hashed: too short, too long or unprintable."""
+
+
 def hash_pin(pin: str, iterations: int = PIN_ITERATIONS) -> str:
     """A supervisor PIN as the lane's settings keep it (the PIN itself is never stored)."""
     if not (4 <= len(pin) <= 32) or not pin.isprintable():
-        raise ValueError("a supervisor PIN or badge code is 4-32 printable characters")
+        raise SupervisorPinError("a supervisor PIN or badge code is 4-32 printable characters")
     salt = secrets.token_bytes(16)
     digest = hashlib.pbkdf2_hmac("sha256", pin.encode(), salt, iterations)
     return f"{PIN_SCHEME}${iterations}${salt.hex()}${digest.hex()}"
