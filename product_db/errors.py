@@ -19,7 +19,11 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── GalleryError                     gallery: unreadable, or another embedder's
     │   ├── SigningKeyError                  signing: a key file that cannot be used
     │   ├── SignatureError                   signing: a signed document its signer did not sign
+    │   ├── TlsBindingError                  tls: a certificate the store key did not vouch for
     │   ├── ChainMessageError                chain: a store/HQ message malformed, forged or too big
+    │   ├── BrokerAuthError                  nats_auth: a broker key, JWT or account not usable
+    │   ├── ImageHeaderError                 image_headers: an image whose header lies or is huge
+    │   ├── UnknownTimeZoneError             time_zones: a time zone name the system lacks
     │   └── ServerStartError                 serving: a server that did not start (RuntimeError)
     ├── checkout_node                        (the lane)
     │   ├── CatalogLoadError                 catalog: the lane's catalog copy cannot be loaded
@@ -29,6 +33,9 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── ReconcileError                   reconciler: a call the transaction's state forbids
     │   ├── UpdateError                      updater: an update step that failed
     │   ├── SupervisorPinError               web.access: a PIN that is not 4-32 printable chars
+    │   ├── PlainHttpRefused                 store_link: an http:// store without allow_plain_http
+    │   ├── DetectorBackendError             vision.detectors: a backend unknown or absent here
+    │   ├── PickListError                    pick_lists: a tap for no open list or PLU (Lookup)
     │   └── ZonesError                       vision.counting: zones without both polygons
     ├── store_server                         (the store)
     │   ├── AuthError                        auth: not signed in or not allowed (status, message)
@@ -37,20 +44,27 @@ It lives here, in product_db, because that is the bottom layer every package sta
     │   ├── WrongLaneError                   api.ingest: a message for another lane
     │   ├── EvidenceImageError               media: evidence bytes that are not a usable JPEG
     │   ├── RolloutError                     rollouts: a rollout request that cannot be carried out
+    │   ├── EventSettingsError               events: MQTT settings that cannot work
     │   ├── UnknownGalleryEntryError         learning: no gallery entry of that id to withdraw
     │   ├── HqEnrolmentError                 chain_link: HQ refused the store's enrolment
     │   ├── UnknownProductError              chain_apply: a price override for no product (Lookup)
     │   └── ReleaseNotArrivedError           chain_apply: a rollout before its release (Runtime)
     ├── hq_server                            (the chain's HQ)
     │   ├── StoreEnrolmentError              stores: a store token unknown, used or expired
+    │   ├── GalleryReleaseError              gallery_release: no held entry by that id
     │   └── ChainRolloutError                releases: a release or rollout that cannot be made
     ├── simulator
     │   ├── ProduceDataError                 produce: a produce photo folder that is not usable
     │   ├── WorldError                       world: a catalog the simulator cannot build from
     │   ├── ScenarioError                    scenario: a scenario that cannot be built
     │   └── RecordingError                   recording: no mp4 video writer here (RuntimeError)
-    └── trainer
-        └── TrainingError                    finetune: a training pass that cannot run
+    ├── trainer
+    │   ├── ImageFileError                   embedder: a training or reference image unreadable
+    │   └── TrainingError                    finetune: a training pass that cannot run
+    └── harness
+        ├── ScenesError                      evals.scenes: photos, counts or boxes not usable
+        ├── ProbeError                       evals.probe: folders a linear probe cannot use
+        └── PicklistError                    evals.picklist: a sales prior file not usable
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from laneguard.embedding import DEFAULT_INPUT_SIZE, preprocess
+from product_db.errors import LaneGuardError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 EMBEDDING_DIM = 128
@@ -43,11 +44,15 @@ def image_folder(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
+class ImageFileError(LaneGuardError, ValueError):
+    """A training or reference image that cannot be read (the message names the file)."""
+
+
 def read_image(path: Path) -> np.ndarray:
-    """A BGR image, or a ValueError naming the file that cannot be read."""
+    """A BGR image, or an ImageFileError naming the file that cannot be read."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"cannot read image {path}")
+        raise ImageFileError(f"cannot read image {path}")
     return image
 
 
