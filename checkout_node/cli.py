@@ -105,7 +105,7 @@ def replay_command(
     """Process a recorded lane VIDEO; print each counted item (and each event) as a JSON line."""
     import cv2
 
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from checkout_node.sources import video_frames
     from checkout_node.vision.annotate import annotate
     from checkout_node.vision.pipeline import CountedItem, LanePipeline

@@ -27,7 +27,7 @@ from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
 from checkout_node.messages import heartbeat_message
 from checkout_node.metrics import CameraState, LaneMetrics
-from checkout_node.models import LaneModels, load_models
+from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.privacy import PrivacyFilter
 from checkout_node.reconcile.reconciler import ReconcileConfig

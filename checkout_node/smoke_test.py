@@ -55,7 +55,7 @@ def golden_frames(
 
 def check(bundle: Path, profile: str | None, limits: SmokeLimits) -> SmokeResult:
     """The checks themselves (in whatever process calls this)."""
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from checkout_node.vision.detector import Detector
     from checkout_node.vision.tracker import iou_matrix
     from laneguard.embedding import Embedder

@@ -118,7 +118,7 @@ def _print_lane_eval(
 ) -> None:
     """Run an evaluation of simulated video through a real lane on the bundle's models and
     print its JSON (progress on stderr)."""
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
 
     result = evaluation(
         load_models(bundle or SHIPPED_BUNDLE, profile=profile),
@@ -322,7 +322,7 @@ def scenes_command(
     """Run the bundle's detector on real photos as a lane frame sees them; print product counts
     (and box scores) at the tracker's new-track and low scores as JSON, and markdown rows on
     stderr."""
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from harness.evals.scenes import evaluate_scenes, scenes_table
     from laneguard.bundle import BundleError, read_manifest
 

@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from checkout_node.models import LaneModels
+from checkout_node.model_bundle import LaneModels
 from checkout_node.vision.counting import CountingConfig, LaneZones, LostItem, ZoneCounter
 from checkout_node.vision.detector import Detections
 from checkout_node.vision.detectors import (

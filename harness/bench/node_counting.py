@@ -12,7 +12,7 @@ from harness.bench.benchmark import Benchmark, produce_photos
 
 def run() -> dict[str, Any]:
     """Both ways the lane can run: the detector on every frame, and on every other frame."""
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from harness.evals.counting import evaluate_counting
 
     models = load_models()

@@ -11,7 +11,7 @@ from harness.bench.benchmark import Benchmark, produce_photos
 
 
 def run() -> dict[str, Any]:
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from harness.evals.lanes import evaluate_lanes
 
     return evaluate_lanes(

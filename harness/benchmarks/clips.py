@@ -62,7 +62,7 @@ def frame_loop(
     from checkout_node.catalog import LaneCatalog
     from checkout_node.clips import ClipRecorder
     from checkout_node.lane import Lane
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from checkout_node.outbox import Outbox
     from checkout_node.privacy import PrivacyFilter
     from checkout_node.vision.counting import LaneZones

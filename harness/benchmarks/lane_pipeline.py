@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.sources import video_frames
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import CountedItem, LanePipeline

@@ -21,7 +21,7 @@ import httpx
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.lane import Lane
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline

@@ -22,7 +22,7 @@ from sqlmodel import Session, func, select
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.lane import Lane
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import Scan, SeenItem
 from checkout_node.uploader import Enrolment, Uploader

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from checkout_node.models import LaneModels
+from checkout_node.model_bundle import LaneModels
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.detector import Detections, inside_share
 from checkout_node.vision.pipeline import NMS_GROUPS, PRODUCT, CountedItem, LanePipeline

@@ -39,7 +39,7 @@ from websockets.sync.client import connect
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.lane import Lane
-from checkout_node.models import LaneModels
+from checkout_node.model_bundle import LaneModels
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.reconciler import Outcome
 from checkout_node.vision.counting import LaneZones

@@ -78,7 +78,7 @@ def run(
     from checkout_node.enrolment import load_credential
     from checkout_node.gallery_follower import GalleryFollower
     from checkout_node.lane import Lane
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from checkout_node.outbox import Outbox
     from checkout_node.uploader import Enrolment, Uploader
     from checkout_node.vision.counting import LaneZones

@@ -20,7 +20,7 @@ from checkout_node.catalog import LaneCatalog
 from checkout_node.clips import WORKER_QUEUE, Clip, ClipRecorder, FrameRing, RingFrame, encode_webm
 from checkout_node.lane import Lane
 from checkout_node.metrics import LaneMetrics
-from checkout_node.models import LaneModels, load_models
+from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.privacy import FaceDetector, PrivacyFilter
 from checkout_node.vision.counting import LaneZones

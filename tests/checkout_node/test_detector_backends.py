@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from pydantic import ValidationError
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.settings import LaneSettings
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.detector import Detections

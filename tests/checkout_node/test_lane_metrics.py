@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.lane import Lane
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline

@@ -15,7 +15,7 @@ from playwright.sync_api import Browser
 from websockets.sync.client import connect
 
 from checkout_node.lane import Lane
-from checkout_node.models import LaneModels, load_models
+from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline

@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.lane import Lane
-from checkout_node.models import LaneModels, load_models
+from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import SeenItem
 from checkout_node.vision.counting import LaneZones

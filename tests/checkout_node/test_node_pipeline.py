@@ -12,7 +12,7 @@ import pytest
 
 from checkout_node.catalog import LaneCatalog
 from checkout_node.lane import Lane
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.outbox import Outbox
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import CountedItem, LanePipeline
@@ -41,7 +41,7 @@ def recorded(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 def test_node_never_loads_torch_or_ultralytics() -> None:
     code = (
         "import sys, checkout_node.cli, checkout_node.vision.pipeline, checkout_node.sources\n"
-        "from checkout_node.models import load_models\n"
+        "from checkout_node.model_bundle import load_models\n"
         "from checkout_node.vision.pipeline import LanePipeline\n"
         "from checkout_node.vision.counting import LaneZones\n"
         "LanePipeline(load_models(), LaneZones.standard())\n"

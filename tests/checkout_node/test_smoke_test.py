@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.smoke_test import SmokeLimits, check, golden_frames, run_smoke_test
 from laneguard.bundle import SHIPPED_BUNDLE, derive_bundle
 

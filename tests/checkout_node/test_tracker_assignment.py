@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import checkout_node.vision.tracker as tracker
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.reconcile.assignment import FORBIDDEN, match_with_unmatched
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from harness.evals.lanes import evaluate_lanes
 
 

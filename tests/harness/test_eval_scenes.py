@@ -297,7 +297,7 @@ def test_eval_scenes_refuses_bad_input_naming_it(tmp_path: Path) -> None:
 
 def test_the_eval_never_imports_torch() -> None:
     code = (
-        "import sys, harness.cli, harness.evals.scenes, checkout_node.models; "
+        "import sys, harness.cli, harness.evals.scenes, checkout_node.model_bundle; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     done = subprocess.run(

@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import Session, select
 
 from checkout_node.gallery_follower import GalleryFollower
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from harness.evals import learning as learning_eval
 from laneguard.signing import SignatureError
 from laneguard.wire import SampleMessage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from checkout_node.vision.detector import Detections
 from harness.evals.counting import (
     PAIR_MIN_VISIBLE,

@@ -29,7 +29,7 @@ from websockets.sync.client import connect
 from checkout_node.catalog import LaneCatalog
 from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
-from checkout_node.models import LaneModels, load_models
+from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.outbox import Outbox
 from checkout_node.reconcile.model import SeenItem
 from checkout_node.service import LaneService

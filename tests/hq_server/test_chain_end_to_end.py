@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from checkout_node.gallery_follower import GalleryFollower
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from hq_server.models import ChainGalleryEntry, ChainRollout, PooledSample, StoreStatus
 from hq_server.releases import publish_release, release_path, start_chain_rollout
 from laneguard.embedding import Embedder

@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Response
 from sqlmodel import Session
 
-from checkout_node.models import LaneModels, load_models
+from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.reconcile.model import SeenItem
 from laneguard.bundle import SHIPPED_BUNDLE
 from product_db import SAMPLE_CATALOG

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from laneguard.gallery import Gallery
 from store_server.learning import consistency_threshold, joining_crops, medoid
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from laneguard.gallery import Gallery
 from product_db.models import utcnow
 from simulator.world import World

@@ -85,7 +85,7 @@ def test_it_trains_offline_exports_and_the_lane_decodes_it(tmp_path: Path) -> No
 def test_the_bootstrap_command_makes_a_bundle_with_it_and_records_its_weights(
     tmp_path: Path,
 ) -> None:
-    from checkout_node.models import load_models
+    from checkout_node.model_bundle import load_models
     from trainer.bootstrap import BootstrapConfig, run_bootstrap
 
     with network_blocked() as attempts:

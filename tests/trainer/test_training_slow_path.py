@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from checkout_node.models import load_models
+from checkout_node.model_bundle import load_models
 from laneguard.bundle import Manifest, extract_bundle, read_manifest
 from laneguard.cli import main as laneguard_cli
 from laneguard.embedding import Embedder
