@@ -33,6 +33,9 @@ class EvidenceCache:
         for stale in list(self._clips)[: -self.max_clips]:
             del self._clips[stale]
 
+    def drop_crop(self, key: str) -> None:
+        self._crops.pop(key, None)
+
     def crop(self, alert_id: str) -> bytes | None:
         return self._crops.get(alert_id)
 

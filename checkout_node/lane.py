@@ -37,7 +37,7 @@ from checkout_node.evidence_cache import EvidenceCache
 from checkout_node.lane_records import LaneRecords
 from checkout_node.messages import StreamClock
 from checkout_node.outbox import Outbox
-from checkout_node.pick_lists import OpenPickLists
+from checkout_node.pick_lists import OpenList, OpenPickLists, PickListError, Reply
 from checkout_node.picklist import SalesPrior, pick_list
 from checkout_node.reconcile.model import Alert, AlertChange, Scan, SeenItem
 from checkout_node.reconcile.reconciler import (
@@ -108,9 +108,10 @@ class Lane:
         self.records = LaneRecords(lane_id, outbox, self.clock)
         self.evidence = EvidenceCache()  # this and recent transactions' crops and clips
         self.view = ScreenView(catalog, self.evidence, customer_prompt_s)
-        # Messages for the till (a tapped PLU); the web app connects it to the till's websocket.
-        self.tell_till: Publish = lambda _message: None
         self.pick_lists = OpenPickLists()
+        # PLUs the screen offered for this transaction: keying one is never a switch (the
+        # reconciler is given this set when the transaction starts).
+        self.offered_plus: set[str] = set()
         # The PLUs this lane has sold since it started, weighing its pick lists (flat at first).
         self.plu_sales: dict[str, int] = {}
         thresholds = pipeline.models.manifest.thresholds
@@ -248,14 +249,22 @@ class Lane:
             )
             self._changes(changes)
 
-    def on_input(self, message: ScanMessage | PosMessage, t: float | None = None) -> None:
-        """A till event; ``t`` on the stream clock (default: the message's own, for replays)."""
+    def on_input(
+        self, message: ScanMessage | PosMessage, t: float | None = None, reply: Reply | None = None
+    ) -> None:
+        """A till event; ``t`` on the stream clock (default: the message's own, for replays).
+        ``reply`` reaches the till that sent it (its websocket): a pick list needs one."""
         at = message.t if t is None else t
         if isinstance(message, ScanMessage):
             self.add_scan(Scan.from_message(message, at))
             return
         if message.type == "plu_request":
-            self.offer_pick_list(message.event_id, message.transaction_id)
+            if reply is None:
+                raise PickListError(
+                    "ask for a pick list over the till websocket (/api/pos/ws), where the "
+                    "cashier's choice comes back"
+                )
+            self.offer_pick_list(message.event_id, message.transaction_id, reply)
             return
         with self._lock:
             if message.type == "transaction_start":
@@ -271,17 +280,22 @@ class Lane:
             elif message.type in ("transaction_end", "payment") and self.transaction is not None:
                 self.end_transaction(at, reason=message.type)
 
-    def offer_pick_list(self, request_id: str, transaction_id: str) -> dict[str, Any]:
+    def offer_pick_list(self, request_id: str, transaction_id: str, reply: Reply) -> dict[str, Any]:
         """The till asks which PLU the item on the scale is: the screen is shown the camera's
         proposals for the product on the scan area (none when nothing lies there), its picture
-        at ``/api/picklist/<request_id>/picture.jpg``. Returns the event the screen was sent."""
-        identity = self.pipeline.identify_on_scan_area()  # outside the lock: it embeds crops
+        at ``/api/picklist/<request_id>/picture.jpg``; the tap goes back through ``reply``.
+        Returns the event the screen was sent."""
+        # Outside the lock: embedding the crops and encoding the picture take milliseconds.
+        identity = self.pipeline.identify_on_scan_area()
         candidates = [(c, s) for c, s in identity.candidates if _is_plu(c)] if identity else []
+        picture = encode_jpeg(identity.crop) if identity is not None else None
         with self._lock:
             proposals = pick_list(candidates, SalesPrior(dict(self.plu_sales)))
-            self.pick_lists.offer(request_id, tuple(p.code for p in proposals))
+            codes = tuple(p.code for p in proposals)
+            for lapsed in self.pick_lists.offer(OpenList(request_id, codes, reply)):
+                self.evidence.drop_crop(pick_picture_id(lapsed))
+            self.offered_plus.update(codes)
             self.counters.pick_lists += 1
-            picture = encode_jpeg(identity.crop) if identity is not None else None
             if picture:
                 self.evidence.keep_crop(pick_picture_id(request_id), picture)
             event = {
@@ -302,11 +316,12 @@ class Lane:
             return event
 
     def choose_plu(self, request_id: str, code: str) -> dict[str, Any]:
-        """The cashier tapped ``code`` on the pick list ``request_id``: the till is told to key
-        it ("plu_chosen"). Refused (PickListError) for a list not open or a PLU not offered."""
+        """The cashier tapped ``code`` on the pick list ``request_id``: the till that asked is told
+        to key it ("plu_chosen"). Refused (PickListError) for a list not open, a PLU it did not
+        offer, or a till no longer connected (the list is closed: the till asks again)."""
         with self._lock:
-            self.pick_lists.take(request_id, code)
-            self.counters.picks += 1
+            offered = self.pick_lists.take(request_id, code)
+            self.evidence.drop_crop(pick_picture_id(request_id))
             transaction = self.transaction.transaction_id if self.transaction else None
         message = {
             "type": "plu_chosen",
@@ -314,8 +329,15 @@ class Lane:
             "code": code,
             "transaction_id": transaction,
         }
-        self.tell_till(message)
+        delivered = offered.reply(message)
         self.publish({"type": "pick_list_closed", "request_id": request_id, "code": code})
+        if not delivered:
+            raise PickListError(
+                f"the till that asked for pick list {request_id!r} is no longer connected: "
+                "ask again from the till"
+            )
+        with self._lock:
+            self.counters.picks += 1
         log.info("pick list %s: %s chosen", request_id, code)
         return message
 
@@ -355,6 +377,7 @@ class Lane:
             self.t2,
             self.reconcile_config,
             started_s=t,
+            offered_plus=self.offered_plus,
         )
         self.pos_driven = False
         self.last_activity_s = t
@@ -390,6 +413,10 @@ class Lane:
             }
             self.finished = [summary, *self.finished[:19]]
             self.transaction = None
+            for closed in self.pick_lists.close_all():  # a tap now would key the next sale
+                self.evidence.drop_crop(pick_picture_id(closed))
+                self.publish({"type": "pick_list_closed", "request_id": closed, "code": None})
+            self.offered_plus = set()
             self.health.transactions += 1
             self.counters.transactions += 1
             self.ended = [tx, *self.ended[:2]]

@@ -3,7 +3,9 @@
 Every service (store server, lane node, HQ) has one pydantic-settings class, a
 :class:`ServiceSettings`. Values come from, in order of precedence: arguments (command-line
 options), environment variables, the YAML file, the defaults in the class; pydantic-settings
-merges them (its YAML source).
+merges them (its YAML source). Nested settings merge key by key: a file's
+``reconcile: {scan_before_s: 5}`` and ``LANEGUARD_LANE_RECONCILE='{"plu_confidence": 0.7}'``
+give both, the environment winning where both set a key.
 Every setting has a default so the demo needs no file at all. A bad file fails at start-up with
 an error that names the key, not somewhere deep inside the service later.
 """

@@ -98,8 +98,13 @@ class StoreServices:
 
 
 def _stop_all(stages: tuple[Stage, ...]) -> None:
+    """Every stage stopped, last started first; one that fails to stop is logged and the rest
+    still stop (the ingest writer drains, the engine is disposed)."""
     for stage in reversed(stages):
-        stage.stop()
+        try:
+            stage.stop()
+        except Exception:
+            log.exception("stopping %s failed", stage.name)
 
 
 class StoreApp(FastAPI):

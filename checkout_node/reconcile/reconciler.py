@@ -67,7 +67,7 @@ class ReconcileConfig:
     lost_before_s: float = 3.0
     # A keyed PLU outside the produce pick list contradicts the camera only when the list's
     # first PLU holds at least this share of belief (and is dearer): on real produce photos,
-    # 1.8% of honest items against 78% of cheaper-PLU swaps at 0.5 (checkout_node/models/README.md).
+    # 1.7% of honest items against 67% of cheaper-PLU swaps at 0.5 (checkout_node/models/README.md).
     plu_confidence: float = 0.5
 
 
@@ -117,10 +117,13 @@ class TransactionReconciler:
     alerts: list[Alert] = field(default_factory=list)
     outcome: Outcome | None = None
     lost_s: list[float] = field(default_factory=list)  # product tracks lost in the scan area
+    # PLUs the lane screen's pick list offered in this transaction: one keyed from it is the
+    # cashier's choice among the camera's own proposals, never a contradiction.
+    offered_plus: set[str] = field(default_factory=set)
     quiet: set[str] = field(default_factory=set)  # scans without an item, no evidence (yet)
 
     # -- identity ---------------------------------------------------------------------------
-    def agreement(self, item: SeenItem, key: str) -> Agreement:
+    def agreement(self, item: SeenItem, key: str, weight_g: int | None = None) -> Agreement:
         """Does what the camera saw contradict the scanned product?
 
         Contradiction needs confidence on both sides: the recogniser names something (trusted
@@ -137,7 +140,9 @@ class TransactionReconciler:
         if item.code == key:
             return "agree"
         if item.band != "trusted" and _is_plu(key) and _is_plu(item.code):
-            return "disagree" if self._off_the_pick_list(item, key) else "unsure"
+            if key in self.offered_plus:
+                return "unsure"
+            return "disagree" if self._off_the_pick_list(item, key, weight_g) else "unsure"
         similarity = item.similarity(key)
         if similarity is not None and similarity >= (
             self.t1 if item.band == "trusted" else self.t2
@@ -147,9 +152,10 @@ class TransactionReconciler:
             return "disagree"
         return "unsure"
 
-    def _off_the_pick_list(self, item: SeenItem, key: str) -> bool:
+    def _off_the_pick_list(self, item: SeenItem, key: str, weight_g: int | None) -> bool:
         """The keyed PLU is not among the PLUs the camera proposes, and the camera is confident
-        of a dearer one."""
+        of a dearer one (a price per kg against a price per piece: priced at the scale's
+        ``weight_g``, and never dearer when nothing was weighed)."""
         proposals = pick_list((c, s) for c, s in item.candidates if _is_plu(c))
         if not proposals or key in {p.code for p in proposals}:
             return False
@@ -157,9 +163,13 @@ class TransactionReconciler:
         if first.probability < self.config.plu_confidence:
             return False
         proposed, keyed = self.catalog.lookup(first.code), self.catalog.lookup(key)
-        return (
-            proposed is not None and keyed is not None and proposed.price_minor > keyed.price_minor
-        )
+        if proposed is None or keyed is None:
+            return False
+        if proposed.sold_by == keyed.sold_by:
+            return proposed.price_minor > keyed.price_minor
+        seen_value = self.catalog.value_minor(first.code, weight_g)
+        keyed_value = self.catalog.value_minor(key, weight_g)
+        return seen_value is not None and keyed_value is not None and seen_value > keyed_value
 
     def _window_ok(self, item: SeenItem, unit: _Unit, late_ok: bool) -> bool:
         """A scan pays for an item crossing up to ``scan_before_s`` after it (longer for the
@@ -175,7 +185,7 @@ class TransactionReconciler:
             return False
         if unit.scan.t <= item.crossed_s:
             return True
-        agreement = self.agreement(item, unit.key)
+        agreement = self.agreement(item, unit.key, unit.scan.weight_g)
         late = unit.scan.t - item.crossed_s
         if agreement == "agree":
             return late <= cfg.scan_after_s or late_ok
@@ -187,7 +197,7 @@ class TransactionReconciler:
         cfg = self.config
         span = cfg.scan_before_s + unit.index * cfg.follower_s
         timing = min(abs(item.crossed_s - unit.scan.t) / span, 1.0) + 0.01 * unit.index
-        return timing + AGREEMENT_COST[self.agreement(item, unit.key)]
+        return timing + AGREEMENT_COST[self.agreement(item, unit.key, unit.scan.weight_g)]
 
     # -- events -----------------------------------------------------------------------------
     def add_item(self, item: SeenItem) -> list[AlertChange]:
@@ -200,7 +210,10 @@ class TransactionReconciler:
         if costs and min(costs) < FORBIDDEN:
             unit = free[int(np.argmin(costs))]
             self.pairing[item.track_id] = unit
-            if self.agreement(item, self.units[unit].key) == "disagree":
+            if (
+                self.agreement(item, self.units[unit].key, self.units[unit].scan.weight_g)
+                == "disagree"
+            ):
                 return self._raise(self._switch_alert(item, self.units[unit], item.crossed_s))
             return []
         return self._raise(self._unscanned_alert(item, item.crossed_s))
@@ -360,7 +373,7 @@ class TransactionReconciler:
             item
             for item in self.items
             if item.track_id not in self.pairing
-            and self.agreement(item, unit.key) != "disagree"
+            and self.agreement(item, unit.key, unit.scan.weight_g) != "disagree"
             and self._cost(item, unit, late_ok=self._open_alert(item) is not None) < FORBIDDEN
         ]
         if not waiting:
@@ -385,7 +398,12 @@ class TransactionReconciler:
             unit_index = self.pairing.get(item.track_id)
             if unit_index is None:
                 found.append(self._unscanned_alert(item, t))
-            elif self.agreement(item, self.units[unit_index].key) == "disagree":
+            elif (
+                self.agreement(
+                    item, self.units[unit_index].key, self.units[unit_index].scan.weight_g
+                )
+                == "disagree"
+            ):
                 found.append(self._switch_alert(item, self.units[unit_index], t))
         self.quiet = set()
         for u, unit in enumerate(self.units):
@@ -496,7 +514,7 @@ class TransactionReconciler:
                 seen.append(self._seen_entry(item, item.code, "vision"))
                 continue
             unit = self.units[unit_index]
-            agreement = self.agreement(item, unit.key)
+            agreement = self.agreement(item, unit.key, unit.scan.weight_g)
             pairs.append((item, unit.scan, agreement))
             if agreement == "disagree":
                 seen.append(self._seen_entry(item, item.code, "vision"))

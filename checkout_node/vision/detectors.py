@@ -129,7 +129,16 @@ def _accelerated(provider: str) -> BackendFactory:
                 f"this onnxruntime has no {provider} (it has {present}); install the build "
                 f"for this board, or choose the backend {DEFAULT_BACKEND!r}"
             )
-        return _onnxruntime(model, config, [provider, "CPUExecutionProvider"])
+        detector = _onnxruntime(model, config, [provider, "CPUExecutionProvider"])
+        # onnxruntime retries on the CPU by itself when a provider fails to load (a missing
+        # CUDA or TensorRT library): refused here, as a provider not built in is above.
+        running = detector.session.get_providers()
+        if not running or running[0] != provider:
+            raise DetectorBackendError(
+                f"{provider} did not start here (onnxruntime runs {running}); check the "
+                f"board's libraries, or choose the backend {DEFAULT_BACKEND!r}"
+            )
+        return detector
 
     return make
 

@@ -88,9 +88,11 @@ class TrackRecogniser:
         score = sharpness(crop)
         crops = entry.crops
         if len(crops) < self.keep or score > crops[-1][0]:
-            crops.append((score, crop.copy(), box.copy()))
-            crops.sort(key=lambda c: -c[0])
-            del crops[self.keep :]
+            # A new list assigned whole: a pick list asked for from another thread copies the
+            # old one or the new one, never one being sorted (which reads as empty meanwhile).
+            entry.crops = sorted([*crops, (score, crop.copy(), box.copy())], key=lambda c: -c[0])[
+                : self.keep
+            ]
 
     def kept(self, track_id: int) -> list[tuple[float, np.ndarray, np.ndarray]]:
         """A copy of the track's kept (sharpness, crop, box), sharpest first: what identifying

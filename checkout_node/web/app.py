@@ -41,12 +41,9 @@ def create_lane_app(
     lane); otherwise their own ``t`` is used (replaying a recording). ``access``: who may call
     (default: a fresh screen key, tills from this computer only); it is
     ``app.services.access``, with everything else the routes work with."""
-    till_hub = ScreenHub()
-    lane.tell_till = till_hub.publish
     services = LaneServices(
         lane=lane,
         hub=hub,
-        till_hub=till_hub,
         access=access or LaneAccess.random(),
         metrics=metrics or LaneMetrics(lane, lane.outbox),
         live_clock=live_clock,

@@ -28,7 +28,6 @@ class LaneServices:
 
     lane: Lane
     hub: ScreenHub
-    till_hub: ScreenHub  # messages for the tills connected on /api/pos/ws (a tapped PLU)
     access: LaneAccess
     metrics: LaneMetrics
     live_clock: bool = True
@@ -47,7 +46,6 @@ class LaneApp(FastAPI):
     async def _screens_on_this_loop(self, _app: FastAPI) -> AsyncIterator[None]:
         """The hub hands events from the lane's threads to the loop serving the screens, so it
         learns that loop when the server starts and forgets it when the server stops."""
-        loop = asyncio.get_running_loop()
-        self.services.hub.loop = self.services.till_hub.loop = loop
+        self.services.hub.loop = asyncio.get_running_loop()
         yield
-        self.services.hub.loop = self.services.till_hub.loop = None
+        self.services.hub.loop = None

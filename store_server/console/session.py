@@ -33,7 +33,8 @@ router = APIRouter(include_in_schema=False)
 def _safe_next(target: str, home: str) -> str:
     """Only a path on this site: never an open redirect to somewhere else. Otherwise the
     app's home page (the store's alerts; HQ's stores)."""
-    if target.startswith("/") and not target.startswith("//"):
+    # "//host" and "/\\host" (which browsers read as "//host") lead off the site.
+    if target.startswith("/") and not target.startswith(("//", "/\\")):
         return target
     return home
 

@@ -23,6 +23,7 @@ from checkout_node.web.access import LaneAccess
 from checkout_node.web.app import create_lane_app
 from checkout_node.web.hub import ScreenHub
 from laneguard.bundle import SHIPPED_BUNDLE
+from laneguard.wire import PosMessage
 from product_db.codes import PLU, parse_code
 from simulator.scenario import build_scenario
 from simulator.scene import SceneRenderer
@@ -103,7 +104,8 @@ def test_a_tap_is_taken_once_from_the_signed_in_screen_for_an_offered_plu(
     running: RunningLane,
 ) -> None:
     produce_on_the_scale(running.lane)
-    offered = running.lane.offer_pick_list("ask-2", "t-7")
+    told: list[dict[str, object]] = []
+    offered = running.lane.offer_pick_list("ask-2", "t-7", lambda m: told.append(m) is None)
     codes = [p["code"] for p in offered["proposals"]]
     assert codes and offered["has_picture"]
     not_offered = next(
@@ -125,6 +127,8 @@ def test_a_tap_is_taken_once_from_the_signed_in_screen_for_an_offered_plu(
         assert other.status_code == 409 and "did not offer" in other.json()["detail"]
         taken = screen.post("/api/picklist/ask-2/choose", json={"code": codes[0]})
         assert taken.status_code == 200 and taken.json()["code"] == codes[0]
+        assert [m["code"] for m in told] == [codes[0]]  # to the till that asked, once
+        assert screen.get("/api/picklist/ask-2/picture.jpg").status_code == 404  # gone with it
         again = screen.post("/api/picklist/ask-2/choose", json={"code": codes[0]})
         assert again.status_code == 409 and "no open pick list" in again.json()["detail"]
         unknown = screen.post("/api/picklist/nope/choose", json={"code": codes[0]})
@@ -135,5 +139,29 @@ def test_a_tap_is_taken_once_from_the_signed_in_screen_for_an_offered_plu(
 
 
 def test_with_nothing_on_the_scale_the_list_is_empty_and_says_so(running: RunningLane) -> None:
-    offered = running.lane.offer_pick_list("ask-3", "t-7")
+    offered = running.lane.offer_pick_list("ask-3", "t-7", lambda _m: True)
     assert offered["proposals"] == [] and offered["has_picture"] is False
+
+
+def test_a_list_is_asked_for_over_the_websocket_and_closes_with_its_transaction(
+    running: RunningLane,
+) -> None:
+    """Over HTTP there is no way back to the till: refused. A list still open when the
+    transaction ends closes with it (a tap then would key the next customer's sale), and a
+    till that went away is reported, not silently skipped."""
+    ask = {"type": "plu_request", "event_id": "ask-4", "t": 1.0, "transaction_id": "t-8"}
+    with running.client() as client:
+        refused = client.post("/api/pos/events", json=ask)
+        assert refused.status_code == 409 and "/api/pos/ws" in refused.json()["detail"]
+    start = {"type": "transaction_start", "event_id": "s-8", "t": 0.0, "transaction_id": "t-8"}
+    running.lane.on_input(PosMessage.model_validate(start))
+    produce_on_the_scale(running.lane)
+    running.lane.offer_pick_list("ask-5", "t-8", lambda _m: True)
+    code = running.lane.pick_lists._open["ask-5"].codes[0]
+    running.lane.end_transaction(99.0)
+    with running.client() as screen:
+        late = screen.post("/api/picklist/ask-5/choose", json={"code": code})
+        assert late.status_code == 409 and "no open pick list" in late.json()["detail"]
+        running.lane.offer_pick_list("ask-6", "t-9", lambda _m: False)  # its till has gone
+        gone = screen.post("/api/picklist/ask-6/choose", json={"code": code})
+        assert gone.status_code == 409 and "no longer connected" in gone.json()["detail"]

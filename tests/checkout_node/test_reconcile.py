@@ -363,11 +363,12 @@ def produce_seen(track: int, crossed: float, candidates: list[tuple[str, float]]
     return SeenItem(track, crossed, crossed - 2.0, code, "of_interest", score, tuple(candidates))
 
 
-def test_a_keyed_plu_off_the_pick_list_is_a_switch_when_the_camera_is_sure_of_a_dearer_one() -> (
+def test_a_plu_keyed_off_the_pick_list_is_a_switch_when_the_camera_is_sure_of_a_dearer_one() -> (
     None
 ):
-    cheap, dear = PRODUCE[0], PRODUCE[-1]
-    look_alikes = [p.code for p in PRODUCE[1:-1]]
+    by_weight = [p for p in PRODUCE if p.sold_by == SoldBy.weight]  # prices per kg: comparable
+    cheap, dear = by_weight[0], by_weight[-1]
+    look_alikes = [p.code for p in PRODUCE if p.code not in (cheap.code, dear.code)]
     # The camera is sure (0.90 against 0.70 and below) of the dearer fruit; the cheap PLU keyed
     # is not on its list of four.
     sure = [(dear.code, 0.90), *((code, 0.70 - 0.01 * n) for n, code in enumerate(look_alikes))]
@@ -386,3 +387,24 @@ def test_a_keyed_plu_off_the_pick_list_is_a_switch_when_the_camera_is_sure_of_a_
         rec.add_scan(Scan.of(keyed.display_code, 1.0, source="keypad", weight_g=500))
         assert rec.add_item(produce_seen(1, 2.0, candidates)) == [], (candidates[0], keyed.code)
         assert rec.finish(9.0)[0].honest
+
+    # The PLU keyed is one the lane screen offered in this transaction (the cashier tapped it),
+    # or a price per piece against the camera's price per kg with nothing weighed: neither
+    # says "switch".
+    rec = lane()
+    rec.offered_plus.add(cheap.code)
+    rec.add_scan(Scan.of(cheap.display_code, 1.0, source="keypad", weight_g=500))
+    assert rec.add_item(produce_seen(1, 2.0, sure[:10])) == []
+    per_piece = next(
+        p for p in PRODUCE if p.sold_by != SoldBy.weight and p.price_minor < dear.price_minor
+    )
+    without_it = [(dear.code, 0.9), *[(c, v) for c, v in sure[1:] if c != per_piece.code][:8]]
+    rec = lane()
+    rec.add_scan(Scan.of(per_piece.display_code, 1.0, source="keypad"))  # nothing weighed
+    assert rec.add_item(produce_seen(1, 2.0, without_it)) == []
+    # Weighed, the per-kg fruit seen is worth more than the piece keyed: a switch.
+    rec = lane()
+    rec.add_scan(Scan.of(per_piece.display_code, 1.0, source="keypad", weight_g=2000))
+    assert dear.price_minor * 2 > per_piece.price_minor
+    raised = rec.add_item(produce_seen(1, 2.0, without_it))
+    assert [(c.alert.type, c.alert.subtype) for c in raised] == [("switch", "plu")]

@@ -75,13 +75,16 @@ def test_sign_in_is_required_and_wrong_passwords_are_refused(
         )
         assert forged.status_code == 403
         assert "lg_session" not in forged.cookies
+        for off_site in ("//evil.example/", "/\\evil.example/"):  # browsers read /\ as //
+            form = client.get("/login", params={"next": off_site})
+            assert form.status_code == 200 and "evil.example" not in form.text
         redirect = client.post(
             "/login",
             data={
                 "username": "mia",
                 "password": "manager-pass",
                 "login_csrf": client.cookies["lg_login_csrf"],
-                "next": "https://evil.example/",
+                "next": "/\\evil.example/",
             },
         )
         assert redirect.status_code == 303 and redirect.headers["location"] == "/alerts"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSo
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 
+from checkout_node.pick_lists import PickListError, Reply
 from checkout_node.reconcile.reconciler import ReconcileError
 from checkout_node.web.deps import Services, json_body, till, till_on_socket
 from checkout_node.web.errors import invalid, problem
@@ -25,15 +27,18 @@ _inputs = TypeAdapter(list[LaneInput])
 _input = TypeAdapter(LaneInput)
 
 
-def accept(services: LaneServices, events: Sequence[LaneInput]) -> list[str]:
+def accept(
+    services: LaneServices, events: Sequence[LaneInput], reply: Reply | None = None
+) -> list[str]:
     """Hand ``events`` to the lane in order, on a worker thread (the lane takes its lock and
-    may reconcile a whole transaction); the first the lane refuses stops the rest, 409."""
+    may reconcile a whole transaction); the first the lane refuses stops the rest, 409.
+    ``reply`` reaches the till that sent them (a websocket's; none over HTTP)."""
     lane = services.lane
     accepted = []
     for event in events:
         try:
-            lane.on_input(event, lane.now_s() if services.live_clock else None)
-        except ReconcileError as error:
+            lane.on_input(event, lane.now_s() if services.live_clock else None, reply)
+        except (ReconcileError, PickListError) as error:
             raise HTTPException(409, f"{event.event_id}: {error}") from None
         accepted.append(event.event_id)
     return accepted
@@ -69,18 +74,39 @@ async def pos_socket(socket: WebSocket, services: Services) -> None:
     (``plu_chosen``: the PLU the cashier tapped on the pick list) come on the same socket."""
     await socket.accept()
     sending = asyncio.Lock()  # the answers and the lane's messages share one socket
-    queue = services.till_hub.subscribe()
-    forwarding = asyncio.create_task(_forward(socket, queue, sending))
+    to_till = TillChannel(asyncio.get_running_loop())
+    forwarding = asyncio.create_task(_forward(socket, to_till.queue, sending))
     try:
         while True:
-            answer = await _answer(services, await socket.receive_text())
+            answer = await _answer(services, await socket.receive_text(), to_till.reply)
             async with sending:
                 await socket.send_json(answer)
     except WebSocketDisconnect:
         return
     finally:
+        to_till.open = False
         forwarding.cancel()
-        services.till_hub.unsubscribe(queue)
+
+
+class TillChannel:
+    """The way back to one connected till: the lane's messages for it, from any thread, in
+    order and none dropped (at most one per open pick list is ever waiting)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.open = True
+
+    def reply(self, message: dict[str, Any]) -> bool:
+        """Thread-safe; False once the till has gone (its socket closed or the loop stopped)."""
+        if not self.open or self.loop.is_closed():
+            return False
+        data = json.dumps({**message, "sent_at": time.time()})
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, data)
+        except RuntimeError:  # the loop stopped since the check
+            return False
+        return True
 
 
 async def _forward(socket: WebSocket, queue: asyncio.Queue[str], sending: asyncio.Lock) -> None:
@@ -91,10 +117,10 @@ async def _forward(socket: WebSocket, queue: asyncio.Queue[str], sending: asynci
                 await socket.send_text(message)
 
 
-async def _answer(services: LaneServices, text: str) -> dict[str, Any]:
+async def _answer(services: LaneServices, text: str, reply: Reply) -> dict[str, Any]:
     try:
         event = _input.validate_json(text)
-        await run_in_threadpool(accept, services, [event])
+        await run_in_threadpool(accept, services, [event], reply)
     except ValidationError as error:
         return {"status": "rejected", "error": problem(error)}
     except HTTPException as error:

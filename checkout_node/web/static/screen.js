@@ -120,10 +120,10 @@ function keepHeldAlerts() {
 
 function handle(message) {
   switch (message.type) {
-    case "state": applyState(message); return;
+    case "state": $("picklist").hidden = true; applyState(message); return;
     case "transaction_started":
       state.transaction = message.transaction_id; state.seen = []; state.scanned = [];
-      keepHeldAlerts(); break;
+      $("picklist").hidden = true; keepHeldAlerts(); break;
     case "transaction_ended":
       state.transaction = null; state.seen = []; state.scanned = []; keepHeldAlerts(); break;
     case "item": state.seen.push(message); break;
