@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from checkout_node.catalog import LaneCatalog
@@ -47,10 +46,10 @@ from checkout_node.reconcile.reconciler import (
     TransactionReconciler,
 )
 from checkout_node.screen_view import ScreenView
-from checkout_node.vision.pipeline import FrameResult, LanePipeline
+from checkout_node.vision.pipeline import FrameResult, LanePipeline, encode_crop
 from laneguard.gallery import Gallery
 from laneguard.wire import PosMessage, ScanMessage
-from product_db.codes import PLU, parse_code
+from product_db.codes import is_plu
 
 log = logging.getLogger("laneguard.node.lane")
 
@@ -287,8 +286,8 @@ class Lane:
         Returns the event the screen was sent."""
         # Outside the lock: embedding the crops and encoding the picture take milliseconds.
         identity = self.pipeline.identify_on_scan_area()
-        candidates = [(c, s) for c, s in identity.candidates if _is_plu(c)] if identity else []
-        picture = encode_jpeg(identity.crop) if identity is not None else None
+        candidates = [(c, s) for c, s in identity.candidates if is_plu(c)] if identity else []
+        picture = encode_crop(identity.crop) if identity is not None else b""
         with self._lock:
             proposals = pick_list(candidates, SalesPrior(dict(self.plu_sales)))
             codes = tuple(p.code for p in proposals)
@@ -399,7 +398,7 @@ class Lane:
             outcome, changes = tx.finish(t)
             self.last_outcome = outcome
             for scan in outcome.scans:
-                if _is_plu(scan.key) and scan.key is not None:
+                if is_plu(scan.key) and scan.key is not None:
                     self.plu_sales[scan.key] = self.plu_sales.get(scan.key, 0) + scan.quantity
             self._changes(changes)
             self.records.transaction(outcome, tx.started_s)
@@ -483,15 +482,6 @@ class Lane:
         ]
 
 
-def _is_plu(code: str | None) -> bool:
-    return code is not None and isinstance(parse_code(code), PLU)
-
-
 def pick_picture_id(request_id: str) -> str:
     """The evidence cache's key for a pick list's picture (apart from alert ids)."""
     return f"pick:{request_id}"
-
-
-def encode_jpeg(crop: np.ndarray) -> bytes | None:
-    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    return jpeg.tobytes() if ok else None

@@ -163,6 +163,11 @@ def parse_code(raw: object) -> ProductCode:
     )
 
 
+def is_plu(code: str | None) -> bool:
+    """Whether the catalog key ``code`` is a produce PLU (None: no code, not one)."""
+    return code is not None and isinstance(parse_code(code), PLU)
+
+
 def normalise_code(raw: object) -> str:
     """The catalog key for a code in any accepted form (GTIN-14 for GTINs, the PLU itself)."""
     return parse_code(raw).key

@@ -37,14 +37,10 @@ from checkout_node.reconcile.model import (
     SeenItem,
     Severity,
 )
-from product_db.codes import PLU, parse_code
+from product_db.codes import is_plu
 from product_db.errors import LaneGuardError
 
 AGREEMENT_COST = {"agree": 0.0, "unsure": 0.6, "disagree": 2.0}
-
-
-def _is_plu(code: str | None) -> bool:
-    return code is not None and isinstance(parse_code(code), PLU)
 
 
 class ReconcileError(LaneGuardError, ValueError):
@@ -139,7 +135,7 @@ class TransactionReconciler:
         """
         if item.code == key:
             return "agree"
-        if item.band != "trusted" and _is_plu(key) and _is_plu(item.code):
+        if item.band != "trusted" and is_plu(key) and is_plu(item.code):
             if key in self.offered_plus:
                 return "unsure"
             return "disagree" if self._off_the_pick_list(item, key, weight_g) else "unsure"
@@ -156,7 +152,7 @@ class TransactionReconciler:
         """The keyed PLU is not among the PLUs the camera proposes, and the camera is confident
         of a dearer one (a price per kg against a price per piece: priced at the scale's
         ``weight_g``, and never dearer when nothing was weighed)."""
-        proposals = pick_list((c, s) for c, s in item.candidates if _is_plu(c))
+        proposals = pick_list((c, s) for c, s in item.candidates if is_plu(c))
         if not proposals or key in {p.code for p in proposals}:
             return False
         first = proposals[0]
@@ -478,9 +474,7 @@ class TransactionReconciler:
             if seen_value is None or scanned_value is None
             else max(0, seen_value - scanned_value)
         )
-        both_produce = isinstance(parse_code(unit.key), PLU) and (
-            item.code is not None and isinstance(parse_code(item.code), PLU)
-        )
+        both_produce = is_plu(unit.key) and is_plu(item.code)
         return Alert(
             self.transaction_id,
             "switch",

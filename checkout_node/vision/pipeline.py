@@ -93,6 +93,13 @@ class FrameResult:
     lost: list[LostItem] = field(default_factory=list)  # products lost in the scan area
 
 
+def encode_crop(crop: np.ndarray) -> bytes:
+    """A crop as the JPEG the lane sends and shows (evidence, samples, pick lists); b"" when
+    it cannot be encoded."""
+    ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return jpeg.tobytes() if ok else b""
+
+
 def lane_detector_config(
     threads: int, backend: str = DEFAULT_BACKEND, low_score: float | None = None
 ) -> DetectorConfig:
@@ -329,7 +336,6 @@ class LanePipeline:
                 (0, 0, 0, 0),
                 b"",
             )
-        ok, jpeg = cv2.imencode(".jpg", identity.crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
         x1, y1, x2, y2 = (round(float(v)) for v in identity.box)
         return CountedItem(
             track_id,
@@ -340,7 +346,7 @@ class LanePipeline:
             entered,
             t,
             (x1, y1, x2, y2),
-            jpeg.tobytes() if ok else b"",
+            encode_crop(identity.crop),
             identity.candidates,
         )
 
