@@ -305,6 +305,7 @@ class LaneService:
         return LanePipeline(
             models,
             self.zones,
+            threads=s.inference_threads,
             detect_interval=s.detect_interval,
             detector_backend=s.detector_backend,
         )

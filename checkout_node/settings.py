@@ -117,6 +117,13 @@ class LaneSettings(ServiceSettings):
         le=4,
         description="run the detector on every Nth camera frame (2 halves its load; see bench)",
     )
+    inference_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="threads each model may use (default: the bundle's hardware profile); "
+        "lower it where the lane shares its computer, so threads do not fight over cores",
+    )
     detector_backend: str = Field(
         default=DEFAULT_BACKEND,
         description="how the detector runs (checkout_node.vision.detectors: onnxruntime, "

@@ -44,7 +44,7 @@ def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> No
     broker = _local_broker()
     store = _prepare_store(data_dir, host, port, lanes, broker, "demo")
     with ExitStack() as running:
-        store_url, started = _start_store(running, store, host, port, fps)
+        store_url, started = _start_store(running, store, host, port, fps, threads_per_lane(lanes))
         click.echo("")
         _print_store("Store console:", store_url, started, broker, "demo")
         click.echo("  Stop with Ctrl-C.")
@@ -96,7 +96,8 @@ def run_chain_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float)
             # person at HQ to confirm it).
             store.feed_kinds = ("new_product",)
             _enrol_with_demo_hq(store, hq_url, hq_settings.database_url, store_id, name)
-            stores.append((name, *_start_store(running, store, host, store_port, fps)))
+            threads = threads_per_lane(lanes * len(CHAIN_STORES))
+            stores.append((name, *_start_store(running, store, host, store_port, fps, threads)))
         click.echo("")
         click.echo(f"  HQ console:         {hq_url}/")
         click.echo(f"    sign in as        {DEMO_HQ_ADMIN[0]} / {DEMO_HQ_ADMIN[1]}  (chain IT)")
@@ -174,10 +175,10 @@ def _prepare_store(
 
 
 def _start_store(
-    running: ExitStack, store: DemoStore, host: str, port: int, fps: float
+    running: ExitStack, store: DemoStore, host: str, port: int, fps: float, threads: int
 ) -> tuple[str, list[tuple[str, str]]]:
-    """Serve the store and start its lanes; returns its address and each lane's (screen
-    sign-in, own address)."""
+    """Serve the store and start its lanes (``threads``: each lane's model threads); returns
+    its address and each lane's (screen sign-in, own address)."""
     from store_server.served import serve_store
 
     # HTTPS as a store serves it: its own certificate, which its lanes pin through the store's
@@ -192,6 +193,7 @@ def _start_store(
             port,
             store_url,
             fps,
+            threads,
             token,
             store.release_key,
             # The new-product lanes of both stores sell the same products (the same seed).
@@ -201,6 +203,14 @@ def _start_store(
         for n, token in enumerate(store.tokens)
     ]
     return store_url, started
+
+
+def threads_per_lane(lanes_on_this_computer: int) -> int:
+    """Model threads for each of the demo's lanes, which all share this one computer: more
+    threads than cores make onnxruntime's workers wait on each other, the lanes drop frames and
+    miss items, and honest transactions (what the lanes learn from) become false alerts."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // max(1, lanes_on_this_computer))
 
 
 def kind_of(store: DemoStore, n: int) -> str:
@@ -399,6 +409,7 @@ def _start_lane(
     port: int,
     store_url: str,
     fps: float,
+    threads: int,
     enrolment_token: str | None,
     release_key: Path,
     seed: int,
@@ -427,6 +438,7 @@ def _start_lane(
             http_host=host,
             http_port=lane_port,
             bundle_keys=[release_key],
+            inference_threads=threads,
         )
     )
     service.start()
