@@ -223,7 +223,7 @@ class ClipRecorder:
 
     # -- the worker's side ----------------------------------------------------------------------
     def _run(self) -> None:
-        _lower_priority()
+        lower_priority()
         while True:
             job = self._jobs.get()
             if job is None:
@@ -264,13 +264,14 @@ class ClipRecorder:
         )
 
 
-def _lower_priority() -> None:
-    """The encoder thread yields to the frame loop: nice 10 on Linux (a thread is a task
-    there), so it takes the cycles the frame loop leaves; elsewhere it runs as is."""
+def lower_priority() -> None:
+    """A worker thread (the clip or the frame encoder) yields to the frame loop: nice 10 on
+    Linux (a thread is a task there), so it takes the cycles the frame loop leaves; elsewhere it
+    runs as is."""
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
     except (AttributeError, OSError):
-        log.debug("clip encoder runs at normal priority")
+        log.debug("%s runs at normal priority", threading.current_thread().name)
 
 
 _STDERR_LOCK = threading.Lock()

@@ -33,6 +33,7 @@ import numpy as np
 from checkout_node.catalog import LaneCatalog
 from checkout_node.clips import Clip, ClipRecorder
 from checkout_node.evidence_cache import EvidenceCache
+from checkout_node.frame_keeper import FrameKeeper
 from checkout_node.lane_records import LaneRecords
 from checkout_node.messages import StreamClock
 from checkout_node.outbox import Outbox
@@ -95,6 +96,7 @@ class Lane:
         customer_prompt_s: float = 0.0,
         clock: StreamClock | None = None,
         clips: ClipRecorder | None = None,
+        frames: FrameKeeper | None = None,
     ) -> None:
         self.lane_id = lane_id
         self.pipeline = pipeline
@@ -125,6 +127,7 @@ class Lane:
         self.last_activity_s = 0.0
         self.last_frame_s = 0.0
         self.clips = clips
+        self.frames = frames  # detection frames for the detector to learn this camera
         if clips is not None:
             clips.on_clip = self.clip_ready
         self.finished: list[dict[str, Any]] = []  # summaries of recent transactions
@@ -207,6 +210,8 @@ class Lane:
             result = pipeline.process(image, t)
             if self.clips is not None:
                 self.clips.add_frame(image, t, ((k.track_id, k.box) for k in result.products))
+            if self.frames is not None:
+                self.frames.observe(image, result)
         except BaseException:
             with self._lock:
                 self._frame_pipeline = None
@@ -348,6 +353,10 @@ class Lane:
                 raise ReconcileError(f"alert {alert_id} is not open on this lane")
             alert = tx.resolve(alert_id, resolution, self.last_frame_s, reason)
             self._changes([AlertChange("resolved", alert)])
+            ended = tx is not self.transaction  # a running one's frames go at its end
+            false_box = resolution == "not_an_item" and alert.track_id is not None
+            if ended and false_box and self.frames is not None and alert.track_id is not None:
+                self.frames.not_an_item(tx.transaction_id, alert.track_id)
             return alert
 
     def tick(self, t: float) -> None:
@@ -402,6 +411,8 @@ class Lane:
                     self.plu_sales[scan.key] = self.plu_sales.get(scan.key, 0) + scan.quantity
             self._changes(changes)
             self.records.transaction(outcome, tx.started_s)
+            if self.frames is not None:
+                self.frames.finish(outcome, tx.started_s, self.model_version)
             summary = {
                 "transaction_id": outcome.transaction_id,
                 "honest": outcome.honest,

@@ -2,12 +2,14 @@
 
 Message ids are derived from what a message is about, so the same record queued twice (after a
 crash between queueing and marking it queued) is one message: a transaction by its id, an alert
-by its id and status, a clip by its alert, a sample by its transaction and track.
+by its id and status, a clip by its alert, a sample by its transaction and track, a frame by
+its transaction, reason and time.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -18,6 +20,9 @@ from checkout_node.reconcile.reconciler import Outcome
 from laneguard.wire import (
     AlertMessage,
     ClipMessage,
+    FrameBox,
+    FrameMessage,
+    FrameReason,
     Guess,
     HeartbeatMessage,
     SampleMessage,
@@ -178,4 +183,31 @@ def heartbeat_message(
         outbox_depth=outbox_depth,
         uptime_s=round(uptime_s, 1),
         **(bundle or {}),
+    )
+
+
+def frame_message(
+    lane_id: str,
+    transaction_id: str,
+    reason: FrameReason,
+    t: float,
+    clock: StreamClock,
+    model_version: str,
+    jpeg: bytes,
+    size: tuple[int, int],
+    boxes: Sequence[FrameBox],
+) -> FrameMessage:
+    """A kept detection frame (already privacy-filtered and encoded); its id names the
+    transaction, the reason and the frame's time, so a frame queued twice is one message."""
+    return FrameMessage(
+        message_id=f"{lane_id}:frame:{transaction_id}:{reason}:{round(t * 1000)}",
+        lane_id=lane_id,
+        transaction_id=transaction_id,
+        reason=reason,
+        captured_at=clock.at(t),
+        model_version=model_version[:64],
+        width=size[0],
+        height=size[1],
+        boxes=list(boxes),
+        frame_jpeg_b64=_b64(jpeg),
     )

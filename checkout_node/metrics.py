@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
+from checkout_node.frame_sender import FrameSender
 from checkout_node.lane import Lane
 from checkout_node.outbox import Outbox
 from checkout_node.vision.pipeline import FrameResult
@@ -48,6 +49,7 @@ class LaneMetrics:
         outbox: Outbox,
         camera: CameraState | None = None,
         fps: Callable[[], float] | None = None,
+        frame_sender: FrameSender | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.detector_seconds = Histogram(
@@ -68,7 +70,7 @@ class LaneMetrics:
             buckets=EMBEDDER_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_LaneState(lane, outbox, camera or CameraState(), fps))
+        self.registry.register(_LaneState(lane, outbox, camera or CameraState(), fps, frame_sender))
         lane.frame_observers.append(self.observe_frame)
 
     def observe_frame(self, result: FrameResult) -> None:
@@ -92,8 +94,10 @@ class _LaneState(Collector):
         outbox: Outbox,
         camera: CameraState,
         fps: Callable[[], float] | None,
+        frame_sender: FrameSender | None = None,
     ) -> None:
         self.lane, self.outbox, self.camera, self.fps = lane, outbox, camera, fps
+        self.frame_sender = frame_sender
 
     def collect(self) -> Iterator[Any]:
         lane, counters = self.lane, self.lane.counters
@@ -175,8 +179,35 @@ class _LaneState(Collector):
                 "Memory the clip frame ring holds",
                 lane.clips.ring.bytes,
             )
+        yield from _frame_metrics(lane, self.frame_sender, counter)
         bundle = InfoMetricFamily(
             "laneguard_lane_bundle", "The model bundle and gallery the lane runs", labels=labels
         )
         bundle.add_metric(here, {"version": lane.model_version, "gallery": lane.gallery_version})
         yield bundle
+
+
+def _frame_metrics(
+    lane: Lane,
+    sender: FrameSender | None,
+    counter: Callable[[str, str, float], CounterMetricFamily],
+) -> Iterator[CounterMetricFamily]:
+    """Detection frames: kept for the store, refused by the day's quota, lost on the way."""
+    if lane.frames is None:
+        return
+    yield counter(
+        "laneguard_lane_detection_frames_kept",
+        "Camera frames kept for the detector to learn this store's camera",
+        lane.frames.stats.kept,
+    )
+    yield counter(
+        "laneguard_lane_detection_frames_over_quota",
+        "Frames chosen but not sent: the lane's daily quota was spent",
+        lane.frames.stats.over_quota,
+    )
+    if sender is not None:
+        yield counter(
+            "laneguard_lane_detection_frames_lost",
+            "Frames the encoder could not take (queue full) or encode",
+            sender.stats.dropped + sender.stats.failed,
+        )

@@ -6,8 +6,9 @@ deduplicates on, so one that is delivered but whose reply was lost is stored onc
 
 Disk cap, and what goes when it is reached (in this order):
   1. heartbeats: only the newest undelivered heartbeat is ever kept (each replaces the last);
-  2. training samples, oldest first;
-  3. alert clips, oldest first (the alert itself, with its crop, stays);
+  2. detection frames, oldest first;
+  3. training samples, oldest first;
+  4. alert clips, oldest first (the alert itself, with its crop, stays);
   never alerts or transactions: when they alone fill the cap the outbox grows past it and says
   so (``over_cap``), rather than lose a record of a loss.
 Messages the server refuses as invalid (4xx) move to a dead-letter table, kept for inspection.
@@ -25,9 +26,10 @@ from pathlib import Path
 from laneguard.files import private_dir, private_file
 from product_db.errors import LaneGuardError
 
-KINDS = ("alert", "transaction", "clip", "heartbeat", "sample")
-# A clip goes after the alert it shows (a manager sees the alert first) and before heartbeats.
-PRIORITY = {"alert": 0, "transaction": 1, "clip": 2, "heartbeat": 3, "sample": 4}
+KINDS = ("alert", "transaction", "clip", "heartbeat", "sample", "frame")
+# A clip goes after the alert it shows (a manager sees the alert first) and before heartbeats;
+# detection frames last (the largest, and what the lane can best do without).
+PRIORITY = {"alert": 0, "transaction": 1, "clip": 2, "heartbeat": 3, "sample": 4, "frame": 5}
 NEVER_DROPPED = ("alert", "transaction")
 
 SCHEMA = """

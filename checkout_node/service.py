@@ -23,9 +23,11 @@ from checkout_node.bundle_trust import remember_release, verify_bundle
 from checkout_node.catalog import LaneCatalog
 from checkout_node.clips import ClipRecorder
 from checkout_node.enrolment import LaneEnrolmentError, load_credential
+from checkout_node.frame_keeper import FrameKeeper, FrameKeeperConfig
+from checkout_node.frame_sender import FrameSender
 from checkout_node.gallery_follower import GalleryFollower
 from checkout_node.lane import Lane
-from checkout_node.messages import heartbeat_message
+from checkout_node.messages import StreamClock, heartbeat_message
 from checkout_node.metrics import CameraState, LaneMetrics
 from checkout_node.model_bundle import LaneModels, load_models
 from checkout_node.outbox import Outbox
@@ -84,6 +86,8 @@ class LaneService:
         self.catalog = LaneCatalog.from_file(s.catalog)
         self.outbox = Outbox(Path(s.data_dir) / "outbox.sqlite3", cap_bytes=s.outbox_cap_mb << 20)
         self.hub = ScreenHub()
+        clock = StreamClock.now()
+        self.frame_sender = self._frame_sender(clock)
         self.lane = Lane(
             s.lane_id,
             self._pipeline(self.models),
@@ -93,7 +97,9 @@ class LaneService:
             ReconcileConfig(**s.reconcile.model_dump()),
             idle_gap_s=s.idle_gap_s,
             customer_prompt_s=s.customer_prompt_s,
+            clock=clock,
             clips=self._clip_recorder(),
+            frames=self._frame_keeper(),
         )
         self.access = LaneAccess(
             screen_key_from(Path(s.data_dir), s.screen_key),
@@ -114,6 +120,7 @@ class LaneService:
                 reconnects=lambda: camera.reconnects,
             ),
             fps=lambda: self.fps,
+            frame_sender=self.frame_sender,
         )
         self.app = create_lane_app(
             self.lane,
@@ -419,6 +426,25 @@ class LaneService:
             history_s=c.history_s,
         )
 
+    def _frame_sender(self, clock: StreamClock) -> FrameSender | None:
+        if not self.settings.frames.enabled:
+            return None
+        privacy = self.settings.privacy
+        return FrameSender(
+            self.settings.lane_id,
+            self.outbox,
+            clock,
+            PrivacyFilter(privacy.masks, privacy.blur_faces),
+        )
+
+    def _frame_keeper(self) -> FrameKeeper | None:
+        if self.frame_sender is None:
+            return None
+        config = FrameKeeperConfig(**self.settings.frames.model_dump(exclude={"enabled"}))
+        return FrameKeeper(
+            self.frame_sender, config, Path(self.settings.data_dir) / "frames-quota.json"
+        )
+
     def _start_store_clients(self) -> None:
         for client in (self.uploader, self.gallery, self.updater):
             if client is not None:
@@ -440,6 +466,8 @@ class LaneService:
         self.lane.end_transaction(self.lane.now_s(), reason="lane stopped")
         if self.lane.clips is not None:
             self.lane.clips.close()  # the clips of the last alerts, into the outbox
+        if self.frame_sender is not None:
+            self.frame_sender.close()  # the last transaction's frames, into the outbox
         self.outbox.close()
 
     def http_tls_files(self) -> tuple[Path, Path] | None:

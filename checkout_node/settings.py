@@ -52,6 +52,35 @@ class ClipSettings(BaseModel):
     history_s: float = Field(default=30.0, ge=1, le=300, description="how far back the ring goes")
 
 
+class FrameSettings(BaseModel):
+    """Detection frames the lane keeps for its detector to learn this store's camera
+    (checkout_node.frame_keeper): a few per counted item of an honest transaction, and frames
+    "of interest" for a larger model or a person. Each passes the privacy filter before it is
+    encoded; ``per_day`` bounds what one lane sends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    per_day: int = Field(default=200, ge=0, le=10_000, description="frames a lane sends a day")
+    per_track: int = Field(default=2, ge=1, le=8, description="frames per counted item")
+    per_transaction: int = Field(default=6, ge=0, le=32, description="honest frames per checkout")
+    of_interest_per_transaction: int = Field(
+        default=2, ge=0, le=16, description="per checkout, for each reason"
+    )
+    every_s: float = Field(default=0.25, ge=0.05, le=5, description="a candidate frame this often")
+    candidates: int = Field(
+        default=32, ge=4, le=256, description="frames held at once (640x480: ~1 MB each)"
+    )
+    t1: float = Field(default=0.5, ge=0, le=1, description="a box this sure is taken as true")
+    t2: float = Field(default=0.25, ge=0, le=1, description="between t2 and t1: of interest")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FrameSettings:
+        if self.t2 > self.t1:
+            raise ValueError(f"frames: t2 ({self.t2}) must not be above t1 ({self.t1})")
+        return self
+
+
 class PrivacySettings(BaseModel):
     """What is removed from every frame before it leaves the lane (checkout_node.privacy)."""
 
@@ -226,6 +255,7 @@ class LaneSettings(ServiceSettings):
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     clips: ClipSettings = Field(default_factory=ClipSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    frames: FrameSettings = Field(default_factory=FrameSettings)
 
     @property
     def serves_tls(self) -> bool:

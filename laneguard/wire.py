@@ -6,8 +6,9 @@ rollout; a receiver rejects versions it does not know with a clear error.
 
 Two directions: the lane's inputs from the till (scan and POS events, which the simulator's
 live feed also sends), and what a lane delivers to its store server through its outbox
-(transactions, alerts, alert clips, training samples, heartbeats). Each delivered message has a
-``message_id`` chosen by the lane, so a message retried after a lost reply is stored once.
+(transactions, alerts, alert clips, training samples, detection frames, heartbeats). Each
+delivered message has a ``message_id`` chosen by the lane, so a message retried after a lost
+reply is stored once.
 Images travel as base64 JPEG inside the JSON; the server checks what they really are.
 """
 
@@ -208,13 +209,65 @@ class ClipMessage(LaneMessage):
     clip_b64: str = Field(min_length=4, max_length=MAX_CLIP_B64)
 
 
+MAX_FRAME_BOXES = 64  # a checkout's scan area holds a few dozen objects at most
+FrameReason = Literal["honest", "low_score", "unseen_scan", "not_an_item"]
+
+
+class FrameBox(BaseModel):
+    """One box on a kept frame, in the frame's own pixels.
+
+    ``kind`` says what the lane knows of it: ``track``, a box of a track the transaction
+    accounted for (its ``label`` is the track's class over its whole lifetime; in an honest
+    transaction every one matched a scan, so it is a true box); ``of_interest``, a detection
+    between T2 and T1 no track took (a larger model decides); ``not_an_item``, the box of a
+    track the cashier said was not an item (a false box)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2")
+    label: Literal["product", "non_merchandise", "hand"]
+    kind: Literal["track", "of_interest", "not_an_item"]
+    score: float = Field(ge=0, le=1, description="the detector's score on this frame")
+    track_id: int | None = None
+
+
+class FrameMessage(LaneMessage):
+    """A camera frame kept for the detector to learn the store's own camera from, with its
+    boxes: from an honest transaction (``honest``: every box labelled by its track), or "of
+    interest" (``low_score`` boxes between T2 and T1, ``unseen_scan``: frames around a scan no
+    item was seen for, where the detector missed one, ``not_an_item``: a false box the cashier
+    named). Privacy-filtered on the lane (masks, faces) before it was encoded."""
+
+    type: Literal["frame"] = "frame"
+    transaction_id: str = Field(min_length=1, max_length=64)
+    reason: FrameReason
+    captured_at: datetime
+    model_version: str = Field(max_length=64, description="the bundle whose detector boxed it")
+    width: int = Field(gt=0, le=1920)
+    height: int = Field(gt=0, le=1080)
+    boxes: list[FrameBox] = Field(max_length=MAX_FRAME_BOXES)
+    frame_jpeg_b64: str = Field(min_length=4, max_length=MAX_IMAGE_B64)
+
+
 LaneOutput = Annotated[
-    TransactionMessage | AlertMessage | SampleMessage | HeartbeatMessage | ClipMessage,
+    TransactionMessage
+    | AlertMessage
+    | SampleMessage
+    | HeartbeatMessage
+    | ClipMessage
+    | FrameMessage,
     Field(discriminator="type"),
 ]
 LANE_OUTPUT_KINDS: tuple[str, ...] = tuple(
     str(model.model_fields["type"].default)
-    for model in (TransactionMessage, AlertMessage, SampleMessage, HeartbeatMessage, ClipMessage)
+    for model in (
+        TransactionMessage,
+        AlertMessage,
+        SampleMessage,
+        HeartbeatMessage,
+        ClipMessage,
+        FrameMessage,
+    )
 )
 
 

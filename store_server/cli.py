@@ -115,12 +115,17 @@ def migrate_command(config_file: Path | None, database_url: str | None) -> None:
 @_config_option
 @_db_option
 def retention_command(config_file: Path | None, database_url: str | None, days: int | None) -> None:
-    """Delete alert crops and clips past retention, and training crops past
-    sample_retention_days, now (the server also does this hourly)."""
+    """Delete alert crops and clips past retention, training crops past
+    sample_retention_days and detection frames past frame_retention_days, now (the server also
+    does this hourly)."""
     from product_db.db import make_engine
     from store_server.db import migrate
     from store_server.media import MediaStore
-    from store_server.retention import purge_expired_evidence, purge_expired_samples
+    from store_server.retention import (
+        purge_expired_evidence,
+        purge_expired_frames,
+        purge_expired_samples,
+    )
 
     settings = store_settings(config_file, database_url)
     engine = make_engine(settings.database_url)
@@ -137,6 +142,13 @@ def retention_command(config_file: Path | None, database_url: str | None, days: 
     click.echo(
         f"training crops older than {settings.sample_retention_days} days: {samples.samples} "
         f"deleted ({samples.sample_files} files)"
+    )
+    frames = purge_expired_frames(
+        engine, MediaStore(settings.data_dir / "media"), settings.frame_retention_days
+    )
+    click.echo(
+        f"detection frames older than {settings.frame_retention_days} days: {frames.frames} "
+        f"deleted ({frames.frame_files} files)"
     )
 
 

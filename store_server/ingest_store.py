@@ -1,12 +1,13 @@
 """Storing what lanes deliver: one writer thread, group commit, bulk inserts.
 
 Every request's validated messages go to one writer thread, which takes everything waiting
-(from all lanes' requests) and stores it in one database transaction: transactions and samples
-as bulk inserts after one query for the ids already stored, alerts and heartbeats one by one
-(they update rows). Then each request gets its own messages' results. On SQLite this is the one
-writer the database allows anyway, without threads queueing on its lock; on PostgreSQL with
-several server processes a clash on a unique key makes the group fall back to storing message
-by message, each in its own savepoint, so a duplicate is only ever answered "duplicate".
+(from all lanes' requests) and stores it in one database transaction: transactions, samples and
+detection frames as bulk inserts after one query for the ids already stored, alerts and
+heartbeats one by one (they update rows). Then each request gets its own messages' results. On
+SQLite this is the one writer the database allows anyway, without threads queueing on its lock;
+on PostgreSQL with several server processes a clash on a unique key makes the group fall back
+to storing message by message, each in its own savepoint, so a duplicate is only ever answered
+"duplicate".
 
 A message id seen before is "duplicate" and changes nothing; so is a second message for a
 transaction already stored. A new alert, or a later report of its status, goes to the live feed
@@ -34,6 +35,7 @@ from sqlmodel import Session, col, select
 from laneguard.wire import (
     AlertMessage,
     ClipMessage,
+    FrameMessage,
     HeartbeatMessage,
     SampleMessage,
     TransactionMessage,
@@ -44,6 +46,7 @@ from store_server.media import MediaStore, b64_size
 from store_server.models import (
     AlertClip,
     AlertRecord,
+    DetectionFrame,
     IngestedMessage,
     LaneHealth,
     SampleRecord,
@@ -105,6 +108,7 @@ def store_group(session: Session, items: list[Item], media: MediaStore) -> list[
     received: list[dict[str, Any]] = []
     transactions: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
+    frames: list[dict[str, Any]] = []
     for message, image in items:
         if (message.lane_id, message.message_id) in done:
             results.append(IngestResult(message_id=message.message_id, status="duplicate"))
@@ -120,6 +124,9 @@ def store_group(session: Session, items: list[Item], media: MediaStore) -> list[
         elif isinstance(message, SampleMessage):
             assert image is not None
             samples.append(_sample_row(message, media.save(image), now))
+        elif isinstance(message, FrameMessage):
+            assert image is not None
+            frames.append(_frame_row(message, media.save(image), now))
         else:  # alerts and heartbeats update existing rows: the ORM, one by one
             results.append(_store(session, message, image, media))
             continue
@@ -136,6 +143,7 @@ def store_group(session: Session, items: list[Item], media: MediaStore) -> list[
     for table, rows in (
         (TransactionRecord, transactions),
         (SampleRecord, samples),
+        (DetectionFrame, frames),
         (IngestedMessage, received),
     ):
         if rows:
@@ -184,6 +192,25 @@ def _sample_row(message: SampleMessage, image: str, now: datetime) -> dict[str, 
     }
 
 
+def _frame_row(message: FrameMessage, image: str, now: datetime) -> dict[str, Any]:
+    """A detection frame's row; its boxes as the wire gave them, checked in the frame before
+    (store_server.api.ingest), so a trainer reads them in the frame's own pixels."""
+    return {
+        "message_id": message.message_id,
+        "lane_id": message.lane_id,
+        "transaction_id": message.transaction_id,
+        "reason": message.reason,
+        "captured_at": message.captured_at,
+        "received_at": now,
+        "model_version": message.model_version,
+        "width": message.width,
+        "height": message.height,
+        "boxes": [box.model_dump() for box in message.boxes],
+        "image": image,
+        "review": "pending",
+    }
+
+
 def _store(session: Session, message: Any, image: bytes | None, media: MediaStore) -> IngestResult:
     if session.get(IngestedMessage, (message.lane_id, message.message_id)) is not None:
         return IngestResult(message_id=message.message_id, status="duplicate")
@@ -222,6 +249,10 @@ def _apply(session: Session, message: Any, image: str | None) -> bool:
     if isinstance(message, ClipMessage):
         assert image is not None
         return _clip(session, message, image)
+    if isinstance(message, FrameMessage):
+        assert image is not None
+        session.add(DetectionFrame(**_frame_row(message, image, utcnow())))
+        return True
     assert isinstance(message, HeartbeatMessage)
     return _heartbeat(session, message)
 

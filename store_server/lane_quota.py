@@ -1,4 +1,5 @@
-"""Per-lane quotas on what a lane may hand the store each minute: transactions and samples.
+"""Per-lane quotas on what a lane may hand the store each minute: transactions, samples and
+detection frames.
 
 A lane's credential can be stolen, or its computer taken over; without a quota it can fill
 the store's disk with crops (34.5 MB in 1.3 s in the second review) and fabricate

@@ -25,7 +25,13 @@ from sqlmodel import Session, col, select
 from laneguard.files import private_dir
 from laneguard.image_headers import ImageHeaderError, jpeg_size, webm_size
 from product_db.errors import LaneGuardError
-from store_server.models import AlertClip, AlertRecord, ProductPicture, SampleRecord
+from store_server.models import (
+    AlertClip,
+    AlertRecord,
+    DetectionFrame,
+    ProductPicture,
+    SampleRecord,
+)
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 WEBM_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML, the container WebM is
@@ -153,13 +159,14 @@ class MediaStore:
 
 def media_in_use(session: Session, names: list[str]) -> set[str]:
     """Those of ``names`` some row still names (media files are named by their content, so
-    one file may be a crop, an alert's evidence and a product's picture at once)."""
+    one file may be a crop, an alert's evidence, a product's picture and a frame at once)."""
     used: set[str] = set()
     for column in (
         col(SampleRecord.image),
         col(AlertRecord.evidence),
         col(AlertClip.media),
         col(ProductPicture.image),
+        col(DetectionFrame.image),
     ):
         used |= {n for n in session.exec(select(column).where(column.in_(names))) if n}
     return used

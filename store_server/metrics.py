@@ -27,7 +27,14 @@ from sqlmodel import Session, col, select
 from product_db.models import utcnow
 from store_server.lanes import lane_state
 from store_server.live import PUBLISHED_AT, AlertFeed
-from store_server.models import BundleRelease, GalleryEntry, LaneHealth, Rollout, SampleRecord
+from store_server.models import (
+    BundleRelease,
+    DetectionFrame,
+    GalleryEntry,
+    LaneHealth,
+    Rollout,
+    SampleRecord,
+)
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the text format generate_latest writes
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -91,6 +98,9 @@ class _StoreState(Collector):
             samples = session.exec(
                 select(SampleRecord.review, func.count()).group_by(col(SampleRecord.review))
             ).all()
+            frames = session.exec(
+                select(DetectionFrame.review, func.count()).group_by(col(DetectionFrame.review))
+            ).all()
             entries = session.exec(
                 select(GalleryEntry.withdrawn, func.count())
                 .where(col(GalleryEntry.withdraws).is_(None))
@@ -123,6 +133,14 @@ class _StoreState(Collector):
         for review, count in samples:
             by_review.add_metric([str(review)], float(count))
         yield by_review
+        frames_by_review = GaugeMetricFamily(
+            "laneguard_store_detection_frames",
+            "Detection frames kept for the detector to learn from, by review state",
+            labels=["review"],
+        )
+        for review, count in frames:
+            frames_by_review.add_metric([str(review)], float(count))
+        yield frames_by_review
         gallery = GaugeMetricFamily(
             "laneguard_store_gallery_entries",
             "Gallery entries learned in the store, in use or withdrawn after review",

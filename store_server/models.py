@@ -1,5 +1,5 @@
 """The store server's own tables: what lanes deliver (transactions, alerts with evidence,
-training samples, health).
+training samples, detection frames, health).
 
 Every delivered message's id is recorded in ``ingested_message`` in the same database
 transaction as its effect, so a message retried after a lost reply is stored exactly once.
@@ -138,6 +138,31 @@ class SampleRecord(SQLModel, table=True):
     proposals: list[dict[str, object]] | None = Field(
         default=None, sa_column=Column(JSON, nullable=True)
     )
+
+
+class DetectionFrame(SQLModel, table=True):
+    """A camera frame a lane kept for the detector to learn the store's own camera from, with
+    the boxes the lane's detector and tracks gave it (``boxes``: the wire's FrameBox fields, in
+    the frame's pixels). ``review`` leaves room for the later steps that label the "of
+    interest" frames (a teacher, then a person); an honest frame's boxes are its label."""
+
+    __tablename__ = "detection_frame"
+    __table_args__ = (UniqueConstraint("lane_id", "message_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(max_length=128)
+    lane_id: str = Field(max_length=64, index=True)
+    transaction_id: str = Field(max_length=64)
+    reason: str = Field(max_length=16)
+    # Retention deletes by capture time, hourly, over every lane's frames.
+    captured_at: datetime = Field(index=True)
+    received_at: datetime = Field(default_factory=utcnow)
+    model_version: str = Field(max_length=64)
+    width: int
+    height: int
+    boxes: list[dict[str, object]] = Field(sa_column=Column(JSON, nullable=False))
+    image: str = Field(max_length=80, description="media name")
+    review: str = Field(default="pending", max_length=12, index=True)
 
 
 class LaneHealth(SQLModel, table=True):

@@ -1,5 +1,5 @@
 """Evidence retention: alert crops and clips are deleted after the store's retention days,
-training crops after ``sample_retention_days``.
+training crops after ``sample_retention_days``, detection frames after ``frame_retention_days``.
 
 Evidence shows customers and their shopping; a store keeps it only as long as its policy says
 (``retention_days``, 30 by default), except for the alerts a manager marked to keep (a confirmed
@@ -9,9 +9,9 @@ writes one audit entry with what it deleted.
 
 Media files are named by their content, so one file can belong to several rows (an item's crop
 is both an alert's evidence and, in an honest retry, a training sample): a file is removed only
-when no sample and no alert that is kept or still in its retention period names it. Rows are
-updated and committed first, files removed after: a crash in between leaves a file no row names,
-never a row naming a missing file.
+when no sample, no detection frame and no alert that is kept or still in its retention period
+names it. Rows are updated and committed first, files removed after: a crash in between leaves a
+file no row names, never a row naming a missing file.
 """
 
 from __future__ import annotations
@@ -27,7 +27,13 @@ from product_db.models import utcnow
 from store_server.auth import audit
 from store_server.background import PeriodicLoop
 from store_server.media import MediaStore, media_in_use
-from store_server.models import AlertClip, AlertRecord, GalleryEntry, SampleRecord
+from store_server.models import (
+    AlertClip,
+    AlertRecord,
+    DetectionFrame,
+    GalleryEntry,
+    SampleRecord,
+)
 
 log = logging.getLogger("laneguard.server.retention")
 RETENTION_USER = "retention"  # the audit log's name for this job
@@ -42,6 +48,8 @@ class RetentionReport:
     kept: int = 0  # alerts past retention whose evidence a manager keeps
     samples: int = 0  # training crops' rows deleted
     sample_files: int = 0  # their files removed
+    frames: int = 0  # detection frames' rows deleted
+    frame_files: int = 0  # their files removed
 
 
 def purge_expired_evidence(
@@ -117,6 +125,49 @@ def purge_expired_samples(
     if report.samples:
         log.info("retention: %d training crops deleted (%d days)", report.samples, days)
     return report
+
+
+def purge_expired_frames(
+    engine: Engine, media: MediaStore, days: int, now: datetime | None = None
+) -> RetentionReport:
+    """Delete the detection frames captured more than ``days`` ago: rows, and files no other
+    row names. A frame shows the whole lane, masked and blurred but more of the customer than
+    a crop, so it goes as evidence does; whatever a model learned from it stays in the model."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    report = RetentionReport()
+    while (names := _delete_frame_batch(engine, cutoff, days)) is not None:
+        report.frames += len(names)
+        report.frame_files += len(_remove_unused(engine, media, names))
+    if report.frames:
+        log.info("retention: %d detection frames deleted (%d days)", report.frames, days)
+    return report
+
+
+def _delete_frame_batch(engine: Engine, cutoff: datetime, days: int) -> list[str] | None:
+    """Delete up to BATCH frames captured before ``cutoff`` (audited, committed); their media
+    names, or None when none was left."""
+    with Session(engine) as session:
+        frames = list(
+            session.exec(
+                select(DetectionFrame).where(col(DetectionFrame.captured_at) < cutoff).limit(BATCH)
+            )
+        )
+        if not frames:
+            return None
+        names = [frame.image for frame in frames]
+        for frame in frames:
+            session.delete(frame)
+        audit(
+            session,
+            RETENTION_USER,
+            "frames.deleted",
+            f"{len(frames)} detection frames",
+            days=days,
+            captured_before=cutoff.isoformat(),
+        )
+        session.commit()
+        return names
 
 
 def _purge_batch(
@@ -218,10 +269,13 @@ class RetentionLoop(PeriodicLoop):
         every_s: float = 3600.0,
         first_s: float = 300.0,
         sample_days: int | None = None,
+        frame_days: int | None = None,
     ) -> None:
         def purge() -> None:
             purge_expired_evidence(engine, media, days)
             if sample_days is not None:
                 purge_expired_samples(engine, media, sample_days)
+            if frame_days is not None:
+                purge_expired_frames(engine, media, frame_days)
 
         super().__init__("retention", purge, every_s, first_s)

@@ -221,7 +221,11 @@ def build_services(settings: StoreSettings) -> StoreServices:
     )
     rollouts = RolloutLoop(engine, HealthLimits(), every_s=settings.rollout_check_s)
     retention = RetentionLoop(
-        engine, media, settings.retention_days, sample_days=settings.sample_retention_days
+        engine,
+        media,
+        settings.retention_days,
+        sample_days=settings.sample_retention_days,
+        frame_days=settings.frame_retention_days,
     )
     chain = chain_link(settings, engine, media)
     if chain is not None:
@@ -253,6 +257,7 @@ def build_services(settings: StoreSettings) -> StoreServices:
             {
                 "transaction": settings.lane_transactions_per_minute,
                 "sample": settings.lane_samples_per_minute,
+                "frame": settings.lane_frames_per_minute,
             }
         ),
         signing_key=signing_key,

@@ -71,6 +71,13 @@ class StoreSettings(ServiceSettings):
         le=3650,
         description="days training crops are kept (HQ keeps its pooled copies pooled_days)",
     )
+    frame_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="days detection frames are kept (whole scenes of the lane, masked and "
+        "blurred, yet more of the customer than a crop: as long as evidence)",
+    )
     rollout_check_s: float = Field(
         default=5.0, gt=0, description="how often the active rollout's lanes are judged"
     )
@@ -89,6 +96,12 @@ class StoreSettings(ServiceSettings):
     )
     lane_samples_per_minute: int = Field(
         default=300, ge=1, description="training crops one lane may send a minute (the same)"
+    )
+    lane_frames_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="detection frames one lane may send a minute (the same; a frame is up to "
+        "1.5 MB, so fewer than crops)",
     )
     mqtt_url: str | None = Field(
         default=None,

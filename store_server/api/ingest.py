@@ -2,7 +2,8 @@
 
 One request carries up to 500 messages of any kind (the wire schema's LaneOutput). Each is
 validated on its own: a bad message is refused with its reason while the others in the batch
-are kept, and the lane moves the refused one aside instead of retrying it forever. What passes
+are kept, and the lane moves the refused one aside instead of retrying it forever (a detection
+frame, too, when its JPEG is not the size it declares or a box falls outside it). What passes
 goes to the store's ingest writer (store_server.ingest_store), which stores the messages of
 many requests in one database transaction. A message id seen before is answered "duplicate"
 and changes nothing.
@@ -11,6 +12,8 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import time
 from collections import Counter
 from typing import Any
@@ -21,16 +24,31 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
 
+from laneguard.image_headers import ImageHeaderError, jpeg_size
 from laneguard.receipts import ingest_receipt, refusal_receipt
-from laneguard.wire import LANE_OUTPUT_KINDS, AlertMessage, ClipMessage, LaneOutput, SampleMessage
+from laneguard.wire import (
+    LANE_OUTPUT_KINDS,
+    AlertMessage,
+    ClipMessage,
+    FrameBox,
+    FrameMessage,
+    LaneOutput,
+    SampleMessage,
+)
+from product_db.errors import LaneGuardError
 from store_server.deps import CurrentLane, Services
 from store_server.ingest_store import IngestResult, Item, alert_owners
-from store_server.media import EvidenceImageError, decode_jpeg_b64, decode_webm_b64
+from store_server.media import EvidenceImageError, check_jpeg, decode_jpeg_b64, decode_webm_b64
 from store_server.services import StoreServices
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
 MAX_BATCH = 500
+IMAGE_FIELDS = ("crop_jpeg_b64", "clip_b64", "evidence_jpeg_b64", "frame_jpeg_b64")
 _message = TypeAdapter(LaneOutput)
+
+
+class FrameBoxError(LaneGuardError, ValueError):
+    """A detection frame's box that does not lie in the frame it came with."""
 
 
 class IngestBatch(BaseModel):
@@ -87,9 +105,7 @@ async def ingest(
     except ValidationError as error:
         return _refused(key, lane_id, body, 422, _describe(error))
     messages = _within_quota(services, lane_id, batch.messages)
-    has_images = any(
-        "crop_jpeg_b64" in m or "clip_b64" in m or m.get("evidence_jpeg_b64") for m in messages
-    )
+    has_images = any(m.get(name) for m in messages for name in IMAGE_FIELDS)
     if has_images:  # decoding JPEGs and clips takes milliseconds: not on the event loop
         results, accepted, foreign = await asyncio.to_thread(_check, messages, lane_id)
     else:
@@ -198,7 +214,7 @@ def _check(
             results.append(
                 IngestResult(message_id=message_id, status="rejected", error=_describe(error))
             )
-        except EvidenceImageError as error:
+        except (EvidenceImageError, FrameBoxError) as error:
             results.append(IngestResult(message_id=message_id, status="rejected", error=str(error)))
     return results, accepted, foreign
 
@@ -222,4 +238,42 @@ def _images(message: Any) -> bytes | None:
         return decode_jpeg_b64(message.crop_jpeg_b64)
     if isinstance(message, ClipMessage):
         return decode_webm_b64(message.clip_b64)
+    if isinstance(message, FrameMessage):
+        return _frame_jpeg(message)
     return None
+
+
+def _frame_jpeg(message: FrameMessage) -> bytes:
+    """A frame's JPEG, refused unless it is the size the message declares and every box lies
+    in it: the trainer takes the boxes as the frame's own pixels, so a frame whose boxes do not
+    fit would teach the detector wrong boxes. The boxes and the JPEG's header are checked
+    before the image is decoded, so a refused frame costs no decoding."""
+    for index, box in enumerate(message.boxes):
+        if not _box_fits(box, message.width, message.height):
+            raise FrameBoxError(
+                f"boxes.{index}: box {tuple(box.box)} falls outside the "
+                f"{message.width}x{message.height} frame (0 <= x1 <= x2 <= width and "
+                "0 <= y1 <= y2 <= height)"
+            )
+    try:
+        data = base64.b64decode(message.frame_jpeg_b64, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise EvidenceImageError(f"frame is not valid base64: {error}") from error
+    try:
+        width, height = jpeg_size(data)
+    except ImageHeaderError as error:
+        raise EvidenceImageError(f"frame: {error}") from None
+    if (width, height) != (message.width, message.height):
+        raise EvidenceImageError(
+            f"frame is {width}x{height} by its JPEG header; the message says "
+            f"{message.width}x{message.height}"
+        )
+    check_jpeg(data)
+    return data
+
+
+def _box_fits(box: FrameBox, width: int, height: int) -> bool:
+    """Whether ``box`` lies within a ``width`` x ``height`` frame (written so that a NaN
+    coordinate, which compares false with everything, does not fit)."""
+    x1, y1, x2, y2 = box.box
+    return 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height

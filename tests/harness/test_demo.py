@@ -19,7 +19,7 @@ from sqlmodel import Session, func, select
 from laneguard.tls import pinned_context
 from product_db.db import make_engine
 from product_db.models import Product
-from store_server.models import GalleryEntry, LaneHealth, ProductPicture
+from store_server.models import DetectionFrame, GalleryEntry, LaneHealth, ProductPicture
 from store_server.products import describe
 from tests.helpers.live_server import free_port
 
@@ -153,6 +153,15 @@ def test_the_chain_demo_runs_hq_and_two_stores_that_report_to_it(tmp_path: Path)
                 )
             engine.dispose()
         assert learned_from_north, "what North learned reached South through HQ"
+        # The lanes' honest checkouts also sent camera frames with labelled boxes (issue #35).
+        engine = make_engine(f"sqlite:///{tmp_path / 'north' / 'store.sqlite3'}")
+        with Session(engine) as session:
+            frames = session.exec(select(DetectionFrame)).all()
+        engine.dispose()
+        honest = [f for f in frames if f.reason == "honest"]
+        assert honest and all(f.boxes for f in honest)
+        stored = tmp_path / "north" / "media" / honest[0].image[:2] / honest[0].image
+        assert stored.read_bytes()[:3] == b"\xff\xd8\xff" and stored.stat().st_mode & 0o077 == 0
         with httpx.Client(base_url=hq_url, timeout=10) as it:
             form = it.get("/login")
             token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
