@@ -44,6 +44,7 @@ from trainer.embedder import PRETRAINED_ARCHS, EmbedderRun, image_folder, read_i
 from trainer.gate import GatePolicy, GateSide, judge, measure
 from trainer.golden import write_golden_frames
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
+from trainer.store_frames import FrameSplit, write_test_set, write_yolo
 from trainer.weights import ParentWeights, parent_weights, training_weights, weights_named
 
 
@@ -64,6 +65,7 @@ class TrainRunConfig:
     detector_images: int = 300
     detector_test_images: int = 60
     pasted_share: float = 0.5  # detector images that get harvested crops pasted in
+    store_frame_repeats: int = 2  # each store camera frame is this many training images
     rehearsal_crops: int = 40  # simulator crops per catalog product in training
     known_test_crops: int = 4  # simulator crops per catalog product in the gate
     gallery_per_code: int = 8
@@ -191,9 +193,11 @@ def _fine_tune_detector(
     models_dir: Path,
     config: TrainRunConfig,
     progress: Callable[[str], None],
+    frames: FrameSplit | None = None,
 ) -> _TunedDetector:
     """Production's detector trained further on simulator scenes with harvested crops pasted
-    in, exported at each of production's detector sizes and precisions (same file names)."""
+    in (the rehearsal: what it knew stays) and the store cameras' training frames, exported at
+    each of production's detector sizes and precisions (same file names)."""
     from simulator.datasets import write_detect_dataset
     from trainer.detector import export_detector_onnx, train_detector
     from trainer.quantize import median_latency_ms, quantize_int8
@@ -216,7 +220,13 @@ def _fine_tune_detector(
         config.pasted_share,
         Random(config.seed),
     )
-    progress(f"detector data: {detect.images} simulator images, {pasted} harvested crops pasted")
+    camera = 0
+    for repeat in range(config.store_frame_repeats if frames is not None else 0):
+        camera += write_yolo(frames.train, detect.out, "train", tag=f"r{repeat}")  # type: ignore[union-attr]
+    progress(
+        f"detector data: {detect.images} simulator images, {pasted} harvested crops pasted, "
+        f"{camera} store camera frames"
+    )
     det = train_detector(
         detect.out / "data.yaml",
         work / "runs",
@@ -257,13 +267,15 @@ def run_training(
     progress: Callable[[str], None] = print,
     names: dict[str, str] | None = None,
     learned: Callable[[str, set[int]], dict[int, tuple[str, np.ndarray]]] | None = None,
+    frames: FrameSplit | None = None,
 ) -> TrainRunResult:
     """Fine-tune a candidate from ``production`` on ``dataset``, gate it, write it to ``out``.
 
     ``learned(embedder_sha256, held_out_sample_ids)`` gives the store's fast-path entries
     production lanes add to the bundle's gallery (``store_entries``); ``names`` the product
-    names for the class map. The five steps of the module docstring, each handing the next
-    what it needs."""
+    names for the class map; ``frames`` the store cameras' labelled frames (trainer.store_frames):
+    the detector learns from their training split and is judged on each lane's held-out one.
+    The five steps of the module docstring, each handing the next what it needs."""
     from simulator.world import World
 
     _require_something_to_learn(dataset)
@@ -281,7 +293,9 @@ def run_training(
     embedder = _tuned_embedder(parent, data.combined, models_dir, config, progress)
 
     progress("3/5 detector")
-    detector = _candidate_detector(world, dataset, parent, work, models_dir, config, progress)
+    detector = _candidate_detector(
+        world, dataset, parent, work, models_dir, config, progress, frames
+    )
 
     progress("4/5 gallery")
     gallery = _candidate_gallery(parent, embedder, data.combined, models_dir, config, names)
@@ -443,6 +457,9 @@ class _CandidateDetector:
     members: dict[str, Path]
     production_map: dict[str, Any]
     candidate_map: dict[str, Any]
+    # mAP50 on each lane's held-out camera frames (empty without store frames)
+    production_lanes: dict[str, float] = field(default_factory=dict)
+    candidate_lanes: dict[str, float] = field(default_factory=dict)
 
 
 def _candidate_detector(
@@ -453,9 +470,11 @@ def _candidate_detector(
     models_dir: Path,
     config: TrainRunConfig,
     progress: Callable[[str], None],
+    frames: FrameSplit | None = None,
 ) -> _CandidateDetector:
     """Step 3: production's detector fine-tuned (``detector_epochs`` > 0 and production carries
-    its weights) or kept as it is; both measured on test scenes at ``seed + 1``, for the gate."""
+    its weights) or kept as it is; both measured on test scenes at ``seed + 1`` and on each
+    lane's held-out camera frames, for the gate."""
     from simulator.datasets import write_detect_dataset
     from trainer.detector import evaluate_detector
 
@@ -465,22 +484,41 @@ def _candidate_detector(
     )
     test_yaml = detect_test.out / "data.yaml"
     parent_map = evaluate_detector(parent.folder / primary.file, test_yaml, primary.input_size)
+    lane_sets = {
+        lane: write_test_set(held_out, work / "frames-test" / lane)
+        for lane, held_out in (frames.test.items() if frames is not None else ())
+    }
+    parent_lanes = _lane_maps(parent.folder / primary.file, lane_sets, primary.input_size)
     parent_pt = parent.weights.detector
     if config.detector_epochs > 0 and parent_pt is None:
         progress("production carries no detector weights: its detector is kept")
     if config.detector_epochs > 0 and parent_pt is not None:
         tuned = _fine_tune_detector(
-            world, dataset, parent_pt, parent.manifest, work, models_dir, config, progress
+            world, dataset, parent_pt, parent.manifest, work, models_dir, config, progress, frames
         )
-        candidate_map = evaluate_detector(
-            tuned.members[primary.file], test_yaml, primary.input_size
-        )
+        candidate = tuned.members[primary.file]
+        candidate_map = evaluate_detector(candidate, test_yaml, primary.input_size)
         return _CandidateDetector(
-            tuned.weights, tuned.models, tuned.members, parent_map, candidate_map
+            tuned.weights,
+            tuned.models,
+            tuned.members,
+            parent_map,
+            candidate_map,
+            parent_lanes,
+            _lane_maps(candidate, lane_sets, primary.input_size),
         )
     kept = [m for m in parent.manifest.models if m.role == "detector"]
     members = {entry.file: parent.folder / entry.file for entry in kept}
-    return _CandidateDetector(parent_pt, kept, members, parent_map, parent_map)
+    return _CandidateDetector(
+        parent_pt, kept, members, parent_map, parent_map, parent_lanes, parent_lanes
+    )
+
+
+def _lane_maps(model: Path, lane_sets: dict[str, Path], size: int) -> dict[str, float]:
+    """mAP50 on each lane's held-out camera frames."""
+    from trainer.detector import evaluate_detector
+
+    return {lane: evaluate_detector(model, data, size)["mAP50"] for lane, data in lane_sets.items()}
 
 
 @dataclass(frozen=True)
@@ -565,6 +603,7 @@ def _gate_report(
         production_gallery,
         manifest.thresholds,
         detector.production_map["mAP50"],
+        detector.production_lanes,
     )
     candidate_side = GateSide(
         "candidate",
@@ -572,6 +611,7 @@ def _gate_report(
         gallery.gallery,
         manifest.thresholds,
         detector.candidate_map["mAP50"],
+        detector.candidate_lanes,
     )
     # New to the bundle: the fast path may already have taught production's lanes these codes,
     # but its entries belong to production's embedder and go when the candidate's comes.
@@ -627,6 +667,10 @@ def _candidate_manifest(
             "detector_test": {
                 "production": detector.production_map,
                 "candidate": detector.candidate_map,
+            },
+            "store_frames_mAP50": {
+                "production": detector.production_lanes,
+                "candidate": detector.candidate_lanes,
             },
         },
     )

@@ -7,7 +7,9 @@ Measured for each side with its own embedder, gallery and thresholds:
   would be a false switch alert on an honest customer);
 - ``replay_recognised``: share of replayed crops trusted with their scanned code;
 - ``known_top1``: identity of simulator crops of every catalog product (nothing forgotten);
-- ``detector_mAP50``: the detector on the same simulator test scenes.
+- ``detector_mAP50``: the detector on the same simulator test scenes;
+- ``store_frames_mAP50``: the detector on each lane's newest camera frames (trainer.store_frames),
+  one check per lane.
 The candidate passes when no metric is worse than production's by more than the tolerance and
 every product production did not know (``new_codes``) is identified at least
 ``new_product_min_top1`` of the time.
@@ -16,7 +18,7 @@ every product production did not know (``new_codes``) is identified at least
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,8 @@ class GateSide:
     gallery: Gallery
     thresholds: Thresholds
     detector_mAP50: float | None = None
+    # mAP50 on each lane's held-out camera frames: a candidate worse on any one camera is refused
+    store_frames_mAP50: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def measure(
         "replay_recognised": round(recognised / crops_total, 4) if crops_total else None,
         "known_top1": known_result["top1"],
         "detector_mAP50": side.detector_mAP50,
+        "store_frames_mAP50": dict(side.store_frames_mAP50),
     }
 
 
@@ -118,6 +123,7 @@ def judge(
                 "passed": after >= before - policy.tolerance,
             }
         )
+    checks += _lane_checks(production, candidate, policy)
     per_code = candidate.get("harvest_per_code", {})
     for code in new_codes:
         if code not in per_code:
@@ -140,3 +146,21 @@ def judge(
         "candidate": candidate,
         "new_codes": list(new_codes),
     }
+
+
+def _lane_checks(
+    production: dict[str, Any], candidate: dict[str, Any], policy: GatePolicy
+) -> list[dict[str, Any]]:
+    """One check per lane with held-out camera frames: the detector on that camera."""
+    before = production.get("store_frames_mAP50") or {}
+    after = candidate.get("store_frames_mAP50") or {}
+    return [
+        {
+            "check": f"detector_mAP50 on {lane}'s newest camera frames not worse than production "
+            f"by more than {policy.tolerance}",
+            "production": before[lane],
+            "candidate": after[lane],
+            "passed": after[lane] >= before[lane] - policy.tolerance,
+        }
+        for lane in sorted(set(before) & set(after))
+    ]

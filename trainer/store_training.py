@@ -29,6 +29,7 @@ from store_server.rollouts import bundle_path, production, publish_bundle
 from store_server.settings import StoreSettings
 from trainer.finetune import TrainRunConfig, TrainRunResult, run_training, store_entries
 from trainer.harvest import build_dataset, harvested_crops
+from trainer.store_frames import harvested_frames, split_frames
 
 log = logging.getLogger("laneguard.trainer")
 STATE_FILE = "training-state.json"
@@ -73,6 +74,10 @@ class StoreTrainer:
         crops = harvested_crops(self.engine, media)
         dataset = build_dataset(crops, self.config.harvest)
         dataset.stats["max_sample_id"] = max((c.sample_id for c in crops), default=0)
+        frames = split_frames(
+            harvested_frames(self.engine, media), self.config.harvest.test_fraction
+        )
+        dataset.stats["camera_frames"] = frames.stats
         parent = production_bundle(self.engine, self.settings)
         out = self.work / "candidate.tar.gz"
         result = run_training(
@@ -84,6 +89,7 @@ class StoreTrainer:
             progress,
             names=_names(self.engine, dataset.codes),
             learned=lambda sha, held_out: store_entries(self.engine, sha, held_out),
+            frames=frames,
         )
         if self.signing_key is not None:
             from laneguard.signing import load_private_key, sign_bundle

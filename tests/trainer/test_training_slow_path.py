@@ -26,10 +26,10 @@ from checkout_node.model_bundle import load_models
 from laneguard.bundle import Manifest, extract_bundle, read_manifest
 from laneguard.cli import main as laneguard_cli
 from laneguard.embedding import Embedder
-from laneguard.wire import SampleMessage
+from laneguard.wire import FrameBox, FrameMessage, SampleMessage
 from product_db.db import make_engine
 from product_db.models import utcnow
-from simulator.datasets import DETECT_NAMES, write_embed_dataset
+from simulator.datasets import DETECT_NAMES, write_detect_dataset, write_embed_dataset
 from simulator.world import World
 from store_server.app import create_app
 from store_server.auth import create_user
@@ -63,6 +63,48 @@ def crops(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
     }
 
 
+@pytest.fixture(scope="module")
+def camera_frames(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[bytes, list[FrameBox]]]:
+    """Lane camera frames with every product's box, as an honest checkout's frames arrive."""
+    folder = tmp_path_factory.mktemp("frames")
+    write_detect_dataset(World.from_catalog(), folder, 12, seed=11, val_fraction=0.0)
+    frames = []
+    for image in sorted((folder / "images" / "train").glob("*.jpg")):
+        lines = (folder / "labels" / "train" / f"{image.stem}.txt").read_text().split()
+        boxes = []
+        for index in range(0, len(lines), 5):
+            cls, cx, cy, w, h = int(lines[index]), *map(float, lines[index + 1 : index + 5])
+            box = ((cx - w / 2) * 640, (cy - h / 2) * 480, (cx + w / 2) * 640, (cy + h / 2) * 480)
+            rounded = tuple(
+                round(min(max(v, 0.0), 640.0 if i % 2 == 0 else 480.0), 1)
+                for i, v in enumerate(box)
+            )
+            boxes.append(
+                FrameBox(
+                    box=rounded, label=DETECT_NAMES[cls], kind="track", score=0.9, track_id=index
+                )
+            )  # type: ignore[arg-type]
+        frames.append((image.read_bytes(), boxes))
+    return frames
+
+
+def frame(
+    lane: str, n: int, transaction: str, shot: tuple[bytes, list[FrameBox]], minutes: int
+) -> dict:
+    return FrameMessage(
+        message_id=f"{lane}:frame:{n}",
+        lane_id=lane,
+        transaction_id=transaction,
+        reason="honest",
+        captured_at=utcnow() - timedelta(minutes=minutes),
+        model_version="quick",
+        width=640,
+        height=480,
+        boxes=shot[1],
+        frame_jpeg_b64=base64.b64encode(shot[0]).decode(),
+    ).model_dump(mode="json")
+
+
 def sample(lane: str, n: int, transaction: str, code: str, crop: bytes, minutes: int) -> dict:
     return SampleMessage(
         message_id=f"{lane}:sample:{n}",
@@ -88,10 +130,14 @@ class Store:
 
 @pytest.fixture
 def store(
-    tmp_path: Path, crops: dict[str, list[bytes]], quick_bundle: tuple[Path, Manifest, list[str]]
+    tmp_path: Path,
+    crops: dict[str, list[bytes]],
+    camera_frames: list[tuple[bytes, list[FrameBox]]],
+    quick_bundle: tuple[Path, Manifest, list[str]],
 ) -> Iterator[Store]:
     """A running store server whose lane sent honest crops of both products, two per
-    transaction, the oldest transactions first; production is the quick bootstrap bundle."""
+    transaction, the oldest transactions first, and camera frames of those transactions;
+    production is the quick bootstrap bundle."""
     url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
     # The quick bundle's one-epoch embedder barely tells products apart, so its own agreement
     # threshold keeps every crop out; this test is about the slow path, the fast path's guard
@@ -111,7 +157,10 @@ def store(
                 for picture in pictures[index : index + 2]:
                     n += 1
                     messages.append(sample("lane-1", n, transaction, code, picture, 100 - index))
-        messages += [as_json(t) for t in vouching_transactions(messages)]
+                shot = camera_frames[n % len(camera_frames)]
+                messages.append(frame("lane-1", n, transaction, shot, 100 - index))
+        samples = [m for m in messages if m["type"] == "sample"]
+        messages += [as_json(t) for t in vouching_transactions(samples)]
         reply = httpx.post(
             f"{base}/api/v1/ingest",
             json={"messages": messages},
@@ -238,6 +287,12 @@ def test_train_run_fine_tunes_from_production_and_publishes_what_passes(
     assert gate["passed"] and gate["new_codes"] == [new_code]
     metrics = {check["check"].split(" ")[0] for check in gate["checks"]}
     assert {"harvest_top1", "replay_clean", "known_top1", "detector_mAP50"} <= metrics
+    # The detector learned from the lane's camera frames and is judged on its newest ones.
+    camera = report["harvest"]["camera_frames"]
+    assert camera["train_frames"] > 0 and camera["test_frames"]["lane-1"] > 0
+    lane_checks = [c for c in gate["checks"] if "lane-1's newest camera frames" in c["check"]]
+    assert len(lane_checks) == 1 and 0.0 <= lane_checks[0]["candidate"] <= 1.0
+    assert set(gate["candidate"]["store_frames_mAP50"]) == {"lane-1"}
     assert gate["production"]["replay_transactions"] >= 2
     # Production is measured as its lanes identify: the bundle plus the fast path's entries
     # (which had learned the product), less those made from the crops the gate tests on.
