@@ -4,6 +4,7 @@ embedder comparison."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -169,6 +170,61 @@ def teacher_command(
             indent=2,
         )
     )
+
+
+@train.command("camera")
+@click.option(
+    "--frames",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    required=True,
+    help="Folder of the camera's frames (.jpg/.png, as the lane sees them): no labels needed.",
+)
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Bundle whose detector is tuned (default: the shipped one).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Candidate bundle to write (unsigned: sign it with `laneguard keys sign`).",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/camera-work"),
+    show_default=True,
+    help="Scratch folder for the training run.",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: the recipe's.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def camera_command(
+    frames: Path, bundle: Path | None, out: Path, work: Path, epochs: int | None, seed: int
+) -> None:
+    """Tune a bundle's detector to one camera from its frames alone: the detector's sure boxes
+    (at or above T1) teach, unsure ones (T2-T1) are painted out, simulator scenes rehearse."""
+    from laneguard.bundle import SHIPPED_BUNDLE
+    from trainer.camera_tuning import CameraTuningConfig, frame_paths, tune_to_camera
+    from trainer.finetune import TrainingError
+
+    config = CameraTuningConfig(seed=seed)
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            written = tune_to_camera(
+                bundle or SHIPPED_BUNDLE,
+                frame_paths(frames),
+                work,
+                out,
+                config,
+                progress=lambda line: click.echo(line, err=True),
+            )
+    except TrainingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps({"bundle": str(written)}))
 
 
 @train.command("add-golden-frames")

@@ -184,7 +184,7 @@ def inherited_detector_recipe(parent: Manifest) -> InheritedDetectorRecipe:
     )
 
 
-def _fine_tune_detector(
+def fine_tune_detector(
     world: Any,
     dataset: HarvestDataset,
     parent_pt: Path,
@@ -493,7 +493,7 @@ def _candidate_detector(
     if config.detector_epochs > 0 and parent_pt is None:
         progress("production carries no detector weights: its detector is kept")
     if config.detector_epochs > 0 and parent_pt is not None:
-        tuned = _fine_tune_detector(
+        tuned = fine_tune_detector(
             world, dataset, parent_pt, parent.manifest, work, models_dir, config, progress, frames
         )
         candidate = tuned.members[primary.file]
