@@ -43,3 +43,15 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     # One OpenCV call for BGR->RGB, HWC->NCHW and 0..1 scaling: a third of the numpy cost.
     tensor = cv2.dnn.blobFromImage(canvas, 1 / 255.0, swapRB=True)
     return tensor, Letterbox(scale, left, top)
+
+
+def frame_boxes(centre_boxes: np.ndarray, fit: Letterbox, width: int, height: int) -> np.ndarray:
+    """The detector's boxes (4, N: centre x, centre y, width, height in input pixels) as
+    (N, 4) x1, y1, x2, y2 in the frame's pixels, clipped to the frame: the inverse of
+    ``letterbox``, for every reader of the detector's output (the lane, the store's teacher)."""
+    cx, cy, w, h = centre_boxes[0], centre_boxes[1], centre_boxes[2], centre_boxes[3]
+    x1 = np.clip((cx - w / 2 - fit.pad_x) / fit.scale, 0, width)
+    y1 = np.clip((cy - h / 2 - fit.pad_y) / fit.scale, 0, height)
+    x2 = np.clip((cx + w / 2 - fit.pad_x) / fit.scale, 0, width)
+    y2 = np.clip((cy + h / 2 - fit.pad_y) / fit.scale, 0, height)
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)

@@ -390,10 +390,12 @@ class IngestWriter:
         feed: AlertFeed,
         on_honest_samples: Callable[[], None] | None = None,
         on_interest_samples: Callable[[], None] | None = None,
+        on_interest_frames: Callable[[], None] | None = None,
     ) -> None:
         self.engine, self.media, self.feed = engine, media, feed
         self.on_honest_samples = on_honest_samples
         self.on_interest_samples = on_interest_samples
+        self.on_interest_frames = on_interest_frames
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -473,6 +475,14 @@ class IngestWriter:
         )
         if interest and self.on_interest_samples is not None:
             self.on_interest_samples()
+        unsure_boxes = any(
+            isinstance(message, FrameMessage)
+            and result.status == "stored"
+            and any(box.kind == "of_interest" for box in message.boxes)
+            for (message, _), result in zip(items, results)
+        )
+        if unsure_boxes and self.on_interest_frames is not None:
+            self.on_interest_frames()
 
     def _names(self, alerts: list[AlertMessage]) -> dict[str, str | None]:
         """Catalog names of the codes the alerts name, for the consoles' live list."""

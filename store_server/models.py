@@ -143,8 +143,13 @@ class SampleRecord(SQLModel, table=True):
 class DetectionFrame(SQLModel, table=True):
     """A camera frame a lane kept for the detector to learn the store's own camera from, with
     the boxes the lane's detector and tracks gave it (``boxes``: the wire's FrameBox fields, in
-    the frame's pixels). ``review`` leaves room for the later steps that label the "of
-    interest" frames (a teacher, then a person); an honest frame's boxes are its label."""
+    the frame's pixels; an "of interest" box gains ``verdict`` "yes" or "no" and ``by``, who
+    gave it, once the frame teacher or a person decided it).
+
+    ``review`` (store_server.frame_review): "pending" as it arrives; once the frame teacher has
+    judged its "of interest" boxes, "teacher" (it decided every one) or "needs_review" (some
+    wait for a person on the Samples page), then "reviewed" when a person decided the last. A
+    frame with no "of interest" box stays "pending": its track boxes are its label."""
 
     __tablename__ = "detection_frame"
     __table_args__ = (UniqueConstraint("lane_id", "message_id"),)
@@ -163,6 +168,9 @@ class DetectionFrame(SQLModel, table=True):
     boxes: list[dict[str, object]] = Field(sa_column=Column(JSON, nullable=False))
     image: str = Field(max_length=80, description="media name")
     review: str = Field(default="pending", max_length=12, index=True)
+    # When the frame teacher (store_server.frame_teacher) looked at the frame, whether or not
+    # it had a box to judge: it looks at each frame once.
+    teacher_checked_at: datetime | None = Field(default=None, index=True)
 
 
 class LaneHealth(SQLModel, table=True):

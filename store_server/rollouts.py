@@ -124,6 +124,16 @@ def production(session: Session) -> BundleRelease | None:
     return session.get(BundleRelease, done.release_id) if done is not None else None
 
 
+def production_bundle(session: Session, data_dir: Path, shipped: Path) -> Path:
+    """The file of the bundle every lane runs outside a rollout: the newest completed
+    rollout's, or ``shipped`` (the store's ``bundle`` setting, else the shipped bundle) before
+    the first; ``shipped`` too when a release's file went missing from the bundle folder."""
+    release = production(session)
+    if release is not None and bundle_path(data_dir, release).is_file():
+        return bundle_path(data_dir, release)
+    return shipped
+
+
 def active_rollout(session: Session) -> Rollout | None:
     return session.exec(select(Rollout).where(col(Rollout.state).in_(ACTIVE))).first()
 

@@ -6,7 +6,7 @@ services in a closure; they ask for them through store_server.deps, which reads 
 ``StoreApp`` serving the request. ``StoreServices.stages`` lists what has to be started with
 the server, each after what it feeds: the lifespan walks the list forwards to start and
 backwards to stop, so whatever produces work (the ingest writer, the chain link) stops while
-what it hands work to (the learner, the teacher, the MQTT publisher) still runs.
+what it hands work to (the learner, the teachers, the MQTT publisher) still runs.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from store_server.events import (
     StoreEvents,
     topic_part,
 )
+from store_server.frame_teacher import FrameTeacher, FrameTeacherLoop, Thresholds
 from store_server.ingest_store import IngestWriter
 from store_server.lane_quota import LaneQuota
 from store_server.learning import GalleryLearner, LearnConfig, LearningLoop, store_signing_key
@@ -77,6 +78,7 @@ class StoreServices:
     events: StoreEvents | None  # None: no MQTT broker configured
     learning: LearningLoop
     teacher: TeacherLoop
+    frame_teacher: FrameTeacherLoop
     ingest_writer: IngestWriter
     rollouts: RolloutLoop
     retention: RetentionLoop
@@ -188,6 +190,20 @@ def _teacher(
     return StoreTeacher(engine, media, bundle, on_labelled=on_labelled)
 
 
+def _frame_teacher(settings: StoreSettings, engine: Engine, media: MediaStore) -> FrameTeacher:
+    """The frame teacher: the production bundle's largest detector, which it finds (and
+    loads) when the first "of interest" frame needs it; when it is off, the same loop hands
+    those frames to a person undecided."""
+    return FrameTeacher(
+        engine,
+        media,
+        settings.data_dir,
+        settings.bundle or SHIPPED_BUNDLE,
+        Thresholds(settings.frame_teacher_t3, settings.frame_teacher_reject),
+        use_detector=settings.frame_teacher,
+    )
+
+
 def _learning(settings: StoreSettings, engine: Engine, media: MediaStore) -> LearningLoop:
     learner = GalleryLearner(
         engine,
@@ -212,12 +228,14 @@ def build_services(settings: StoreSettings) -> StoreServices:
     events, event_stages = _events(settings, engine, feed)
     learning = _learning(settings, engine, media)
     teacher = TeacherLoop(_teacher(settings, engine, media, learning.poke))
+    frame_teacher = FrameTeacherLoop(_frame_teacher(settings, engine, media))
     writer = IngestWriter(
         engine,
         media,
         feed,
         on_honest_samples=learning.poke,
         on_interest_samples=teacher.poke,
+        on_interest_frames=frame_teacher.poke,
     )
     rollouts = RolloutLoop(engine, HealthLimits(), every_s=settings.rollout_check_s)
     retention = RetentionLoop(
@@ -240,6 +258,7 @@ def build_services(settings: StoreSettings) -> StoreServices:
         Stage("database", lambda: migrate(engine), engine.dispose),
         Stage("gallery learner", learn_from_the_backlog, learning.stop),
         Stage("teacher", teacher.start, teacher.stop),
+        Stage("frame teacher", frame_teacher.start, frame_teacher.stop),
         *event_stages,
         Stage("ingest writer", _nothing, writer.close),
         Stage("rollouts", rollouts.start, rollouts.stop),
@@ -265,6 +284,7 @@ def build_services(settings: StoreSettings) -> StoreServices:
         events=events,
         learning=learning,
         teacher=teacher,
+        frame_teacher=frame_teacher,
         ingest_writer=writer,
         rollouts=rollouts,
         retention=retention,

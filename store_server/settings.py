@@ -133,6 +133,25 @@ class StoreSettings(ServiceSettings):
     teacher_bundle: Path | None = Field(
         default=None, description="the teacher model (default: the shipped teacher.tar.gz)"
     )
+    frame_teacher: bool = Field(
+        default=True,
+        description='the production bundle\'s largest detector judges the "of interest" boxes '
+        "of lanes' detection frames (off: a person decides every box on the Samples page)",
+    )
+    frame_teacher_t3: float = Field(
+        default=0.6,
+        ge=0.0,
+        le=1.0,
+        description="a box the frame teacher detects its label in at this score or more is a "
+        "real object (verdict yes)",
+    )
+    frame_teacher_reject: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="under this score the frame teacher says nothing is there (verdict no); "
+        "between it and frame_teacher_t3 a person decides on the Samples page",
+    )
     learn_consistency: float | None = Field(
         default=None,
         ge=-1.0,
@@ -160,6 +179,15 @@ class StoreSettings(ServiceSettings):
     def _certificate_with_its_key(self) -> StoreSettings:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _reject_below_t3(self) -> StoreSettings:
+        if self.frame_teacher_reject > self.frame_teacher_t3:
+            raise ValueError(
+                "frame_teacher_reject must not be above frame_teacher_t3: a score cannot be "
+                "both a yes and a no"
+            )
         return self
 
     @field_validator("time_zone")

@@ -6,9 +6,11 @@ Lanes send frames with boxes (checkout_node.frame_keeper). What a frame may teac
 - ``not_an_item`` frames: the cashier said the box was not an item, so that region is
   background (no label), and the frame's other track boxes are labelled as above;
 - "of interest" boxes (between T2 and T1, or a product track no scan accounted for) are
-  unknown: their pixels are painted the letterbox grey before training, so the detector is
-  neither taught that they are products nor that they are nothing. Frames sent only for their
-  "of interest" boxes wait for the teacher or a person (their review), and teach nothing yet.
+  unknown until the store's frame teacher or a person gives them a verdict
+  (store_server.frame_review): "yes" makes a box a label, "no" leaves it as it is (nothing of
+  its label there), and one still undecided is painted the letterbox grey before training, so
+  the detector is neither taught that it is a product nor that it is nothing. Frames sent only
+  for their "of interest" boxes teach once every such box is decided.
 
 The held-out split is by transaction and time, per lane: each lane's newest transactions are
 the frames the gate judges a candidate on, so a detector that got worse on one camera is
@@ -35,7 +37,8 @@ from store_server.media import MediaStore
 from store_server.models import DetectionFrame, TransactionRecord
 
 CLASS_IDS = {"product": 0, "hand": 1, "non_merchandise": 2}  # simulator.datasets.DETECT_NAMES
-TEACHING_REASONS = ("honest", "not_an_item")
+TEACHING_REASONS = ("honest", "not_an_item")  # labelled by the checkout itself
+DECIDED = ("teacher", "reviewed")  # any frame whose unsure boxes all have a verdict
 IGNORE_GREY = (114, 114, 114)  # ultralytics' letterbox colour: what "no information" looks like
 MOSTLY_INSIDE = 0.5  # an unknown box this much inside a labelled one is left alone
 
@@ -60,15 +63,23 @@ class StoreFrame:
         return (self.lane_id, self.transaction_id)
 
     def labelled(self) -> list[tuple[int, tuple[float, float, float, float]]]:
-        """(class id, box) of every box taken as true."""
+        """(class id, box) of every box taken as true: a track's, or an unknown one the
+        store's teacher or a person said yes to."""
         return [
             (CLASS_IDS[b["label"]], tuple(b["box"]))
             for b in self.boxes
-            if b["kind"] == "track" and b["label"] in CLASS_IDS
+            if b["label"] in CLASS_IDS
+            and (b["kind"] == "track" or (b["kind"] == "of_interest" and b.get("verdict") == "yes"))
         ]
 
     def unknown(self) -> list[tuple[float, float, float, float]]:
-        return [tuple(b["box"]) for b in self.boxes if b["kind"] == "of_interest"]
+        """Boxes nobody has decided: painted grey. One given "no" stays as it is (nothing of
+        its label there)."""
+        return [
+            tuple(b["box"])
+            for b in self.boxes
+            if b["kind"] == "of_interest" and b.get("verdict") is None
+        ]
 
 
 @dataclass
@@ -201,7 +212,10 @@ def harvested_frames(engine: Engine, media: MediaStore) -> list[StoreFrame]:
         rows = list(
             session.exec(
                 select(DetectionFrame)
-                .where(col(DetectionFrame.reason).in_(TEACHING_REASONS))
+                .where(
+                    col(DetectionFrame.reason).in_(TEACHING_REASONS)
+                    | col(DetectionFrame.review).in_(DECIDED)
+                )
                 .where(col(DetectionFrame.review) != "rejected")
                 .order_by(col(DetectionFrame.captured_at), col(DetectionFrame.id))
             )

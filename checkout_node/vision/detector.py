@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from laneguard.bundle import BundleError
-from laneguard.detection import letterbox
+from laneguard.detection import Letterbox, frame_boxes, letterbox
 
 CONTAINED_SHARE = 0.6  # a box this much inside a stronger one of its group is a part of it
 
@@ -149,15 +149,10 @@ def decode(
     keep = scores >= confidence
     if not keep.any():
         return Detections.empty(scores_all.shape[0])
-    cx, cy, w, h = raw[0, keep], raw[1, keep], raw[2, keep], raw[3, keep]
     scores, classes = scores[keep].astype(np.float32), classes[keep].astype(np.int32)
     class_scores = scores_all[:, keep].T.astype(np.float32)
     groups = classes if nms_groups is None else nms_groups[classes]
-    x1 = np.clip((cx - w / 2 - pad_x) / scale, 0, width)
-    y1 = np.clip((cy - h / 2 - pad_y) / scale, 0, height)
-    x2 = np.clip((cx + w / 2 - pad_x) / scale, 0, width)
-    y2 = np.clip((cy + h / 2 - pad_y) / scale, 0, height)
-    boxes = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+    boxes = frame_boxes(raw[:4, keep], Letterbox(scale, pad_x, pad_y), width, height)
     # Group-wise NMS in one call: offset each group far apart so boxes never suppress across.
     offset = groups[:, None].astype(np.float32) * (max(width, height) + 1)
     shifted = boxes + offset

@@ -118,6 +118,12 @@ def _evidence_deleted(w: _Words) -> str:
     )
 
 
+def _box_decided(w: _Words) -> str:
+    label = str(w.get("label") or "object").replace("_", " ")
+    answer = "a" if w.get("verdict") == "yes" else "no"
+    return f"Said there is {answer} {label} in {w.target} (lane {w.get('lane')})"
+
+
 SENTENCES: dict[str, Callable[[_Words], str]] = {
     "alert.review": _review,
     "catalog.edit": _catalog_edit,
@@ -156,6 +162,11 @@ SENTENCES: dict[str, Callable[[_Words], str]] = {
         f"{w.get('proposed', 0)} proposed to a manager"
     ),
     "user.created": lambda w: f"Created user {w.target} ({_role(w.get('role'))})",
+    "frames.labelled": lambda w: (
+        f"The teacher detector judged the unsure boxes of {w.target}: {w.get('yes', 0)} "
+        f"objects, {w.get('no', 0)} nothing there, {w.get('undecided', 0)} left to a person"
+    ),
+    "frame.box_decided": _box_decided,
 }
 
 

@@ -1,6 +1,7 @@
 """Console: the training-sample browser, where a manager confirms, relabels or rejects the
 crops harvested from honest transactions, and picks the product of an "of interest" crop from
-the teacher's proposals with one tap."""
+the teacher's proposals with one tap; above them, the camera frames whose unsure boxes wait for
+a person's Yes or No (store_server.console.frames)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from product_db.codes import InvalidCodeError, parse_code
 from store_server.auth import audit
+from store_server.console.frames import frames_waiting
 from store_server.console.templating import DATABASE_INT_MAX, error_page, render
 from store_server.deps import CurrentUser, EngineDep, FormUser
 from store_server.learning import audit_sample
@@ -32,6 +34,7 @@ def samples_page(
     review: Annotated[str, Query(max_length=12)] = "pending",
     code: Annotated[str, Query(max_length=64)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    frames_page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     query = select(SampleRecord).order_by(col(SampleRecord.id).desc())
     if review:
@@ -44,6 +47,7 @@ def samples_page(
         proposed = [str(p["code"]) for r in rows[:PAGE_SIZE] for p in r.proposals or []]
         shown = [c for r in rows[:PAGE_SIZE] for c in (r.code, r.label, r.vision_code)]
         products = describe(session, [*proposed, *shown, *(str(e["code"]) for e in learned)])
+        frames = frames_waiting(session, frames_page)
     return render(
         request,
         "samples.html",
@@ -56,6 +60,7 @@ def samples_page(
         code=code,
         reviews=SAMPLE_REVIEWS,
         products=products,
+        frames=frames,
     )
 
 

@@ -46,6 +46,8 @@ def test_only_vouched_labelled_frames_teach(tmp_path: Path) -> None:
         ("lane-1", "t4", "not_an_item", "pending", False),  # a false box: teaches background
         ("lane-1", "t5", "low_score", "pending", True),  # waits for the teacher or a person
         ("lane-2", "t6", "honest", "rejected", True),  # a manager rejected it
+        ("lane-2", "t7", "low_score", "teacher", True),  # every unsure box has a verdict
+        ("lane-2", "t8", "unseen_scan", "needs_review", True),  # a person has yet to look
     ]
     with Session(engine) as session:
         for n, (lane, tx, reason, review, honest) in enumerate(rows):
@@ -84,6 +86,7 @@ def test_only_vouched_labelled_frames_teach(tmp_path: Path) -> None:
     assert [(f.transaction_id, f.reason) for f in frames] == [
         ("t1", "honest"),
         ("t4", "not_an_item"),
+        ("t7", "low_score"),
     ]
     engine.dispose()
 
@@ -97,15 +100,21 @@ def frame(n: int, lane: str, tx: str, minutes: int, image: Path, boxes: tuple) -
 def test_unknown_boxes_are_painted_grey_and_true_ones_labelled(tmp_path: Path) -> None:
     picture = tmp_path / "frame.jpg"
     picture.write_bytes(jpeg(1))
-    shot = frame(7, "lane-1", "t1", 1, picture, (PRODUCT, UNKNOWN, FALSE))
+    said_yes = {**UNKNOWN, "box": [300.0, 40.0, 364.0, 120.0], "verdict": "yes", "by": "teacher"}
+    said_no = {**UNKNOWN, "box": [500.0, 40.0, 560.0, 100.0], "verdict": "no", "by": "manager"}
+    shot = frame(7, "lane-1", "t1", 1, picture, (PRODUCT, UNKNOWN, FALSE, said_yes, said_no))
     assert write_yolo([shot], tmp_path / "yolo", "train") == 1
     image = cv2.imread(str(tmp_path / "yolo" / "images" / "train" / "store_lane-1_00000007.jpg"))
     assert image is not None
     unknown = image[308:372, 408:452].astype(float)  # inside its edges (JPEG rings there)
     assert abs(unknown.mean() - 114) < 2 and unknown.std() < 4, "no picture left to learn from"
     assert image[15:55, 15:55].std() > 30, "a false box stays as it was: background"
+    assert image[45:95, 505:555].std() > 30, "a box given 'no' stays as it was too"
     labels = (tmp_path / "yolo" / "labels" / "train" / "store_lane-1_00000007.txt").read_text()
-    assert labels.splitlines() == ["0 0.234375 0.375000 0.156250 0.250000"]
+    assert labels.splitlines() == [
+        "0 0.234375 0.375000 0.156250 0.250000",
+        "0 0.518750 0.166667 0.100000 0.166667",  # the box the teacher said yes to
+    ]
 
 
 def test_each_lane_holds_out_its_newest_transactions(tmp_path: Path) -> None:
