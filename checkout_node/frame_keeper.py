@@ -37,6 +37,7 @@ from laneguard.wire import FrameBox, FrameReason
 LABELS = {PRODUCT: "product", NON_MERCHANDISE: "non_merchandise", HAND: "hand"}
 HELD_ALERTS = 8  # alerted tracks whose frames wait for the cashier's "not an item"
 SAME_OBJECT_IOU = 0.5  # a detection this close to a tracked box is that track's
+LEAD_S = 2.0  # a transaction's frames may start this long before it (an item before the scan)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class DailyQuota:
                 saved = json.loads(self.path.read_text())
                 if saved.get("day") == self.day.isoformat():
                     self.used = int(saved.get("used", 0))
-            except (ValueError, OSError):
+            except (ValueError, OSError, AttributeError, TypeError):
                 self.used = self.per_day  # unreadable: send nothing more today, never more
 
     def take(self, n: int) -> int:
@@ -145,23 +146,29 @@ class FrameKeeper:
         self._interval = self.config.every_s
         self._last_kept_t: float | None = None
         self._labels: dict[int, int] = {}  # track -> its lifetime class, as last seen
+        self._generation = 0  # bumped at each transaction's end and start
         # (transaction, track) -> its frames, the bundle that boxed them, the tracks' classes
         self._held: dict[tuple[str, int], tuple[list[Candidate], str, dict[int, int]]] = {}
         self._lock = threading.Lock()
 
     # -- while frames pass ------------------------------------------------------------------
     def observe(self, image: np.ndarray, result: FrameResult) -> None:
+        """A processed frame. Only detected frames become candidates: between detections
+        (``detect_interval`` > 1) the boxes are an earlier frame's, not this image's."""
         tracks = [*result.products, *result.others.get(NON_MERCHANDISE, [])]
         with self._lock:
             for track in tracks:
                 self._labels[track.track_id] = track.label
             due = self._last_kept_t is None or result.t - self._last_kept_t >= self._interval
-            if not due or not (tracks or len(result.detections)):
+            if not (due and result.detected and (tracks or len(result.detections))):
                 return
             self._last_kept_t = result.t
+            generation = self._generation
         candidate = self._candidate(image, result, tracks)
         if candidate.tracks or candidate.loose:
             with self._lock:
+                if generation != self._generation:
+                    return  # a transaction ended while it was made: it belongs to neither
                 self._ring.append(candidate)
                 if len(self._ring) > self.config.candidates:
                     self._ring = self._ring[::-2][::-1]  # every other one, the newest kept
@@ -189,13 +196,22 @@ class FrameKeeper:
                     loose.append((box, score, int(detections.classes[index])))
         return Candidate(result.t, image.copy(), boxes, loose)
 
+    def start(self, t: float) -> None:
+        """A transaction starts at ``t``: candidates from before it (what lay in view between
+        customers) go, and the rate is back to ``every_s``."""
+        with self._lock:
+            self._ring = [c for c in self._ring if c.t >= t - LEAD_S]
+            self._interval = self.config.every_s
+            self._generation += 1
+
     # -- at the transaction's end -----------------------------------------------------------
     def finish(self, outcome: Outcome, started_s: float, model_version: str) -> None:
         """Choose and hand on this transaction's frames; frames up to its end leave the ring."""
         with self._lock:
-            mine = [c for c in self._ring if started_s - 2.0 <= c.t <= outcome.ended_s]
+            mine = [c for c in self._ring if started_s - LEAD_S <= c.t <= outcome.ended_s]
             self._ring = [c for c in self._ring if c.t > outcome.ended_s]
             self._interval = self.config.every_s
+            self._generation += 1
             labels = dict(self._labels)
             self._labels = {}
             self._hold_alerted(outcome, mine, model_version, labels)
@@ -205,11 +221,15 @@ class FrameKeeper:
             for candidate in self._honest_frames(mine, counted):
                 boxes = self._boxes(candidate, counted, labels)
                 chosen.append(self._kept(outcome, "honest", candidate, boxes, model_version))
+        sent = {frame.t for frame in chosen}
         for reason, frames in (
             ("low_score", self._low_score_frames(mine)),
             ("unseen_scan", self._unseen_scan_frames(mine, outcome)),
         ):
             for candidate in frames:
+                if candidate.t in sent:
+                    continue  # one frame leaves once, for its first reason
+                sent.add(candidate.t)
                 boxes = self._boxes(candidate, counted, labels)
                 chosen.append(self._kept(outcome, reason, candidate, boxes, model_version))  # type: ignore[arg-type]
         for alert in outcome.alerts:

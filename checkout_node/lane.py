@@ -389,6 +389,8 @@ class Lane:
         )
         self.pos_driven = False
         self.last_activity_s = t
+        if self.frames is not None:
+            self.frames.start(t)
         self.evidence.trim_crops()
         self.publish(
             {"type": "transaction_started", "transaction_id": self.transaction.transaction_id}

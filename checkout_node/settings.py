@@ -56,11 +56,13 @@ class FrameSettings(BaseModel):
     """Detection frames the lane keeps for its detector to learn this store's camera
     (checkout_node.frame_keeper): a few per counted item of an honest transaction, and frames
     "of interest" for a larger model or a person. Each passes the privacy filter before it is
-    encoded; ``per_day`` bounds what one lane sends."""
+    encoded; ``per_day`` bounds what one lane sends. Off unless IT turns it on: a frame shows
+    the whole lane, so by default only item crops leave a lane, and frames may be turned on only
+    with faces blurred and at least one privacy mask (where customers stand)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = True
+    enabled: bool = False
     per_day: int = Field(default=200, ge=0, le=10_000, description="frames a lane sends a day")
     per_track: int = Field(default=2, ge=1, le=8, description="frames per counted item")
     per_transaction: int = Field(default=6, ge=0, le=32, description="honest frames per checkout")
@@ -275,6 +277,15 @@ class LaneSettings(ServiceSettings):
     def _certificate_with_its_key(self) -> LaneSettings:
         if (self.http_tls_cert is None) != (self.http_tls_key is None):
             raise ValueError("http_tls_cert and http_tls_key go together: set both or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _frames_only_masked_and_blurred(self) -> LaneSettings:
+        if self.frames.enabled and not (self.privacy.blur_faces and self.privacy.masks):
+            raise ValueError(
+                "frames.enabled needs privacy.blur_faces and at least one privacy.masks polygon "
+                "(where customers stand): a frame shows the whole lane"
+            )
         return self
 
     @model_validator(mode="after")

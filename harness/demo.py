@@ -37,6 +37,7 @@ CHAIN_STORES = (("north", "Demo store North"), ("south", "Demo store South"))
 STORE_PORT_STEP = 20
 HQ_PORT_OFFSET = 200
 BROKER_PORT_OFFSET = 222
+DEMO_CUSTOMER_MASK = [(560.0, 0.0), (640.0, 0.0), (640.0, 480.0), (560.0, 480.0)]
 
 
 def run_demo(data_dir: Path, host: str, port: int, lanes: int, fps: float) -> None:
@@ -419,7 +420,7 @@ def _start_lane(
     Returns the address that signs its screen in (the kiosk's, with the lane's screen key) and
     the lane's own address."""
     from checkout_node.service import LaneService
-    from checkout_node.settings import LaneSettings
+    from checkout_node.settings import FrameSettings, LaneSettings, PrivacySettings
     from simulator.feed import LiveFeed
     from simulator.world import World
 
@@ -439,6 +440,10 @@ def _start_lane(
             http_port=lane_port,
             bundle_keys=[release_key],
             inference_threads=threads,
+            # Camera frames for the detector to learn the lane: masked where the simulated
+            # customer stands (the right edge) and faces blurred, as a store must.
+            frames=FrameSettings(enabled=True),
+            privacy=PrivacySettings(masks=[DEMO_CUSTOMER_MASK]),
         )
     )
     service.start()

@@ -23,6 +23,9 @@ from product_db.errors import LaneGuardError
 from store_server.models import DetectionFrame
 
 OF_INTEREST = "of_interest"
+# A cashier's "not an item" is a claim, not a label: a box a till user could make the detector
+# unlearn (and so miss what they let through) is decided by the teacher or a person first.
+DECIDED_KINDS = (OF_INTEREST, "not_an_item")
 Verdict = Literal["yes", "no"]
 VERDICTS: tuple[Verdict, ...] = ("yes", "no")
 NEEDS_REVIEW = "needs_review"
@@ -39,8 +42,9 @@ class FrameReviewError(LaneGuardError, ValueError):
 
 
 def of_interest(boxes: Sequence[dict[str, Any]]) -> list[int]:
-    """Indices of the boxes the lane was unsure of."""
-    return [i for i, box in enumerate(boxes) if box.get("kind") == OF_INTEREST]
+    """Indices of the boxes to decide: those the lane was unsure of, and those a cashier
+    called "not an item"."""
+    return [i for i, box in enumerate(boxes) if box.get("kind") in DECIDED_KINDS]
 
 
 def undecided(boxes: Sequence[dict[str, Any]]) -> list[int]:

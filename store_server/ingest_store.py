@@ -41,6 +41,7 @@ from laneguard.wire import (
     TransactionMessage,
 )
 from product_db.models import as_utc, utcnow
+from store_server.frame_review import DECIDED_KINDS
 from store_server.live import AlertFeed
 from store_server.media import MediaStore, b64_size
 from store_server.models import (
@@ -478,7 +479,7 @@ class IngestWriter:
         unsure_boxes = any(
             isinstance(message, FrameMessage)
             and result.status == "stored"
-            and any(box.kind == "of_interest" for box in message.boxes)
+            and any(box.kind in DECIDED_KINDS for box in message.boxes)
             for (message, _), result in zip(items, results)
         )
         if unsure_boxes and self.on_interest_frames is not None:

@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -150,7 +151,14 @@ def _delete_frame_batch(engine: Engine, cutoff: datetime, days: int) -> list[str
     with Session(engine) as session:
         frames = list(
             session.exec(
-                select(DetectionFrame).where(col(DetectionFrame.captured_at) < cutoff).limit(BATCH)
+                select(DetectionFrame)
+                .where(  # the lane's clock is not trusted: a future date never keeps a frame
+                    or_(
+                        col(DetectionFrame.captured_at) < cutoff,
+                        col(DetectionFrame.received_at) < cutoff,
+                    )
+                )
+                .limit(BATCH)
             )
         )
         if not frames:

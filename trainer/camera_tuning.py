@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 
 from laneguard.bundle import Manifest, ModelFile, extracted, write_bundle
+from laneguard.files import private_dir
 from product_db.models import utcnow
 from trainer.finetune import TrainingError, TrainRunConfig, fine_tune_detector
 from trainer.harvest import HarvestDataset, HarvestedCrop
@@ -82,7 +83,7 @@ def self_labelled_frames(
 
 def sure_crops(frames: Sequence[StoreFrame], folder: Path) -> list[HarvestedCrop]:
     """The sure product boxes cut out of their frames, as crops to paste into the rehearsal."""
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)  # cut from camera frames: as private as the frames
     crops: list[HarvestedCrop] = []
     for frame in frames:
         image = cv2.imread(str(frame.image), cv2.IMREAD_COLOR)

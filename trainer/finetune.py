@@ -66,6 +66,9 @@ class TrainRunConfig:
     detector_test_images: int = 60
     pasted_share: float = 0.5  # detector images that get harvested crops pasted in
     store_frame_repeats: int = 2  # each store camera frame is this many training images
+    # A lane's held-out frames judge a candidate only when there are this many: fewer would
+    # let one short checkout veto a whole candidate.
+    lane_test_min_frames: int = 20
     rehearsal_crops: int = 40  # simulator crops per catalog product in training
     known_test_crops: int = 4  # simulator crops per catalog product in the gate
     gallery_per_code: int = 8
@@ -84,6 +87,7 @@ class TrainRunConfig:
             "detector_test_images": 6,
             "rehearsal_crops": 2,
             "known_test_crops": 1,
+            "lane_test_min_frames": 1,
         }
         values.update(overrides)
         return cls(**values)
@@ -485,8 +489,9 @@ def _candidate_detector(
     test_yaml = detect_test.out / "data.yaml"
     parent_map = evaluate_detector(parent.folder / primary.file, test_yaml, primary.input_size)
     lane_sets = {
-        lane: write_test_set(held_out, work / "frames-test" / lane)
-        for lane, held_out in (frames.test.items() if frames is not None else ())
+        lane: write_test_set(held_out, work / "frames-test" / f"lane-{index}")
+        for index, (lane, held_out) in enumerate(frames.test.items() if frames else ())
+        if len(held_out) >= config.lane_test_min_frames
     }
     parent_lanes = _lane_maps(parent.folder / primary.file, lane_sets, primary.input_size)
     parent_pt = parent.weights.detector

@@ -3,8 +3,9 @@
 Lanes send frames with boxes (checkout_node.frame_keeper). What a frame may teach:
 - ``honest`` frames: every box of a track the transaction accounted for is a true box,
   labelled by its track's class; the frame is a labelled image of this store's camera;
-- ``not_an_item`` frames: the cashier said the box was not an item, so that region is
-  background (no label), and the frame's other track boxes are labelled as above;
+- ``not_an_item`` frames: the cashier said the box was not an item; a till user's word alone
+  could make the detector unlearn what they let through, so that box is decided like an
+  unsure one (the store's frame teacher or a person) before the frame teaches;
 - "of interest" boxes (between T2 and T1, or a product track no scan accounted for) are
   unknown until the store's frame teacher or a person gives them a verdict
   (store_server.frame_review): "yes" makes a box a label, "no" leaves it as it is (nothing of
@@ -20,6 +21,7 @@ refused even when the store's other lanes got better.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -33,12 +35,17 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from laneguard.files import private_dir
+from store_server.frame_review import DECIDED_KINDS
 from store_server.media import MediaStore
 from store_server.models import DetectionFrame, TransactionRecord
 
 CLASS_IDS = {"product": 0, "hand": 1, "non_merchandise": 2}  # simulator.datasets.DETECT_NAMES
-TEACHING_REASONS = ("honest", "not_an_item")  # labelled by the checkout itself
+TEACHING_REASONS = ("honest",)  # labelled by the checkout itself
 DECIDED = ("teacher", "reviewed")  # any frame whose unsure boxes all have a verdict
+# A scan no item was seen for: the missed item is on the frame with no box at all, so the frame
+# would teach it as background; it waits for a person to draw the box (not built yet).
+NEVER_TEACHING = ("unseen_scan",)
 IGNORE_GREY = (114, 114, 114)  # ultralytics' letterbox colour: what "no information" looks like
 MOSTLY_INSIDE = 0.5  # an unknown box this much inside a labelled one is left alone
 
@@ -69,7 +76,7 @@ class StoreFrame:
             (CLASS_IDS[b["label"]], tuple(b["box"]))
             for b in self.boxes
             if b["label"] in CLASS_IDS
-            and (b["kind"] == "track" or (b["kind"] == "of_interest" and b.get("verdict") == "yes"))
+            and (b["kind"] == "track" or (b["kind"] in DECIDED_KINDS and b.get("verdict") == "yes"))
         ]
 
     def unknown(self) -> list[tuple[float, float, float, float]]:
@@ -78,7 +85,7 @@ class StoreFrame:
         return [
             tuple(b["box"])
             for b in self.boxes
-            if b["kind"] == "of_interest" and b.get("verdict") is None
+            if b["kind"] in DECIDED_KINDS and b.get("verdict") is None
         ]
 
 
@@ -125,9 +132,8 @@ def write_yolo(frames: Iterable[StoreFrame], folder: Path, split: str, tag: str 
     """Each frame into ``folder/images/<split>`` and its labels into ``folder/labels/<split>``
     (YOLO text: class cx cy w h, normalised), unknown boxes painted grey; returns how many.
     ``tag`` makes the names of a second copy (a frame repeated) differ."""
-    images, labels = folder / "images" / split, folder / "labels" / split
-    images.mkdir(parents=True, exist_ok=True)
-    labels.mkdir(parents=True, exist_ok=True)
+    # Copies of camera frames: as private as the store's own media (retention cannot see them).
+    images, labels = private_dir(folder / "images" / split), private_dir(folder / "labels" / split)
     written = 0
     for frame in frames:
         image = cv2.imread(str(frame.image), cv2.IMREAD_COLOR)
@@ -141,6 +147,7 @@ def write_yolo(frames: Iterable[StoreFrame], folder: Path, split: str, tag: str 
                 image[max(0, y1) : y2, max(0, x1) : x2] = IGNORE_GREY
         name = f"store_{frame.lane_id}_{frame.frame_id:08d}{tag}"
         cv2.imwrite(str(images / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        os.chmod(images / f"{name}.jpg", 0o600)
         lines = [_yolo_line(cls, box, width, height) for cls, box in labelled]
         (labels / f"{name}.txt").write_text("".join(f"{line}\n" for line in lines))
         written += 1
@@ -217,6 +224,7 @@ def harvested_frames(engine: Engine, media: MediaStore) -> list[StoreFrame]:
                     | col(DetectionFrame.review).in_(DECIDED)
                 )
                 .where(col(DetectionFrame.review) != "rejected")
+                .where(col(DetectionFrame.reason).not_in(NEVER_TEACHING))
                 .order_by(col(DetectionFrame.captured_at), col(DetectionFrame.id))
             )
         )

@@ -91,6 +91,9 @@ class FrameResult:
     seconds: float
     detector_seconds: float
     lost: list[LostItem] = field(default_factory=list)  # products lost in the scan area
+    # False on a frame between detections (detect_interval > 1): its detections are the last
+    # detected frame's, and its tracks coast.
+    detected: bool = True
 
 
 def encode_crop(crop: np.ndarray) -> bytes:
@@ -294,6 +297,7 @@ class LanePipeline:
             self._due(counted),
             elapsed,
             self._detector.last_inference_s if detected else 0.0,
+            detected=detected,
         )
         self._index += 1
         return result

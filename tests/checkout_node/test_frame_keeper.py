@@ -257,9 +257,58 @@ def test_frames_are_the_first_thing_a_full_outbox_lets_go(tmp_path: Path) -> Non
     outbox.close()
 
 
-def test_frame_settings_are_checked() -> None:
-    assert LaneSettings().frames.enabled and LaneSettings().frames.per_day == 200
+def test_frames_leave_a_lane_only_when_turned_on_masked_and_blurred() -> None:
+    assert not LaneSettings().frames.enabled, "by default only item crops leave a lane"
+    with pytest.raises(ValidationError, match=r"frames\.enabled needs privacy\.blur_faces"):
+        LaneSettings(frames={"enabled": True})  # no mask
+    with pytest.raises(ValidationError, match=r"frames\.enabled needs privacy\.blur_faces"):
+        LaneSettings(frames={"enabled": True}, privacy={"masks": [MASK], "blur_faces": False})
+    on = LaneSettings(frames={"enabled": True}, privacy={"masks": [MASK]})
+    assert on.frames.enabled and on.frames.per_day == 200
     with pytest.raises(ValidationError, match=r"t2 \(0.6\) must not be above t1 \(0.5\)"):
         LaneSettings(frames={"t2": 0.6})
     with pytest.raises(ValidationError, match="per_day"):
         LaneSettings(frames={"per_day": -1})
+
+
+def test_frames_between_detections_are_never_kept_with_an_earlier_frames_boxes(
+    models: LaneModels, world: World
+) -> None:
+    sent: list[KeptFrame] = []
+    keeper = FrameKeeper(sent.append, FrameKeeperConfig(every_s=0.05))
+    pipeline = LanePipeline(models, LaneZones.standard(640, 480), detect_interval=2)
+    scenario = build_scenario("honest", 3, world, fps=15.0)
+    renderer = SceneRenderer(scenario, world)
+    detected_at = set()
+    try:
+        for index in range(scenario.n_frames):
+            frame, _ = renderer.render(index)
+            result = pipeline.process(frame, index / scenario.fps)
+            if result.detected:
+                detected_at.add(result.t)
+            keeper.observe(frame, result)
+    finally:
+        pipeline.close()
+    kept = {candidate.t for candidate in keeper._ring}
+    assert kept and kept <= detected_at, "only frames the detector saw carry boxes"
+
+
+def test_a_new_checkout_starts_with_its_own_candidates_at_the_full_rate(
+    models: LaneModels, world: World
+) -> None:
+    sent: list[KeptFrame] = []
+    keeper = FrameKeeper(sent.append, FrameKeeperConfig(candidates=4, every_s=0.05))
+    pipeline = LanePipeline(models, LaneZones.standard(640, 480))
+    scenario = build_scenario("honest", 3, world, fps=15.0)
+    renderer = SceneRenderer(scenario, world)
+    t = 0.0
+    try:
+        for index in range(60):  # something lies in view between customers
+            frame, _ = renderer.render(index)
+            t = index / scenario.fps
+            keeper.observe(frame, pipeline.process(frame, t))
+    finally:
+        pipeline.close()
+    assert keeper.stats.thinned >= 1 and keeper._interval > 0.05
+    keeper.start(t + 10.0)
+    assert keeper._ring == [] and keeper._interval == 0.05

@@ -43,11 +43,13 @@ def test_only_vouched_labelled_frames_teach(tmp_path: Path) -> None:
         ("lane-1", "t1", "honest", "pending", True),
         ("lane-1", "t2", "honest", "pending", False),  # the store holds it as dishonest
         ("lane-1", "t3", "honest", "pending", None),  # the store never got the transaction
-        ("lane-1", "t4", "not_an_item", "pending", False),  # a false box: teaches background
+        ("lane-1", "t4", "not_an_item", "pending", False),  # the cashier's word alone
+        ("lane-1", "t9", "not_an_item", "reviewed", False),  # ... checked by a person
         ("lane-1", "t5", "low_score", "pending", True),  # waits for the teacher or a person
         ("lane-2", "t6", "honest", "rejected", True),  # a manager rejected it
         ("lane-2", "t7", "low_score", "teacher", True),  # every unsure box has a verdict
         ("lane-2", "t8", "unseen_scan", "needs_review", True),  # a person has yet to look
+        ("lane-2", "t10", "unseen_scan", "teacher", True),  # the missed item has no box
     ]
     with Session(engine) as session:
         for n, (lane, tx, reason, review, honest) in enumerate(rows):
@@ -85,7 +87,7 @@ def test_only_vouched_labelled_frames_teach(tmp_path: Path) -> None:
     frames = harvested_frames(engine, media)
     assert [(f.transaction_id, f.reason) for f in frames] == [
         ("t1", "honest"),
-        ("t4", "not_an_item"),
+        ("t9", "not_an_item"),
         ("t7", "low_score"),
     ]
     engine.dispose()
@@ -108,7 +110,12 @@ def test_unknown_boxes_are_painted_grey_and_true_ones_labelled(tmp_path: Path) -
     assert image is not None
     unknown = image[308:372, 408:452].astype(float)  # inside its edges (JPEG rings there)
     assert abs(unknown.mean() - 114) < 2 and unknown.std() < 4, "no picture left to learn from"
-    assert image[15:55, 15:55].std() > 30, "a false box stays as it was: background"
+    false = image[18:52, 18:52].astype(float)
+    assert abs(false.mean() - 114) < 2 and false.std() < 4, "a cashier's word alone: grey"
+    checked = frame(8, "lane-1", "t1", 1, picture, ({**FALSE, "verdict": "no", "by": "manager"},))
+    write_yolo([checked], tmp_path / "yolo", "train")
+    kept = cv2.imread(str(tmp_path / "yolo" / "images" / "train" / "store_lane-1_00000008.jpg"))
+    assert kept is not None and kept[15:55, 15:55].std() > 30, "checked: background as it is"
     assert image[45:95, 505:555].std() > 30, "a box given 'no' stays as it was too"
     labels = (tmp_path / "yolo" / "labels" / "train" / "store_lane-1_00000007.txt").read_text()
     assert labels.splitlines() == [
