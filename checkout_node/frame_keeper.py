@@ -277,10 +277,22 @@ class FrameKeeper:
 
     def _honest_frames(self, mine: list[Candidate], counted: set[int]) -> list[Candidate]:
         """Per counted track, the sharpest frame in each of ``per_track`` stretches of its
-        time in view; the frames showing the most counted tracks first, up to the cap."""
+        time in view; the frames showing the most counted tracks first, up to the cap. Only
+        frames with a box for every counted item in view then: an item the detector missed on
+        a frame would be taught there as background."""
+        spans = {
+            track: (min(times), max(times))
+            for track in counted
+            if (times := [c.t for c in mine if track in c.tracks])
+        }
+        whole = [
+            c
+            for c in mine
+            if all(track in c.tracks for track, (a, b) in spans.items() if a <= c.t <= b)
+        ]
         chosen: dict[int, Candidate] = {}
         for track in sorted(counted):
-            showing = [c for c in mine if track in c.tracks]
+            showing = [c for c in whole if track in c.tracks]
             for part in _stretches(showing, self.config.per_track):
                 best = max(part, key=lambda c: c.tracks[track].sharpness)
                 chosen[id(best)] = best
