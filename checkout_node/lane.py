@@ -353,9 +353,9 @@ class Lane:
                 raise ReconcileError(f"alert {alert_id} is not open on this lane")
             alert = tx.resolve(alert_id, resolution, self.last_frame_s, reason)
             self._changes([AlertChange("resolved", alert)])
-            ended = tx is not self.transaction  # a running one's frames go at its end
-            false_box = resolution == "not_an_item" and alert.track_id is not None
-            if ended and false_box and self.frames is not None and alert.track_id is not None:
+            # A running transaction's frames go at its end; an ended one's go now.
+            ended = tx is not self.transaction
+            if ended and resolution == "not_an_item" and self.frames and alert.track_id is not None:
                 self.frames.not_an_item(tx.transaction_id, alert.track_id)
             return alert
 

@@ -23,12 +23,13 @@ import cv2
 from laneguard.bundle import Manifest, ModelFile, extracted, write_bundle
 from laneguard.files import private_dir
 from product_db.models import utcnow
+from trainer.detector import CLASS_NAMES
 from trainer.finetune import TrainingError, TrainRunConfig, fine_tune_detector
 from trainer.harvest import HarvestDataset, HarvestedCrop
 from trainer.store_frames import FrameSplit, StoreFrame
 from trainer.weights import TRAINING_WEIGHTS, parent_weights
 
-LABELS = {0: "product", 1: "hand", 2: "non_merchandise"}
+LABELS = dict(enumerate(CLASS_NAMES))
 
 
 @dataclass(frozen=True)

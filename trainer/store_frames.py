@@ -39,8 +39,9 @@ from laneguard.files import private_dir
 from store_server.frame_review import DECIDED_KINDS
 from store_server.media import MediaStore
 from store_server.models import DetectionFrame, TransactionRecord
+from trainer.detector import CLASS_NAMES
 
-CLASS_IDS = {"product": 0, "hand": 1, "non_merchandise": 2}  # simulator.datasets.DETECT_NAMES
+CLASS_IDS = {name: index for index, name in enumerate(CLASS_NAMES)}
 TEACHING_REASONS = ("honest",)  # labelled by the checkout itself
 DECIDED = ("teacher", "reviewed")  # any frame whose unsure boxes all have a verdict
 # A scan no item was seen for: the missed item is on the frame with no box at all, so the frame
