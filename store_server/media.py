@@ -46,7 +46,8 @@ class EvidenceImageError(LaneGuardError, ValueError):
     """Bytes that are not an acceptable JPEG image."""
 
 
-def _b64decode(text: str, what: str) -> bytes:
+def decode_b64(text: str, what: str) -> bytes:
+    """``text`` as bytes; refused, naming ``what``, unless it is strict base64."""
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as error:
@@ -59,7 +60,7 @@ def b64_size(text: str) -> int:
 
 
 def decode_jpeg_b64(text: str) -> bytes:
-    data = _b64decode(text, "image")
+    data = decode_b64(text, "image")
     check_jpeg(data)
     return data
 
@@ -92,7 +93,7 @@ def _check_sides(what: str, data: bytes, size_of: Callable[[bytes], tuple[int, i
 
 
 def decode_webm_b64(text: str) -> bytes:
-    data = _b64decode(text, "clip")
+    data = decode_b64(text, "clip")
     check_webm(data)
     return data
 

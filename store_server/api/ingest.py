@@ -12,8 +12,6 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import time
 from collections import Counter
 from typing import Any
@@ -38,7 +36,13 @@ from laneguard.wire import (
 from product_db.errors import LaneGuardError
 from store_server.deps import CurrentLane, Services
 from store_server.ingest_store import IngestResult, Item, alert_owners
-from store_server.media import EvidenceImageError, check_jpeg, decode_jpeg_b64, decode_webm_b64
+from store_server.media import (
+    EvidenceImageError,
+    check_jpeg,
+    decode_b64,
+    decode_jpeg_b64,
+    decode_webm_b64,
+)
 from store_server.services import StoreServices
 
 router = APIRouter(prefix="/api/v1", tags=["ingest"])
@@ -255,10 +259,7 @@ def _frame_jpeg(message: FrameMessage) -> bytes:
                 f"{message.width}x{message.height} frame (0 <= x1 <= x2 <= width and "
                 "0 <= y1 <= y2 <= height)"
             )
-    try:
-        data = base64.b64decode(message.frame_jpeg_b64, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise EvidenceImageError(f"frame is not valid base64: {error}") from error
+    data = decode_b64(message.frame_jpeg_b64, "frame")
     try:
         width, height = jpeg_size(data)
     except ImageHeaderError as error:
