@@ -115,9 +115,10 @@ def _print_lane_eval(
     bundle: Path | None,
     profile: str | None,
     produce_photos: Path | None,
+    **options: Any,
 ) -> None:
     """Run an evaluation of simulated video through a real lane on the bundle's models and
-    print its JSON (progress on stderr)."""
+    print its JSON (progress on stderr); ``options`` go to the evaluation as they are."""
     from checkout_node.model_bundle import load_models
 
     result = evaluation(
@@ -127,6 +128,7 @@ def _print_lane_eval(
         fps,
         produce_photos=produce_photos,
         progress=lambda line: click.echo(line, err=True),
+        **options,
     )
     click.echo(json.dumps(result, indent=2))
 
@@ -376,10 +378,18 @@ def scenes_command(
     "--scenarios", type=click.IntRange(min=1), default=5, show_default=True, help="Per kind."
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--store-look",
+    default=None,
+    help="Render the checkouts in this simulator store look (simulator.store_look: its own "
+    "belt, light and camera; the lane's zones drawn for that camera) instead of the "
+    "simulator's own look.",
+)
 @lane_run_options
 def lanes_command(
     scenarios: int,
     seed: int,
+    store_look: str | None,
     fps: float,
     bundle: Path | None,
     profile: str | None,
@@ -388,8 +398,15 @@ def lanes_command(
     """Run N simulated checkouts of every kind through a real lane; print accuracy, alert
     precision and recall, false alerts and alert latency as JSON."""
     from harness.evals.lanes import evaluate_lanes
+    from simulator.store_look import store_look as named_look
 
-    _print_lane_eval(evaluate_lanes, scenarios, seed, fps, bundle, profile, produce_photos)
+    try:
+        store = None if store_look is None else named_look(store_look)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--store-look") from None
+    _print_lane_eval(
+        evaluate_lanes, scenarios, seed, fps, bundle, profile, produce_photos, store=store
+    )
 
 
 @click.command()

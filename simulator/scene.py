@@ -3,6 +3,10 @@
 The lane background (belt, scanner glass, bagging plate) and the scenario's lighting and noise
 are prepared once; each frame then only warps and blends the few sprites in view, so a frame
 costs a few milliseconds on one core.
+
+With a ``StoreLook`` (simulator.store_look) the frames are one store's camera instead: its own
+lane surfaces and light (lighting sprites where they lie), and the composed top-down frame
+warped into its camera, boxes with it; without one, frames are the bootstrap's lane scenes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import numpy as np
 
 from simulator.props import hand_sprite, non_merchandise_sprite
 from simulator.scenario import CLASS_IDS, Actor, LaneLayout, Scenario
-from simulator.sprites import Sprite, composite, place
+from simulator.sprites import Placement, Sprite, composite, place
+from simulator.store_look import StoreLook, warped_extent
 from simulator.world import World
 
 
@@ -39,6 +44,17 @@ class Look:
             white_balance=(1 - warm, 1.0, 1 + warm),
             noise_sigma=rng.uniform(2.0, 7.0),
             jpeg_quality=rng.randint(35, 90) if jpeg else None,
+            blur=True,
+        )
+
+    @classmethod
+    def for_store(cls, store: StoreLook, rng: Random) -> Look:
+        """The store's own light and sensor, its gain varying by a few percent per scenario."""
+        return cls(
+            gain=store.gain * rng.uniform(0.95, 1.05),
+            white_balance=store.white_balance,
+            noise_sigma=store.noise_sigma,
+            jpeg_quality=store.jpeg_quality,
             blur=True,
         )
 
@@ -117,7 +133,11 @@ def _noise_tiles(height: int, width: int, sigma: int) -> tuple[np.ndarray, np.nd
 
 
 class SceneRenderer:
-    """Renders frames of one scenario: ``render(i)`` returns (frame, boxes)."""
+    """Renders frames of one scenario: ``render(i)`` returns (frame, boxes).
+
+    ``store``: render the scenario in that store (its lane, light and camera); a ``look`` given
+    as well overrides the store's light and sensor, not its lane or camera.
+    """
 
     def __init__(
         self,
@@ -125,16 +145,35 @@ class SceneRenderer:
         world: World,
         look: Look | None = None,
         photo_splits: tuple[str, ...] = ("train",),
+        store: StoreLook | None = None,
     ) -> None:
         self.scenario = scenario
         self.world = world
         self.photo_splits = photo_splits
+        self.store = store
         rng = Random(f"look:{scenario.kind}:{scenario.seed}")
-        self.look = look or Look.random(rng)
         layout = scenario.layout
-        background = lane_background(layout, rng.randrange(BACKGROUND_VARIANTS))
+        # A store's camera may see past the layout's frame: the lane is composed on a canvas
+        # ``margin`` pixels larger on every side, and ``_warp`` takes the canvas to the camera.
+        self._margin = 0
+        self._light: np.ndarray | None = None
+        self._warp: np.ndarray | None = None
+        if store is None:
+            self.look = look or Look.random(rng)
+            background = lane_background(layout, rng.randrange(BACKGROUND_VARIANTS))
+        else:
+            self.look = look or Look.for_store(store, rng)
+            self._margin = store.margin(layout)
+            background = store.background(layout, self._margin)
+            self._light = store.light(layout.width, layout.height, self._margin)[..., None]
+            from_canvas = np.array(
+                [[1, 0, -self._margin], [0, 1, -self._margin], [0, 0, 1]], np.float64
+            )
+            self._warp = store.camera_warp(layout.width, layout.height) @ from_canvas
         background = background.astype(np.float32)
         background *= np.array(self.look.white_balance, np.float32) * self.look.gain
+        if self._light is not None:
+            background *= self._light
         self.background = np.clip(background, 0, 255).astype(np.uint8)
         self._noise_pos, self._noise_neg = _noise_tiles(
             layout.height + 64, layout.width + 64, round(self.look.noise_sigma)
@@ -151,9 +190,10 @@ class SceneRenderer:
         if actor.role == "product":
             assert actor.code is not None
             product = self.world.by_code[actor.code]
-            base = self.world.sprite(
-                product, actor.packaging_version, Random(actor.variant), self.photo_splits
-            )
+            version = actor.packaging_version
+            if self.store is not None and self.store.packaging_version is not None:
+                version = self.store.packaging_version
+            base = self.world.sprite(product, version, Random(actor.variant), self.photo_splits)
         elif actor.role == "hand":
             base = hand_sprite(actor.variant)
         else:
@@ -169,8 +209,9 @@ class SceneRenderer:
         t = index / scenario.fps
         dt = 1.0 / scenario.fps
         frame = self.background.copy()
-        labels = np.zeros((layout.height, layout.width), np.uint8)
-        drawn: list[tuple[Actor, int, tuple[int, int, int, int], int]] = []
+        labels = np.zeros(frame.shape[:2], np.uint8)
+        margin = self._margin
+        drawn: list[tuple[Actor, int, Placement, int]] = []
         for actor in self._actors:
             pose = actor.pose(t)
             if pose is None:
@@ -182,14 +223,16 @@ class SceneRenderer:
                     motion = (pose.x - before.x, pose.y - before.y)
             placed = place(
                 self.sprite_for(actor),
-                (pose.x, pose.y),
+                (pose.x + margin, pose.y + margin),
                 pose.angle,
                 pose.scale,
-                (layout.width, layout.height),
+                (frame.shape[1], frame.shape[0]),
                 motion,
             )
             if placed is None:
                 continue
+            if self._light is not None:
+                placed = self._lit(placed)
             covered = composite(frame, placed)
             total = int(covered.sum())
             if total == 0:
@@ -197,28 +240,58 @@ class SceneRenderer:
             h, w = covered.shape
             label_roi = labels[placed.y0 : placed.y0 + h, placed.x0 : placed.x0 + w]
             label_roi[covered] = len(drawn) + 1
-            drawn.append((actor, total, placed.box, len(drawn) + 1))
+            drawn.append((actor, total, placed, len(drawn) + 1))
+        if self._warp is not None:  # the store's camera sees the composed lane
+            size = (layout.width, layout.height)
+            frame = cv2.warpPerspective(
+                frame, self._warp, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            )
+            labels = cv2.warpPerspective(labels, self._warp, size, flags=cv2.INTER_NEAREST)
+        if self.store is not None and self.store.haze > 0:
+            veil = np.array(self.look.white_balance, np.float64) * self.look.gain * 230
+            frame = cv2.addWeighted(
+                frame,
+                1 - self.store.haze,
+                np.full_like(frame, veil.clip(0, 255)),
+                self.store.haze,
+                0,
+            )
+        return self._sensor(frame, index), self._boxes(drawn, labels)
+
+    def _sensor(self, frame: np.ndarray, index: int) -> np.ndarray:
+        """Sensor noise and the camera's compression."""
+        height, width = frame.shape[:2]
         frame = cv2.add(
             frame,
-            self._noise_pos[(index * 7) % 64 :][: layout.height, (index * 13) % 64 :][
-                :, : layout.width
-            ],
+            self._noise_pos[(index * 7) % 64 :][:height, (index * 13) % 64 :][:, :width],
         )
         frame = cv2.subtract(
             frame,
-            self._noise_neg[(index * 11) % 64 :][: layout.height, (index * 5) % 64 :][
-                :, : layout.width
-            ],
+            self._noise_neg[(index * 11) % 64 :][:height, (index * 5) % 64 :][:, :width],
         )
         if self.look.jpeg_quality is not None:
             ok, data = cv2.imencode(
                 ".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.look.jpeg_quality]
             )
-            if ok:
-                frame = cv2.imdecode(data, cv2.IMREAD_COLOR)
+            decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else None
+            if decoded is not None:
+                frame = decoded
+        return frame
+
+    def _boxes(
+        self, drawn: list[tuple[Actor, int, Placement, int]], labels: np.ndarray
+    ) -> list[Box]:
+        """A box for each drawn object (``labels``: which one each frame pixel shows)."""
         counts = np.bincount(labels.ravel(), minlength=len(drawn) + 1)
+        size = (labels.shape[1], labels.shape[0])
         boxes = []
-        for actor, total, (x1, y1, x2, y2), label in drawn:
+        for actor, total, placed, label in drawn:
+            if self._warp is None:
+                x1, y1, x2, y2 = placed.box
+            else:
+                (x1, y1, x2, y2), total = warped_extent(
+                    self._warp, placed.alpha, placed.x0, placed.y0, size
+                )
             if x2 - x1 < 2 or y2 - y1 < 2:
                 continue
             boxes.append(
@@ -229,11 +302,19 @@ class SceneRenderer:
                     y1,
                     x2,
                     y2,
-                    min(1.0, counts[label] / total),
+                    min(1.0, counts[label] / max(total, 1)),
                     actor.code,
                 )
             )
-        return frame, boxes
+        return boxes
+
+    def _lit(self, placed: Placement) -> Placement:
+        """A placed sprite lit by the store's light where it lies."""
+        assert self._light is not None
+        h, w = placed.alpha.shape
+        light = self._light[placed.y0 : placed.y0 + h, placed.x0 : placed.x0 + w]
+        bgr = np.clip(placed.bgr * light, 0, 255).astype(np.uint8)
+        return Placement(bgr, placed.alpha, placed.x0, placed.y0)
 
     def frames(self) -> Iterator[tuple[int, np.ndarray, list[Box]]]:
         """Every frame of the scenario in order: (index, frame, boxes)."""

@@ -105,6 +105,9 @@ class BootstrapConfig:
     # detector's rate (0: the backbone stays frozen whole): ImageNet's most class-specific
     # features learn what a retail object is, at a 32nd of the input's side.
     detector_top_stages_lr_share: float = 0.0
+    # Over cached features, the share of batches whose channel statistics are redrawn
+    # (trainer.feature_cache.jitter_feature_statistics; 0: off).
+    detector_feature_jitter: float = 0.0
     detector_sizes: tuple[int, ...] = (320, 416)
     detector_batch: int = 16
     embed_crops: int = 40
@@ -836,6 +839,8 @@ def _detector_recipe(config: BootstrapConfig) -> dict[str, Any]:
         recipe["detector_continue_from"] = _bundle_record(config.detector_continue_from)
     if config.detector_top_stages_lr_share:
         recipe["detector_top_stages_lr_share"] = config.detector_top_stages_lr_share
+    if config.detector_feature_jitter:
+        recipe["detector_feature_jitter"] = config.detector_feature_jitter
     return recipe
 
 
@@ -907,6 +912,7 @@ def _trained_detector(
         feature_views=views,
         lr=config.detector_lr if views else None,  # ultralytics' own trainer picks its own
         top_stages_lr_share=config.detector_top_stages_lr_share if views else 0.0,
+        feature_jitter=config.detector_feature_jitter if views else 0.0,
     )
     stamp.write_text(json.dumps(recipe), "utf-8")
     return run

@@ -89,6 +89,7 @@ def train_detector(
     feature_views: int = 0,
     lr: float | None = None,
     top_stages_lr_share: float = 0.0,
+    feature_jitter: float = 0.0,
 ) -> DetectorRun:
     """Train (or fine-tune from ``parent_weights``) and validate; returns best weights.
 
@@ -103,7 +104,8 @@ def train_detector(
     (a detector of the same architecture) starts the neck and head instead of anew, and ``lr``
     sets their learning rate (None: the cached recipe's; ultralytics' own trainer picks its own,
     so ``lr`` is refused without ``feature_views``). ``top_stages_lr_share`` > 0 (over cached
-    features only) also trains the backbone's stride-32 stages at that share of the rate.
+    features only) also trains the backbone's stride-32 stages at that share of the rate;
+    ``feature_jitter`` > 0 (likewise) redraws the channel statistics of that share of batches.
     """
     configure_offline()
     from ultralytics import YOLO
@@ -117,6 +119,8 @@ def train_detector(
         raise ValueError("a learning rate is set only for training over cached features")
     if top_stages_lr_share > 0 and feature_views <= 0:
         raise ValueError("the backbone's top stages are tuned only over cached features")
+    if feature_jitter > 0 and feature_views <= 0:
+        raise ValueError("feature statistics are redrawn only over cached features")
     if feature_views > 0:
         if not (freeze_backbone and backbone is not None):
             raise ValueError("cached features need a frozen pretrained backbone")
@@ -130,6 +134,7 @@ def train_detector(
             batch=batch,
             workers=workers,
             top_stages_lr_share=top_stages_lr_share,
+            feature_jitter=feature_jitter,
         )
         if lr is not None:
             recipe = dataclasses.replace(recipe, lr=lr)

@@ -48,6 +48,10 @@ class CachedRecipe:
     # this share of the rate; their batch-norm statistics stay ImageNet's. 0: the backbone stays
     # frozen whole.
     top_stages_lr_share: float = 0.0
+    # Share of batches whose feature maps' per-image channel statistics are redrawn around
+    # the batch's own (jitter_feature_statistics): a head that has only seen rendered images'
+    # features learns not to rely on their exact means and spreads. 0: features as cached.
+    feature_jitter: float = 0.0
 
 
 @dataclass(slots=True)
@@ -155,6 +159,28 @@ def cache_views(
             f"{time.perf_counter() - start:.0f} s"
         )
     return batches
+
+
+def jitter_feature_statistics(features: Any, generator: Any) -> Any:
+    """One feature map (B, C, H, W) with each image's channel means and standard deviations
+    moved by a normal draw scaled by how much those statistics vary across the batch.
+
+    Why: the neck and head learn over a frozen ImageNet backbone, so what separates a real
+    photo from a rendered one reaches them as shifted channel statistics (light, texture,
+    sensor). Redrawing them within the spread the batch itself shows ("uncertainty modelling",
+    Li et al., ICLR 2022) teaches the head products whose features sit off the rendered
+    images' exact statistics, at no cost to the cached views.
+    """
+    import torch
+
+    eps = 1e-6
+    mean = features.mean(dim=(2, 3), keepdim=True)
+    std = (features.var(dim=(2, 3), keepdim=True) + eps).sqrt()
+    mean_spread = (mean.var(dim=0, keepdim=True) + eps).sqrt()
+    std_spread = (std.var(dim=0, keepdim=True) + eps).sqrt()
+    new_mean = mean + torch.randn(mean.shape, generator=generator).to(mean) * mean_spread
+    new_std = std + torch.randn(std.shape, generator=generator).to(std) * std_spread
+    return (features - mean) / std * new_std + new_mean
 
 
 def epoch_batches(batches: int, views: int, epochs: int) -> list[list[int]]:
@@ -285,12 +311,16 @@ def train_over_cached_features(
         progress(f"resuming the neck and head after epoch {first_epoch}/{recipe.epochs}")
 
     order = random.Random(seed)
+    # Drawn afresh per epoch from the seed, so a resumed run jitters as an uncut one would.
+    jitter_draw, jitter_noise = random.Random(seed), torch.Generator()
     for epoch in range(first_epoch, recipe.epochs):
         model.train()
         backbone.eval()  # its batch-norm statistics stay ImageNet's
         indices = list(schedule[epoch])
         order.seed(seed * 7919 + epoch)
         order.shuffle(indices)
+        jitter_draw.seed(seed * 104729 + epoch)
+        jitter_noise.manual_seed(seed * 104729 + epoch)
         first_step = sum(len(done) for done in schedule[:epoch])
         start, totals = time.perf_counter(), torch.zeros(3)
         for position, index in enumerate(indices):
@@ -301,6 +331,8 @@ def train_over_cached_features(
             features = [f.to(device).float() for f in item.features]
             if top_stages is not None:
                 features[2] = backbone.network.stride32_from_stride16(features[1])
+            if recipe.feature_jitter and jitter_draw.random() < recipe.feature_jitter:
+                features = [jitter_feature_statistics(f, jitter_noise) for f in features]
             labels = {key: value.to(device) for key, value in item.labels().items()}
             loss, items = model.loss(labels, forward_from_features(model, features))
             optimiser.zero_grad(set_to_none=True)

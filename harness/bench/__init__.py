@@ -26,6 +26,7 @@ from harness.bench import (
     server_fanout,
     server_ingest,
     sim_render,
+    store_camera,
 )
 from harness.bench.benchmark import Benchmark
 
@@ -41,6 +42,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     learning.BENCHMARK,
     lane_update.BENCHMARK,
     retraining.BENCHMARK,
+    store_camera.BENCHMARK,
     body_limits.BENCHMARK,
     embedder_variants.BENCHMARK,
     picklist_prior.BENCHMARK,

@@ -51,6 +51,7 @@ from laneguard.serving import serve_in_thread
 from simulator.recording import lane_inputs
 from simulator.scenario import KINDS, Scenario, build_scenario
 from simulator.scene import SceneRenderer
+from simulator.store_look import StoreLook
 from simulator.world import World
 
 MATCH_S = 1.5
@@ -113,20 +114,26 @@ class ScreenListener:
 
 
 def run_checkout(
-    scenario: Scenario, world: World, models: LaneModels, catalog: LaneCatalog, work: Path
+    scenario: Scenario,
+    world: World,
+    models: LaneModels,
+    catalog: LaneCatalog,
+    work: Path,
+    store: StoreLook | None = None,
 ) -> CheckoutResult:
+    """One checkout; in ``store``'s look with the zones drawn for its camera when given."""
     hub = ScreenHub()
     outbox = Outbox(work / f"{scenario.kind}-{scenario.seed}.sqlite3")
-    lane = Lane(
-        "eval",
-        LanePipeline(models, LaneZones.standard(scenario.layout.width, scenario.layout.height)),
-        catalog,
-        outbox,
-        hub.publish,
+    layout = scenario.layout
+    zones = (
+        LaneZones.standard(layout.width, layout.height)
+        if store is None
+        else LaneZones.from_mapping(store.zones(layout))
     )
+    lane = Lane("eval", LanePipeline(models, zones), catalog, outbox, hub.publish)
     handed_over: dict[float, float] = {}  # frame time -> monotonic time it was handed over
     events = sorted(lane_inputs(scenario), key=lambda e: e.t)
-    renderer = SceneRenderer(scenario, world, photo_splits=("test",))
+    renderer = SceneRenderer(scenario, world, photo_splits=("test",), store=store)
     started = time.perf_counter()
     app = create_lane_app(lane, hub, live_clock=False)
     with serve_in_thread(app) as url:
@@ -238,6 +245,7 @@ def evaluate_lanes(
     produce_photos: Path | None = None,
     kinds: tuple[str, ...] = EVAL_KINDS,
     progress: Callable[[str], None] = print,
+    store: StoreLook | None = None,
 ) -> dict[str, Any]:
     world = World.from_catalog(produce_photos=produce_photos)
     catalog = LaneCatalog.from_file()
@@ -246,7 +254,7 @@ def evaluate_lanes(
         for kind in kinds:
             for n in range(scenarios):
                 scenario = build_scenario(kind, seed + n, world, fps=fps)
-                result = run_checkout(scenario, world, models, catalog, Path(tmp))
+                result = run_checkout(scenario, world, models, catalog, Path(tmp), store)
                 results.append(result)
                 progress(
                     f"{kind} seed {seed + n}: {'exact' if result.exact else 'NOT exact'}, "

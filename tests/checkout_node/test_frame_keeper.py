@@ -312,3 +312,51 @@ def test_a_new_checkout_starts_with_its_own_candidates_at_the_full_rate(
     assert keeper.stats.thinned >= 1 and keeper._interval > 0.05
     keeper.start(t + 10.0)
     assert keeper._ring == [] and keeper._interval == 0.05
+
+
+def test_a_counted_item_the_detector_missed_for_a_moment_is_boxed_where_it_truly_was(
+    models: LaneModels, world: World
+) -> None:
+    """In a store whose camera the detector handles poorly, honest frames still leave with
+    every counted item boxed: a miss between two detections gets the track's box, which lies
+    on the item the renderer drew there."""
+    from harness.evals.scenes import own_box_pairs
+    from simulator.scenario import LaneLayout
+    from simulator.store_look import DEFAULT_STORE_LOOK, store_look
+
+    look = store_look(DEFAULT_STORE_LOOK)
+    sent: list[KeptFrame] = []
+    keeper = FrameKeeper(sent.append, FrameKeeperConfig())
+    zones = LaneZones.from_mapping(look.zones(LaneLayout()))
+    lane = Lane(
+        "lane-7",
+        LanePipeline(models, zones),
+        LaneCatalog.from_file(),
+        Outbox(":memory:"),
+        frames=keeper,
+    )
+    scenario = build_scenario("honest", 3, world, fps=15.0)
+    renderer = SceneRenderer(scenario, world, store=look)
+    events = sorted(lane_inputs(scenario), key=lambda e: e.t)
+    t = 0.0
+    try:
+        for index in range(scenario.n_frames):
+            t = index / scenario.fps
+            while events and events[0].t <= t:
+                lane.on_input(events.pop(0), t)
+            lane.process_frame(renderer.render(index)[0], t)
+        for event in events:
+            lane.on_input(event, t)
+        lane.end_transaction(t + 1.0)
+    finally:
+        lane.pipeline.close()
+    assert lane.last_outcome is not None and lane.last_outcome.honest
+    honest = [frame for frame in sent if frame.reason == "honest"]
+    missed = [(f, b) for f in honest for b in f.boxes if b.kind == "track" and b.score == 0.0]
+    assert missed, "the detector missed no counted item on any chosen frame here"
+    for frame, box in missed:
+        truth = np.array(
+            [(b.x1, b.y1, b.x2, b.y2) for b in renderer.render(round(frame.t * 15.0))[1]],
+            np.float64,
+        )
+        assert own_box_pairs(np.array([box.box], np.float64), truth), f"{box} lies on no item"

@@ -18,6 +18,7 @@ from trainer.feature_cache import (
     CachedRecipe,
     epoch_batches,
     forward_from_features,
+    jitter_feature_statistics,
     train_over_cached_features,
 )
 from trainer.offline import configure_offline
@@ -171,3 +172,25 @@ def test_the_last_epoch_ends_on_whole_images() -> None:
     assert epoch_batches(6, 3, 2) == [[0, 1, 2, 3, 4, 5], [4, 5]]  # the last view's batches
     assert epoch_batches(4, 1, 2) == [[0, 1, 2, 3], [0, 1, 2, 3]]
     assert epoch_batches(4, 2, 1) == [[0, 1, 2, 3]]
+
+
+def test_feature_statistics_are_redrawn_within_the_batchs_own_spread() -> None:
+    """Each image's channel means move by about as much as they vary across the batch; its
+    pattern within a channel is kept; a batch of one look gets nothing to move by."""
+    generator = torch.Generator().manual_seed(0)
+    pattern = torch.rand(1, 8, 10, 10)
+    offsets = torch.linspace(0.0, 3.0, 16).view(16, 1, 1, 1)
+    varied = pattern + offsets  # the same pattern at 16 different levels
+    jittered = jitter_feature_statistics(varied, generator)
+    moved = (jittered.mean(dim=(2, 3)) - varied.mean(dim=(2, 3))).abs()
+    spread = varied.mean(dim=(2, 3)).std(dim=0)
+    assert 0.2 * spread.mean() < moved.mean() < 3 * spread.mean()
+    centred = jittered - jittered.mean(dim=(2, 3), keepdim=True)
+    scale = jittered.std(dim=(2, 3), keepdim=True) / varied.std(dim=(2, 3), keepdim=True)
+    expected = (varied - varied.mean(dim=(2, 3), keepdim=True)) * scale
+    assert torch.allclose(centred, expected, atol=1e-3)
+
+    alike = pattern.repeat(16, 1, 1, 1)
+    assert torch.allclose(jitter_feature_statistics(alike, generator), alike, atol=1e-2)
+    with pytest.raises(ValueError, match="redrawn only over cached features"):
+        train_detector(Path("data.yaml"), Path("."), epochs=1, feature_jitter=0.5)
