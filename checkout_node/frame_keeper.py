@@ -3,10 +3,7 @@
 The detector was trained on rendered scenes; a store's belt, light, camera height and products
 differ. Honest transactions label frames for free: every item the lane counted matched a scan,
 so the boxes of its track are true boxes, labelled by the track's class over its whole
-lifetime. Where the detector missed a counted item for a moment, the item's box on that frame
-is its track's, interpolated between the detections just before and after: those misses are
-what the detector has to learn of this camera, and a frame without them would teach the item
-as background. Other frames are "of interest" for a larger model or a person to label: detections
+lifetime. Other frames are "of interest" for a larger model or a person to label: detections
 between T2 and T1 that no track took (``low_score``), the frames around a scan no item was seen
 for (the detector missed something there: ``unseen_scan``), and a box the cashier said was
 not an item (``not_an_item``).
@@ -21,7 +18,6 @@ A daily quota bounds what one lane sends.
 
 from __future__ import annotations
 
-import bisect
 import json
 import threading
 from collections.abc import Callable, Iterable
@@ -42,11 +38,6 @@ LABELS = {PRODUCT: "product", NON_MERCHANDISE: "non_merchandise", HAND: "hand"}
 HELD_ALERTS = 8  # alerted tracks whose frames wait for the cashier's "not an item"
 SAME_OBJECT_IOU = 0.5  # a detection this close to a tracked box is that track's
 LEAD_S = 2.0  # a transaction's frames may start this long before it (an item before the scan)
-# A counted track missed on a frame gets the box interpolated between its detections only
-# across a gap this short: an item on a lane moves smoothly for that long (measured box error
-# in the tests), and a longer gap may hide a pick-up or a turn.
-MAX_GAP_S = 0.5
-PATH_POINTS = 1200  # detections remembered per track (80 s at 15 frames/s): bounded memory
 
 
 @dataclass(frozen=True)
@@ -80,13 +71,6 @@ class Candidate:
     image: np.ndarray
     tracks: dict[int, TrackBox]
     loose: list[tuple[np.ndarray, float, int]]  # (box, score, class): detections no track took
-    # Counted tracks the detector missed here, boxed between their detections before and after
-    # (filled in when an honest transaction ends).
-    filled: dict[int, TrackBox] = field(default_factory=dict)
-
-    def boxed(self) -> dict[int, TrackBox]:
-        """Every track with a box on this frame: detected, or interpolated across a miss."""
-        return {**self.filled, **self.tracks}
 
 
 @dataclass(frozen=True)
@@ -163,7 +147,6 @@ class FrameKeeper:
         self._interval = self.config.every_s
         self._last_kept_t: float | None = None
         self._labels: dict[int, int] = {}  # track -> its lifetime class, as last seen
-        self._paths: dict[int, list[tuple[float, np.ndarray]]] = {}  # track -> its detections
         self._generation = 0  # bumped at each transaction's end and start
         # (transaction, track) -> its frames, the bundle that boxed them, the tracks' classes
         self._held: dict[tuple[str, int], tuple[list[Candidate], str, dict[int, int]]] = {}
@@ -177,10 +160,6 @@ class FrameKeeper:
         with self._lock:
             for track in tracks:
                 self._labels[track.track_id] = track.label
-                if result.detected and track.detected_box is not None:
-                    path = self._paths.setdefault(track.track_id, [])
-                    if len(path) < PATH_POINTS:
-                        path.append((result.t, np.asarray(track.detected_box, np.float32).copy()))
             due = self._last_kept_t is None or result.t - self._last_kept_t >= self._interval
             if not (due and result.detected and (tracks or len(result.detections))):
                 return
@@ -223,11 +202,6 @@ class FrameKeeper:
         customers) go, and the rate is back to ``every_s``."""
         with self._lock:
             self._ring = [c for c in self._ring if c.t >= t - LEAD_S]
-            self._paths = {
-                track: kept
-                for track, path in self._paths.items()
-                if (kept := [point for point in path if point[0] >= t - LEAD_S])
-            }
             self._interval = self.config.every_s
             self._generation += 1
 
@@ -241,12 +215,11 @@ class FrameKeeper:
             self._generation += 1
             labels = dict(self._labels)
             self._labels = {}
-            paths, self._paths = self._paths, {}
             self._hold_alerted(outcome, mine, model_version, labels)
         counted = _sure_tracks(outcome)
         chosen: list[KeptFrame] = []
         if outcome.honest:
-            for candidate in self._honest_frames(mine, counted, paths):
+            for candidate in self._honest_frames(mine, counted):
                 boxes = self._boxes(candidate, counted, labels)
                 chosen.append(self._kept(outcome, "honest", candidate, boxes, model_version))
         sent = {frame.t for frame in chosen}
@@ -304,38 +277,28 @@ class FrameKeeper:
         while len(self._held) > HELD_ALERTS:
             self._held.pop(next(iter(self._held)))
 
-    def _honest_frames(
-        self,
-        mine: list[Candidate],
-        counted: set[int],
-        paths: dict[int, list[tuple[float, np.ndarray]]],
-    ) -> list[Candidate]:
+    def _honest_frames(self, mine: list[Candidate], counted: set[int]) -> list[Candidate]:
         """Per counted track, the sharpest frame in each of ``per_track`` stretches of its
-        time in view; the frames showing the most counted tracks first (then the most misses
-        boxed by interpolation: what the detector has to learn), up to the cap. Only frames
-        with a box for every counted item in view then, detected or interpolated across a short
-        miss: an item without a box on a frame would be taught there as background."""
+        time in view; the frames showing the most counted tracks first, up to the cap. Only
+        frames with a box for every counted item in view then: an item the detector missed on
+        a frame would be taught there as background."""
         spans = {
-            track: (path[0][0], path[-1][0]) for track in counted if (path := paths.get(track))
+            track: (min(times), max(times))
+            for track in counted
+            if (times := [c.t for c in mine if track in c.tracks])
         }
-        for candidate in mine:
-            _fill_misses(candidate, spans, paths)
         whole = [
             c
             for c in mine
-            if all(track in c.boxed() for track, (a, b) in spans.items() if a <= c.t <= b)
+            if all(track in c.tracks for track, (a, b) in spans.items() if a <= c.t <= b)
         ]
         chosen: dict[int, Candidate] = {}
         for track in sorted(counted):
-            showing = [c for c in whole if track in c.boxed()]
+            showing = [c for c in whole if track in c.tracks]
             for part in _stretches(showing, self.config.per_track):
-                best = max(part, key=lambda c: c.boxed()[track].sharpness)
+                best = max(part, key=lambda c: c.tracks[track].sharpness)
                 chosen[id(best)] = best
-        ranked = sorted(
-            chosen.values(),
-            key=lambda c: (len(counted & c.boxed().keys()), len(c.filled)),
-            reverse=True,
-        )
+        ranked = sorted(chosen.values(), key=lambda c: len(counted & c.tracks.keys()), reverse=True)
         return sorted(ranked[: self.config.per_transaction], key=lambda c: c.t)
 
     def _low_score_frames(self, mine: list[Candidate]) -> list[Candidate]:
@@ -375,9 +338,6 @@ class FrameKeeper:
             else:
                 kind = "track"
             boxes.append((seen.box, LABELS.get(label, "product"), kind, seen.score, track))
-        for track, between in candidate.filled.items():  # counted: true, the detector's miss
-            name = LABELS.get(labels.get(track, PRODUCT), "product")
-            boxes.append((between.box, name, "track", 0.0, track))
         for box, score, cls in candidate.loose:
             true_hand = cls == HAND and score >= self.config.t1
             kind = "track" if true_hand else "of_interest"
@@ -414,38 +374,6 @@ def _sure_tracks(outcome: Outcome) -> set[int]:
         for item, _, agreed in outcome.pairs
         if not outcome.unseen_scans or agreed == "agree"
     }
-
-
-def _fill_misses(
-    candidate: Candidate,
-    spans: dict[int, tuple[float, float]],
-    paths: dict[int, list[tuple[float, np.ndarray]]],
-) -> None:
-    """Box each counted track in view but missed on ``candidate`` between its detections just
-    before and after, when they are at most ``MAX_GAP_S`` apart."""
-    grey: np.ndarray | None = None
-    for track, (first, last) in spans.items():
-        if track in candidate.tracks or not first < candidate.t < last:
-            continue
-        box = _interpolated(paths[track], candidate.t)
-        if box is None:
-            continue
-        if grey is None:
-            grey = cv2.cvtColor(candidate.image, cv2.COLOR_BGR2GRAY)
-        candidate.filled[track] = TrackBox(box, 0.0, _sharpness(grey, box))
-
-
-def _interpolated(path: list[tuple[float, np.ndarray]], t: float) -> np.ndarray | None:
-    """The box at ``t`` on the straight line between the detections around it (``path`` in
-    time order); None when they are more than ``MAX_GAP_S`` apart."""
-    after = bisect.bisect_left([point[0] for point in path], t)
-    if after == 0 or after == len(path):
-        return None
-    (t0, box0), (t1, box1) = path[after - 1], path[after]
-    if t1 - t0 > MAX_GAP_S or t1 <= t0:
-        return None
-    share = (t - t0) / (t1 - t0)
-    return np.asarray(box0 + share * (box1 - box0), np.float32)
 
 
 def _stretches(showing: list[Candidate], parts: int) -> list[list[Candidate]]:

@@ -218,9 +218,7 @@ class FrameBox(BaseModel):
 
     ``kind`` says what the lane knows of it: ``track``, a box of a track the transaction
     accounted for (its ``label`` is the track's class over its whole lifetime; in an honest
-    transaction every one matched a scan, so it is a true box; ``score`` 0 where the detector
-    missed the item on this frame and the box is the track's, interpolated between its
-    detections just before and after); ``of_interest``, a detection
+    transaction every one matched a scan, so it is a true box); ``of_interest``, a detection
     between T2 and T1 no track took (a larger model decides); ``not_an_item``, the box of a
     track the cashier said was not an item (a false box)."""
 

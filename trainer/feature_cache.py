@@ -173,6 +173,8 @@ def jitter_feature_statistics(features: Any, generator: Any) -> Any:
     """
     import torch
 
+    if features.shape[0] < 2:
+        return features  # one image shows no spread to draw from
     eps = 1e-6
     mean = features.mean(dim=(2, 3), keepdim=True)
     std = (features.var(dim=(2, 3), keepdim=True) + eps).sqrt()

@@ -32,8 +32,9 @@ def table(result: dict[str, Any]) -> list[str]:
     rows.append(
         f"| store look `{result['look']}`: products with a box of their own on held-out frames "
         f"(new-track score) | production {_recall(production['store_look'])} -> candidate "
-        f"{_recall(candidate['store_look'])}, after {day['checkouts']} honest checkouts "
-        f"({day['frames_queued']} frames sent) and one pass ({result['pass_seconds']} s, gate "
+        f"{_recall(candidate['store_look'])}, after {day['honest']} honest checkouts of "
+        f"{day['checkouts']} ({day['frames_queued']} frames sent) and one pass "
+        f"({result['pass_seconds']} s, gate "
         f"{'passed' if gate.get('passed') else 'refused'}) | at least 0.95 after at most 200 "
         "honest transactions |"
     )
@@ -42,6 +43,8 @@ def table(result: dict[str, Any]) -> list[str]:
         f"{_recall(production['simulator_look'])} -> candidate "
         f"{_recall(candidate['simulator_look'])} | no worse |"
     )
+    if not lanes:
+        return rows
     accuracy = {name: side.get("checkout_accuracy") for name, side in lanes.items()}
     rows.append(
         f"| `eval lanes` checkout accuracy | production: simulator look "

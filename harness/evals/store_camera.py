@@ -73,9 +73,10 @@ class _LaneDay:
 def _play(lane: Any, scenario: Any, renderer: Any, start: float) -> tuple[Any, float]:
     """One checkout through ``lane``, frames and till events in stream order, the scenario's
     time shifted to ``start`` (a lane's stream time runs on from one customer to the next);
-    returns the outcome and the stream time after it."""
+    returns the outcome (None when no transaction ran) and the stream time after it."""
     from simulator.recording import lane_inputs
 
+    before = lane.last_outcome
     shifted = (e.model_copy(update={"t": e.t + start}) for e in lane_inputs(scenario))
     events = sorted(shifted, key=lambda e: e.t)
     t = start
@@ -89,7 +90,8 @@ def _play(lane: Any, scenario: Any, renderer: Any, start: float) -> tuple[Any, f
     end = start + scenario.duration
     if lane.transaction is not None:
         lane.end_transaction(end, reason="eval end")
-    return lane.last_outcome, end + CUSTOMER_GAP_S
+    outcome = lane.last_outcome
+    return (None if outcome is before else outcome), end + CUSTOMER_GAP_S
 
 
 def _deliver(uploader: Any, outbox: Any, timeout_s: float = 120.0) -> None:
@@ -126,13 +128,19 @@ def _lane_day(
     from harness.demo import DEMO_CUSTOMER_MASK
     from simulator.scenario import LaneLayout, build_scenario
     from simulator.scene import SceneRenderer
+    from simulator.store_look import clip_polygon, warp_points
 
     lane_dir = root / "lane"
     outbox = Outbox(lane_dir / "outbox.sqlite3")
     clock = StreamClock.now()
-    sender = FrameSender("lane-1", outbox, clock, PrivacyFilter([DEMO_CUSTOMER_MASK]))
+    # The customer's side masked where this camera sees it, as the installer would draw it.
+    layout = LaneLayout()
+    warp = look.camera_warp(layout.width, layout.height)
+    mask = clip_polygon(warp_points(warp, DEMO_CUSTOMER_MASK), layout.width, layout.height)
+    privacy = PrivacyFilter([[(x, y) for x, y in mask]])
+    sender = FrameSender("lane-1", outbox, clock, privacy)
     keeper = FrameKeeper(sender, FrameKeeperConfig(), lane_dir / "frames-quota.json")
-    zones = LaneZones.from_mapping(look.zones(LaneLayout()))
+    zones = LaneZones.from_mapping(look.zones(layout))
     lane = Lane(
         "lane-1",
         LanePipeline(load_models(), zones),
@@ -274,11 +282,14 @@ def box_recall(
 def _lanes(
     bundle: Path, config: StoreCameraConfig, look: Any | None, progress: Callable[[str], None]
 ) -> dict[str, Any]:
+    """`eval lanes` with the bundle's detector at the size and precision production runs."""
     from checkout_node.model_bundle import load_models
     from harness.evals.lanes import evaluate_lanes
+    from laneguard.bundle import SHIPPED_BUNDLE
 
+    chosen = load_models(SHIPPED_BUNDLE).detector
     result = evaluate_lanes(
-        load_models(bundle),
+        load_models(bundle, detector_precision=chosen.precision, detector_size=chosen.input_size),
         scenarios=config.lane_checkouts,
         seed=config.seed + 200_000,
         fps=config.fps,

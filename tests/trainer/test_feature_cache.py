@@ -190,6 +190,7 @@ def test_feature_statistics_are_redrawn_within_the_batchs_own_spread() -> None:
     expected = (varied - varied.mean(dim=(2, 3), keepdim=True)) * scale
     assert torch.allclose(centred, expected, atol=1e-3)
 
+    assert torch.equal(jitter_feature_statistics(varied[:1], generator), varied[:1])
     alike = pattern.repeat(16, 1, 1, 1)
     assert torch.allclose(jitter_feature_statistics(alike, generator), alike, atol=1e-2)
     with pytest.raises(ValueError, match="redrawn only over cached features"):
