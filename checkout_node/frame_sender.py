@@ -25,6 +25,7 @@ from checkout_node.privacy import PrivacyFilter
 
 log = logging.getLogger("laneguard.node.frames")
 
+MASKED = 0.5  # a box this much under the privacy masks is blacked out whole, unlabelled
 JPEG_QUALITY = 90  # training wants detail; a 640x480 frame is ~60-90 KB at this quality
 
 
@@ -88,6 +89,16 @@ class FrameSender:
 
     def _send(self, frame: KeptFrame) -> None:
         (filtered,) = self.privacy.apply([frame.image], 1.0)
+        # A box the masks mostly black out leaves blacked out whole and without its label: its
+        # label would teach the detector an object on a black patch, and without the label its
+        # visible rest would teach the object as background.
+        masked = [
+            b for b in frame.boxes if self.privacy.masked_share(b.box, filtered.shape) >= MASKED
+        ]
+        for box in masked:
+            x1, y1, x2, y2 = (round(v) for v in box.box)
+            filtered[max(0, y1) : y2, max(0, x1) : x2] = 0
+        boxes = tuple(b for b in frame.boxes if b not in masked)
         ok, jpeg = cv2.imencode(".jpg", filtered, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         if not ok:
             raise ValueError("the frame could not be encoded as JPEG")
@@ -101,7 +112,7 @@ class FrameSender:
             frame.model_version,
             jpeg.tobytes(),
             (width, height),
-            frame.boxes,
+            boxes,
         )
         self.outbox.put("frame", message.message_id, message.model_dump_json().encode())
         self.stats.queued += 1

@@ -76,6 +76,19 @@ class PrivacyFilter:
                 self.faces_blurred += 1
         return masked
 
+    def masked_share(self, box: tuple[float, float, float, float], shape: tuple[int, ...]) -> float:
+        """The share of ``box`` (frame pixels, a frame of ``shape``) the masks black out."""
+        height, width = shape[:2]
+        x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+        x2, y2 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+        if x2 <= x1 or y2 <= y1 or not self.masks:
+            return 0.0
+        covered = np.zeros((y2 - y1, x2 - x1), np.uint8)
+        for polygon in self.masks:
+            points = np.round(np.asarray(polygon, np.float64) - (x1, y1)).astype(np.int32)
+            cv2.fillPoly(covered, [points], 1)
+        return float(covered.mean())
+
     def _masked(self, frame: np.ndarray, scale: float) -> np.ndarray:
         out = frame.copy()
         for polygon in self.masks:

@@ -27,7 +27,7 @@ from checkout_node.settings import LaneSettings
 from checkout_node.vision.counting import LaneZones
 from checkout_node.vision.pipeline import LanePipeline
 from laneguard.bundle import SHIPPED_BUNDLE
-from laneguard.wire import FrameMessage
+from laneguard.wire import FrameBox, FrameMessage
 from simulator.recording import lane_inputs
 from simulator.scenario import build_scenario
 from simulator.scene import SceneRenderer
@@ -312,3 +312,35 @@ def test_a_new_checkout_starts_with_its_own_candidates_at_the_full_rate(
     assert keeper.stats.thinned >= 1 and keeper._interval > 0.05
     keeper.start(t + 10.0)
     assert keeper._ring == [] and keeper._interval == 0.05
+
+
+def test_a_box_the_privacy_mask_mostly_covers_leaves_blacked_out_and_unlabelled(
+    tmp_path: Path,
+) -> None:
+    """Its label would teach the detector an object on a black patch; without the label, its
+    visible rest would teach the object as background: so neither is left."""
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    sender = FrameSender("lane-7", outbox, StreamClock.now(), PrivacyFilter([MASK], False))
+    under, across, clear = (
+        (20.0, 20.0, 180.0, 100.0),
+        (100.0, 60.0, 220.0, 160.0),
+        (300.0, 300.0, 400.0, 400.0),
+    )
+    boxes = tuple(
+        FrameBox(box=box, label="product", kind="track", score=0.9, track_id=n)
+        for n, box in enumerate((under, across, clear))
+    )
+    image = np.full((480, 640, 3), 200, np.uint8)
+    try:
+        sender(KeptFrame("tx-1", "honest", 1.0, image, boxes, "bootstrap-8"))
+        assert sender.drain()
+        (entry,) = [e for e in outbox.due(10) if e.kind == "frame"]
+        message = FrameMessage.model_validate_json(entry.payload)
+    finally:
+        sender.close()
+        outbox.close()
+    assert [b.box for b in message.boxes] == [across, clear]  # 30% under the mask: kept
+    sent = image_of(message)
+    assert sent[20:100, 20:180].max() < 30  # 88% under the mask: blacked out whole
+    assert sent[121:160, 101:220].min() > 150  # the kept box's visible part is untouched
+    assert sent[300:400, 300:400].min() > 150
