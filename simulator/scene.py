@@ -178,6 +178,11 @@ class SceneRenderer:
         self._noise_pos, self._noise_neg = _noise_tiles(
             layout.height + 64, layout.width + 64, round(self.look.noise_sigma)
         )
+        # The store's veiling glare, a flat layer of its light blended over every frame.
+        self._veil: np.ndarray | None = None
+        if store is not None and store.haze > 0:
+            veil = np.array(self.look.white_balance, np.float64) * self.look.gain * 230
+            self._veil = np.full((layout.height, layout.width, 3), veil.clip(0, 255), np.uint8)
         self._sprites: dict[int, Sprite] = {}
         self._colour = np.array(self.look.white_balance, np.float32) * self.look.gain
         self._actors = sorted(scenario.actors, key=lambda a: a.z)
@@ -247,15 +252,8 @@ class SceneRenderer:
                 frame, self._warp, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
             labels = cv2.warpPerspective(labels, self._warp, size, flags=cv2.INTER_NEAREST)
-        if self.store is not None and self.store.haze > 0:
-            veil = np.array(self.look.white_balance, np.float64) * self.look.gain * 230
-            frame = cv2.addWeighted(
-                frame,
-                1 - self.store.haze,
-                np.full_like(frame, veil.clip(0, 255)),
-                self.store.haze,
-                0,
-            )
+        if self._veil is not None and self.store is not None:
+            frame = cv2.addWeighted(frame, 1 - self.store.haze, self._veil, self.store.haze, 0)
         return self._sensor(frame, index), self._boxes(drawn, labels)
 
     def _sensor(self, frame: np.ndarray, index: int) -> np.ndarray:

@@ -258,20 +258,18 @@ def held_out_frames(
     return frames
 
 
-def box_recall(
-    bundle: Path, frames: list[tuple[np.ndarray, np.ndarray]], like: Path | None = None
-) -> dict[str, Any]:
-    """The bundle's lane detector on ``frames``: the one a lane without a profile runs, or the
-    same size and precision as that of ``like`` (a candidate scored as its production runs)."""
+def as_production_runs(bundle: Path) -> Any:
+    """``bundle``'s models with its detector at the size and precision the shipped bundle's
+    lane runs (no profile), so production and a candidate are scored on the same variant."""
     from checkout_node.model_bundle import load_models
+    from laneguard.bundle import SHIPPED_BUNDLE
 
-    if like is None:
-        models = load_models(bundle)
-    else:
-        chosen = load_models(like).detector
-        models = load_models(
-            bundle, detector_precision=chosen.precision, detector_size=chosen.input_size
-        )
+    chosen = load_models(SHIPPED_BUNDLE).detector
+    return load_models(bundle, detector_precision=chosen.precision, detector_size=chosen.input_size)
+
+
+def box_recall(models: Any, frames: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """The lane detector of ``models`` (checkout_node.model_bundle.LaneModels) on ``frames``."""
     detector = lane_detector(models.path(models.detector), models.threads)
     tally = _Recall()
     for image, truth in frames:
@@ -283,13 +281,10 @@ def _lanes(
     bundle: Path, config: StoreCameraConfig, look: Any | None, progress: Callable[[str], None]
 ) -> dict[str, Any]:
     """`eval lanes` with the bundle's detector at the size and precision production runs."""
-    from checkout_node.model_bundle import load_models
     from harness.evals.lanes import evaluate_lanes
-    from laneguard.bundle import SHIPPED_BUNDLE
 
-    chosen = load_models(SHIPPED_BUNDLE).detector
     result = evaluate_lanes(
-        load_models(bundle, detector_precision=chosen.precision, detector_size=chosen.input_size),
+        as_production_runs(bundle),
         scenarios=config.lane_checkouts,
         seed=config.seed + 200_000,
         fps=config.fps,
@@ -338,8 +333,6 @@ def run(
             candidate, report, pass_s = _one_pass(
                 config, engine, settings, root / "trainer", progress
             )
-        kept = root / "candidate.tar.gz"
-        kept.write_bytes(candidate.read_bytes())
         engine.dispose()
 
         progress("scoring held-out frames")
@@ -347,16 +340,19 @@ def run(
         plain_frames = held_out_frames(config, world, None)
         recall = {
             name: {
-                "store_look": box_recall(bundle, store_frames, like=SHIPPED_BUNDLE),
-                "simulator_look": box_recall(bundle, plain_frames, like=SHIPPED_BUNDLE),
+                "store_look": box_recall(models, store_frames),
+                "simulator_look": box_recall(models, plain_frames),
             }
-            for name, bundle in (("production", SHIPPED_BUNDLE), ("candidate", kept))
+            for name, models in (
+                ("production", as_production_runs(SHIPPED_BUNDLE)),
+                ("candidate", as_production_runs(candidate)),
+            )
         }
         progress(f"recall: {recall}")
         sides = (
             ("production_simulator_look", SHIPPED_BUNDLE, None),
             ("production_store_look", SHIPPED_BUNDLE, look),
-            ("candidate_store_look", kept, look),
+            ("candidate_store_look", candidate, look),
         )
         lanes = {
             name: _lanes(bundle, config, side_look, progress)

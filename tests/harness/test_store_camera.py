@@ -8,7 +8,12 @@ from click.testing import CliRunner
 
 from checkout_node.model_bundle import load_models
 from harness.evals.lanes import evaluate_lanes
-from harness.evals.store_camera import StoreCameraConfig, box_recall, held_out_frames
+from harness.evals.store_camera import (
+    StoreCameraConfig,
+    as_production_runs,
+    box_recall,
+    held_out_frames,
+)
 from laneguard.bundle import SHIPPED_BUNDLE
 from laneguard.cli import main as laneguard_cli
 from simulator.store_look import DEFAULT_STORE_LOOK, STORE_LOOKS, store_look
@@ -29,10 +34,11 @@ def test_held_out_frames_carry_the_looks_true_boxes_and_the_detector_is_scored_o
 
     # The shipped detector finds the simulator's own products: a scoring that misread the
     # boxes (their order, their pixels) would find none of them.
-    scored = box_recall(SHIPPED_BUNDLE, plain)
+    shipped = as_production_runs(SHIPPED_BUNDLE)
+    scored = box_recall(shipped, plain)
     assert scored["products"] == sum(len(truth) for _, truth in plain)
     assert scored["own_box_recall"] >= 0.8 and scored["own"] <= scored["detections"]
-    in_store = box_recall(SHIPPED_BUNDLE, store)
+    in_store = box_recall(shipped, store)
     assert in_store["products"] == sum(len(truth) for _, truth in store)
 
 
