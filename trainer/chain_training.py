@@ -117,7 +117,7 @@ def per_store_gate(
         sides = []
         for side in (production, candidate):
             measured = measure(side, own, {})
-            measured["known_top1"] = measured["detector_mAP50"] = None
+            measured["known_top1"] = measured["detector_mAP50"] = measured["detector_boxes"] = None
             sides.append(measured)
         verdict = judge(sides[0], sides[1], new_codes, config.policy)
         verdicts[store_id] = {

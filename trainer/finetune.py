@@ -41,9 +41,10 @@ from laneguard.gallery import Gallery
 from product_db.errors import LaneGuardError
 from trainer.bootstrap import detector_calibration, embedder_calibration
 from trainer.embedder import PRETRAINED_ARCHS, EmbedderRun, image_folder, read_image
-from trainer.gate import GatePolicy, GateSide, judge, measure
+from trainer.gate import DetectorScores, GatePolicy, GateSide, judge, measure
 from trainer.golden import write_golden_frames
 from trainer.harvest import HarvestConfig, HarvestDataset, HarvestedCrop
+from trainer.lane_boxes import ScoredImage, count_lane_boxes, from_store_frames, from_yolo_split
 from trainer.store_frames import FrameSplit, write_test_set, write_yolo
 from trainer.weights import ParentWeights, parent_weights, training_weights, weights_named
 
@@ -453,17 +454,27 @@ def _tuned_embedder(
 
 @dataclass(frozen=True)
 class _CandidateDetector:
-    """The candidate's detector (fine-tuned or production's, kept) and both detectors' test
-    results on the same fresh scenes."""
+    """The candidate's detector (fine-tuned or production's, kept) and both detectors measured
+    on the same fresh scenes and held-out camera frames (trainer.gate.DetectorScores)."""
 
     weights: Path | None  # the .pt the slow path fine-tunes from next time, when there is one
     models: list[ModelFile]
     members: dict[str, Path]
-    production_map: dict[str, Any]
+    production: DetectorScores
+    candidate: DetectorScores
+    production_map: dict[str, Any]  # evaluate_detector's whole report on the test scenes
     candidate_map: dict[str, Any]
-    # mAP50 on each lane's held-out camera frames (empty without store frames)
-    production_lanes: dict[str, float] = field(default_factory=dict)
-    candidate_lanes: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _DetectorTestSets:
+    """What both detectors are measured on: the simulator's test scenes and each lane's
+    held-out frames (as a YOLO set for mAP50, as they are for the lane's own count)."""
+
+    scenes_yaml: Path
+    scenes: list[ScoredImage]
+    lane_yamls: dict[str, Path]
+    lanes: dict[str, list[ScoredImage]]
 
 
 def _candidate_detector(
@@ -480,20 +491,28 @@ def _candidate_detector(
     its weights) or kept as it is; both measured on test scenes at ``seed + 1`` and on each
     lane's held-out camera frames, for the gate."""
     from simulator.datasets import write_detect_dataset
-    from trainer.detector import evaluate_detector
 
     primary = parent.primary_detector
     detect_test = write_detect_dataset(
         world, work / "detect-test", config.detector_test_images, config.seed + 1, val_fraction=1.0
     )
-    test_yaml = detect_test.out / "data.yaml"
-    parent_map = evaluate_detector(parent.folder / primary.file, test_yaml, primary.input_size)
-    lane_sets = {
-        lane: write_test_set(held_out, work / "frames-test" / f"lane-{index}")
-        for index, (lane, held_out) in enumerate(frames.test.items() if frames else ())
+    lanes = {
+        lane: held_out
+        for lane, held_out in (frames.test.items() if frames else ())
         if len(held_out) >= config.lane_test_min_frames
     }
-    parent_lanes = _lane_maps(parent.folder / primary.file, lane_sets, primary.input_size)
+    tests = _DetectorTestSets(
+        detect_test.out / "data.yaml",
+        from_yolo_split(detect_test.out / "images" / "val", detect_test.out / "labels" / "val"),
+        {
+            lane: write_test_set(held_out, work / "frames-test" / f"lane-{index}")
+            for index, (lane, held_out) in enumerate(lanes.items())
+        },
+        {lane: from_store_frames(held_out) for lane, held_out in lanes.items()},
+    )
+    parent_scores, parent_map = _detector_scores(
+        parent.folder / primary.file, tests, primary.input_size
+    )
     parent_pt = parent.weights.detector
     if config.detector_epochs > 0 and parent_pt is None:
         progress("production carries no detector weights: its detector is kept")
@@ -501,29 +520,45 @@ def _candidate_detector(
         tuned = fine_tune_detector(
             world, dataset, parent_pt, parent.manifest, work, models_dir, config, progress, frames
         )
-        candidate = tuned.members[primary.file]
-        candidate_map = evaluate_detector(candidate, test_yaml, primary.input_size)
+        candidate_scores, candidate_map = _detector_scores(
+            tuned.members[primary.file], tests, primary.input_size
+        )
         return _CandidateDetector(
             tuned.weights,
             tuned.models,
             tuned.members,
+            parent_scores,
+            candidate_scores,
             parent_map,
             candidate_map,
-            parent_lanes,
-            _lane_maps(candidate, lane_sets, primary.input_size),
         )
     kept = [m for m in parent.manifest.models if m.role == "detector"]
     members = {entry.file: parent.folder / entry.file for entry in kept}
     return _CandidateDetector(
-        parent_pt, kept, members, parent_map, parent_map, parent_lanes, parent_lanes
+        parent_pt, kept, members, parent_scores, parent_scores, parent_map, parent_map
     )
 
 
-def _lane_maps(model: Path, lane_sets: dict[str, Path], size: int) -> dict[str, float]:
-    """mAP50 on each lane's held-out camera frames."""
+def _detector_scores(
+    model: Path, tests: _DetectorTestSets, size: int
+) -> tuple[DetectorScores, dict[str, Any]]:
+    """One detector on every test set: mAP50 (ultralytics' validator) and the lane's own count
+    at the new-track score (trainer.lane_boxes); and the scenes' whole mAP report."""
     from trainer.detector import evaluate_detector
 
-    return {lane: evaluate_detector(model, data, size)["mAP50"] for lane, data in lane_sets.items()}
+    scenes_map = evaluate_detector(model, tests.scenes_yaml, size)
+    scores = DetectorScores(
+        scenes_mAP50=scenes_map["mAP50"],
+        scenes_boxes=count_lane_boxes(model, tests.scenes).summary(),
+        lanes_mAP50={
+            lane: evaluate_detector(model, data, size)["mAP50"]
+            for lane, data in tests.lane_yamls.items()
+        },
+        lanes_boxes={
+            lane: count_lane_boxes(model, images).summary() for lane, images in tests.lanes.items()
+        },
+    )
+    return scores, scenes_map
 
 
 @dataclass(frozen=True)
@@ -607,16 +642,14 @@ def _gate_report(
         parent.folder / parent_fp32,
         production_gallery,
         manifest.thresholds,
-        detector.production_map["mAP50"],
-        detector.production_lanes,
+        detector.production,
     )
     candidate_side = GateSide(
         "candidate",
         embedder.fp32,
         gallery.gallery,
         manifest.thresholds,
-        detector.candidate_map["mAP50"],
-        detector.candidate_lanes,
+        detector.candidate,
     )
     # New to the bundle: the fast path may already have taught production's lanes these codes,
     # but its entries belong to production's embedder and go when the candidate's comes.
@@ -674,8 +707,12 @@ def _candidate_manifest(
                 "candidate": detector.candidate_map,
             },
             "store_frames_mAP50": {
-                "production": detector.production_lanes,
-                "candidate": detector.candidate_lanes,
+                "production": detector.production.lanes_mAP50,
+                "candidate": detector.candidate.lanes_mAP50,
+            },
+            "detector_lane_boxes": {
+                "production": asdict(detector.production),
+                "candidate": asdict(detector.candidate),
             },
         },
     )

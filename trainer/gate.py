@@ -9,7 +9,10 @@ Measured for each side with its own embedder, gallery and thresholds:
 - ``known_top1``: identity of simulator crops of every catalog product (nothing forgotten);
 - ``detector_mAP50``: the detector on the same simulator test scenes;
 - ``store_frames_mAP50``: the detector on each lane's newest camera frames (trainer.store_frames),
-  one check per lane.
+  one check per lane;
+- ``detector_boxes`` and ``store_frames_boxes``: the same images counted as a lane uses the
+  detector (trainer.lane_boxes): own-box recall and precision at the tracker's new-track score.
+  mAP50 alone let through a candidate that boxed fewer products at that score.
 The candidate passes when no metric is worse than production's by more than the tolerance and
 every product production did not know (``new_codes``) is identified at least
 ``new_product_min_top1`` of the time.
@@ -40,6 +43,22 @@ HIGHER_IS_BETTER = (
 )
 
 
+BOX_MEASURES = ("own_box_recall", "precision")  # trainer.lane_boxes, at the new-track score
+
+
+@dataclass
+class DetectorScores:
+    """A detector measured for the gate, on the simulator's test scenes and on each lane's
+    held-out camera frames: mAP50, and own-box recall and precision at the lane's new-track
+    score (``LaneBoxCount.summary()``). Per lane, so a candidate worse on any one camera is
+    refused even when the store's other lanes got better."""
+
+    scenes_mAP50: float | None = None
+    scenes_boxes: dict[str, Any] = field(default_factory=dict)
+    lanes_mAP50: dict[str, float] = field(default_factory=dict)
+    lanes_boxes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 @dataclass
 class GateSide:
     """One model set under test."""
@@ -48,9 +67,7 @@ class GateSide:
     embedder: Path
     gallery: Gallery
     thresholds: Thresholds
-    detector_mAP50: float | None = None
-    # mAP50 on each lane's held-out camera frames: a candidate worse on any one camera is refused
-    store_frames_mAP50: dict[str, float] = field(default_factory=dict)
+    detector: DetectorScores = field(default_factory=DetectorScores)
 
 
 @dataclass(frozen=True)
@@ -98,8 +115,10 @@ def measure(
         "replay_clean": round(clean / len(transactions), 4) if transactions else None,
         "replay_recognised": round(recognised / crops_total, 4) if crops_total else None,
         "known_top1": known_result["top1"],
-        "detector_mAP50": side.detector_mAP50,
-        "store_frames_mAP50": dict(side.store_frames_mAP50),
+        "detector_mAP50": side.detector.scenes_mAP50,
+        "store_frames_mAP50": dict(side.detector.lanes_mAP50),
+        "detector_boxes": dict(side.detector.scenes_boxes) or None,
+        "store_frames_boxes": {lane: dict(v) for lane, v in side.detector.lanes_boxes.items()},
     }
 
 
@@ -110,19 +129,17 @@ def judge(
     policy: GatePolicy,
 ) -> dict[str, Any]:
     """Checks, each with both values and its verdict, and the overall one."""
-    checks = []
-    for metric in HIGHER_IS_BETTER:
-        before, after = production.get(metric), candidate.get(metric)
-        if before is None or after is None:
-            continue
-        checks.append(
-            {
-                "check": f"{metric} not worse than production by more than {policy.tolerance}",
-                "production": before,
-                "candidate": after,
-                "passed": after >= before - policy.tolerance,
-            }
-        )
+    checks = [
+        _not_worse(metric, production[metric], candidate[metric], policy)
+        for metric in HIGHER_IS_BETTER
+        if production.get(metric) is not None and candidate.get(metric) is not None
+    ]
+    checks += _box_checks(
+        "simulator test scenes",
+        production.get("detector_boxes") or {},
+        candidate.get("detector_boxes") or {},
+        policy,
+    )
     checks += _lane_checks(production, candidate, policy)
     per_code = candidate.get("harvest_per_code", {})
     for code in new_codes:
@@ -154,13 +171,40 @@ def _lane_checks(
     """One check per lane with held-out camera frames: the detector on that camera."""
     before = production.get("store_frames_mAP50") or {}
     after = candidate.get("store_frames_mAP50") or {}
-    return [
-        {
-            "check": f"detector_mAP50 on {lane}'s newest camera frames not worse than production "
-            f"by more than {policy.tolerance}",
-            "production": before[lane],
-            "candidate": after[lane],
-            "passed": after[lane] >= before[lane] - policy.tolerance,
-        }
+    checks = [
+        _not_worse(
+            f"detector_mAP50 on {lane}'s newest camera frames", before[lane], after[lane], policy
+        )
         for lane in sorted(set(before) & set(after))
     ]
+    boxes_before = production.get("store_frames_boxes") or {}
+    boxes_after = candidate.get("store_frames_boxes") or {}
+    for lane in sorted(set(boxes_before) & set(boxes_after)):
+        checks += _box_checks(
+            f"{lane}'s newest camera frames", boxes_before[lane], boxes_after[lane], policy
+        )
+    return checks
+
+
+def _box_checks(
+    where: str, before: Mapping[str, Any], after: Mapping[str, Any], policy: GatePolicy
+) -> list[dict[str, Any]]:
+    """Own-box recall and precision at the lane's new-track score, each not worse than
+    production's by more than the tolerance; a measure either side could not take (no true
+    box, no detection) is skipped, as a missing metric is."""
+    return [
+        _not_worse(
+            f"{name} at the lane's new-track score on {where}", before[name], after[name], policy
+        )
+        for name in BOX_MEASURES
+        if before.get(name) is not None and after.get(name) is not None
+    ]
+
+
+def _not_worse(what: str, before: float, after: float, policy: GatePolicy) -> dict[str, Any]:
+    return {
+        "check": f"{what} not worse than production by more than {policy.tolerance}",
+        "production": before,
+        "candidate": after,
+        "passed": after >= before - policy.tolerance,
+    }

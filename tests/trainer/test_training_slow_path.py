@@ -291,8 +291,16 @@ def test_train_run_fine_tunes_from_production_and_publishes_what_passes(
     camera = report["harvest"]["camera_frames"]
     assert camera["train_frames"] > 0 and camera["test_frames"]["lane-1"] > 0
     lane_checks = [c for c in gate["checks"] if "lane-1's newest camera frames" in c["check"]]
-    assert len(lane_checks) == 1 and 0.0 <= lane_checks[0]["candidate"] <= 1.0
+    # mAP50, and the lane's own count at its new-track score (own boxes, precision)
+    assert [c["check"].split(" ")[0] for c in lane_checks][:2] == [
+        "detector_mAP50",
+        "own_box_recall",
+    ]
+    assert all(0.0 <= c["candidate"] <= 1.0 for c in lane_checks)
     assert set(gate["candidate"]["store_frames_mAP50"]) == {"lane-1"}
+    lane_count = gate["candidate"]["store_frames_boxes"]["lane-1"]
+    assert lane_count["images"] == camera["test_frames"]["lane-1"] and lane_count["products"] > 0
+    assert gate["production"]["detector_boxes"]["products"] > 0
     assert gate["production"]["replay_transactions"] >= 2
     # Production is measured as its lanes identify: the bundle plus the fast path's entries
     # (which had learned the product), less those made from the crops the gate tests on.
