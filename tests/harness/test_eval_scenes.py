@@ -90,7 +90,9 @@ def test_a_product_is_covered_when_half_its_box_is_inside() -> None:
 def test_totals_weigh_each_item_and_ratios_with_nothing_to_divide_are_null() -> None:
     photos = [
         PhotoResult("a/1.jpg", 10, 7, 12, BoxScore(10, 8, 6, 1), BoxScore(10, 14, 9, 2)),
-        PhotoResult("a/2.jpg", 2, 2, 3, BoxScore(2, 2, 2, 0), BoxScore(2, 3, 2, 0)),
+        PhotoResult(
+            "a/2.jpg", 2, 2, 3, BoxScore(2, 2, 2, 0), BoxScore(2, 3, 2, 0), (0.9, 0.3, 0.12)
+        ),
         PhotoResult("b/3.jpg", None, 4, 5),  # listed, not scored for count
     ]
     result = summarise(photos, with_boxes=True)
@@ -106,6 +108,10 @@ def test_totals_weigh_each_item_and_ratios_with_nothing_to_divide_are_null() -> 
     assert low["exact_share"] == 0.0
     assert low["own_box_recall"] == round(11 / 12, 4)
     assert low["merged_box_share"] == round(2 / 17, 4) and low["precision"] == round(11 / 17, 4)
+    # The second photo's boxes scored 0.9, 0.3 and 0.12: 2 products, counted right at 0.3.
+    curve = {row["score"]: row for row in summarise(photos[1:], with_boxes=False)["by_score"]}
+    assert [curve[s]["count_abs_error_share"] for s in (0.1, 0.3, 0.35, 0.9)] == [0.5, 0, 0.5, 0.5]
+    assert curve[0.3]["exact_share"] == 1.0 and curve[0.9]["exact_share"] == 0.0
     alone = summarise([photos[2]], with_boxes=True)
     assert alone["count_abs_error_share"] is None and alone["exact_share"] is None
     assert alone["own_box_recall"] is None and alone["precision"] is None
@@ -228,6 +234,13 @@ def test_eval_scenes_cli_on_simulator_frames(tmp_path: Path) -> None:
     assert (result["new_track_score"], result["low_score_threshold"]) == (0.5, 0.1)
     assert result["photos"] == 3 and result["counted_photos"] == 2
     assert result["products"] == sum(counted.values())
+    # The count at a range of scores: at the new-track and low scores it is the count above.
+    curve = {row["score"]: row for row in result["by_score"]}
+    assert list(curve) == [round(0.1 + 0.05 * i, 2) for i in range(17)]
+    for score, totals in ((0.5, result), (0.1, result["low_score"])):
+        assert curve[score]["count_abs_error_share"] == totals["count_abs_error_share"]
+        assert curve[score]["exact_share"] == totals["exact_share"]
+    assert "by_score" in result["by_folder"]["phone"]
     assert set(result["by_folder"]) == {"lane", "phone"}
     assert result["by_folder"]["phone"]["products"] == counts["phone/portrait.jpg"]
     rows = {row["file"]: row for row in result["per_photo"]}
