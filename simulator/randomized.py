@@ -365,7 +365,7 @@ def _wires(frame: np.ndarray, rng: Random, opacity: float) -> np.ndarray:
     return on
 
 
-def _shadow(
+def cast_shadow(
     frame: np.ndarray,
     placement_alpha: np.ndarray,
     x0: int,
@@ -442,7 +442,7 @@ def _camera(
     return out, out_ids
 
 
-def _sensor(frame: np.ndarray, rng: Random) -> np.ndarray:
+def camera_sensor(frame: np.ndarray, rng: Random) -> np.ndarray:
     """Light colour, vignetting, gamma, blur, noise and compression."""
     h, w = frame.shape[:2]
     image: np.ndarray = frame.astype(np.float32)
@@ -523,7 +523,7 @@ def randomized_frame(
         placement = place(sprite, thing.centre, thing.angle, 1.0, (w, h))
         if placement is None:
             continue
-        _shadow(frame, placement.alpha, placement.x0, placement.y0, offset, hard)
+        cast_shadow(frame, placement.alpha, placement.x0, placement.y0, offset, hard)
         covered = composite(frame, placement)
         roi = ids[
             placement.y0 : placement.y0 + covered.shape[0],
@@ -537,7 +537,7 @@ def randomized_frame(
     if rng.random() < 0.25:  # a cart's wires in front of everything
         ids[_wires(frame, rng, rng.uniform(0.6, 1.0))] = 0
     frame, ids = _camera(frame, bare, ids, rng)
-    frame = _sensor(frame, rng)
+    frame = camera_sensor(frame, rng)
     shares = {i: visible[i] / area for i, area in areas.items() if area > 0}
     return frame, _boxes(ids, shares, things)
 

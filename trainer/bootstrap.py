@@ -118,6 +118,11 @@ class BootstrapConfig:
     # The input the shipped embedder takes (None: embed_input_size): see EmbedderRun.serve_size.
     embed_serve_size: int | None = None
     embed_lr: float = 2e-3
+    # Procedurally printed packs in no catalog (simulator.identities) trained beside the known
+    # products, each one more identity: the embedder then learns to tell printed packages
+    # apart, not only ours (issue #34). 0: none.
+    embed_procedural_identities: int = 0
+    embed_procedural_views: int = 4
     gallery_per_code: int = 8
     new_product_refs: int = 5
     produce_photos: Path | None = None
@@ -347,7 +352,9 @@ def _bootstrap_embedder(
     and both files measured on known, new and (when given) real-photo queries."""
     train_samples = image_listing(work / "embed-train")
     combined = with_known_produce_photos(world, train_samples)
-    run, record = _embedder_weights(config, kept, combined, progress)
+    if config.embed_procedural_identities and kept is None:
+        combined |= procedural_identities(config, world, work / "embed-procedural", progress)
+    run, record = _embedder_weights(config, kept, combined, progress, work)
     fp32, int8 = _exported_embedder(config, world, run, train_samples, models_dir)
     known = _known_gallery(config, fp32, train_samples, models_dir)
     queries = _embedder_queries(config, work)
@@ -373,6 +380,7 @@ def _embedder_weights(
     kept: Manifest | None,
     samples: dict[str, list[Path]],
     progress: Callable[[str], None],
+    work: Path,
 ) -> tuple[EmbedderRun, dict[str, Any]]:
     """The embedder's weights, trained on ``samples`` or kept from ``config.embedder_from``
     (``kept`` its manifest: a serving-size or gallery change then costs minutes, not the
@@ -392,8 +400,33 @@ def _embedder_weights(
         seed=config.seed,
         progress=progress,
         serve_size=config.embed_serve_size,
+        checkpoint=work / "embedder-checkpoint.pt",
     )
     return run, {}
+
+
+def procedural_identities(
+    config: BootstrapConfig, world: World, folder: Path, progress: Callable[[str], None]
+) -> dict[str, list[Path]]:
+    """The recipe's procedural packs written under ``folder`` (again only when the recipe's
+    count or views changed), as class -> crops."""
+    from simulator.identities import write_identity_crops
+
+    expected = config.embed_procedural_identities * config.embed_procedural_views
+    listed = image_listing(folder) if folder.is_dir() else {}
+    if sum(len(paths) for paths in listed.values()) != expected:
+        if folder.exists():
+            shutil.rmtree(folder)
+        report = write_identity_crops(
+            world,
+            folder,
+            config.embed_procedural_identities,
+            config.embed_procedural_views,
+            config.seed,
+        )
+        progress(f"{report.identities} procedural packs, {report.images} crops")
+        listed = image_listing(folder)
+    return listed
 
 
 def _exported_embedder(
@@ -756,7 +789,11 @@ EMBEDDER_RECIPE = (
     "embed_arch",
     "embed_input_size",
     "embed_lr",
+    "embed_procedural_identities",
+    "embed_procedural_views",
 )
+# Settings added since a bundle was made: absent from its recipe means this default.
+EMBEDDER_RECIPE_DEFAULTS = {"embed_procedural_identities": 0, "embed_procedural_views": 4}
 
 
 def check_kept_embedder(config: BootstrapConfig) -> Manifest:
@@ -770,7 +807,7 @@ def check_kept_embedder(config: BootstrapConfig) -> Manifest:
     recipe = manifest.training_data.get("recipe") or {}
     wanted = {key: getattr(config, key) for key in EMBEDDER_RECIPE}
     wanted["produce_photos"] = config.produce_photos is not None
-    found = {key: recipe.get(key) for key in EMBEDDER_RECIPE}
+    found = {key: recipe.get(key, EMBEDDER_RECIPE_DEFAULTS.get(key)) for key in EMBEDDER_RECIPE}
     found["produce_photos"] = recipe.get("produce_photos") is not None
     differing = sorted(key for key in wanted if wanted[key] != found[key])
     if differing:

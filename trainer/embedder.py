@@ -10,6 +10,7 @@ a tenth of the learning rate on the backbone than on the new layers.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -226,9 +227,14 @@ def train_embedder(
     progress: Callable[[str], None] = print,
     parent: Any | None = None,
     serve_size: int | None = None,
+    checkpoint: Path | None = None,
 ) -> EmbedderRun:
     """Train on ``samples`` (class -> images) at ``input_size``; the run exports at
-    ``serve_size`` (None: ``input_size``). Progress lines go to ``progress`` each epoch."""
+    ``serve_size`` (None: ``input_size``). Progress lines go to ``progress`` each epoch.
+
+    With ``checkpoint``, the state after each epoch is written there and a run that finds one
+    of the same recipe resumes after its last epoch: training runs for an hour here, and a
+    session or a machine may end first. One of another recipe is said and trained over."""
     import torch
     from torch import nn
 
@@ -257,9 +263,37 @@ def train_embedder(
         optimiser, max_lr=[backbone_lr, lr], total_steps=steps
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    history = []
-    start = time.perf_counter()
-    for epoch in range(epochs):
+    history: list[dict[str, float]] = []
+    recipe = {
+        "classes": classes,
+        "images": hashlib.sha256(
+            "\n".join(sorted(f"{label} {path}" for path, label in items)).encode()
+        ).hexdigest(),
+        "arch": arch,
+        "epochs": epochs,
+        "batch": batch,
+        "input_size": input_size,
+        "seed": seed,
+        "lr": lr,
+        "margin": margin,
+        "scale": scale,
+    }
+    first_epoch = 0
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if saved.get("recipe") == recipe:
+            model.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimiser"])
+            schedule.load_state_dict(saved["schedule"])
+            rng.setstate(saved["rng"])
+            items = saved["items"]  # shuffled in place each epoch: the order goes on from there
+            torch.set_rng_state(saved["torch_rng"])
+            history, first_epoch = saved["history"], saved["epoch"]
+            progress(f"embedder resumes from {checkpoint} after epoch {first_epoch}/{epochs}")
+        else:
+            progress(f"{checkpoint} holds another recipe's embedder: training anew")
+    start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
+    for epoch in range(first_epoch, epochs):
         model.train()
         rng.shuffle(items)
         total, correct, loss_sum = 0, 0, 0.0
@@ -291,6 +325,21 @@ def train_embedder(
             f"embedder epoch {epoch + 1}/{epochs}: loss {record['loss']:.3f}, "
             f"train accuracy {record['train_accuracy']:.3f}, {record['seconds']:.0f} s"
         )
+        if checkpoint is not None:
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "recipe": recipe,
+                    "epoch": epoch + 1,
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "rng": rng.getstate(),
+                    "items": items,
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+            )
     model.eval()
     return EmbedderRun(
         model.cpu(),
@@ -303,6 +352,17 @@ def train_embedder(
         history,
         serve_size,
     )
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Written whole or not at all (a cut write leaves the previous epoch's), owner-only."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.chmod(0o600)
+    partial.replace(path)
 
 
 def export_embedder_onnx(run: EmbedderRun, out_path: Path) -> Path:

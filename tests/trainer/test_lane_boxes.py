@@ -5,9 +5,11 @@ mAP50 rose while it boxed fewer products at the lane's score (issue #35's measur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,7 +60,7 @@ def lane_frames(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, np
     return frames
 
 
-def _store_frame(path: Path, boxes: list[dict[str, object]]) -> StoreFrame:
+def _store_frame(path: Path, boxes: Sequence[dict[str, Any]]) -> StoreFrame:
     return StoreFrame(
         1, "lane-1", "tx-1", datetime(2026, 12, 5, tzinfo=timezone.utc), "honest", path, 640, 480,
         tuple(boxes),

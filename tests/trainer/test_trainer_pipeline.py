@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,36 @@ def test_bootstrap_refuses_an_embedder_another_recipe_trained(tmp_path: Path) ->
             progress=lambda _line: None,
         )
     assert not (tmp_path / "work" / "embed-train").exists()
+    # Settings added after a bundle was made read as their defaults in its recipe: the shipped
+    # bundle trained no procedural packs, so a recipe with some may not keep its embedder.
+    from trainer.bootstrap import BootstrapConfig, check_kept_embedder
+
+    photos = tmp_path / "photos"  # the shipped recipe's had real produce photos
+    shipped = BootstrapConfig(embedder_from=SHIPPED_BUNDLE, produce_photos=photos)
+    assert check_kept_embedder(shipped).version.startswith("bootstrap")
+    with pytest.raises(BundleError, match=r"\(embed_procedural_identities 0, not 500\)"):
+        check_kept_embedder(replace(shipped, embed_procedural_identities=500))
+
+
+def test_procedural_packs_are_written_once_per_recipe(tmp_path: Path) -> None:
+    from simulator.world import World
+    from trainer.bootstrap import BootstrapConfig, procedural_identities
+
+    world = World.from_catalog()
+    lines: list[str] = []
+    config = BootstrapConfig.quick(embed_procedural_identities=4, embed_procedural_views=2)
+    folder = tmp_path / "embed-procedural"
+    first = procedural_identities(config, world, folder, lines.append)
+    assert len(first) == 4 and all(len(paths) == 2 for paths in first.values())
+    assert lines == ["4 procedural packs, 8 crops"]
+    written = {p: p.stat().st_mtime_ns for paths in first.values() for p in paths}
+    assert procedural_identities(config, world, folder, lines.append) == first
+    assert len(lines) == 1 and all(p.stat().st_mtime_ns == t for p, t in written.items())
+    more = BootstrapConfig.quick(embed_procedural_identities=4, embed_procedural_views=3)
+    assert all(
+        len(paths) == 3
+        for paths in procedural_identities(more, world, folder, lines.append).values()
+    )
 
 
 def test_the_pretrained_embedders_int8_keeps_its_stem_in_float(
