@@ -354,6 +354,8 @@ def _bootstrap_embedder(
     combined = with_known_produce_photos(world, train_samples)
     if config.embed_procedural_identities and kept is None:
         combined |= procedural_identities(config, world, work / "embed-procedural", progress)
+    elif config.embed_procedural_identities:  # kept weights: the packs' names, no crop needed
+        combined |= {code: [] for code in procedural_codes(config)}
     run, record = _embedder_weights(config, kept, combined, progress, work)
     fp32, int8 = _exported_embedder(config, world, run, train_samples, models_dir)
     known = _known_gallery(config, fp32, train_samples, models_dir)
@@ -408,25 +410,39 @@ def _embedder_weights(
 def procedural_identities(
     config: BootstrapConfig, world: World, folder: Path, progress: Callable[[str], None]
 ) -> dict[str, list[Path]]:
-    """The recipe's procedural packs written under ``folder`` (again only when the recipe's
-    count or views changed), as class -> crops."""
+    """The recipe's procedural packs written under ``folder``, as class -> crops; written
+    again only when what they are made from changed (count, views, seed, the real photos
+    printed on them), which a stamp beside them records."""
     from simulator.identities import write_identity_crops
 
-    expected = config.embed_procedural_identities * config.embed_procedural_views
-    listed = image_listing(folder) if folder.is_dir() else {}
-    if sum(len(paths) for paths in listed.values()) != expected:
-        if folder.exists():
-            shutil.rmtree(folder)
-        report = write_identity_crops(
-            world,
-            folder,
-            config.embed_procedural_identities,
-            config.embed_procedural_views,
-            config.seed,
-        )
-        progress(f"{report.identities} procedural packs, {report.images} crops")
-        listed = image_listing(folder)
-    return listed
+    stamp = {
+        "identities": config.embed_procedural_identities,
+        "views": config.embed_procedural_views,
+        "seed": config.seed,
+        "photos": str(world.photos.root) if world.photos is not None else None,
+    }
+    stamp_file = folder / "recipe.json"
+    if stamp_file.is_file() and json.loads(stamp_file.read_text()) == stamp:
+        return image_listing(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    report = write_identity_crops(
+        world,
+        folder,
+        config.embed_procedural_identities,
+        config.embed_procedural_views,
+        config.seed,
+    )
+    stamp_file.write_text(json.dumps(stamp))  # last: a cut write is written again
+    progress(f"{report.identities} procedural packs, {report.images} crops")
+    return image_listing(folder)
+
+
+def procedural_codes(config: BootstrapConfig) -> list[str]:
+    """The class names the recipe's packs train under."""
+    from simulator.identities import identity_code
+
+    return [identity_code(config.seed, i) for i in range(config.embed_procedural_identities)]
 
 
 def _exported_embedder(
@@ -809,6 +825,9 @@ def check_kept_embedder(config: BootstrapConfig) -> Manifest:
     wanted["produce_photos"] = config.produce_photos is not None
     found = {key: recipe.get(key, EMBEDDER_RECIPE_DEFAULTS.get(key)) for key in EMBEDDER_RECIPE}
     found["produce_photos"] = recipe.get("produce_photos") is not None
+    for settings in (wanted, found):  # views of no packs at all say nothing
+        if not settings["embed_procedural_identities"]:
+            settings["embed_procedural_views"] = EMBEDDER_RECIPE_DEFAULTS["embed_procedural_views"]
     differing = sorted(key for key in wanted if wanted[key] != found[key])
     if differing:
         raise BundleError(

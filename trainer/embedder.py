@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ import cv2
 import numpy as np
 
 from laneguard.embedding import DEFAULT_INPUT_SIZE, preprocess
+from laneguard.files import private_dir
 from product_db.errors import LaneGuardError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -266,9 +268,8 @@ def train_embedder(
     history: list[dict[str, float]] = []
     recipe = {
         "classes": classes,
-        "images": hashlib.sha256(
-            "\n".join(sorted(f"{label} {path}" for path, label in items)).encode()
-        ).hexdigest(),
+        "images": _samples_digest(items),
+        "parent": _parent_digest(parent),
         "arch": arch,
         "epochs": epochs,
         "batch": batch,
@@ -280,13 +281,14 @@ def train_embedder(
     }
     first_epoch = 0
     if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if saved.get("recipe") == recipe:
             model.load_state_dict(saved["model"])
             optimiser.load_state_dict(saved["optimiser"])
             schedule.load_state_dict(saved["schedule"])
             rng.setstate(saved["rng"])
-            items = saved["items"]  # shuffled in place each epoch: the order goes on from there
+            # shuffled in place each epoch: the order goes on from where it was
+            items = [(Path(path), int(label)) for path, label in saved["items"]]
             torch.set_rng_state(saved["torch_rng"])
             history, first_epoch = saved["history"], saved["epoch"]
             progress(f"embedder resumes from {checkpoint} after epoch {first_epoch}/{epochs}")
@@ -335,7 +337,7 @@ def train_embedder(
                     "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(),
                     "rng": rng.getstate(),
-                    "items": items,
+                    "items": [(str(path), label) for path, label in items],
                     "torch_rng": torch.get_rng_state(),
                     "history": history,
                 },
@@ -354,14 +356,38 @@ def train_embedder(
     )
 
 
+def _samples_digest(items: Sequence[tuple[Path, int]]) -> str:
+    """What the run trains on, by content: the same file names rendered anew from a changed
+    simulator are other data, and a checkpoint of the old must not be resumed over them."""
+    digest = hashlib.sha256()
+    for path, label in sorted(items, key=lambda item: (item[1], str(item[0]))):
+        digest.update(f"{label} {path.name} ".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _parent_digest(parent: Any | None) -> str | None:
+    """The weights a fine-tune starts from, by content (None: from ImageNet or nothing)."""
+    if parent is None:
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(parent.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Written whole or not at all (a cut write leaves the previous epoch's), owner-only."""
+    """Written whole or not at all (a cut write leaves the previous epoch's), owner-only from
+    its first byte (a file made by torch.save takes the umask's mode until changed)."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    partial.chmod(0o600)
+    partial.unlink(missing_ok=True)  # a cut write's leftover, or anything planted in its name
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        torch.save(state, handle)
     partial.replace(path)
 
 

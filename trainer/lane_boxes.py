@@ -8,8 +8,11 @@ item when a detection of its own starts a track, so the gate also counts, at tha
 - ``own_box_recall``: the true boxes that get a detection of their own (IoU at least 0.5, one
   detection per box, best overlap first, as ``laneguard eval scenes`` scores real photos);
 - ``precision``: the share of detections that are some true box's own. A detection lying
-  mostly inside a box nobody has decided yet (trainer.store_frames: unknown) is neither right
-  nor wrong and is left out.
+  mostly inside a box nobody has decided yet (trainer.store_frames: unknown, and not itself
+  mostly inside a labelled box, as ``write_yolo`` paints them) is neither right nor wrong and
+  is left out.
+A kept frame whose file can no longer be read (retention, a damaged file) is left out and
+counted, as ``write_yolo`` leaves it out of the mAP50 set.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from checkout_node.vision.detectors import make_detector
 from checkout_node.vision.pipeline import PRODUCT, lane_detector_config
 from checkout_node.vision.tracker import TrackerConfig, greedy_assignment, iou_matrix
 from product_db.errors import LaneGuardError
-from trainer.store_frames import StoreFrame
+from trainer.store_frames import MOSTLY_INSIDE, StoreFrame
 
 MATCH_IOU = 0.5  # a detection is a product's own box at this IoU or more
 UNDECIDED_INSIDE = 0.5  # a detection this much inside an undecided box is not scored
@@ -54,10 +57,12 @@ class LaneBoxCount:
     products: int
     detections: int  # scored detections (those inside undecided boxes left out)
     own: int
+    unreadable: int = 0  # images that could not be read, left out
 
     def summary(self) -> dict[str, float | int | None]:
         return {
             "images": self.images,
+            "unreadable": self.unreadable,
             "products": self.products,
             "detections": self.detections,
             "own_box_recall": round(self.own / self.products, 4) if self.products else None,
@@ -70,22 +75,25 @@ def _boxes(rows: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def from_store_frames(frames: Iterable[StoreFrame]) -> list[ScoredImage]:
-    """A lane's kept frames: its product tracks (and boxes given a yes) are the truth."""
-    return [
-        ScoredImage(
-            frame.image,
-            _boxes([box for cls, box in frame.labelled() if cls == PRODUCT]),
-            _boxes(frame.unknown()),
-        )
-        for frame in frames
-    ]
+    """A lane's kept frames: its product tracks (and boxes given a yes) are the truth; boxes
+    nobody has decided are not scored unless they lie mostly inside a labelled one (which
+    ``write_yolo`` leaves unpainted too)."""
+    scored = []
+    for frame in frames:
+        labelled = _boxes([box for _, box in frame.labelled()])
+        undecided = _boxes(frame.unknown())
+        if len(undecided) and len(labelled):
+            undecided = undecided[inside_share(undecided, labelled).max(axis=1) < MOSTLY_INSIDE]
+        products = _boxes([box for cls, box in frame.labelled() if cls == PRODUCT])
+        scored.append(ScoredImage(frame.image, products, undecided))
+    return scored
 
 
 def from_yolo_split(images_dir: Path, labels_dir: Path) -> list[ScoredImage]:
     """A YOLO split (the simulator's test scenes): class 0 rows of each label file are the
     products; an image without a label file has none."""
     scored = []
-    for image in sorted(p for p in images_dir.iterdir() if p.suffix in YOLO_IMAGE_SUFFIXES):
+    for image in sorted(p for p in images_dir.iterdir() if p.suffix.lower() in YOLO_IMAGE_SUFFIXES):
         shape = cv2.imread(str(image), cv2.IMREAD_UNCHANGED)
         if shape is None:
             raise LaneBoxError(f"{image}: not an image")
@@ -97,9 +105,15 @@ def from_yolo_split(images_dir: Path, labels_dir: Path) -> list[ScoredImage]:
                 fields = line.split()
                 if not fields:
                     continue
-                if len(fields) != 5:
-                    raise LaneBoxError(f"{label}:{number}: expected 'class cx cy w h'")
-                cls, cx, cy, w, h = int(fields[0]), *map(float, fields[1:])
+                try:
+                    if len(fields) != 5:
+                        raise ValueError
+                    cls, cx, cy, w, h = int(fields[0]), *map(float, fields[1:])
+                except ValueError:
+                    raise LaneBoxError(
+                        f"{label}:{number}: expected 'class cx cy w h' (an integer class and "
+                        f"four numbers), got {line[:80]!r}"
+                    ) from None
                 if cls == PRODUCT:
                     rows.append(
                         [
@@ -120,11 +134,12 @@ def count_lane_boxes(
     at ``score`` (the tracker's new-track score when ``None``)."""
     minimum = TrackerConfig().new_track_score if score is None else score
     detector = make_detector(model, lane_detector_config(threads))
-    products = detections_total = own = 0
+    products = detections_total = own = unreadable = 0
     for item in images:
         frame = cv2.imread(str(item.image), cv2.IMREAD_COLOR)
         if frame is None:
-            raise LaneBoxError(f"{item.image}: not an image")
+            unreadable += 1
+            continue
         found = detector.detect(frame)
         keep = (found.classes == PRODUCT) & (found.scores >= minimum)
         boxes = np.asarray(found.boxes[keep], np.float64).reshape(-1, 4)
@@ -139,7 +154,7 @@ def count_lane_boxes(
         products += len(item.products)
         detections_total += len(boxes) - unscored
         own += len(pairs)
-    return LaneBoxCount(len(images), products, detections_total, own)
+    return LaneBoxCount(len(images) - unreadable, products, detections_total, own, unreadable)
 
 
 def _own_pairs(detections: np.ndarray, truth: np.ndarray) -> list[tuple[int, int]]:

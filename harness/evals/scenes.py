@@ -227,16 +227,20 @@ def metrics(photos: list[PhotoResult], low: bool, with_boxes: bool) -> dict[str,
 
 
 def score_curve(
-    photos: list[PhotoResult], scores: Sequence[float] = CURVE_SCORES
+    photos: list[PhotoResult],
+    scores: Sequence[float] = CURVE_SCORES,
+    floor: float = TrackerConfig().low_score,
 ) -> list[dict[str, Any]]:
-    """The count at each of ``scores`` (at or above the low score), as ``metrics`` counts at
-    the new-track score. One camera's best score is not another's (on the real-scenes photos
-    the toys' count error is lowest near 0.25, the carts' at 0.5 or above), which is what a
-    per-camera new-track score would be chosen from; it is reported, never chosen here."""
+    """The count at each of ``scores``, as ``metrics`` counts at the new-track score; scores
+    under ``floor`` (the low score the photos' ``product_scores`` were kept down to) are left
+    out rather than counted short. One camera's best score is not another's (on the
+    real-scenes photos the toys' count error is lowest near 0.25, the carts' at 0.5 or above),
+    which is what a per-camera new-track score would be chosen from; it is reported, never
+    chosen here."""
     counted = [p for p in photos if p.count is not None]
     products = sum(p.count for p in counted if p.count is not None)
     curve = []
-    for score in scores:
+    for score in (s for s in scores if s >= floor):
         errors = [
             abs(sum(s >= score for s in p.product_scores) - p.count)
             for p in counted

@@ -27,6 +27,7 @@ from harness.evals.scenes import (
     merged_mask,
     own_box_pairs,
     score_boxes,
+    score_curve,
     summarise,
 )
 from laneguard.cli import main
@@ -112,6 +113,9 @@ def test_totals_weigh_each_item_and_ratios_with_nothing_to_divide_are_null() -> 
     curve = {row["score"]: row for row in summarise(photos[1:], with_boxes=False)["by_score"]}
     assert [curve[s]["count_abs_error_share"] for s in (0.1, 0.3, 0.35, 0.9)] == [0.5, 0, 0.5, 0.5]
     assert curve[0.3]["exact_share"] == 1.0 and curve[0.9]["exact_share"] == 0.0
+    # Under the score the photos' boxes were kept down to, nothing would be right: left out.
+    floored = score_curve(photos[1:], floor=0.3)
+    assert [row["score"] for row in floored][:2] == [0.3, 0.35]
     alone = summarise([photos[2]], with_boxes=True)
     assert alone["count_abs_error_share"] is None and alone["exact_share"] is None
     assert alone["own_box_recall"] is None and alone["precision"] is None

@@ -78,3 +78,15 @@ def test_a_cut_run_resumes_and_ends_as_an_uncut_one(
     )
     assert lines[0] == f"{checkpoint} holds another recipe's embedder: training anew"
     assert len(lines) == 5
+    assert checkpoint.parent.stat().st_mode & 0o777 == 0o700
+    # The same file names with other pixels (a simulator changed, crops rendered anew) are
+    # other data: nothing is resumed over them.
+    _train(samples, progress=lambda line: None, checkpoint=checkpoint)
+    lines.clear()
+    _train(samples, progress=lines.append, checkpoint=checkpoint)
+    assert lines[0].startswith(f"embedder resumes from {checkpoint} after epoch 3/3")
+    first = samples["A"][0]
+    cv2.imwrite(str(first), 255 - cv2.imread(str(first)))
+    lines.clear()
+    _train(samples, progress=lines.append, checkpoint=checkpoint)
+    assert lines[0] == f"{checkpoint} holds another recipe's embedder: training anew"

@@ -113,8 +113,12 @@ def test_undecided_boxes_are_neither_right_nor_wrong(
     assert partial.detections == full.detections and partial.own == full.own - 1
     # ...unless that box is one nobody has decided yet: then it is left out of precision.
     undecided = {"kind": OF_INTEREST, "label": "product", "box": everything[dropped]["box"]}
-    waiting = from_store_frames([_store_frame(path, [*others, undecided])])
-    assert waiting[0].undecided.shape == (1, 4)
+    # One undecided box inside a labelled product's box stays scored, as write_yolo leaves
+    # it unpainted: a wrong detection there is still wrong.
+    x1, y1, x2, y2 = products[0]
+    inner = {**undecided, "box": [x1 + 2, y1 + 2, (x1 + x2) / 2, (y1 + y2) / 2]}
+    waiting = from_store_frames([_store_frame(path, [*others, undecided, inner])])
+    assert waiting[0].undecided.tolist() == [everything[dropped]["box"]]
     held = count_lane_boxes(shipped_detector, waiting)
     assert (held.products, held.own) == (partial.products, partial.own)
     assert held.detections == partial.detections - 1
@@ -138,9 +142,14 @@ def test_files_it_cannot_read_are_named(shipped_detector: Path, tmp_path: Path) 
     (images / "b.jpg").write_bytes(b"not a jpeg")
     with pytest.raises(LaneBoxError, match=r"b\.jpg: not an image"):
         from_yolo_split(images, labels)
-    broken = ScoredImage(images / "b.jpg", np.zeros((0, 4)), np.zeros((0, 4)))
-    with pytest.raises(LaneBoxError, match=r"b\.jpg: not an image"):
-        count_lane_boxes(shipped_detector, [broken])
+    (labels / "a.txt").write_text("0 0.5 0.5 0.2 0.2\nproduct 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(LaneBoxError, match=r"a\.txt:2: expected 'class cx cy w h'.*'product"):
+        from_yolo_split(images, labels)
+    # A kept frame gone unreadable (retention, damage) is left out and counted, not fatal:
+    # write_yolo leaves it out of the mAP50 set the same way.
+    broken = ScoredImage(images / "b.jpg", np.zeros((1, 4)), np.zeros((0, 4)))
+    count = count_lane_boxes(shipped_detector, [broken]).summary()
+    assert (count["images"], count["unreadable"], count["products"]) == (0, 1, 0)
 
 
 def test_the_gate_refuses_a_candidate_whose_map_rose_while_it_lost_boxes() -> None:
@@ -161,10 +170,28 @@ def test_the_gate_refuses_a_candidate_whose_map_rose_while_it_lost_boxes() -> No
     assert not report["passed"]
     assert report["failed"] == [
         "own_box_recall at the lane's new-track score on lane-1's newest camera frames not "
-        "worse than production by more than 0.01"
+        "worse than production by more than 0.0154"  # one box of production's 65, rounded up
     ]
-    passed = {c["check"].split(" ")[0] for c in report["checks"] if c["passed"]}
-    assert {"detector_mAP50", "precision", "own_box_recall"} <= passed  # the scenes' ones
+    scenes = [c for c in report["checks"] if "simulator test scenes" in c["check"]]
+    assert [(c["check"].split(" ")[0], c["passed"]) for c in scenes] == [
+        ("own_box_recall", True),
+        ("precision", True),
+    ]
+    # Over a few dozen boxes a measure moves a box at a time: one box fewer of 65 passes,
+    # two fewer do not.
+    for lost, verdict in ((1, True), (2, False)):
+        recall = round((51 - lost) / 65, 4)
+        shifted = {
+            **candidate,
+            "store_frames_boxes": {"lane-1": {**lane, "own_box_recall": recall, "precision": 0.9}},
+        }
+        before = {
+            **production,
+            "store_frames_boxes": {
+                "lane-1": {**lane, "own_box_recall": round(51 / 65, 4), "precision": 0.9}
+            },
+        }
+        assert judge(before, shifted, [], GatePolicy(tolerance=0.01))["passed"] is verdict
     # Fewer false boxes is no excuse for fewer products; as good on both is a pass.
     even = {**candidate, "store_frames_boxes": production["store_frames_boxes"]}
     assert judge(production, even, [], GatePolicy(tolerance=0.01))["passed"]

@@ -230,13 +230,14 @@ def test_bootstrap_refuses_an_embedder_another_recipe_trained(tmp_path: Path) ->
     photos = tmp_path / "photos"  # the shipped recipe's had real produce photos
     shipped = BootstrapConfig(embedder_from=SHIPPED_BUNDLE, produce_photos=photos)
     assert check_kept_embedder(shipped).version.startswith("bootstrap")
+    assert check_kept_embedder(replace(shipped, embed_procedural_views=9))  # views of no packs
     with pytest.raises(BundleError, match=r"\(embed_procedural_identities 0, not 500\)"):
         check_kept_embedder(replace(shipped, embed_procedural_identities=500))
 
 
 def test_procedural_packs_are_written_once_per_recipe(tmp_path: Path) -> None:
     from simulator.world import World
-    from trainer.bootstrap import BootstrapConfig, procedural_identities
+    from trainer.bootstrap import BootstrapConfig, procedural_codes, procedural_identities
 
     world = World.from_catalog()
     lines: list[str] = []
@@ -248,6 +249,16 @@ def test_procedural_packs_are_written_once_per_recipe(tmp_path: Path) -> None:
     written = {p: p.stat().st_mtime_ns for paths in first.values() for p in paths}
     assert procedural_identities(config, world, folder, lines.append) == first
     assert len(lines) == 1 and all(p.stat().st_mtime_ns == t for p, t in written.items())
+    # A bundle kept later names these classes without their crops (its weights' class list).
+    assert sorted(first) == procedural_codes(config)
+    # Another seed is other packs under other names: written anew.
+    reseeded = BootstrapConfig.quick(
+        seed=3, embed_procedural_identities=4, embed_procedural_views=2
+    )
+    assert sorted(procedural_identities(reseeded, world, folder, lines.append)) == procedural_codes(
+        reseeded
+    )
+    assert not set(procedural_codes(reseeded)) & set(first) and len(lines) == 2
     more = BootstrapConfig.quick(embed_procedural_identities=4, embed_procedural_views=3)
     assert all(
         len(paths) == 3
