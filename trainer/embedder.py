@@ -266,20 +266,22 @@ def train_embedder(
     )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     history: list[dict[str, float]] = []
-    recipe = {
-        "classes": classes,
-        "images": _samples_digest(items),
-        "parent": _parent_digest(parent),
-        "arch": arch,
-        "epochs": epochs,
-        "batch": batch,
-        "input_size": input_size,
-        "seed": seed,
-        "lr": lr,
-        "margin": margin,
-        "scale": scale,
-    }
     first_epoch = 0
+    recipe: dict[str, Any] = {}
+    if checkpoint is not None:  # the crops and parent are hashed only for a run that resumes
+        recipe = {
+            "classes": classes,
+            "images": _samples_digest(items),
+            "parent": _parent_digest(parent),
+            "arch": arch,
+            "epochs": epochs,
+            "batch": batch,
+            "input_size": input_size,
+            "seed": seed,
+            "lr": lr,
+            "margin": margin,
+            "scale": scale,
+        }
     if checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if saved.get("recipe") == recipe:
