@@ -23,6 +23,9 @@ class LaneModels:
     embedder: ModelFile
     gallery: Gallery
     threads: int = 2  # from the hardware profile, when one was chosen
+    # The second look at birth candidates (checkout_node.vision.verifier); None in bundles
+    # made before it, whose lanes start tracks on the detector's score alone.
+    verifier: ModelFile | None = None
 
     def path(self, model: ModelFile) -> Path:
         return self.folder / model.file
@@ -80,4 +83,9 @@ def load_models(
         folder / manifest.gallery, expect_embedder_sha256=manifest.files[fp32_embedder.file]
     )
     threads = chosen_profile.threads if chosen_profile is not None else 2
-    return LaneModels(manifest, folder, detector, embedder, gallery, threads)
+    verifiers = [m for m in manifest.models if m.role == "verifier"]
+    # The detector's precision where the bundle has it: a board that runs an int8 detector
+    # runs int8 fastest.
+    verifier = next((m for m in verifiers if m.precision == detector.precision), None)
+    verifier = verifier or (verifiers[0] if verifiers else None)
+    return LaneModels(manifest, folder, detector, embedder, gallery, threads, verifier)

@@ -4,7 +4,8 @@ It runs in a child process (`python -m checkout_node.smoke_test`), so a model th
 onnxruntime takes only the child with it. On the golden frames the bundle carries (lane frames
 with known items, rendered by the trainer and covered by the bundle's hashes and signature) the
 candidate's detector must find the items, its embedder must give unit vectors that pick each
-packaged item out of the gallery, and the detector must stay within the lane's latency budget.
+packaged item out of the gallery, its verifier (when it has one) must take the items for
+merchandise, and the detector must stay within the lane's latency budget.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class SmokeResult:
 class SmokeLimits:
     min_recall: float = 0.8  # of the golden items, by a detection with IoU >= 0.5
     min_identity: float = 0.6  # packaged golden items whose nearest gallery code is theirs
+    # Golden items the verifier (when the bundle has one) takes for merchandise: a verifier that
+    # refused the lane's own products would stop every new track below 0.5 and veto the rest.
+    min_verified: float = 0.9
     latency_budget_ms: float | None = None  # default: the profile's, else 250 ms
 
 
@@ -93,6 +97,7 @@ def check(bundle: Path, profile: str | None, limits: SmokeLimits) -> SmokeResult
             identity_hits += sum(
                 m[0].code == item["code"] for (item, _), m in zip(checked, matches)
             )
+    verified = _verified_share(models, frames, labels)
     recall = found / total if total else 0.0
     identity = identity_hits / identity_checked if identity_checked else 1.0
     p95 = float(np.percentile(latencies, 95))
@@ -105,6 +110,7 @@ def check(bundle: Path, profile: str | None, limits: SmokeLimits) -> SmokeResult
             "recall": round(recall, 3),
             "identity_top1": round(identity, 3),
             "detector_ms_p95": round(p95, 1),
+            "verified": None if verified is None else round(verified, 3),
             "latency_budget_ms": budget,
         },
     )
@@ -114,10 +120,33 @@ def check(bundle: Path, profile: str | None, limits: SmokeLimits) -> SmokeResult
         result.reasons.append(f"embedder identified {identity:.0%} of the golden items")
     if nonfinite:
         result.reasons.append(f"embedder gave {nonfinite} vectors that are not finite")
+    if verified is not None and not verified >= limits.min_verified:  # NaN fails too
+        result.reasons.append(f"verifier took {verified:.0%} of the golden items for products")
     if p95 > budget:
         result.reasons.append(f"detector took {p95:.0f} ms (p95), budget {budget:.0f} ms")
     result.passed = not result.reasons
     return result
+
+
+def _verified_share(
+    models: Any, frames: np.ndarray, labels: list[list[dict[str, Any]]]
+) -> float | None:
+    """The share of golden items the bundle's verifier passes, as the lane cuts their crops;
+    None without a verifier; NaN when it gives anything but shares in 0..1."""
+    if models.verifier is None:
+        return None
+    from checkout_node.vision.verifier import ProductVerifier, VerifierConfig
+
+    verifier = ProductVerifier(models.path(models.verifier), models.threads)
+    shares = [
+        verifier.not_product(frame, np.array([item["box"] for item in items], np.float32))
+        for frame, items in zip(frames, labels)
+        if items
+    ]
+    share = np.concatenate(shares) if shares else np.zeros(0, np.float32)
+    if not (np.isfinite(share).all() and ((share >= 0) & (share <= 1)).all()):
+        return float("nan")
+    return float((share < VerifierConfig().veto_share).mean()) if len(share) else 1.0
 
 
 def run_smoke_test(

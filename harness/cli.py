@@ -312,6 +312,13 @@ def probe_command(
     default=None,
     help="Folder to write each photo's lane frame with its boxes drawn into.",
 )
+@click.option(
+    "--verifier/--no-verifier",
+    default=True,
+    show_default=True,
+    help="Give the bundle's birth verifier its say, as a lane does (bundles without one: "
+    "the detector's score alone).",
+)
 def scenes_command(
     images: Path,
     counts: Path | None,
@@ -320,6 +327,7 @@ def scenes_command(
     size: int | None,
     precision: str | None,
     overlays: Path | None,
+    verifier: bool,
 ) -> None:
     """Run the bundle's detector on real photos as a lane frame sees them; print product counts
     (and box scores) at the tracker's new-track and low scores as JSON, and markdown rows on
@@ -357,6 +365,9 @@ def scenes_command(
             overlays,
             threads=models.threads,
             progress=lambda line: click.echo(line, err=True),
+            verifier=models.path(models.verifier)
+            if verifier and models.verifier is not None
+            else None,
         )
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

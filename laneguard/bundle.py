@@ -59,7 +59,7 @@ class ModelFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     file: str
-    role: Literal["detector", "embedder"]
+    role: Literal["detector", "embedder", "verifier"]
     precision: Literal["fp32", "int8"]
     input_size: int
     latency_ms: float | None = Field(default=None, description="median, build machine")

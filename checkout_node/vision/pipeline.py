@@ -39,7 +39,8 @@ from checkout_node.vision.detectors import (
     make_detector,
 )
 from checkout_node.vision.recogniser import Band, Identity, TrackRecogniser
-from checkout_node.vision.tracker import ByteTracker, Track, TrackerConfig
+from checkout_node.vision.tracker import UNJUDGED, BirthCheck, ByteTracker, Track, TrackerConfig
+from checkout_node.vision.verifier import BirthVerifier, ProductVerifier, VerifierConfig
 from laneguard.embedding import Embedder
 
 PRODUCT, HAND, NON_MERCHANDISE = 0, 1, 2
@@ -149,6 +150,10 @@ class LanePipeline:
     # keeping boxes down to the tracker's low score.
     detector: FrameDetector | None = None
     detector_backend: str = DEFAULT_BACKEND
+    # The second look at birth candidates, when the bundle carries a verifier; False: start
+    # tracks on the detector's score alone.
+    verify_births: bool = True
+    verifier_config: VerifierConfig = field(default_factory=VerifierConfig)
 
     def __post_init__(self) -> None:
         if self.detect_interval < 1:
@@ -173,6 +178,12 @@ class LanePipeline:
                 ),
             )
         self._detector: FrameDetector = self.detector
+        self.birth_verifier: BirthVerifier | None = None
+        if self.verify_births and self.models.verifier is not None:
+            self.birth_verifier = BirthVerifier(
+                ProductVerifier(self.models.path(self.models.verifier), self.threads),
+                self.verifier_config,
+            )
         # In the worker the embedder gets one thread: the detector keeps the others, and the
         # embedder's budget (trainer.bootstrap.EMBED_CROP_BUDGET_MS) is set for one thread.
         embedder = Embedder(
@@ -243,7 +254,9 @@ class LanePipeline:
             return self._coast(t, start)
         detections = self._detector.detect(frame)
         found = detections.of_classes(PRODUCT, NON_MERCHANDISE)
-        objects = self.object_tracker.update(found.boxes, found.scores, found.class_scores)
+        objects = self.object_tracker.update(
+            found.boxes, found.scores, found.class_scores, self._birth_check(frame, found)
+        )
         hands: list[Track] = []
         if self.track_hands:
             held = detections.of_classes(HAND)
@@ -268,6 +281,24 @@ class LanePipeline:
         result = self._result(t, start, detections, objects, hands, counted)
         result.lost = lost
         return result
+
+    def _birth_check(self, frame: np.ndarray, found: Detections) -> BirthCheck | None:
+        """The verifier's verdicts on the frame's product candidates; a non-merchandise
+        candidate is not its business and starts a track on its score alone."""
+        verifier = self.birth_verifier
+        if verifier is None:
+            return None
+
+        def check(candidates: np.ndarray) -> np.ndarray:
+            verdicts = np.full(len(candidates), UNJUDGED, np.int8)
+            products = found.classes[candidates] == PRODUCT
+            if products.any():
+                verdicts[products] = verifier.judge(
+                    frame, found.boxes[candidates[products]], self._index
+                )
+            return verdicts
+
+        return check
 
     def _coast(self, t: float, start: float) -> FrameResult:
         """A frame between detections: tracks move on by their motion; nothing new counts."""

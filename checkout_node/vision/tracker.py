@@ -11,9 +11,17 @@ item that disappears behind a hand comes back with its id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# A birth candidate's verdict from a second look (checkout_node.vision.verifier): a product; not
+# one; not for the look to judge (too small a sliver, not merchandise-class), so its score
+# decides; or waiting for a later frame's look (the frame's budget was spent).
+PRODUCT_VERDICT, NOT_PRODUCT_VERDICT, UNJUDGED, WAITING = 1, 0, -1, -2
+# Candidate indices (into the frame's detections, best score first) -> one verdict each.
+BirthCheck = Callable[[np.ndarray], np.ndarray]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -171,10 +179,41 @@ class TrackerConfig:
     high_score: float = 0.45  # first-round detections
     low_score: float = 0.1  # second-round detections (occluded, blurred)
     new_track_score: float = 0.5  # a detection this confident may start a track
+    # With a second look (``update``'s ``verify``): a detection this confident may start a track
+    # when the look says it is a product, and one over ``new_track_score`` is refused when the
+    # look says it is not. Half the score a detection needs on its own.
+    verify_score: float = 0.25
     match_iou: float = 0.2  # minimum association score for the first round
     low_match_iou: float = 0.25  # the second round is stricter
     confirm_hits: int = 3  # a track is real after this many matched frames
     max_missed: int = 20  # frames a lost track waits to be found again
+
+
+def births(
+    unmatched: np.ndarray, scores: np.ndarray, config: TrackerConfig, verify: BirthCheck | None
+) -> np.ndarray:
+    """The detections among ``unmatched`` that start a track, in detection order.
+
+    Without a second look: those at or above ``new_track_score``. With one (``verify``): every
+    candidate at or above ``verify_score`` is shown to it, best first; a confident one starts
+    a track unless the look says it is not a product or has yet to look at it, a less
+    confident one only when the look says it is. A detector trained on rendered images scores
+    real products low and real clutter (wire grids, shelves) high; the look tells them apart.
+    """
+    unmatched = np.sort(np.asarray(unmatched, np.int64))
+    if verify is None:
+        return unmatched[scores[unmatched] >= config.new_track_score]
+    order = unmatched[np.argsort(-scores[unmatched], kind="stable")]
+    candidates = order[scores[order] >= min(config.verify_score, config.new_track_score)]
+    if len(candidates) == 0:
+        return candidates
+    verdicts = np.asarray(verify(candidates))
+    if verdicts.shape != candidates.shape:
+        raise ValueError(f"verify gave {verdicts.shape} verdicts for {len(candidates)} candidates")
+    confident = scores[candidates] >= config.new_track_score
+    kept_without_look = (verdicts == UNJUDGED) | (verdicts == PRODUCT_VERDICT)
+    keep = np.where(confident, kept_without_look, verdicts == PRODUCT_VERDICT)
+    return np.sort(candidates[keep])
 
 
 class ByteTracker:
@@ -188,10 +227,16 @@ class ByteTracker:
         self._class_scores: np.ndarray | None = None
 
     def update(
-        self, boxes: np.ndarray, scores: np.ndarray, class_scores: np.ndarray | None = None
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        class_scores: np.ndarray | None = None,
+        verify: BirthCheck | None = None,
     ) -> list[Track]:
         """One frame's detections; ``class_scores`` (N, C), when given, accumulate per track
-        so each track's ``label`` is decided over its lifetime, not by one frame."""
+        so each track's ``label`` is decided over its lifetime, not by one frame. ``verify``,
+        when given, is asked about the detections that could start a track (see
+        :func:`births`)."""
         cfg = self.config
         self._class_scores = class_scores
         self.frame += 1
@@ -212,21 +257,51 @@ class ByteTracker:
             alive, boxes[low], cfg.low_match_iou, self._classes_of(low)
         )
         low_index = np.flatnonzero(low)
+        used = {int(high_index[d]) for _, d in matched_high}
         for t, d in matched_low:
             index = int(low_index[d])
+            used.add(index)
             self._hit(self.tracks[t], index, boxes[index], float(scores[index]))
         matched_track_ids = {t for t, _ in matched_high} | {t for t, _ in matched_low}
         for t, track in enumerate(self.tracks):
             if t not in matched_track_ids:
                 track.missed += 1
-        used_high = {d for _, d in matched_high}
-        for d, new in enumerate(high_index.tolist()):
-            if d not in used_high and scores[new] >= cfg.new_track_score:
-                self._start(new, boxes[new], float(scores[new]))
+        for new in births(
+            self._birth_candidates(boxes, scores, high, used, verify is not None),
+            scores,
+            cfg,
+            verify,
+        ).tolist():
+            self._start(new, boxes[new], float(scores[new]))
         self.tracks = [
             t for t in self.tracks if t.missed <= cfg.max_missed and (t.confirmed or t.missed == 0)
         ]
         return [t for t in self.tracks if t.missed == 0]
+
+    def _birth_candidates(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        high: np.ndarray,
+        used: set[int],
+        looked_at: bool,
+    ) -> np.ndarray:
+        """The detections no track claimed that may start one. Without a second look, the
+        first round's only (ByteTrack's rule). With one, unsure boxes too, except one lying on
+        a track: a lost item coming back at a low score, or a part of an item already
+        tracked; a confident box finds the lost track again in the first round, as before."""
+        if not looked_at:
+            return np.array([i for i in np.flatnonzero(high).tolist() if i not in used], np.int64)
+        cfg = self.config
+        free = np.array(
+            [i for i in range(len(scores)) if i not in used and scores[i] >= cfg.low_score],
+            np.int64,
+        )
+        if len(free) == 0 or not self.tracks:
+            return free
+        overlap = iou_matrix(boxes[free], np.stack([t.box for t in self.tracks])).max(axis=1)
+        unsure = scores[free] < cfg.new_track_score
+        return free[~(unsure & (overlap >= cfg.match_iou))]
 
     def coast(self) -> list[Track]:
         """A frame the detector skipped: every track moves on by its motion model alone.

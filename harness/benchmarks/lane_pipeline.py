@@ -35,8 +35,14 @@ def replay_speed(
     counted.extend(pipeline.flush())
     wall = time.perf_counter() - start
     stats = pipeline.stats
+    looks = pipeline.birth_verifier
     return {
         "detector": models.detector.file,
+        "verifier": None if looks is None or models.verifier is None else models.verifier.file,
+        "verifier_looks": 0 if looks is None else looks.looks,
+        "verifier_ms_per_frame": 0.0
+        if looks is None
+        else round(1000 * looks.seconds / max(stats.frames, 1), 2),
         "detect_interval": detect_interval,
         "frames": stats.frames,
         "detected_frames": stats.detected_frames,

@@ -8,6 +8,10 @@ as a camera of that resolution would have seen it), the bundle's detector runs o
 built as `LanePipeline` builds it, and its product boxes are counted at the two scores the
 tracker acts on: `new_track_score` (a box this confident starts a track, so it is what a lane
 would count) and `low_score` (the least a box may score and still keep an existing track).
+When the bundle carries a verifier, the count at the new-track score is the lane's births:
+every product box at or above the tracker's ``verify_score`` is shown to the verifier, as a lane
+shows it within a few frames of a still scene (`checkout_node.vision.tracker.births`); the
+``by_score`` curve stays the detector's own.
 
 Count metrics are totals over the photos that have a count: ``count_abs_error_share`` is
 sum |found - count| / sum count, ``exact_share`` the share of counted photos found exactly.
@@ -27,7 +31,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -38,7 +42,14 @@ from checkout_node.service import DEFAULT_FRAME
 from checkout_node.vision.detector import Detections, inside_share
 from checkout_node.vision.detectors import FrameDetector, make_detector
 from checkout_node.vision.pipeline import PRODUCT, lane_detector_config
-from checkout_node.vision.tracker import TrackerConfig, greedy_assignment, iou_matrix
+from checkout_node.vision.tracker import (
+    NOT_PRODUCT_VERDICT,
+    TrackerConfig,
+    births,
+    greedy_assignment,
+    iou_matrix,
+)
+from checkout_node.vision.verifier import BirthVerifier, ProductVerifier, VerifierConfig
 from laneguard.detection import PAD_VALUE
 from product_db.errors import LaneGuardError
 
@@ -166,6 +177,7 @@ class PhotoResult:
     boxes_low: BoxScore | None = None
     # scores of the product boxes at or above the low score: the count at any score between
     product_scores: tuple[float, ...] = ()
+    refused: int | None = None  # candidates the verifier said are not products (None: no verifier)
 
     @property
     def folder(self) -> str:
@@ -178,6 +190,7 @@ class PhotoResult:
             "count": self.count,
             "found": self.found,
             "found_low": self.found_low,
+            "refused": self.refused,
         }
         if self.boxes is not None and self.boxes_low is not None:
             row |= {
@@ -392,6 +405,35 @@ def product_boxes(
     return np.asarray(detections.boxes[keep], np.float64)
 
 
+def lane_births(
+    frame: np.ndarray,
+    detections: Detections,
+    tracker: TrackerConfig,
+    look: BirthVerifier | None,
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(frame boxes of the products a lane would start tracks for on this still frame, the
+    product boxes it would not, how many candidates the verifier refused: None without one),
+    by the tracker's own birth rule. ``look`` should be fresh for each photo and without a
+    per-frame limit: a lane looking at a still scene gets to every candidate within a few
+    frames, each waiting its turn."""
+    products = detections.of_classes(PRODUCT)
+    refused = None if look is None else 0
+
+    def verify(candidates: np.ndarray) -> np.ndarray:
+        nonlocal refused
+        assert look is not None
+        verdicts = look.judge(frame, products.boxes[candidates], 0)
+        refused = int((verdicts == NOT_PRODUCT_VERDICT).sum())
+        return verdicts
+
+    everyone = np.arange(len(products), dtype=np.int64)
+    born = births(everyone, products.scores, tracker, verify if look is not None else None)
+    boxes = np.asarray(products.boxes, np.float64).reshape(-1, 4)
+    rest = np.ones(len(boxes), bool)
+    rest[born] = False
+    return boxes[born], boxes[rest & (products.scores >= tracker.low_score)], refused
+
+
 def _product_scores(detections: Detections, minimum_score: float) -> list[float]:
     keep = (detections.classes == PRODUCT) & (detections.scores >= minimum_score)
     return [float(score) for score in detections.scores[keep]]
@@ -439,10 +481,11 @@ def evaluate_scenes(
     overlays: Path | None = None,
     threads: int = 2,
     progress: Callable[[str], None] | None = None,
+    verifier: Path | None = None,
 ) -> dict[str, Any]:
-    """Run the detector ``model`` on every photo under ``images`` as a lane would and score it
-    against ``counts`` (CSV) and ``boxes`` (JSON); JSON-able result. Bad input raises
-    ScenesError naming the photo, row or box."""
+    """Run the detector ``model`` (and the birth ``verifier``, when given) on every photo under
+    ``images`` as a lane would and score it against ``counts`` (CSV) and ``boxes`` (JSON);
+    JSON-able result. Bad input raises ScenesError naming the photo, row or box."""
     photos = find_photos(images, exclude=overlays)
     true_boxes = match_to_photos(read_boxes(boxes), photos, "boxes", boxes) if boxes else {}
     if counts is not None:
@@ -453,6 +496,9 @@ def evaluate_scenes(
         overlays.mkdir(parents=True, exist_ok=True)
     tracker = TrackerConfig()
     detector = lane_detector(model, threads)
+    session = ProductVerifier(verifier, threads) if verifier is not None else None
+    # Every candidate of a photo looked at (see lane_births); the rest as the lane has it.
+    look_config = replace(VerifierConfig(), per_frame=1_000_000)
     results: list[PhotoResult] = []
     for index, (key, path) in enumerate(photos.items()):
         photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -460,7 +506,8 @@ def evaluate_scenes(
             raise ScenesError(f"{path}: cannot be read as an image")
         frame, fit = fit_to_lane_frame(photo)
         detections = detector.detect(frame)
-        counted = product_boxes(detections, tracker.new_track_score)
+        look = None if session is None else BirthVerifier(session, look_config)
+        counted, low_only, refused = lane_births(frame, detections, tracker, look)
         low = product_boxes(detections, tracker.low_score)
         truth = true_boxes.get(key)
         score = score_low = None
@@ -475,6 +522,7 @@ def evaluate_scenes(
             score,
             score_low,
             tuple(_product_scores(detections, tracker.low_score)),
+            refused,
         )
         results.append(result)
         if overlays is not None:
@@ -482,7 +530,6 @@ def evaluate_scenes(
                 f"found {result.found} (low score {result.found_low}) / "
                 f"count {'-' if result.count is None else result.count}"
             )
-            low_only = product_boxes(detections, tracker.low_score, tracker.new_track_score)
             picture = draw_overlay(
                 frame, counted, low_only, None if truth is None else fit.to_frame(truth), caption
             )
@@ -497,6 +544,17 @@ def evaluate_scenes(
         folders.setdefault(result.folder, []).append(result)
     return {
         "frame": list(DEFAULT_FRAME),
+        # What the count at the new-track score is: the detector's score alone, or the lane's
+        # rule with the verifier (then the by_score curve at 0.5 is the detector's alone).
+        "birth_rule": "score" if verifier is None else "score+verifier",
+        "verifier": None
+        if verifier is None
+        else {
+            "model": verifier.name,
+            "verify_score": tracker.verify_score,
+            "veto_share": look_config.veto_share,
+            "refused": sum(r.refused or 0 for r in results),
+        },
         "new_track_score": tracker.new_track_score,
         "low_score_threshold": tracker.low_score,
         **summarise(results, with_boxes),
@@ -522,8 +580,9 @@ def scenes_table(result: dict[str, Any]) -> list[str]:
     ]
     sets = [("all", result), *result["by_folder"].items()]
     for name, totals in sets:
+        births = "+verifier" if result.get("birth_rule") == "score+verifier" else ""
         for score, run in (
-            (result["new_track_score"], totals),
+            (f"{result['new_track_score']}{births}", totals),
             (result["low_score_threshold"], totals["low_score"]),
         ):
             box_cells = (

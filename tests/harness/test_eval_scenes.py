@@ -238,12 +238,13 @@ def test_eval_scenes_cli_on_simulator_frames(tmp_path: Path) -> None:
     assert (result["new_track_score"], result["low_score_threshold"]) == (0.5, 0.1)
     assert result["photos"] == 3 and result["counted_photos"] == 2
     assert result["products"] == sum(counted.values())
-    # The count at a range of scores: at the new-track and low scores it is the count above.
+    # The detector's count at a range of scores: at the low score it is the count above (at
+    # the new-track score too without the verifier: the real-photo test below).
     curve = {row["score"]: row for row in result["by_score"]}
     assert list(curve) == [round(0.1 + 0.05 * i, 2) for i in range(17)]
-    for score, totals in ((0.5, result), (0.1, result["low_score"])):
-        assert curve[score]["count_abs_error_share"] == totals["count_abs_error_share"]
-        assert curve[score]["exact_share"] == totals["exact_share"]
+    assert curve[0.1]["count_abs_error_share"] == result["low_score"]["count_abs_error_share"]
+    assert curve[0.1]["exact_share"] == result["low_score"]["exact_share"]
+    assert result["verifier"]["model"] == "verifier-224-fp32.onnx"
     assert "by_score" in result["by_folder"]["phone"]
     assert set(result["by_folder"]) == {"lane", "phone"}
     assert result["by_folder"]["phone"]["products"] == counts["phone/portrait.jpg"]
@@ -348,3 +349,20 @@ def test_eval_scenes_of_the_shipped_bundle_on_real_photos(
     for row in result["per_photo"]:
         assert row["found_low"] >= row["found"] >= 0 and row["count"] >= 1
     assert result["count_abs_error_share"] >= 0 and 0 <= result["exact_share"] <= 1
+    # The lane's second look: shown every box from the verify score, it refuses some of these
+    # photos' boxes (a cart's wire grid, the shelves behind it) and backs some unsure ones.
+    assert result["verifier"]["verify_score"] == 0.25
+    assert result["verifier"]["refused"] == sum(r["refused"] for r in result["per_photo"]) > 0
+    alone = _scenes("--images", str(tmp_path / "photos"), "--counts", str(counts), "--no-verifier")
+    assert alone.exit_code == 0, alone.output
+    detector_only = json.loads(alone.stdout)
+    assert detector_only["verifier"] is None
+    assert {r["refused"] for r in detector_only["per_photo"]} == {None}
+    assert (detector_only["birth_rule"], result["birth_rule"]) == ("score", "score+verifier")
+    assert "| 0.5+verifier |" in done.stderr and "| 0.5+verifier |" not in alone.stderr
+    at_half = next(row for row in detector_only["by_score"] if row["score"] == 0.5)
+    assert at_half["count_abs_error_share"] == detector_only["count_abs_error_share"]
+    assert detector_only["by_score"] == result["by_score"]  # the detector's own curve
+    assert [r["found"] for r in detector_only["per_photo"]] != [
+        r["found"] for r in result["per_photo"]
+    ]

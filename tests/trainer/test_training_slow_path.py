@@ -321,6 +321,11 @@ def test_train_run_fine_tunes_from_production_and_publishes_what_passes(
     assert manifest.metrics["gate"]["passed"]
     models = load_models(candidate)  # a lane can run it
     assert models.gallery is not None and new_code in models.gallery.codes
+    # The verifier is nothing a store teaches: production's file rides along unchanged.
+    verifier = next(m for m in parent.models if m.role == "verifier")
+    assert models.verifier is not None and models.verifier.file == verifier.file
+    assert manifest.files[verifier.file] == parent.files[verifier.file]
+    assert "verifier_not_product_classes" in manifest.training_data
 
     with Session(engine) as session:
         release = session.exec(select(BundleRelease)).one()
