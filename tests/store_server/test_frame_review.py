@@ -48,6 +48,8 @@ from tests.helpers.live_server import enrol, serve, sign_in
 from tests.helpers.messages import NOW, as_json, b64
 from tests.store_server.test_console_browser import browser_sign_in, csp_violations
 
+SHIPPED_VERSION = read_manifest(SHIPPED_BUNDLE).version  # the store's teacher when none is set
+
 SCENE_SEED = 38  # a fruit alone, a cereal box under a hand and a wallet, bare lane on the left
 BARE_LANE = (30.0, 150.0, 130.0, 250.0)  # nothing drawn there (the test checks)
 PASSWORD = "manager-pass"
@@ -243,9 +245,9 @@ def test_the_teacher_says_yes_no_and_leaves_the_unclear_box_to_a_person(
     fruit, hidden, bare, hand = open_frame.boxes
     scores = [float(str(box["teacher_score"])) for box in (fruit, hidden, bare)]
     assert scores[0] >= 0.8 and 0.1 <= scores[1] < 0.6 and scores[2] < 0.1, scores
-    assert (fruit["verdict"], fruit["by"]) == ("yes", "teacher (bootstrap-8)")
+    assert (fruit["verdict"], fruit["by"]) == ("yes", f"teacher ({SHIPPED_VERSION})")
     assert "verdict" not in hidden and "by" not in hidden
-    assert (bare["verdict"], bare["by"]) == ("no", "teacher (bootstrap-8)")
+    assert (bare["verdict"], bare["by"]) == ("no", f"teacher ({SHIPPED_VERSION})")
     assert hand == judged_frames(scene)[0].boxes[3].model_dump(mode="json")  # not the teacher's
     for box, sent in zip(open_frame.boxes, judged_frames(scene)[0].boxes):
         assert {k: box[k] for k in ("box", "label", "kind", "score")} == {
@@ -266,7 +268,7 @@ def test_the_teacher_says_yes_no_and_leaves_the_unclear_box_to_a_person(
         "reject": 0.1,
     }
     assert (entry.detail["model"], entry.detail["detector"]) == (
-        "bootstrap-8",
+        SHIPPED_VERSION,
         "detector-416-int8.onnx",
     )
 
@@ -485,7 +487,7 @@ def test_a_manager_decides_each_unsure_box_with_one_tap(
             ("yes", "mia"),
             ("yes", "mia"),
             ("no", "mia"),
-            ("no", "teacher (bootstrap-8)"),
+            ("no", f"teacher ({SHIPPED_VERSION})"),
         ]
         entries = [e for e in store.audit() if e.action == "frame.box_decided"]
         assert [(e.username, e.target, e.detail["verdict"]) for e in entries] == [
