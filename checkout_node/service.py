@@ -315,6 +315,7 @@ class LaneService:
             threads=s.inference_threads,
             detect_interval=s.detect_interval,
             detector_backend=s.detector_backend,
+            verify_births=s.verify_births,
         )
 
     def stage_bundle(self, bundle: Path, on_live: Callable[[], None]) -> None:

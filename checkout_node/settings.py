@@ -155,6 +155,11 @@ class LaneSettings(ServiceSettings):
         description="threads each model may use (default: the bundle's hardware profile); "
         "lower it where the lane shares its computer, so threads do not fight over cores",
     )
+    verify_births: bool = Field(
+        default=True,
+        description="ask the bundle's verifier before a box starts a track (false: the "
+        "detector's score alone, for a counter or surround it is found to misjudge)",
+    )
     detector_backend: str = Field(
         default=DEFAULT_BACKEND,
         description="how the detector runs (checkout_node.vision.detectors: onnxruntime, "

@@ -54,14 +54,9 @@ class Embedder:
     def __init__(
         self, model_path: str | Path, threads: int = 2, providers: Sequence[str] | None = None
     ) -> None:
-        import onnxruntime as ort
+        from laneguard.sessions import inference_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(model_path), options, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        self.session = inference_session(model_path, threads, providers)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
         self.size = int(model_input.shape[-1])

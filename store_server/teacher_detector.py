@@ -105,15 +105,11 @@ class TeacherDetector:
     minute per lane is little work."""
 
     def __init__(self, model: Path, classes: Sequence[str], threads: int = 1) -> None:
-        import onnxruntime as ort
+        from laneguard.sessions import inference_session
 
-        options = ort.SessionOptions()
         # One thread by default: the teacher works in the background of a server that also
         # answers lanes and consoles, so it takes what is left rather than competing for it.
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.session = inference_session(model, threads)
         spec = self.session.get_inputs()[0]
         self.input_name = spec.name
         self.size = int(spec.shape[-1])

@@ -251,7 +251,7 @@ def camera_command(
 def verifier_command(
     bundle: Path | None, out: Path, work: Path, produce_photos: Path | None
 ) -> None:
-    """Add the product verifier (EfficientNet-Lite0's ImageNet classifier, giving each crop's
+    """Add the product verifier (EfficientNet-Lite2's ImageNet classifier, giving each crop's
     mass on classes no checkout sells) to a bundle. With real produce photos an int8 copy is
     calibrated and shipped too if it agrees with the float one; without them, float only."""
     from laneguard.bundle import SHIPPED_BUNDLE, BundleError, read_manifest

@@ -87,14 +87,10 @@ class Detector:
         iou: float = 0.5,
         nms_groups: Sequence[int] | None = None,
     ) -> None:
-        import onnxruntime as ort
+        from laneguard.sessions import inference_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.providers = list(providers or choose_providers())
-        self.session = ort.InferenceSession(str(model), options, providers=self.providers)
+        self.session = inference_session(model, threads, self.providers)
         spec = self.session.get_inputs()[0]
         self.input_name = spec.name
         self.size = int(spec.shape[-1])

@@ -47,8 +47,9 @@ class VerifierConfig:
     # At or above this share of the classifier's belief on non-merchandise: not a product.
     # Half: whichever side the classifier leans to, with nothing tuned per camera.
     veto_share: float = 0.5
-    # Crops looked at in one frame; the rest wait for the next. One: a look costs about half a
-    # frame on 2 x86 cores (more on a Pi), and on a lane items come into view one at a time.
+    # Crops looked at in one frame; the rest wait for the next. One: a look costs about a
+    # frame's time on 2 x86 cores (more on a Pi), and on a lane items come into view one at a
+    # time.
     per_frame: int = 1
     remember_frames: int = 15  # a refused box refuses what lies on it for this many frames
     remember_iou: float = 0.5
@@ -79,15 +80,10 @@ class ProductVerifier:
     the classifier's belief on non-merchandise."""
 
     def __init__(self, model: str | Path, threads: int = 2) -> None:
-        import onnxruntime as ort
+        from laneguard.sessions import inference_session
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(
-                str(model), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = inference_session(model, threads)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise VerifierError(f"{model}: not a verifier model ({exc})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()

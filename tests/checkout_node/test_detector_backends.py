@@ -127,3 +127,18 @@ def test_a_lane_sharing_its_computer_runs_its_models_on_the_threads_it_is_told(
         own.lane.pipeline.close()
     with pytest.raises(ValidationError, match="inference_threads"):
         LaneSettings(inference_threads=0)
+
+
+def test_a_lane_setting_switches_the_birth_verifier_off(tmp_path: Path) -> None:
+    """IT's way out where a store's counter fools the verifier: the detector's score alone."""
+    from checkout_node.service import LaneService
+
+    off = LaneService(LaneSettings(data_dir=tmp_path, camera="none.mp4", verify_births=False))
+    on = LaneService(LaneSettings(data_dir=tmp_path / "on", camera="none.mp4"))
+    try:
+        assert on.models.verifier is not None  # the shipped bundle carries one
+        assert on.lane.pipeline.birth_verifier is not None
+        assert off.lane.pipeline.birth_verifier is None
+    finally:
+        off.lane.pipeline.close()
+        on.lane.pipeline.close()

