@@ -38,11 +38,9 @@ def quantize_int8(
 
     if not calibration:
         raise ValueError("int8 calibration needs at least one input")
-    import onnxruntime as ort
+    from laneguard.sessions import inference_session
 
-    input_name = (
-        ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    )
+    input_name = inference_session(fp32, 1).get_inputs()[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -73,6 +71,7 @@ def quantize_int8(
 
 
 HALF_STORED_MIN_ELEMENTS = 64  # smaller initializers (biases, scalars) gain nothing stored half
+HALF_MAX = 65504.0  # the largest finite float16
 
 
 def with_half_stored_weights(fp32: Path, out: Path) -> Path:
@@ -88,12 +87,22 @@ def with_half_stored_weights(fp32: Path, out: Path) -> Path:
 
     model = onnx.load(str(fp32))
     graph = model.graph
+    inputs = {value.name for value in graph.input}  # an initializer a caller may override
     initializers, casts = [], []
     for tensor in graph.initializer:
-        if tensor.data_type != TensorProto.FLOAT or np.prod(tensor.dims) < HALF_STORED_MIN_ELEMENTS:
+        if (
+            tensor.data_type != TensorProto.FLOAT
+            or np.prod(tensor.dims) < HALF_STORED_MIN_ELEMENTS
+            or tensor.name in inputs
+        ):
             initializers.append(tensor)
             continue
-        half = numpy_helper.to_array(tensor).astype(np.float16)
+        values = numpy_helper.to_array(tensor)
+        # Beyond float16's range a weight would become inf; such a tensor stays float32.
+        if not np.isfinite(values).all() or np.abs(values).max(initial=0.0) > HALF_MAX:
+            initializers.append(tensor)
+            continue
+        half = values.astype(np.float16)
         stored = f"{tensor.name}__float16"
         initializers.append(numpy_helper.from_array(half, stored))
         casts.append(helper.make_node("Cast", [stored], [tensor.name], to=TensorProto.FLOAT))

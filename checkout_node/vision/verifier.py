@@ -82,6 +82,8 @@ class ProductVerifier:
     def __init__(self, model: str | Path, threads: int = 2) -> None:
         from laneguard.sessions import inference_session
 
+        if threads < 1:
+            raise VerifierError(f"{model}: a verifier needs at least one thread, got {threads}")
         try:
             self.session = inference_session(model, threads)
         except Exception as exc:  # onnxruntime raises its own exception types

@@ -34,6 +34,15 @@ def test_a_session_takes_the_threads_it_is_given_on_the_cpu(tmp_path: Path) -> N
     assert out.tolist() == [[0.0, 0.0, 2.0]]
 
 
+def test_a_session_runs_on_the_providers_it_is_given(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    session = inference_session(_identity(tmp_path / "relu.onnx"), 1, ["CPUExecutionProvider"])
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    level = session.get_session_options().graph_optimization_level
+    assert level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
 def test_no_threads_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one thread, got 0"):
         inference_session(_identity(tmp_path / "relu.onnx"), 0)

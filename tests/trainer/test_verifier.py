@@ -110,8 +110,9 @@ def test_real_produce_photos_are_kept_as_products(exported: Path, produce_photos
     assert kept >= 0.9, dict(zip([p.parent.name for p in picked], scores.round(3), strict=True))
 
 
-def without_verifier(bundle: Path, out: Path) -> Path:
-    """``bundle`` as it was before a verifier was added (the shipped one carries one)."""
+def without_verifier(bundle: Path, out: Path, replaced: dict[str, Path] | None = None) -> Path:
+    """``bundle`` as it was before a verifier was added (the shipped one carries one), with
+    the ``replaced`` members' files in place of its own."""
     from laneguard.bundle import extracted, write_bundle
 
     folder, manifest = extracted(bundle)
@@ -126,7 +127,7 @@ def without_verifier(bundle: Path, out: Path) -> Path:
         }
     )
     members = {name: folder / name for name in manifest.files if name not in dropped}
-    return write_bundle(bare, members, out)
+    return write_bundle(bare, members | (replaced or {}), out)
 
 
 def test_adding_the_verifier_keeps_a_bundle_that_verifies_and_loads(tmp_path: Path) -> None:
@@ -162,6 +163,35 @@ def test_adding_the_verifier_keeps_a_bundle_that_verifies_and_loads(tmp_path: Pa
     assert [m.file for m in readded.models if m.role == "verifier"] == [VERIFIER_FILE]
     # A lane still loads it (it runs the detector and embedder the profiles name).
     assert load_models(out).manifest.version == manifest.version
+
+
+def test_adding_the_verifier_stores_full_float_embedder_weights_half(tmp_path: Path) -> None:
+    """A bundle made before half storage carries float32 embedder weights with the ImageNet
+    classifier the embedder never runs: they come out half, without it, and still load."""
+    from trainer.verifier import add_verifier
+    from trainer.weights import TRAINING_WEIGHTS, UNUSED_PREFIX, load_embedder
+
+    name = TRAINING_WEIGHTS["embedder"]
+    extract_bundle(SHIPPED_BUNDLE, tmp_path / "shipped")
+    saved = torch.load(tmp_path / "shipped" / name, weights_only=True)
+    wheel, _ = load_backbone("lite0")
+    full_state = {
+        k: v.float() if v.is_floating_point() else v for k, v in saved["state_dict"].items()
+    }
+    full_state |= {f"{UNUSED_PREFIX}{k}": v for k, v in wheel._fc.state_dict().items()}
+    full = tmp_path / "full.pt"
+    torch.save({**saved, "state_dict": full_state}, full)
+    source = without_verifier(SHIPPED_BUNDLE, tmp_path / "before.tar.gz", {name: full})
+    out = add_verifier(source, tmp_path / "with-verifier.tar.gz", tmp_path / "work")
+    manifest = extract_bundle(out, tmp_path / "extracted")
+    assert manifest.files[name] != read_manifest(source).files[name]
+    assert manifest.files[name] == sha256_file(tmp_path / "shipped" / name)  # as shipped
+    state = torch.load(tmp_path / "extracted" / name, weights_only=True)["state_dict"]
+    assert not any(key.startswith(UNUSED_PREFIX) for key in state)
+    assert all(t.dtype == torch.float16 for t in state.values() if t.is_floating_point())
+    model, meta = load_embedder(tmp_path / "extracted" / name)
+    assert meta["arch"] == "efficientnet-lite0"
+    assert torch.equal(model.backbone.network._fc.weight, wheel._fc.weight)
 
 
 def test_the_command_adds_the_verifier_and_refuses_a_missing_bundle(tmp_path: Path) -> None:

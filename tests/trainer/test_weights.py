@@ -103,3 +103,20 @@ def test_weights_missing_a_layer_the_embedder_runs_are_refused(tmp_path: Path) -
     torch.save(content, saved)
     with pytest.raises(BundleError, match="do not fit a lanenet network"):
         load_embedder(saved)
+
+
+def test_a_trained_network_rounded_to_half_is_saved_and_loaded_exactly(tmp_path: Path) -> None:
+    """What train_embedder does last: the ONNX the lanes run and the weights the next training
+    starts from are then the same numbers."""
+    from trainer.embedder import round_to_half
+
+    run = _run()
+    before = {k: v.clone() for k, v in run.model.state_dict().items()}
+    round_to_half(run.model)
+    for name, tensor in run.model.state_dict().items():
+        assert tensor.dtype == before[name].dtype, name
+        if tensor.is_floating_point():
+            assert torch.equal(tensor, before[name].half().float()), name
+    loaded, _ = load_embedder(save_embedder(run, tmp_path / "embedder-weights.pt"))
+    for name, tensor in run.model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
