@@ -61,12 +61,11 @@ def half_stored_embedder(path: Path, out: Path) -> Path:
 
     saved = torch.load(path, map_location="cpu", weights_only=True)
     state = saved["state_dict"]
-    if _stored(state).keys() == state.keys() and not any(
-        t.is_floating_point() and t.dtype != torch.float16 for t in state.values()
-    ):
+    stored = _stored(state)
+    if stored.keys() == state.keys() and all(stored[k].dtype == t.dtype for k, t in state.items()):
         return path
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({**saved, "state_dict": _stored(state)}, out)
+    torch.save({**saved, "state_dict": stored}, out)
     return out
 
 
